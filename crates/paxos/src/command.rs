@@ -1,0 +1,114 @@
+//! What clients ask for and what the log holds: key-value commands, batches of them, no-ops.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::types::{ClientId, NodeId, RequestId};
+
+/// One operation on the key-value state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Read a key. Reads go through the log, so they are linearizable.
+    Get {
+        /// The key to read.
+        key: Bytes,
+    },
+    /// Write a key.
+    Put {
+        /// The key to write.
+        key: Bytes,
+        /// The new value.
+        value: Bytes,
+    },
+    /// Remove a key.
+    Delete {
+        /// The key to remove.
+        key: Bytes,
+    },
+}
+
+/// A client's command: an operation tagged with the ids that make execution exactly-once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Command {
+    /// The client session that issued it.
+    pub client: ClientId,
+    /// Unique per client; a retry reuses the id, so a command is never executed twice.
+    pub request: RequestId,
+    /// What to do.
+    pub op: Op,
+}
+
+/// What one log slot holds.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Value {
+    /// Fills a hole that a new leader (or a Basic Paxos proposer) found with no value.
+    Noop,
+    /// Commands decided together in one slot, executed in order.
+    Batch(Arc<[Command]>),
+}
+
+/// The result of a command, as sent back to the client.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// A `Get` found this value, or nothing.
+    Value(Option<Bytes>),
+    /// A `Put` or `Delete` was applied.
+    Done,
+    /// This node does not take requests; try the leader it believes in.
+    NotLeader {
+        /// The node this one thinks leads, if it knows.
+        leader: Option<NodeId>,
+    },
+    /// The request id is older than the reply cache remembers for this client: it was executed
+    /// long ago and its reply is gone. The client must not retry it.
+    Expired,
+}
+
+/// A reply for one client request, released by the node that took the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// The client that asked.
+    pub client: ClientId,
+    /// Which of its requests this answers.
+    pub request: RequestId,
+    /// The result.
+    pub outcome: Outcome,
+}
+
+impl Op {
+    /// The key this operation touches.
+    pub fn key(&self) -> &Bytes {
+        match self {
+            Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } => key,
+        }
+    }
+
+    /// Bytes this operation adds to a batch (key plus value), used for the batch byte limit.
+    pub fn payload_len(&self) -> usize {
+        match self {
+            Op::Get { key } | Op::Delete { key } => key.len(),
+            Op::Put { key, value } => key.len() + value.len(),
+        }
+    }
+}
+
+impl Value {
+    /// A batch of the given commands.
+    pub fn batch(commands: Vec<Command>) -> Value {
+        Value::Batch(commands.into())
+    }
+
+    /// The commands in this value (none for a no-op).
+    pub fn commands(&self) -> &[Command] {
+        match self {
+            Value::Noop => &[],
+            Value::Batch(cmds) => cmds,
+        }
+    }
+
+    /// Whether this is a no-op.
+    pub fn is_noop(&self) -> bool {
+        matches!(self, Value::Noop)
+    }
+}

@@ -1,0 +1,243 @@
+//! The core's configuration: which protocol, who the peers are, and every protocol knob.
+
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::types::NodeId;
+
+/// Which protocol a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// A stable leader runs phase 1 once and then only phase 2, batched and pipelined.
+    MultiPaxos,
+    /// Every node proposes; every slot is decided by its own phase 1 + phase 2.
+    BasicPaxos,
+    /// One node that executes at once: the baseline every result is normalised against.
+    Unreplicated,
+}
+
+/// How a preempted proposer (or a candidate that lost a campaign) waits before retrying.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackoffMode {
+    /// Retry at once. Exists to show the livelock that backoff prevents.
+    None,
+    /// `uniform(0, min(cap, base * 2^attempt))` ("full jitter").
+    Full,
+    /// `d/2 + uniform(0, d/2)` with `d = min(cap, base * 2^attempt)` ("equal jitter").
+    Equal,
+}
+
+/// Exponential backoff: `d = min(cap, base * 2^attempt)`, jittered by `mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    /// Jitter mode, or no backoff at all.
+    pub mode: BackoffMode,
+    /// Delay before the first retry (before jitter). Default 1 ms.
+    pub base: Duration,
+    /// Largest delay (before jitter). Default 100 ms.
+    pub cap: Duration,
+}
+
+/// A deliberately broken variant of the protocol, for the simulator's self-test: each one must be
+/// caught by a checker. Never set outside `paxbench sim --self-test`.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bug {
+    /// An acceptor that forgets its promise when it restarts.
+    ForgetPromiseOnRestart,
+    /// An acceptor that accepts values at ballots below its promise.
+    AcceptLowerBallot,
+    /// A new leader that ignores values reported in promises and fills every slot with no-ops.
+    SkipRecovery,
+    /// A leader that counts a value chosen after a single Accepted (no quorum).
+    CommitWithoutQuorum,
+}
+
+/// Configuration of one node. Durations are `Duration`; the TOML layer above names units.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Every node of the cluster, this one included (one node for `Unreplicated`).
+    pub nodes: Vec<NodeId>,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// Seeds this node's RNG (election timeouts, backoff jitter); mixed with the node id.
+    pub seed: u64,
+    /// Most commands per slot. Default 100 (Multi-Paxos), 1 means no batching.
+    pub max_batch: usize,
+    /// Most payload bytes (keys + values) per slot; a single larger command still gets a slot.
+    /// Default 1 MiB.
+    pub max_batch_bytes: usize,
+    /// Most slots a Multi-Paxos leader has in flight (proposed, not yet chosen). Default 32.
+    pub window: usize,
+    /// Multi-Paxos: a stable leader skips phase 1 for new slots. `false` runs phase 1 for every
+    /// slot, so a sweep can isolate what skipping it is worth. Default `true`.
+    pub skip_phase1: bool,
+    /// Multi-Paxos: how often an idle leader sends heartbeats. Default 20 ms.
+    pub heartbeat_interval: Duration,
+    /// Multi-Paxos: a follower campaigns after hearing nothing from a leader for a random time in
+    /// `[election_timeout, 2 * election_timeout)`. Default 200 ms.
+    pub election_timeout: Duration,
+    /// Backoff of Basic Paxos proposers after a preemption, and of Multi-Paxos candidates after a
+    /// failed campaign.
+    pub backoff: Backoff,
+    /// How long a proposer waits for a quorum before it re-sends (Multi-Paxos Accepts) or gives
+    /// up on an attempt (Basic Paxos, campaigns). Default 50 ms.
+    pub retry_timeout: Duration,
+    /// Multi-Paxos: announce commits in a Commit message of their own even when an Accept could
+    /// carry them. Default `false` (piggyback when possible, explicit when idle).
+    pub explicit_commit: bool,
+    /// Replies remembered per client session for exactly-once execution. Default 4096.
+    pub reply_cache_per_client: usize,
+    /// Snapshot and truncate the log once every node has executed this many slots beyond the last
+    /// truncation point. Default 10 000.
+    pub snapshot_interval: u64,
+    /// A node that lags more than this many slots behind is no longer waited for: the others
+    /// truncate and it catches up from a snapshot. Default 100 000.
+    pub log_retain_slots: u64,
+    /// Most chosen values sent in one catch-up reply. Default 256.
+    pub catch_up_batch: usize,
+    /// Record every executed slot for [`crate::Node::drain_executed`] (simulator checkers).
+    pub trace_execution: bool,
+    /// A deliberate bug, for the simulator's self-test only.
+    #[doc(hidden)]
+    pub bug: Option<Bug>,
+}
+
+/// A configuration that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    /// `id` is not one of `nodes`.
+    #[error("node {id} is not in the cluster's node list")]
+    UnknownSelf {
+        /// The configured id.
+        id: NodeId,
+    },
+    /// A node id appears twice.
+    #[error("node {0} is listed twice")]
+    DuplicateNode(NodeId),
+    /// The node list is empty, or the protocol needs a different number of nodes.
+    #[error("{protocol:?} cannot run on {count} node(s): {why}")]
+    ClusterSize {
+        /// The protocol.
+        protocol: Protocol,
+        /// How many nodes were given.
+        count: usize,
+        /// What it needs.
+        why: &'static str,
+    },
+    /// A knob that must be positive is zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// Two knobs that contradict each other.
+    #[error("{0}")]
+    Inconsistent(&'static str),
+}
+
+impl Config {
+    /// Defaults for `protocol` on `nodes`, as node `id`.
+    pub fn new(protocol: Protocol, id: NodeId, nodes: Vec<NodeId>) -> Self {
+        let basic = protocol == Protocol::BasicPaxos;
+        Config {
+            id,
+            nodes,
+            protocol,
+            seed: 0,
+            max_batch: if basic { 1 } else { 100 },
+            max_batch_bytes: 1 << 20,
+            window: 32,
+            skip_phase1: true,
+            heartbeat_interval: Duration::from_millis(20),
+            election_timeout: Duration::from_millis(200),
+            backoff: Backoff { mode: BackoffMode::Full, base: Duration::from_millis(1), cap: Duration::from_millis(100) },
+            retry_timeout: Duration::from_millis(50),
+            explicit_commit: false,
+            reply_cache_per_client: 4096,
+            snapshot_interval: 10_000,
+            log_retain_slots: 100_000,
+            catch_up_batch: 256,
+            trace_execution: false,
+            bug: None,
+        }
+    }
+
+    /// Checks cross-field rules; a node is only ever built from a validated config.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let count = self.nodes.len();
+        if count == 0 {
+            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "no nodes" });
+        }
+        if self.protocol == Protocol::Unreplicated && count != 1 {
+            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "needs exactly one node" });
+        }
+        if count > 64 {
+            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "at most 64 nodes" });
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            if self.nodes[..i].contains(n) {
+                return Err(ConfigError::DuplicateNode(*n));
+            }
+        }
+        if !self.nodes.contains(&self.id) {
+            return Err(ConfigError::UnknownSelf { id: self.id });
+        }
+        for (name, value) in [
+            ("max_batch", self.max_batch as u64),
+            ("max_batch_bytes", self.max_batch_bytes as u64),
+            ("window", self.window as u64),
+            ("reply_cache_per_client", self.reply_cache_per_client as u64),
+            ("snapshot_interval", self.snapshot_interval),
+            ("catch_up_batch", self.catch_up_batch as u64),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        for (name, value) in [
+            ("heartbeat_interval", self.heartbeat_interval),
+            ("election_timeout", self.election_timeout),
+            ("retry_timeout", self.retry_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        if self.heartbeat_interval >= self.election_timeout {
+            return Err(ConfigError::Inconsistent("heartbeat_interval must be shorter than election_timeout"));
+        }
+        if self.backoff.mode != BackoffMode::None && self.backoff.base > self.backoff.cap {
+            return Err(ConfigError::Inconsistent("backoff base must not exceed backoff cap"));
+        }
+        if self.log_retain_slots < self.snapshot_interval {
+            return Err(ConfigError::Inconsistent("log_retain_slots must be at least snapshot_interval"));
+        }
+        Ok(())
+    }
+
+    /// Votes needed for a quorum (a majority).
+    pub fn quorum(&self) -> usize {
+        self.nodes.len() / 2 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_mistakes_are_named() {
+        let nodes = vec![NodeId(0), NodeId(1), NodeId(2)];
+        let ok = Config::new(Protocol::MultiPaxos, NodeId(1), nodes.clone());
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(ok.quorum(), 2);
+        let stranger = Config::new(Protocol::MultiPaxos, NodeId(7), nodes.clone());
+        assert_eq!(stranger.validate(), Err(ConfigError::UnknownSelf { id: NodeId(7) }));
+        let mut zero = ok.clone();
+        zero.window = 0;
+        assert_eq!(zero.validate(), Err(ConfigError::Zero("window")));
+        let unrep = Config::new(Protocol::Unreplicated, NodeId(0), nodes);
+        assert!(matches!(unrep.validate(), Err(ConfigError::ClusterSize { .. })));
+    }
+}
