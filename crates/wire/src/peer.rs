@@ -1,0 +1,328 @@
+//! Frames between nodes: every [`paxos::Message`], and the hello a peer opens its stream with.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use paxos::{
+    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, ClientId, Commit, Heartbeat, KvState,
+    Learn, Message, Nack, NodeId, Prepare, PrepareScope, Promise, RequestId, Snapshot,
+};
+
+use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader};
+use crate::command::{
+    put_ballot, put_node, put_outcome, put_slot, put_value, read_ballot, read_node, read_outcome,
+    read_slot, read_value, MIN_BALLOT_LEN, MIN_VALUE_LEN,
+};
+use crate::error::WireError;
+use crate::frame::{tag, Frame};
+
+/// What a peer stream carries: one [`PeerHello`] first, then messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerFrame {
+    /// The opening frame of a peer stream.
+    Hello(PeerHello),
+    /// A protocol message. Encodes exactly as the bare [`Message`] does, so a sender can encode
+    /// `&Message` without wrapping it.
+    Message(Message),
+}
+
+/// The first frame on a peer stream: who the sender says it is. The runtime checks the claim
+/// against the node id bound to the peer's TLS certificate and closes the connection if they
+/// differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PeerHello {
+    /// The node id the sender claims.
+    pub node: NodeId,
+}
+
+const SCOPE_FROM: u8 = 0;
+const SCOPE_ONLY: u8 = 1;
+
+fn put_scope(buf: &mut BytesMut, scope: PrepareScope) {
+    match scope {
+        PrepareScope::From(slot) => {
+            buf.put_u8(SCOPE_FROM);
+            put_slot(buf, slot);
+        }
+        PrepareScope::Only(slot) => {
+            buf.put_u8(SCOPE_ONLY);
+            put_slot(buf, slot);
+        }
+    }
+}
+
+fn read_scope(r: &mut Reader, field: &'static str) -> Result<PrepareScope, WireError> {
+    match r.u8(field)? {
+        SCOPE_FROM => Ok(PrepareScope::From(read_slot(r, field)?)),
+        SCOPE_ONLY => Ok(PrepareScope::Only(read_slot(r, field)?)),
+        tag => Err(WireError::UnknownTag {
+            what: "PrepareScope",
+            tag,
+        }),
+    }
+}
+
+/// A snapshot's state: cache limit, the key-value entries, then the client sessions (client,
+/// eviction floor, cached replies).
+fn put_state(buf: &mut BytesMut, state: &KvState) {
+    buf.reserve(state.payload_bytes() + 4 * state.len() + 16);
+    put_varint(buf, state.cache_limit() as u64);
+    put_count(buf, state.len());
+    for (key, value) in state.entries() {
+        put_bytes(buf, key);
+        put_bytes(buf, value);
+    }
+    // `sessions()` is an iterator without a known length; count first so the decoder can check
+    // the count against the frame before it allocates.
+    put_count(buf, state.sessions().count());
+    for (client, floor, replies) in state.sessions() {
+        put_varint(buf, client.0);
+        put_option(buf, floor, |buf, f| put_varint(buf, f.0));
+        put_count(buf, replies.len());
+        for (request, outcome) in replies {
+            put_varint(buf, request.0);
+            put_outcome(buf, outcome);
+        }
+    }
+}
+
+fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
+    let cache_limit = r.varint_usize("Snapshot.cache_limit")?;
+    let count = r.count("Snapshot.entries", 2)?;
+    let mut entries = Reader::vec_for(count);
+    for _ in 0..count {
+        entries.push((r.bytes("Snapshot.key")?, r.bytes("Snapshot.value")?));
+    }
+    let count = r.count("Snapshot.sessions", 3)?;
+    let mut sessions = Reader::vec_for(count);
+    for _ in 0..count {
+        let client = ClientId(r.varint("Session.client")?);
+        let floor = if r.option("Session.floor")? {
+            Some(RequestId(r.varint("Session.floor")?))
+        } else {
+            None
+        };
+        let n = r.count("Session.replies", 2)?;
+        let mut replies = BTreeMap::new();
+        for _ in 0..n {
+            let request = RequestId(r.varint("Session.request")?);
+            replies.insert(request, read_outcome(r)?);
+        }
+        sessions.push((client, floor, replies));
+    }
+    Ok(KvState::from_parts(cache_limit, entries, sessions))
+}
+
+fn put_message(buf: &mut BytesMut, msg: &Message) {
+    match msg {
+        Message::Prepare(m) => {
+            buf.put_u8(tag::PREPARE);
+            put_ballot(buf, m.ballot);
+            put_scope(buf, m.scope);
+        }
+        Message::Promise(m) => {
+            buf.put_u8(tag::PROMISE);
+            put_ballot(buf, m.ballot);
+            put_scope(buf, m.scope);
+            put_slot(buf, m.log_start);
+            put_slot(buf, m.executed);
+            put_count(buf, m.accepted.len());
+            for e in &m.accepted {
+                put_slot(buf, e.slot);
+                put_ballot(buf, e.ballot);
+                put_value(buf, &e.value);
+            }
+        }
+        Message::Accept(m) => {
+            buf.put_u8(tag::ACCEPT);
+            put_ballot(buf, m.ballot);
+            put_slot(buf, m.slot);
+            put_slot(buf, m.commit);
+            put_slot(buf, m.truncate);
+            put_value(buf, &m.value);
+        }
+        Message::Accepted(m) => {
+            buf.put_u8(tag::ACCEPTED);
+            put_ballot(buf, m.ballot);
+            put_slot(buf, m.slot);
+            put_slot(buf, m.executed);
+        }
+        Message::Commit(m) => {
+            buf.put_u8(tag::COMMIT);
+            put_ballot(buf, m.ballot);
+            put_slot(buf, m.up_to);
+            put_slot(buf, m.truncate);
+        }
+        Message::Nack(m) => {
+            buf.put_u8(tag::NACK);
+            put_ballot(buf, m.ballot);
+            put_ballot(buf, m.promised);
+            put_option(buf, m.slot, put_slot);
+        }
+        Message::Heartbeat(m) => {
+            buf.put_u8(tag::HEARTBEAT);
+            put_ballot(buf, m.ballot);
+            put_slot(buf, m.commit);
+            put_slot(buf, m.truncate);
+        }
+        Message::Learn(m) => {
+            buf.put_u8(tag::LEARN);
+            put_count(buf, m.entries.len());
+            for e in &m.entries {
+                put_slot(buf, e.slot);
+                put_value(buf, &e.value);
+            }
+        }
+        Message::CatchUp(m) => {
+            buf.put_u8(tag::CATCH_UP);
+            put_slot(buf, m.from);
+        }
+        Message::Snapshot(m) => {
+            buf.put_u8(tag::SNAPSHOT);
+            put_slot(buf, m.upto);
+            put_state(buf, &m.state);
+        }
+    }
+}
+
+/// Decodes the message selected by `t` (already read); `None` if `t` is not a message tag.
+fn read_message(t: u8, r: &mut Reader) -> Result<Option<Message>, WireError> {
+    let msg = match t {
+        tag::PREPARE => Message::Prepare(Prepare {
+            ballot: read_ballot(r, "Prepare.ballot")?,
+            scope: read_scope(r, "Prepare.scope")?,
+        }),
+        tag::PROMISE => {
+            let ballot = read_ballot(r, "Promise.ballot")?;
+            let scope = read_scope(r, "Promise.scope")?;
+            let log_start = read_slot(r, "Promise.log_start")?;
+            let executed = read_slot(r, "Promise.executed")?;
+            let count = r.count("Promise.accepted", 1 + MIN_BALLOT_LEN + MIN_VALUE_LEN)?;
+            let mut accepted = Reader::vec_for(count);
+            for _ in 0..count {
+                accepted.push(AcceptedEntry {
+                    slot: read_slot(r, "AcceptedEntry.slot")?,
+                    ballot: read_ballot(r, "AcceptedEntry.ballot")?,
+                    value: read_value(r)?,
+                });
+            }
+            Message::Promise(Promise {
+                ballot,
+                scope,
+                log_start,
+                accepted,
+                executed,
+            })
+        }
+        tag::ACCEPT => Message::Accept(Accept {
+            ballot: read_ballot(r, "Accept.ballot")?,
+            slot: read_slot(r, "Accept.slot")?,
+            commit: read_slot(r, "Accept.commit")?,
+            truncate: read_slot(r, "Accept.truncate")?,
+            value: read_value(r)?,
+        }),
+        tag::ACCEPTED => Message::Accepted(Accepted {
+            ballot: read_ballot(r, "Accepted.ballot")?,
+            slot: read_slot(r, "Accepted.slot")?,
+            executed: read_slot(r, "Accepted.executed")?,
+        }),
+        tag::COMMIT => Message::Commit(Commit {
+            ballot: read_ballot(r, "Commit.ballot")?,
+            up_to: read_slot(r, "Commit.up_to")?,
+            truncate: read_slot(r, "Commit.truncate")?,
+        }),
+        tag::NACK => Message::Nack(Nack {
+            ballot: read_ballot(r, "Nack.ballot")?,
+            promised: read_ballot(r, "Nack.promised")?,
+            slot: if r.option("Nack.slot")? {
+                Some(read_slot(r, "Nack.slot")?)
+            } else {
+                None
+            },
+        }),
+        tag::HEARTBEAT => Message::Heartbeat(Heartbeat {
+            ballot: read_ballot(r, "Heartbeat.ballot")?,
+            commit: read_slot(r, "Heartbeat.commit")?,
+            truncate: read_slot(r, "Heartbeat.truncate")?,
+        }),
+        tag::LEARN => {
+            let count = r.count("Learn.entries", 1 + MIN_VALUE_LEN)?;
+            let mut entries = Reader::vec_for(count);
+            for _ in 0..count {
+                entries.push(ChosenEntry {
+                    slot: read_slot(r, "ChosenEntry.slot")?,
+                    value: read_value(r)?,
+                });
+            }
+            Message::Learn(Learn { entries })
+        }
+        tag::CATCH_UP => Message::CatchUp(CatchUp {
+            from: read_slot(r, "CatchUp.from")?,
+        }),
+        tag::SNAPSHOT => {
+            let upto = read_slot(r, "Snapshot.upto")?;
+            Message::Snapshot(Snapshot {
+                upto,
+                state: Arc::new(read_state(r)?),
+            })
+        }
+        _ => return Ok(None),
+    };
+    Ok(Some(msg))
+}
+
+impl Frame for Message {
+    const KIND: &'static str = "peer message";
+
+    fn encode_body(&self, buf: &mut BytesMut) {
+        put_message(buf, self);
+    }
+
+    fn decode_body(body: Bytes) -> Result<Self, WireError> {
+        let mut r = Reader::new(body);
+        let t = r.u8("frame tag")?;
+        let msg = read_message(t, &mut r)?.ok_or_else(|| tag::unexpected(t, Self::KIND))?;
+        r.finish(msg.kind().name())?;
+        Ok(msg)
+    }
+}
+
+impl Frame for PeerFrame {
+    const KIND: &'static str = "peer frame";
+
+    fn encode_body(&self, buf: &mut BytesMut) {
+        match self {
+            PeerFrame::Hello(hello) => {
+                buf.put_u8(tag::HELLO);
+                put_node(buf, hello.node);
+            }
+            PeerFrame::Message(msg) => put_message(buf, msg),
+        }
+    }
+
+    fn decode_body(body: Bytes) -> Result<Self, WireError> {
+        let mut r = Reader::new(body);
+        let t = r.u8("frame tag")?;
+        if t == tag::HELLO {
+            let node = read_node(&mut r, "Hello.node")?;
+            r.finish("hello")?;
+            return Ok(PeerFrame::Hello(PeerHello { node }));
+        }
+        let msg = read_message(t, &mut r)?.ok_or_else(|| tag::unexpected(t, Self::KIND))?;
+        r.finish(msg.kind().name())?;
+        Ok(PeerFrame::Message(msg))
+    }
+}
+
+impl From<Message> for PeerFrame {
+    fn from(msg: Message) -> Self {
+        PeerFrame::Message(msg)
+    }
+}
+
+impl From<PeerHello> for PeerFrame {
+    fn from(hello: PeerHello) -> Self {
+        PeerFrame::Hello(hello)
+    }
+}
