@@ -151,7 +151,11 @@ impl Config {
             skip_phase1: true,
             heartbeat_interval: Duration::from_millis(20),
             election_timeout: Duration::from_millis(200),
-            backoff: Backoff { mode: BackoffMode::Full, base: Duration::from_millis(1), cap: Duration::from_millis(100) },
+            backoff: Backoff {
+                mode: BackoffMode::Full,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(100),
+            },
             retry_timeout: Duration::from_millis(50),
             explicit_commit: false,
             reply_cache_per_client: 4096,
@@ -167,13 +171,25 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let count = self.nodes.len();
         if count == 0 {
-            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "no nodes" });
+            return Err(ConfigError::ClusterSize {
+                protocol: self.protocol,
+                count,
+                why: "no nodes",
+            });
         }
         if self.protocol == Protocol::Unreplicated && count != 1 {
-            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "needs exactly one node" });
+            return Err(ConfigError::ClusterSize {
+                protocol: self.protocol,
+                count,
+                why: "needs exactly one node",
+            });
         }
         if count > 64 {
-            return Err(ConfigError::ClusterSize { protocol: self.protocol, count, why: "at most 64 nodes" });
+            return Err(ConfigError::ClusterSize {
+                protocol: self.protocol,
+                count,
+                why: "at most 64 nodes",
+            });
         }
         for (i, n) in self.nodes.iter().enumerate() {
             if self.nodes[..i].contains(n) {
@@ -205,13 +221,19 @@ impl Config {
             }
         }
         if self.heartbeat_interval >= self.election_timeout {
-            return Err(ConfigError::Inconsistent("heartbeat_interval must be shorter than election_timeout"));
+            return Err(ConfigError::Inconsistent(
+                "heartbeat_interval must be shorter than election_timeout",
+            ));
         }
         if self.backoff.mode != BackoffMode::None && self.backoff.base > self.backoff.cap {
-            return Err(ConfigError::Inconsistent("backoff base must not exceed backoff cap"));
+            return Err(ConfigError::Inconsistent(
+                "backoff base must not exceed backoff cap",
+            ));
         }
         if self.log_retain_slots < self.snapshot_interval {
-            return Err(ConfigError::Inconsistent("log_retain_slots must be at least snapshot_interval"));
+            return Err(ConfigError::Inconsistent(
+                "log_retain_slots must be at least snapshot_interval",
+            ));
         }
         Ok(())
     }
@@ -233,11 +255,17 @@ mod tests {
         assert_eq!(ok.validate(), Ok(()));
         assert_eq!(ok.quorum(), 2);
         let stranger = Config::new(Protocol::MultiPaxos, NodeId(7), nodes.clone());
-        assert_eq!(stranger.validate(), Err(ConfigError::UnknownSelf { id: NodeId(7) }));
+        assert_eq!(
+            stranger.validate(),
+            Err(ConfigError::UnknownSelf { id: NodeId(7) })
+        );
         let mut zero = ok.clone();
         zero.window = 0;
         assert_eq!(zero.validate(), Err(ConfigError::Zero("window")));
         let unrep = Config::new(Protocol::Unreplicated, NodeId(0), nodes);
-        assert!(matches!(unrep.validate(), Err(ConfigError::ClusterSize { .. })));
+        assert!(matches!(
+            unrep.validate(),
+            Err(ConfigError::ClusterSize { .. })
+        ));
     }
 }

@@ -39,7 +39,11 @@ pub enum Applied {
 impl KvState {
     /// An empty map whose sessions keep `cache_limit` replies each.
     pub fn new(cache_limit: usize) -> Self {
-        KvState { map: HashMap::new(), sessions: HashMap::new(), cache_limit: cache_limit.max(1) }
+        KvState {
+            map: HashMap::new(),
+            sessions: HashMap::new(),
+            cache_limit: cache_limit.max(1),
+        }
     }
 
     /// Executes a command unless this `(client, request)` ran before.
@@ -144,17 +148,29 @@ mod tests {
         Command {
             client: ClientId(client),
             request: RequestId(request),
-            op: Op::Put { key: Bytes::from_static(key.as_bytes()), value: Bytes::from_static(value.as_bytes()) },
+            op: Op::Put {
+                key: Bytes::from_static(key.as_bytes()),
+                value: Bytes::from_static(value.as_bytes()),
+            },
         }
     }
 
     #[test]
     fn a_retried_request_is_not_executed_twice() {
         let mut kv = KvState::new(8);
-        assert_eq!(kv.apply(&put(1, 1, "k", "a")), Applied::Fresh(Outcome::Done));
-        assert_eq!(kv.apply(&put(1, 2, "k", "b")), Applied::Fresh(Outcome::Done));
+        assert_eq!(
+            kv.apply(&put(1, 1, "k", "a")),
+            Applied::Fresh(Outcome::Done)
+        );
+        assert_eq!(
+            kv.apply(&put(1, 2, "k", "b")),
+            Applied::Fresh(Outcome::Done)
+        );
         // A retry of request 1 must not overwrite "b" with "a".
-        assert_eq!(kv.apply(&put(1, 1, "k", "a")), Applied::Duplicate(Outcome::Done));
+        assert_eq!(
+            kv.apply(&put(1, 1, "k", "a")),
+            Applied::Duplicate(Outcome::Done)
+        );
         assert_eq!(kv.get(b"k").unwrap().as_ref(), b"b");
     }
 
@@ -167,7 +183,10 @@ mod tests {
         assert_eq!(kv.cached(ClientId(7), RequestId(1)), Some(Outcome::Expired));
         assert_eq!(kv.cached(ClientId(7), RequestId(3)), Some(Outcome::Done));
         assert_eq!(kv.cached(ClientId(7), RequestId(4)), None);
-        assert_eq!(kv.apply(&put(7, 1, "k", "old")), Applied::Duplicate(Outcome::Expired));
+        assert_eq!(
+            kv.apply(&put(7, 1, "k", "old")),
+            Applied::Duplicate(Outcome::Expired)
+        );
         assert_eq!(kv.get(b"k").unwrap().as_ref(), b"v");
     }
 }

@@ -55,6 +55,7 @@ mod quorum;
 mod rng;
 mod stats;
 mod storage;
+pub mod testing;
 mod types;
 
 pub use command::{Command, Op, Outcome, Reply, Value};

@@ -1,1 +1,170 @@
-//! (in progress)
+//! The learner's log: chosen values, in-order execution on the key-value state, and the
+//! truncated prefix's snapshot.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::command::Value;
+use crate::kv::KvState;
+use crate::messages::ChosenEntry;
+use crate::types::Slot;
+
+#[derive(Debug)]
+pub(crate) struct Log {
+    /// Chosen values at or above `start`, executed or not. Executed ones stay until truncation
+    /// so lagging peers can catch up from them.
+    chosen: BTreeMap<Slot, Value>,
+    /// Values below this slot are no longer held (they are in `snapshot`).
+    start: Slot,
+    /// The next slot to execute. Every slot below is executed.
+    executed: Slot,
+    pub(crate) kv: KvState,
+    /// The latest snapshot (the state before `executed` was at its slot), for peers that fell
+    /// behind `start`.
+    snapshot: Option<(Slot, Arc<KvState>)>,
+}
+
+impl Log {
+    pub(crate) fn new(kv: KvState, snapshot: Option<(Slot, Arc<KvState>)>) -> Self {
+        let start = snapshot.as_ref().map_or(Slot(0), |(s, _)| *s);
+        Log {
+            chosen: BTreeMap::new(),
+            start,
+            executed: start,
+            kv,
+            snapshot,
+        }
+    }
+
+    pub(crate) fn executed(&self) -> Slot {
+        self.executed
+    }
+
+    pub(crate) fn start(&self) -> Slot {
+        self.start
+    }
+
+    pub(crate) fn snapshot(&self) -> Option<&(Slot, Arc<KvState>)> {
+        self.snapshot.as_ref()
+    }
+
+    /// Records a chosen value. Returns false if the slot was already known (or executed).
+    pub(crate) fn learn(&mut self, slot: Slot, value: Value) -> bool {
+        if slot < self.executed {
+            return false;
+        }
+        match self.chosen.entry(slot) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                debug_assert_eq!(e.get(), &value, "two values chosen for {slot}");
+                false
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(value);
+                true
+            }
+        }
+    }
+
+    pub(crate) fn chosen(&self, slot: Slot) -> Option<&Value> {
+        self.chosen.get(&slot)
+    }
+
+    /// The highest slot known chosen, if any.
+    pub(crate) fn highest_chosen(&self) -> Option<Slot> {
+        self.chosen.last_key_value().map(|(s, _)| *s)
+    }
+
+    /// The next slot to execute, if its value is known; advances `executed` past it.
+    pub(crate) fn next_to_execute(&mut self) -> Option<(Slot, Value)> {
+        let slot = self.executed;
+        let value = self.chosen.get(&slot)?.clone();
+        self.executed = slot.next();
+        Some((slot, value))
+    }
+
+    /// First unchosen slot at or after `executed` (Basic Paxos proposes there).
+    pub(crate) fn first_unchosen(&self) -> Slot {
+        let mut slot = self.executed;
+        for (s, _) in self.chosen.range(self.executed..) {
+            if *s != slot {
+                break;
+            }
+            slot = slot.next();
+        }
+        slot
+    }
+
+    /// Contiguous chosen values from `from`, at most `limit` of them (a catch-up reply).
+    pub(crate) fn entries_from(&self, from: Slot, limit: usize) -> Vec<ChosenEntry> {
+        let mut out = Vec::new();
+        let mut expect = from;
+        for (slot, value) in self.chosen.range(from..) {
+            if *slot != expect || out.len() == limit {
+                break;
+            }
+            out.push(ChosenEntry {
+                slot: *slot,
+                value: value.clone(),
+            });
+            expect = expect.next();
+        }
+        out
+    }
+
+    /// Takes a snapshot of the state at `executed` and drops held values below `keep_from`
+    /// (`keep_from <= executed`). Returns the snapshot to persist.
+    pub(crate) fn snapshot_and_truncate(&mut self, keep_from: Slot) -> (Slot, Arc<KvState>) {
+        debug_assert!(
+            keep_from <= self.executed,
+            "only executed slots are folded into a snapshot"
+        );
+        let snap = (self.executed, Arc::new(self.kv.clone()));
+        self.snapshot = Some(snap.clone());
+        self.drop_below(keep_from);
+        snap
+    }
+
+    /// Replaces the state with a peer's snapshot taken at `upto` (beyond what this log executed).
+    pub(crate) fn install(&mut self, upto: Slot, state: Arc<KvState>) {
+        debug_assert!(upto > self.executed);
+        self.kv = (*state).clone();
+        self.executed = upto;
+        self.snapshot = Some((upto, state));
+        self.drop_below(upto);
+    }
+
+    fn drop_below(&mut self, slot: Slot) {
+        if slot > self.start {
+            self.chosen = self.chosen.split_off(&slot);
+            self.start = slot;
+        }
+    }
+
+    /// Values held (for memory accounting in tests).
+    pub(crate) fn held(&self) -> usize {
+        self.chosen.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executes_in_order_and_stops_at_a_hole() {
+        let mut log = Log::new(KvState::new(8), None);
+        assert!(log.learn(Slot(1), Value::Noop));
+        assert!(log.next_to_execute().is_none(), "slot 0 is a hole");
+        assert_eq!(log.first_unchosen(), Slot(0));
+        assert!(log.learn(Slot(0), Value::Noop));
+        assert!(!log.learn(Slot(0), Value::Noop), "already known");
+        assert_eq!(log.next_to_execute().map(|(s, _)| s), Some(Slot(0)));
+        assert_eq!(log.next_to_execute().map(|(s, _)| s), Some(Slot(1)));
+        assert_eq!(log.first_unchosen(), Slot(2));
+        assert_eq!(log.entries_from(Slot(0), 10).len(), 2);
+        log.snapshot_and_truncate(Slot(1));
+        assert_eq!(log.start(), Slot(1));
+        assert_eq!(log.entries_from(Slot(1), 10).len(), 1);
+        assert_eq!(log.snapshot().map(|(s, _)| *s), Some(Slot(2)));
+    }
+}

@@ -64,7 +64,11 @@ impl Durable {
                 let entry = self.slot_promises.entry(*slot).or_default();
                 *entry = (*entry).max(*b);
             }
-            Record::Accept { slot, ballot, value } => {
+            Record::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
                 if self.snapshot.as_ref().is_none_or(|(upto, _)| slot >= upto) {
                     self.accepted.insert(*slot, (*ballot, value.clone()));
                 }
