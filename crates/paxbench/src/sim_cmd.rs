@@ -1,0 +1,229 @@
+//! `paxbench sim`: sweeps seeds through the deterministic simulator and prints every failure
+//! (seed, checker, short trace), then `N passed, M failed`.
+
+use std::ops::Range;
+
+use anyhow::{bail, Result};
+use clap::{Args, ValueEnum};
+use paxos::{BackoffMode, Bug, Protocol};
+use sim::selftest::{self_test_case, BUG_CASES};
+use sim::{contention, default_jobs, protocol_name, run_seeds, FaultProfile, SimConfig};
+
+/// Arguments of `paxbench sim`.
+#[derive(Debug, Args)]
+pub struct SimArgs {
+    /// The protocol to simulate.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::MultiPaxos)]
+    protocol: ProtocolArg,
+    /// Cluster size (default 3; the unreplicated baseline always has 1).
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Seeds to run, as `A..B` (B excluded). A failing seed replays with `--seeds S..S+1`.
+    #[arg(long, default_value = "0..100", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Which faults to inject before the heal.
+    #[arg(long, value_enum, default_value_t = FaultsArg::All)]
+    faults: FaultsArg,
+    /// Check that the checkers catch every deliberately broken protocol variant.
+    #[arg(long)]
+    self_test: bool,
+    /// Seeds the self-test tries per variant before it gives up.
+    #[arg(long, default_value_t = 2000)]
+    self_test_seeds: u64,
+    /// Run the Basic Paxos contention scenario (backoff against no backoff) instead of a sweep.
+    #[arg(long)]
+    contention: bool,
+    /// Events of each failure's trace to print.
+    #[arg(long, default_value_t = 20)]
+    trace: usize,
+    /// Threads (default: the machine's parallelism). Results do not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run a deliberately broken variant (to replay a self-test catch).
+    #[arg(long, value_enum, hide = true)]
+    bug: Option<BugArg>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ProtocolArg {
+    MultiPaxos,
+    BasicPaxos,
+    Unreplicated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FaultsArg {
+    None,
+    Lossy,
+    Partitions,
+    Crashes,
+    All,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum BugArg {
+    ForgetPromiseOnRestart,
+    AcceptLowerBallot,
+    SkipRecovery,
+    CommitWithoutQuorum,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(p: ProtocolArg) -> Self {
+        match p {
+            ProtocolArg::MultiPaxos => Protocol::MultiPaxos,
+            ProtocolArg::BasicPaxos => Protocol::BasicPaxos,
+            ProtocolArg::Unreplicated => Protocol::Unreplicated,
+        }
+    }
+}
+
+impl From<FaultsArg> for FaultProfile {
+    fn from(f: FaultsArg) -> Self {
+        match f {
+            FaultsArg::None => FaultProfile::None,
+            FaultsArg::Lossy => FaultProfile::Lossy,
+            FaultsArg::Partitions => FaultProfile::Partitions,
+            FaultsArg::Crashes => FaultProfile::Crashes,
+            FaultsArg::All => FaultProfile::All,
+        }
+    }
+}
+
+impl From<BugArg> for Bug {
+    fn from(b: BugArg) -> Self {
+        match b {
+            BugArg::ForgetPromiseOnRestart => Bug::ForgetPromiseOnRestart,
+            BugArg::AcceptLowerBallot => Bug::AcceptLowerBallot,
+            BugArg::SkipRecovery => Bug::SkipRecovery,
+            BugArg::CommitWithoutQuorum => Bug::CommitWithoutQuorum,
+        }
+    }
+}
+
+fn bug_flag(bug: Bug) -> &'static str {
+    match bug {
+        Bug::ForgetPromiseOnRestart => "forget-promise-on-restart",
+        Bug::AcceptLowerBallot => "accept-lower-ballot",
+        Bug::SkipRecovery => "skip-recovery",
+        Bug::CommitWithoutQuorum => "commit-without-quorum",
+    }
+}
+
+/// Parses `A..B` into a seed range.
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected A..B, got {s:?}"))?;
+    let a: u64 = a
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad start {a:?}: {e}"))?;
+    let b: u64 = b
+        .trim()
+        .parse()
+        .map_err(|e| format!("bad end {b:?}: {e}"))?;
+    if b <= a {
+        return Err(format!("empty seed range {a}..{b}"));
+    }
+    Ok(a..b)
+}
+
+/// Runs the subcommand; `Ok(false)` means some seed (or self-test variant) failed.
+pub fn run(args: &SimArgs) -> Result<bool> {
+    let protocol = Protocol::from(args.protocol);
+    let nodes = match (protocol, args.nodes) {
+        (Protocol::Unreplicated, Some(n)) if n != 1 => {
+            bail!("the unreplicated baseline runs on exactly 1 node, not {n}")
+        }
+        (Protocol::Unreplicated, _) => 1,
+        (_, Some(n)) if !(1..=64).contains(&n) => {
+            bail!("--nodes must be between 1 and 64, not {n}")
+        }
+        (_, n) => n.unwrap_or(3),
+    };
+    let jobs = args.jobs.unwrap_or_else(default_jobs).max(1);
+    if args.self_test {
+        return Ok(self_test(nodes, args.self_test_seeds, jobs));
+    }
+    if args.contention {
+        return contention_report(args.seeds.start);
+    }
+    let mut base = SimConfig::new(protocol, nodes, 0, args.faults.into());
+    base.trace_len = args.trace;
+    base.bug = args.bug.map(Bug::from);
+    let summary = run_seeds(&base, args.seeds.clone(), jobs, |report| {
+        if let Some(f) = &report.failure {
+            print!("{f}");
+        }
+    });
+    println!(
+        "{} seeds of {} on {} nodes, faults {}: {:.1} seeds/s, {:.0} steps/s ({} threads)",
+        summary.seeds(),
+        protocol_name(protocol),
+        nodes,
+        base.faults,
+        summary.seeds_per_second(),
+        summary.steps as f64 / summary.elapsed.as_secs_f64().max(1e-9),
+        jobs
+    );
+    println!(
+        "{} passed, {} failed",
+        summary.passed,
+        summary.failures.len()
+    );
+    Ok(summary.failures.is_empty())
+}
+
+fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
+    let mut caught = 0;
+    for case in BUG_CASES {
+        let result = self_test_case(case, nodes, max_seeds, jobs);
+        let name = format!(
+            "{:?} ({}, faults {})",
+            case.bug,
+            protocol_name(case.protocol),
+            case.faults
+        );
+        match &result.caught {
+            Some(f) => {
+                caught += 1;
+                println!("caught {name}: {} at seed {} ({} seeds tried)", f.check, f.seed, result.seeds_tried);
+                println!("  {}", f.detail);
+                println!(
+                    "  replay: paxbench sim --protocol {} --nodes {nodes} --faults {} --bug {} --seeds {}..{}",
+                    protocol_name(case.protocol),
+                    case.faults,
+                    bug_flag(case.bug),
+                    f.seed,
+                    f.seed + 1
+                );
+            }
+            None => println!(
+                "MISSED {name}: no safety checker failed in {} seeds ({} runs failed only liveness, stuck or panic)",
+                result.seeds_tried, result.other_failures
+            ),
+        }
+    }
+    let missed = BUG_CASES.len() - caught;
+    println!("{caught} passed, {missed} failed");
+    missed == 0
+}
+
+fn contention_report(seed: u64) -> Result<bool> {
+    let with = contention(seed, BackoffMode::Full, 10);
+    let without = contention(seed, BackoffMode::None, 10);
+    for r in [&with, &without] {
+        println!(
+            "backoff {:?}: {}/{} commands completed, last at {} virtual; {} phase-1 rounds for {} slots ({} wasted), {} preemptions",
+            r.mode, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
+        );
+        if let Some(f) = &r.failure {
+            print!("{f}");
+        }
+    }
+    let ok = with.all_completed() && with.failure.is_none() && without.failure.is_none();
+    let failed = usize::from(!ok);
+    println!("{} passed, {} failed", 1 - failed, failed);
+    Ok(ok)
+}

@@ -1,0 +1,956 @@
+//! The safety checkers. They judge a run from what is *durable* and what clients *saw*, never from
+//! what a node believes about itself.
+//!
+//! - **one-value-per-slot**: every durable `Record::Accept{slot, ballot, value}` of every acceptor
+//!   is recorded for the whole run (truncation does not erase it here). A `(slot, ballot, value)`
+//!   accepted by a majority is chosen; two different chosen values for one slot fail. Two
+//!   different values accepted at the same ballot in one slot also fail (a ballot proposes one
+//!   value per slot; the rest of Paxos's proof leans on it).
+//! - **only-proposed-chosen**: every command in a chosen batch was issued by a client, with that
+//!   exact operation; no-ops are always allowed.
+//! - **executed-logs-agree**: each slot a node executes (from `drain_executed`) holds the chosen
+//!   value of that slot, was chosen before it was executed, and comes after the node's previous
+//!   one with no gap unless the node installed a snapshot (a restarted node starts again from its
+//!   snapshot point).
+//! - **exactly-once-replies**: the chosen log is replayed, as soon as a gap-free prefix exists,
+//!   through an independent reference key-value model that deduplicates by (client, request).
+//!   Every reply a client gets (other than `NotLeader`) must match it: a `Get` returns what the
+//!   reference read at the command's first position in the log, a `Put`/`Delete` acknowledged is
+//!   in the chosen log. A node whose next slot to execute equals the reference's must hold the
+//!   same key-value map.
+//! - **promise-monotonic**: a live node's `promised()` never goes down, and after a restart it is
+//!   at least the highest `Record::Promise` that was durable before the crash. (A promise that was
+//!   still being written when the node crashed may be forgotten: it was never revealed, since a
+//!   Promise leaves the node only after its write.)
+//! - **accept-below-promise**: no acceptor makes an Accept durable at a ballot below a promise it
+//!   had already made durable (globally or for that slot).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use bytes::Bytes;
+use paxos::{
+    Ballot, ClientId, Command, Durable, KvState, NodeId, Op, Outcome, Record, RequestId, Slot,
+    Value,
+};
+
+/// Names a checker: what a failure is a failure of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Check {
+    /// At most one value is chosen per slot (from the acceptors' durable state).
+    OneValuePerSlot,
+    /// Only proposed commands (or no-ops) are chosen.
+    OnlyProposedChosen,
+    /// Nodes execute chosen values, in slot order, and agree.
+    ExecutedLogsAgree,
+    /// Replies and state match a reference replay of the chosen log (exactly-once execution).
+    ExactlyOnceReplies,
+    /// A promise never goes backwards, across restarts too.
+    PromiseMonotonic,
+    /// No acceptor accepts below a ballot it promised.
+    AcceptBelowPromise,
+    /// Once faults stop, every outstanding command completes within the liveness bound.
+    Liveness,
+    /// Virtual time stopped advancing (a node asks to be woken at the same instant forever), or
+    /// the run exceeded its step budget.
+    Stuck,
+    /// The core panicked (or rejected its configuration).
+    Panic,
+}
+
+impl Check {
+    /// Every check, in report order.
+    pub const ALL: [Check; 9] = [
+        Check::OneValuePerSlot,
+        Check::OnlyProposedChosen,
+        Check::ExecutedLogsAgree,
+        Check::ExactlyOnceReplies,
+        Check::PromiseMonotonic,
+        Check::AcceptBelowPromise,
+        Check::Liveness,
+        Check::Stuck,
+        Check::Panic,
+    ];
+
+    /// The name printed in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Check::OneValuePerSlot => "one-value-per-slot",
+            Check::OnlyProposedChosen => "only-proposed-chosen",
+            Check::ExecutedLogsAgree => "executed-logs-agree",
+            Check::ExactlyOnceReplies => "exactly-once-replies",
+            Check::PromiseMonotonic => "promise-monotonic",
+            Check::AcceptBelowPromise => "accept-below-promise",
+            Check::Liveness => "liveness",
+            Check::Stuck => "stuck",
+            Check::Panic => "panic",
+        }
+    }
+
+    /// Whether this is a safety property (as opposed to liveness, a stuck clock or a panic).
+    pub fn is_safety(self) -> bool {
+        !matches!(self, Check::Liveness | Check::Stuck | Check::Panic)
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A checker's verdict: which property broke and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The property.
+    pub check: Check,
+    /// What was seen, with the slots, ballots, nodes and requests involved.
+    pub detail: String,
+}
+
+impl Violation {
+    fn new(check: Check, detail: impl Into<String>) -> Self {
+        Violation {
+            check,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Shorthand for a checker step.
+pub type Verdict = Result<(), Violation>;
+
+/// One `(ballot, value)` some acceptors accepted in a slot, and which (bit per node index).
+#[derive(Clone, Debug)]
+struct Vote {
+    ballot: Ballot,
+    value: Value,
+    voters: u64,
+}
+
+/// What the checkers track about one node.
+#[derive(Clone, Debug, Default)]
+struct NodeView {
+    /// The slot this node must execute next; `None` before it started.
+    next_exec: Option<Slot>,
+    /// Snapshots installed, as last seen (a gap in execution needs one more).
+    snapshots_installed: u64,
+    /// Highest `promised()` seen while it was alive (reset to the durable one on restart).
+    promised_seen: Ballot,
+    /// Highest `Record::Promise` made durable.
+    durable_promise: Ballot,
+}
+
+/// Describes a value briefly: `noop` or the commands' (client, request) ids.
+pub fn describe_value(value: &Value) -> String {
+    match value {
+        Value::Noop => "noop".to_string(),
+        Value::Batch(cmds) => {
+            let ids: Vec<String> = cmds
+                .iter()
+                .take(4)
+                .map(|c| format!("c{}r{}", c.client.0, c.request.0))
+                .collect();
+            let more = if cmds.len() > 4 {
+                format!(",+{}", cmds.len() - 4)
+            } else {
+                String::new()
+            };
+            format!("[{}{}]", ids.join(","), more)
+        }
+    }
+}
+
+/// An independent model of the replicated key-value store: a plain map, fed the chosen log in
+/// slot order, deduplicating by (client, request) with no cache limit.
+#[derive(Clone, Debug, Default)]
+pub struct Reference {
+    map: BTreeMap<Bytes, Bytes>,
+    /// The outcome of each command at its first position in the log.
+    results: HashMap<(ClientId, RequestId), (Slot, Outcome)>,
+    next: Slot,
+}
+
+impl Reference {
+    /// A reference whose log starts at `start`.
+    pub fn new(start: Slot) -> Self {
+        Reference {
+            next: start,
+            ..Reference::default()
+        }
+    }
+
+    /// The next slot to replay.
+    pub fn next(&self) -> Slot {
+        self.next
+    }
+
+    /// The outcome a command got at its first position, and that slot.
+    pub fn result(&self, client: ClientId, request: RequestId) -> Option<&(Slot, Outcome)> {
+        self.results.get(&(client, request))
+    }
+
+    /// The value of a key after every replayed slot.
+    pub fn get(&self, key: &[u8]) -> Option<&Bytes> {
+        self.map.get(key)
+    }
+
+    /// Replays every chosen slot from `next` on, as far as there is no gap.
+    pub fn advance(&mut self, chosen: &BTreeMap<Slot, Value>) {
+        while let Some(value) = chosen.get(&self.next) {
+            for cmd in value.commands() {
+                let id = (cmd.client, cmd.request);
+                if self.results.contains_key(&id) {
+                    continue;
+                }
+                let outcome = match &cmd.op {
+                    Op::Get { key } => Outcome::Value(self.map.get(key).cloned()),
+                    Op::Put { key, value } => {
+                        self.map.insert(key.clone(), value.clone());
+                        Outcome::Done
+                    }
+                    Op::Delete { key } => {
+                        self.map.remove(key);
+                        Outcome::Done
+                    }
+                };
+                self.results.insert(id, (self.next, outcome));
+            }
+            self.next = self.next.next();
+        }
+    }
+
+    /// Compares a node's state machine, taken after the same prefix, with the reference.
+    fn differs_from(&self, kv: &KvState) -> Option<String> {
+        if kv.len() != self.map.len() {
+            return Some(format!(
+                "node holds {} keys, the reference {}",
+                kv.len(),
+                self.map.len()
+            ));
+        }
+        for (k, v) in &self.map {
+            if kv.get(k) != Some(v) {
+                return Some(format!(
+                    "key {:?}: node has {:?}, the reference {:?}",
+                    String::from_utf8_lossy(k),
+                    kv.get(k).map(|b| String::from_utf8_lossy(b).into_owned()),
+                    String::from_utf8_lossy(v)
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Every checker's state for one run.
+#[derive(Debug)]
+pub struct Checkers {
+    nodes: Vec<NodeId>,
+    quorum: usize,
+    /// Unreplicated: the one node's execution defines the log (it has no acceptors).
+    chosen_by_execution: bool,
+    votes: BTreeMap<Slot, Vec<Vote>>,
+    chosen: BTreeMap<Slot, Value>,
+    issued: HashMap<(ClientId, RequestId), Op>,
+    views: Vec<NodeView>,
+    reference: Reference,
+}
+
+impl Checkers {
+    /// Checkers for a cluster of `nodes` whose log starts at `start`. With `chosen_by_execution`
+    /// (the unreplicated baseline) a slot counts as chosen when the node executes it.
+    pub fn new(nodes: Vec<NodeId>, start: Slot, chosen_by_execution: bool) -> Self {
+        assert!(nodes.len() <= 64, "the vote bitmask holds 64 nodes");
+        let quorum = nodes.len() / 2 + 1;
+        let views = vec![NodeView::default(); nodes.len()];
+        Checkers {
+            nodes,
+            quorum,
+            chosen_by_execution,
+            votes: BTreeMap::new(),
+            chosen: BTreeMap::new(),
+            issued: HashMap::new(),
+            views,
+            reference: Reference::new(start),
+        }
+    }
+
+    fn index(&self, node: NodeId) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| *n == node)
+            .expect("checker asked about a node outside the cluster")
+    }
+
+    /// The chosen values known so far.
+    pub fn chosen(&self) -> &BTreeMap<Slot, Value> {
+        &self.chosen
+    }
+
+    /// The reference replay.
+    pub fn reference(&self) -> &Reference {
+        &self.reference
+    }
+
+    /// A client issued this command (so it may be chosen).
+    pub fn issued(&mut self, cmd: &Command) {
+        self.issued
+            .insert((cmd.client, cmd.request), cmd.op.clone());
+    }
+
+    /// A node (re)started and will execute `next` first: resets its execution order and checks
+    /// that its promise is at least the highest durable one (`restart`: it crashed before).
+    pub fn started(
+        &mut self,
+        node: NodeId,
+        next: Slot,
+        promised: Ballot,
+        snapshots_installed: u64,
+        restart: bool,
+    ) -> Verdict {
+        let i = self.index(node);
+        let view = &mut self.views[i];
+        view.next_exec = Some(next);
+        view.snapshots_installed = snapshots_installed;
+        if restart && promised < view.durable_promise {
+            return Err(Violation::new(
+                Check::PromiseMonotonic,
+                format!(
+                    "{node} restarted with promised() = {promised}, below its durable promise {}",
+                    view.durable_promise
+                ),
+            ));
+        }
+        view.promised_seen = promised;
+        Ok(())
+    }
+
+    /// A live node reports its promise after a step: it must not have gone down.
+    pub fn promise_now(&mut self, node: NodeId, promised: Ballot) -> Verdict {
+        let i = self.index(node);
+        let view = &mut self.views[i];
+        if promised < view.promised_seen {
+            return Err(Violation::new(
+                Check::PromiseMonotonic,
+                format!(
+                    "{node}'s promised() went down from {} to {promised}",
+                    view.promised_seen
+                ),
+            ));
+        }
+        view.promised_seen = promised;
+        Ok(())
+    }
+
+    /// A record of `node` became durable; `durable` is the node's durable state *before* it.
+    pub fn durable(&mut self, node: NodeId, durable: &Durable, record: &Record) -> Verdict {
+        let i = self.index(node);
+        match record {
+            Record::Promise(b) => {
+                let view = &mut self.views[i];
+                view.durable_promise = view.durable_promise.max(*b);
+                Ok(())
+            }
+            Record::SlotPromise(..) | Record::Snapshot { .. } => Ok(()),
+            Record::Accept {
+                slot,
+                ballot,
+                value,
+            } => {
+                let slot_promise = durable
+                    .slot_promises
+                    .get(slot)
+                    .copied()
+                    .unwrap_or(Ballot::ZERO);
+                let promise = durable.promised.max(slot_promise);
+                if *ballot < promise && *slot >= durable.log_start() {
+                    return Err(Violation::new(
+                        Check::AcceptBelowPromise,
+                        format!("{node} made Accept({slot} at {ballot} = {}) durable after promising {promise}", describe_value(value)),
+                    ));
+                }
+                self.vote(i, *slot, *ballot, value)
+            }
+        }
+    }
+
+    fn vote(&mut self, voter: usize, slot: Slot, ballot: Ballot, value: &Value) -> Verdict {
+        let votes = self.votes.entry(slot).or_default();
+        if let Some(other) = votes
+            .iter()
+            .find(|v| v.ballot == ballot && v.value != *value)
+        {
+            return Err(Violation::new(
+                Check::OneValuePerSlot,
+                format!(
+                    "two values accepted in {slot} at the same ballot {ballot}: {} (by {}) and {} (by {})",
+                    describe_value(&other.value),
+                    voters(&self.nodes, other.voters),
+                    describe_value(value),
+                    self.nodes[voter]
+                ),
+            ));
+        }
+        let vote = match votes.iter_mut().find(|v| v.ballot == ballot) {
+            Some(v) => v,
+            None => {
+                votes.push(Vote {
+                    ballot,
+                    value: value.clone(),
+                    voters: 0,
+                });
+                votes.last_mut().expect("just pushed")
+            }
+        };
+        vote.voters |= 1 << voter;
+        if (vote.voters.count_ones() as usize) < self.quorum {
+            return Ok(());
+        }
+        let (voted, at) = (vote.voters, vote.ballot);
+        match self.chosen.get(&slot) {
+            Some(existing) if existing == value => Ok(()),
+            Some(existing) => {
+                let earlier = votes
+                    .iter()
+                    .find(|v| v.value == *existing && v.voters.count_ones() as usize >= self.quorum)
+                    .map_or_else(
+                        || "?".to_string(),
+                        |v| format!("{} by {}", v.ballot, voters(&self.nodes, v.voters)),
+                    );
+                Err(Violation::new(
+                    Check::OneValuePerSlot,
+                    format!(
+                        "{slot} chosen twice: {} (at {earlier}) and {} (at {at} by {})",
+                        describe_value(existing),
+                        describe_value(value),
+                        voters(&self.nodes, voted)
+                    ),
+                ))
+            }
+            None => self.choose(slot, value.clone()),
+        }
+    }
+
+    fn choose(&mut self, slot: Slot, value: Value) -> Verdict {
+        for cmd in value.commands() {
+            if self.issued.get(&(cmd.client, cmd.request)) != Some(&cmd.op) {
+                return Err(Violation::new(
+                    Check::OnlyProposedChosen,
+                    format!(
+                        "{slot} chose c{}r{} {:?}, which no client issued",
+                        cmd.client.0, cmd.request.0, cmd.op
+                    ),
+                ));
+            }
+        }
+        self.chosen.insert(slot, value);
+        self.reference.advance(&self.chosen);
+        Ok(())
+    }
+
+    /// `node` executed `value` in `slot`; `snapshots_installed` is its counter after the step.
+    pub fn executed(
+        &mut self,
+        node: NodeId,
+        slot: Slot,
+        value: &Value,
+        snapshots_installed: u64,
+    ) -> Verdict {
+        let i = self.index(node);
+        if self.chosen_by_execution && !self.chosen.contains_key(&slot) {
+            self.choose(slot, value.clone())?;
+        }
+        let view = &mut self.views[i];
+        if let Some(expected) = view.next_exec {
+            if slot < expected {
+                return Err(Violation::new(
+                    Check::ExecutedLogsAgree,
+                    format!("{node} executed {slot} after it had reached {expected} (out of order or twice)"),
+                ));
+            }
+            if slot > expected && snapshots_installed == view.snapshots_installed {
+                return Err(Violation::new(
+                    Check::ExecutedLogsAgree,
+                    format!("{node} executed {slot} but skipped from {expected} without installing a snapshot"),
+                ));
+            }
+        }
+        view.next_exec = Some(slot.next());
+        view.snapshots_installed = snapshots_installed;
+        match self.chosen.get(&slot) {
+            None => Err(Violation::new(
+                Check::ExecutedLogsAgree,
+                format!(
+                    "{node} executed {slot} = {} before any value was chosen there",
+                    describe_value(value)
+                ),
+            )),
+            Some(chosen) if chosen != value => Err(Violation::new(
+                Check::ExecutedLogsAgree,
+                format!(
+                    "{node} executed {slot} = {} but {} was chosen",
+                    describe_value(value),
+                    describe_value(chosen)
+                ),
+            )),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// A client received a reply; `outstanding` says whether the request still awaited one.
+    pub fn reply(
+        &self,
+        client: ClientId,
+        request: RequestId,
+        outcome: &Outcome,
+        outstanding: bool,
+    ) -> Verdict {
+        if matches!(outcome, Outcome::NotLeader { .. }) {
+            return Ok(());
+        }
+        let Some(op) = self.issued.get(&(client, request)) else {
+            return Err(Violation::new(
+                Check::ExactlyOnceReplies,
+                format!(
+                    "reply to c{}r{}, which was never issued",
+                    client.0, request.0
+                ),
+            ));
+        };
+        let Some((slot, expected)) = self.reference.result(client, request) else {
+            return Err(Violation::new(
+                Check::ExactlyOnceReplies,
+                format!(
+                    "c{}r{} {op:?} answered {outcome:?}, but it is not in the chosen log (replayed up to {})",
+                    client.0,
+                    request.0,
+                    self.reference.next()
+                ),
+            ));
+        };
+        let good = match outcome {
+            // Only a request the client gave up waiting for may have fallen out of the cache.
+            Outcome::Expired => !outstanding,
+            other => other == expected,
+        };
+        if good {
+            Ok(())
+        } else {
+            Err(Violation::new(
+                Check::ExactlyOnceReplies,
+                format!(
+                    "c{}r{} {op:?} answered {}, but the reference replay gives {} (first chosen in {slot})",
+                    client.0,
+                    request.0,
+                    show_outcome(outcome),
+                    show_outcome(expected)
+                ),
+            ))
+        }
+    }
+
+    /// If `node` has executed exactly the prefix the reference has replayed, its key-value map
+    /// must equal the reference's.
+    pub fn compare_state(&self, node: NodeId, next: Slot, kv: &KvState) -> Verdict {
+        if next != self.reference.next() {
+            return Ok(());
+        }
+        match self.reference.differs_from(kv) {
+            None => Ok(()),
+            Some(diff) => Err(Violation::new(
+                Check::ExactlyOnceReplies,
+                format!(
+                    "{node}'s state after slots below {next} differs from the reference: {diff}"
+                ),
+            )),
+        }
+    }
+}
+
+fn voters(nodes: &[NodeId], mask: u64) -> String {
+    let names: Vec<String> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
+    format!("{{{}}}", names.join(","))
+}
+
+/// A reply outcome in a few characters.
+pub fn show_outcome(outcome: &Outcome) -> String {
+    match outcome {
+        Outcome::Value(Some(v)) => format!("Value({:?})", String::from_utf8_lossy(v)),
+        Outcome::Value(None) => "Value(none)".to_string(),
+        Outcome::Done => "Done".to_string(),
+        Outcome::NotLeader { leader: Some(l) } => format!("NotLeader({l})"),
+        Outcome::NotLeader { leader: None } => "NotLeader(?)".to_string(),
+        Outcome::Expired => "Expired".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn n(i: u32) -> NodeId {
+        NodeId(i)
+    }
+
+    fn b(round: u64, node: u32) -> Ballot {
+        Ballot::new(round, NodeId(node))
+    }
+
+    fn put(client: u64, request: u64, key: &'static str, value: &'static str) -> Command {
+        Command {
+            client: ClientId(client),
+            request: RequestId(request),
+            op: Op::Put {
+                key: Bytes::from_static(key.as_bytes()),
+                value: Bytes::from_static(value.as_bytes()),
+            },
+        }
+    }
+
+    fn get(client: u64, request: u64, key: &'static str) -> Command {
+        Command {
+            client: ClientId(client),
+            request: RequestId(request),
+            op: Op::Get {
+                key: Bytes::from_static(key.as_bytes()),
+            },
+        }
+    }
+
+    fn batch(cmds: &[Command]) -> Value {
+        Value::batch(cmds.to_vec())
+    }
+
+    fn accept(slot: u64, ballot: Ballot, value: &Value) -> Record {
+        Record::Accept {
+            slot: Slot(slot),
+            ballot,
+            value: value.clone(),
+        }
+    }
+
+    fn three() -> Checkers {
+        Checkers::new(vec![n(0), n(1), n(2)], Slot(0), false)
+    }
+
+    /// Makes the record durable at these nodes, with empty durable state before.
+    fn accept_at(
+        c: &mut Checkers,
+        nodes: &[u32],
+        slot: u64,
+        ballot: Ballot,
+        value: &Value,
+    ) -> Verdict {
+        for &i in nodes {
+            c.durable(n(i), &Durable::default(), &accept(slot, ballot, value))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_majority_chooses_and_a_minority_does_not() {
+        let mut c = three();
+        let v = batch(&[put(1, 1, "k", "a")]);
+        c.issued(&put(1, 1, "k", "a"));
+        accept_at(&mut c, &[0], 0, b(1, 0), &v).unwrap();
+        assert!(c.chosen().is_empty());
+        // The same acceptor again does not make a majority.
+        accept_at(&mut c, &[0], 0, b(1, 0), &v).unwrap();
+        assert!(c.chosen().is_empty());
+        accept_at(&mut c, &[2], 0, b(1, 0), &v).unwrap();
+        assert_eq!(c.chosen().get(&Slot(0)), Some(&v));
+    }
+
+    #[test]
+    fn two_chosen_values_in_one_slot_fail_but_the_same_value_at_higher_ballots_is_fine() {
+        let mut c = three();
+        let (x, y) = (put(1, 1, "k", "a"), put(2, 1, "k", "b"));
+        c.issued(&x);
+        c.issued(&y);
+        let (vx, vy) = (batch(&[x]), batch(&[y]));
+        accept_at(&mut c, &[0, 1], 3, b(1, 0), &vx).unwrap();
+        // Re-proposing the chosen value at a higher ballot is what Paxos does.
+        accept_at(&mut c, &[1, 2], 3, b(2, 1), &vx).unwrap();
+        // A different value accepted by a minority is harmless...
+        accept_at(&mut c, &[2], 3, b(3, 2), &vy).unwrap();
+        // ...but by a majority it is a second chosen value.
+        let err = accept_at(&mut c, &[0], 3, b(3, 2), &vy).unwrap_err();
+        assert_eq!(err.check, Check::OneValuePerSlot);
+        assert!(err.detail.contains("#3 chosen twice"), "{}", err.detail);
+    }
+
+    #[test]
+    fn two_values_at_one_ballot_fail() {
+        let mut c = three();
+        let (x, y) = (put(1, 1, "k", "a"), put(2, 1, "k", "b"));
+        accept_at(&mut c, &[0], 0, b(1, 0), &batch(&[x])).unwrap();
+        let err = accept_at(&mut c, &[1], 0, b(1, 0), &batch(&[y])).unwrap_err();
+        assert_eq!(err.check, Check::OneValuePerSlot);
+    }
+
+    #[test]
+    fn only_issued_commands_and_noops_may_be_chosen() {
+        let mut c = three();
+        accept_at(&mut c, &[0, 1], 0, b(1, 0), &Value::Noop).unwrap();
+        let forged = put(9, 9, "k", "forged");
+        let err = accept_at(&mut c, &[0, 1], 1, b(1, 0), &batch(std::slice::from_ref(&forged))).unwrap_err();
+        assert_eq!(err.check, Check::OnlyProposedChosen);
+        // The same ids with a different operation are not the issued command either.
+        let mut c = three();
+        c.issued(&put(9, 9, "k", "real"));
+        let err = accept_at(&mut c, &[0, 1], 0, b(1, 0), &batch(&[forged])).unwrap_err();
+        assert_eq!(err.check, Check::OnlyProposedChosen);
+    }
+
+    #[test]
+    fn accepting_below_a_durable_promise_fails() {
+        let mut c = three();
+        let mut d = Durable::default();
+        d.apply(&Record::Promise(b(5, 1)));
+        let err = c
+            .durable(n(0), &d, &accept(0, b(4, 2), &Value::Noop))
+            .unwrap_err();
+        assert_eq!(err.check, Check::AcceptBelowPromise);
+        c.durable(n(0), &d, &accept(0, b(5, 1), &Value::Noop))
+            .unwrap();
+        let mut d = Durable::default();
+        d.apply(&Record::SlotPromise(Slot(2), b(3, 0)));
+        c.durable(n(1), &d, &accept(1, b(1, 0), &Value::Noop))
+            .unwrap();
+        assert_eq!(
+            c.durable(n(1), &d, &accept(2, b(1, 0), &Value::Noop))
+                .unwrap_err()
+                .check,
+            Check::AcceptBelowPromise
+        );
+    }
+
+    #[test]
+    fn executed_values_must_be_chosen_in_order_without_gaps() {
+        let mut c = three();
+        c.started(n(0), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        let err = c.executed(n(0), Slot(0), &Value::Noop, 0).unwrap_err();
+        assert_eq!(
+            err.check,
+            Check::ExecutedLogsAgree,
+            "executed before chosen"
+        );
+
+        let mut c = three();
+        c.started(n(0), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        for s in 0..4 {
+            accept_at(&mut c, &[1, 2], s, b(1, 1), &Value::Noop).unwrap();
+        }
+        c.executed(n(0), Slot(0), &Value::Noop, 0).unwrap();
+        assert_eq!(
+            c.executed(n(0), Slot(0), &Value::Noop, 0)
+                .unwrap_err()
+                .check,
+            Check::ExecutedLogsAgree
+        );
+        assert!(c
+            .executed(n(0), Slot(2), &Value::Noop, 0)
+            .unwrap_err()
+            .detail
+            .contains("skipped"));
+        // With a snapshot installed in between, jumping ahead is fine.
+        c.executed(n(0), Slot(3), &Value::Noop, 1).unwrap();
+
+        c.issued(&put(1, 1, "k", "v"));
+        let wrong = batch(&[put(1, 1, "k", "v")]);
+        c.started(n(1), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        assert!(c
+            .executed(n(1), Slot(0), &wrong, 0)
+            .unwrap_err()
+            .detail
+            .contains("was chosen"));
+    }
+
+    #[test]
+    fn a_restart_starts_execution_again_from_its_snapshot_point() {
+        let mut c = three();
+        for s in 0..3 {
+            accept_at(&mut c, &[0, 1], s, b(1, 0), &Value::Noop).unwrap();
+        }
+        c.started(n(2), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        for s in 0..3 {
+            c.executed(n(2), Slot(s), &Value::Noop, 0).unwrap();
+        }
+        c.started(n(2), Slot(1), Ballot::ZERO, 0, true).unwrap();
+        c.executed(n(2), Slot(1), &Value::Noop, 0).unwrap();
+    }
+
+    #[test]
+    fn unreplicated_execution_defines_the_log() {
+        let mut c = Checkers::new(vec![n(0)], Slot(0), true);
+        let x = put(1, 1, "k", "a");
+        c.issued(&x);
+        c.started(n(0), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        c.executed(n(0), Slot(0), &batch(std::slice::from_ref(&x)), 0)
+            .unwrap();
+        c.reply(ClientId(1), RequestId(1), &Outcome::Done, true)
+            .unwrap();
+        // A restarted node that re-executes slot 0 with something else lost acknowledged state.
+        c.started(n(0), Slot(0), Ballot::ZERO, 0, true).unwrap();
+        assert_eq!(
+            c.executed(n(0), Slot(0), &Value::Noop, 0)
+                .unwrap_err()
+                .check,
+            Check::ExecutedLogsAgree
+        );
+    }
+
+    #[test]
+    fn replies_are_checked_against_the_reference_replay() {
+        let mut c = three();
+        let cmds = [
+            put(1, 1, "k", "a"),
+            get(2, 1, "k"),
+            put(1, 2, "k", "b"),
+            get(2, 2, "k"),
+        ];
+        for cmd in &cmds {
+            c.issued(cmd);
+        }
+        // Slot 1 is chosen first: nothing replays until slot 0 is.
+        accept_at(&mut c, &[0, 1], 1, b(1, 0), &batch(&cmds[2..])).unwrap();
+        assert_eq!(
+            c.reply(ClientId(1), RequestId(2), &Outcome::Done, true)
+                .unwrap_err()
+                .check,
+            Check::ExactlyOnceReplies
+        );
+        // Slot 0 holds the first put and get; the put is retried inside slot 1 (a duplicate).
+        accept_at(
+            &mut c,
+            &[0, 1],
+            0,
+            b(1, 0),
+            &batch(&[cmds[0].clone(), cmds[1].clone(), cmds[0].clone()]),
+        )
+        .unwrap();
+        assert_eq!(c.reference().next(), Slot(2));
+        c.reply(ClientId(1), RequestId(1), &Outcome::Done, true)
+            .unwrap();
+        c.reply(
+            ClientId(2),
+            RequestId(1),
+            &Outcome::Value(Some(Bytes::from_static(b"a"))),
+            true,
+        )
+        .unwrap();
+        c.reply(
+            ClientId(2),
+            RequestId(2),
+            &Outcome::Value(Some(Bytes::from_static(b"b"))),
+            true,
+        )
+        .unwrap();
+        let stale = c
+            .reply(
+                ClientId(2),
+                RequestId(2),
+                &Outcome::Value(Some(Bytes::from_static(b"a"))),
+                true,
+            )
+            .unwrap_err();
+        assert_eq!(stale.check, Check::ExactlyOnceReplies);
+        assert!(
+            stale.detail.contains("reference replay gives"),
+            "{}",
+            stale.detail
+        );
+        c.reply(
+            ClientId(2),
+            RequestId(2),
+            &Outcome::NotLeader { leader: None },
+            true,
+        )
+        .unwrap();
+        // Expired is only fine for a request the client stopped waiting for.
+        c.reply(ClientId(1), RequestId(1), &Outcome::Expired, false)
+            .unwrap();
+        assert!(c
+            .reply(ClientId(1), RequestId(1), &Outcome::Expired, true)
+            .is_err());
+        assert!(
+            c.reply(ClientId(7), RequestId(1), &Outcome::Done, true)
+                .is_err(),
+            "never issued"
+        );
+    }
+
+    #[test]
+    fn the_reference_executes_a_duplicated_command_once() {
+        let mut r = Reference::new(Slot(0));
+        let mut chosen = BTreeMap::new();
+        let a = put(1, 1, "k", "a");
+        chosen.insert(Slot(0), batch(std::slice::from_ref(&a)));
+        chosen.insert(Slot(1), batch(&[put(1, 2, "k", "b")]));
+        // A late retry of request 1 must not bring "a" back.
+        chosen.insert(Slot(2), batch(&[a, get(3, 1, "k")]));
+        r.advance(&chosen);
+        assert_eq!(r.next(), Slot(3));
+        assert_eq!(r.get(b"k").map(|v| v.as_ref()), Some(&b"b"[..]));
+        assert_eq!(
+            r.result(ClientId(1), RequestId(1)).map(|(s, _)| *s),
+            Some(Slot(0))
+        );
+        assert_eq!(
+            r.result(ClientId(3), RequestId(1)).map(|(_, o)| o.clone()),
+            Some(Outcome::Value(Some(Bytes::from_static(b"b"))))
+        );
+    }
+
+    #[test]
+    fn node_state_is_compared_when_it_is_at_the_reference_point() {
+        let mut c = three();
+        let x = put(1, 1, "k", "a");
+        c.issued(&x);
+        accept_at(
+            &mut c,
+            &[0, 1],
+            0,
+            b(1, 0),
+            &batch(std::slice::from_ref(&x)),
+        )
+        .unwrap();
+        let mut kv = KvState::new(16);
+        // Behind the reference: not compared.
+        c.compare_state(n(0), Slot(0), &kv).unwrap();
+        assert_eq!(
+            c.compare_state(n(0), Slot(1), &kv).unwrap_err().check,
+            Check::ExactlyOnceReplies
+        );
+        kv.apply(&x);
+        c.compare_state(n(0), Slot(1), &kv).unwrap();
+    }
+
+    #[test]
+    fn promises_must_not_go_backwards() {
+        let mut c = three();
+        c.started(n(0), Slot(0), Ballot::ZERO, 0, false).unwrap();
+        c.promise_now(n(0), b(2, 1)).unwrap();
+        assert_eq!(
+            c.promise_now(n(0), b(1, 2)).unwrap_err().check,
+            Check::PromiseMonotonic
+        );
+        c.durable(n(1), &Durable::default(), &Record::Promise(b(3, 0)))
+            .unwrap();
+        c.durable(n(1), &Durable::default(), &Record::Promise(b(2, 0)))
+            .unwrap();
+        assert_eq!(
+            c.started(n(1), Slot(0), b(2, 2), 0, true)
+                .unwrap_err()
+                .check,
+            Check::PromiseMonotonic
+        );
+        c.started(n(1), Slot(0), b(3, 0), 0, true).unwrap();
+    }
+}

@@ -1,0 +1,86 @@
+//! Running many seeds, on several threads, with results reported in seed order.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::simulation::{run, Failure, RunReport, SimConfig};
+
+/// What a sweep over a range of seeds found.
+#[derive(Clone, Debug, Default)]
+pub struct SweepSummary {
+    /// Seeds whose every checker passed.
+    pub passed: u64,
+    /// The failures, in seed order.
+    pub failures: Vec<Failure>,
+    /// Simulation steps over all seeds.
+    pub steps: u64,
+    /// Wall-clock time the sweep took (for reporting seeds per second only; it never affects a run).
+    pub elapsed: Duration,
+}
+
+impl SweepSummary {
+    /// Seeds run.
+    pub fn seeds(&self) -> u64 {
+        self.passed + self.failures.len() as u64
+    }
+
+    /// Seeds per wall-clock second.
+    pub fn seeds_per_second(&self) -> f64 {
+        self.seeds() as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Runs `base` with every seed in `seeds` on `jobs` threads. `each` sees every report in seed
+/// order (whatever the thread count), as soon as all earlier seeds are done.
+pub fn run_seeds(
+    base: &SimConfig,
+    seeds: Range<u64>,
+    jobs: usize,
+    mut each: impl FnMut(&RunReport),
+) -> SweepSummary {
+    let started = Instant::now();
+    let mut summary = SweepSummary::default();
+    let next = AtomicU64::new(seeds.start);
+    let jobs = jobs.clamp(1, 256);
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<RunReport>();
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let next = &next;
+            scope.spawn(move || loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= seeds.end {
+                    break;
+                }
+                if tx.send(run(&base.with_seed(seed))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut waiting: BTreeMap<u64, RunReport> = BTreeMap::new();
+        let mut expected = seeds.start;
+        for report in rx {
+            waiting.insert(report.seed, report);
+            while let Some(report) = waiting.remove(&expected) {
+                each(&report);
+                summary.steps += report.stats.steps;
+                match report.failure {
+                    Some(f) => summary.failures.push(f),
+                    None => summary.passed += 1,
+                }
+                expected += 1;
+            }
+        }
+    });
+    summary.elapsed = started.elapsed();
+    summary
+}
+
+/// Threads to use by default: what the machine offers.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
