@@ -1,0 +1,487 @@
+//! Property tests: every frame round-trips, streams decode however the bytes are split, and no
+//! input, however broken, makes a decoder panic.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use paxos::{
+    Accept, Accepted, AcceptedEntry, Ballot, CatchUp, ChosenEntry, ClientId, Command, Commit,
+    Heartbeat, KvState, Learn, Message, Nack, NodeId, Op, Outcome, Prepare, PrepareScope, Promise,
+    Protocol, Reply, RequestId, Role, Slot, Snapshot, Value,
+};
+use proptest::collection::{btree_map, vec};
+use proptest::prelude::*;
+use wire::{
+    decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, Frame, NodeStatus, PeerFrame,
+    PeerHello, ResponseFrame, WireError, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
+};
+
+// ---- strategies -------------------------------------------------------------------------------
+
+/// Mostly small numbers (one-byte varints), sometimes any width.
+fn num() -> BoxedStrategy<u64> {
+    prop_oneof![4 => 0u64..200, 1 => any::<u64>()].boxed()
+}
+
+fn node() -> BoxedStrategy<NodeId> {
+    prop_oneof![4 => 0u32..8, 1 => any::<u32>()]
+        .prop_map(NodeId)
+        .boxed()
+}
+
+fn slot() -> BoxedStrategy<Slot> {
+    num().prop_map(Slot).boxed()
+}
+
+fn ballot() -> BoxedStrategy<Ballot> {
+    (num(), node())
+        .prop_map(|(round, node)| Ballot { round, node })
+        .boxed()
+}
+
+fn bytes() -> BoxedStrategy<Bytes> {
+    prop_oneof![4 => vec(any::<u8>(), 0..20), 1 => vec(any::<u8>(), 100..300)]
+        .prop_map(Bytes::from)
+        .boxed()
+}
+
+fn op() -> BoxedStrategy<Op> {
+    prop_oneof![
+        bytes().prop_map(|key| Op::Get { key }),
+        (bytes(), bytes()).prop_map(|(key, value)| Op::Put { key, value }),
+        bytes().prop_map(|key| Op::Delete { key }),
+    ]
+    .boxed()
+}
+
+fn command() -> BoxedStrategy<Command> {
+    (num(), num(), op())
+        .prop_map(|(c, r, op)| Command {
+            client: ClientId(c),
+            request: RequestId(r),
+            op,
+        })
+        .boxed()
+}
+
+fn value() -> BoxedStrategy<Value> {
+    prop_oneof![1 => Just(Value::Noop), 4 => vec(command(), 0..12).prop_map(Value::batch)].boxed()
+}
+
+fn outcome() -> BoxedStrategy<Outcome> {
+    prop_oneof![
+        proptest::option::of(bytes()).prop_map(Outcome::Value),
+        Just(Outcome::Done),
+        proptest::option::of(node()).prop_map(|leader| Outcome::NotLeader { leader }),
+        Just(Outcome::Expired),
+    ]
+    .boxed()
+}
+
+fn kv_state() -> BoxedStrategy<KvState> {
+    let session = (
+        num(),
+        proptest::option::of(num()),
+        btree_map(num(), outcome(), 0..5),
+    )
+        .prop_map(|(client, floor, replies)| {
+            let replies: BTreeMap<RequestId, Outcome> = replies
+                .into_iter()
+                .map(|(r, o)| (RequestId(r), o))
+                .collect();
+            (ClientId(client), floor.map(RequestId), replies)
+        });
+    (
+        1usize..10_000,
+        vec((bytes(), bytes()), 0..10),
+        vec(session, 0..5),
+    )
+        .prop_map(|(limit, entries, sessions)| KvState::from_parts(limit, entries, sessions))
+        .boxed()
+}
+
+fn scope() -> BoxedStrategy<PrepareScope> {
+    prop_oneof![
+        slot().prop_map(PrepareScope::From),
+        slot().prop_map(PrepareScope::Only)
+    ]
+    .boxed()
+}
+
+fn message() -> BoxedStrategy<Message> {
+    prop_oneof![
+        (ballot(), scope()).prop_map(|(ballot, scope)| Message::Prepare(Prepare { ballot, scope })),
+        (
+            ballot(),
+            scope(),
+            slot(),
+            slot(),
+            vec((slot(), ballot(), value()), 0..5)
+        )
+            .prop_map(|(ballot, scope, log_start, executed, acc)| {
+                let accepted = acc
+                    .into_iter()
+                    .map(|(slot, ballot, value)| AcceptedEntry {
+                        slot,
+                        ballot,
+                        value,
+                    })
+                    .collect();
+                Message::Promise(Promise {
+                    ballot,
+                    scope,
+                    log_start,
+                    accepted,
+                    executed,
+                })
+            }),
+        (ballot(), slot(), value(), slot(), slot()).prop_map(
+            |(ballot, slot, value, commit, truncate)| {
+                Message::Accept(Accept {
+                    ballot,
+                    slot,
+                    value,
+                    commit,
+                    truncate,
+                })
+            }
+        ),
+        (ballot(), slot(), slot()).prop_map(|(ballot, slot, executed)| Message::Accepted(
+            Accepted {
+                ballot,
+                slot,
+                executed
+            }
+        )),
+        (ballot(), slot(), slot()).prop_map(|(ballot, up_to, truncate)| Message::Commit(Commit {
+            ballot,
+            up_to,
+            truncate
+        })),
+        (ballot(), ballot(), proptest::option::of(slot())).prop_map(|(ballot, promised, slot)| {
+            Message::Nack(Nack {
+                ballot,
+                promised,
+                slot,
+            })
+        }),
+        (ballot(), slot(), slot()).prop_map(|(ballot, commit, truncate)| Message::Heartbeat(
+            Heartbeat {
+                ballot,
+                commit,
+                truncate
+            }
+        )),
+        vec((slot(), value()), 0..5).prop_map(|e| Message::Learn(Learn {
+            entries: e
+                .into_iter()
+                .map(|(slot, value)| ChosenEntry { slot, value })
+                .collect()
+        })),
+        slot().prop_map(|from| Message::CatchUp(CatchUp { from })),
+        (slot(), kv_state()).prop_map(|(upto, state)| Message::Snapshot(Snapshot {
+            upto,
+            state: Arc::new(state)
+        })),
+    ]
+    .boxed()
+}
+
+fn peer_frame() -> BoxedStrategy<PeerFrame> {
+    prop_oneof![
+        1 => node().prop_map(|node| PeerFrame::Hello(PeerHello { node })),
+        6 => message().prop_map(PeerFrame::Message),
+    ]
+    .boxed()
+}
+
+fn client_frame() -> BoxedStrategy<ClientFrame> {
+    prop_oneof![4 => command().prop_map(ClientFrame::Request), 1 => Just(ClientFrame::StatusRequest)]
+    .boxed()
+}
+
+fn protocol() -> BoxedStrategy<Protocol> {
+    prop_oneof![
+        Just(Protocol::MultiPaxos),
+        Just(Protocol::BasicPaxos),
+        Just(Protocol::Unreplicated)
+    ]
+    .boxed()
+}
+
+fn role() -> BoxedStrategy<Role> {
+    prop_oneof![
+        Just(Role::Follower),
+        Just(Role::Candidate),
+        Just(Role::Leader),
+        Just(Role::Proposer),
+        Just(Role::Single),
+    ]
+    .boxed()
+}
+
+fn response_frame() -> BoxedStrategy<ResponseFrame> {
+    let response = (
+        num(),
+        num(),
+        outcome(),
+        proptest::option::of(any::<SocketAddr>()),
+    )
+        .prop_map(|(client, request, outcome, leader_addr)| {
+            let reply = Reply {
+                client: ClientId(client),
+                request: RequestId(request),
+                outcome,
+            };
+            ResponseFrame::Response(ClientResponse { reply, leader_addr })
+        });
+    let status = (
+        node(),
+        protocol(),
+        role(),
+        ballot(),
+        proptest::option::of(node()),
+        slot(),
+    )
+        .prop_map(|(node, protocol, role, ballot, leader, executed)| {
+            ResponseFrame::Status(NodeStatus {
+                node,
+                protocol,
+                role,
+                ballot,
+                leader,
+                executed,
+            })
+        });
+    prop_oneof![response, status].boxed()
+}
+
+// ---- helpers ----------------------------------------------------------------------------------
+
+fn encode<F: Frame>(frame: &F) -> BytesMut {
+    let mut buf = BytesMut::new();
+    let n = encode_frame(frame, &mut buf).expect("encodes");
+    assert_eq!(n, buf.len());
+    buf
+}
+
+/// Encode, decode, compare; the decoder consumes exactly the frame.
+fn round_trip<F: Frame + Clone + PartialEq + std::fmt::Debug>(
+    frame: &F,
+) -> Result<(), TestCaseError> {
+    let mut buf = encode(frame);
+    let len = buf.len();
+    prop_assert_eq!(
+        u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize,
+        len - FRAME_HEADER_LEN
+    );
+    let decoded = decode_frame::<F>(&mut buf);
+    prop_assert_eq!(decoded, Ok(Some(frame.clone())));
+    prop_assert!(buf.is_empty());
+    Ok(())
+}
+
+/// Decodes `bytes` as a stream of `F` frames until it needs more input or fails. Must not panic.
+fn drain<F: Frame>(bytes: &[u8]) -> Result<Vec<F>, WireError> {
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(frame) = decode_frame::<F>(&mut buf)? {
+        out.push(frame);
+    }
+    Ok(out)
+}
+
+/// Decodes `body` as a frame body of every family. Must not panic.
+fn decode_body_all(body: &[u8]) {
+    let body = Bytes::copy_from_slice(body);
+    let _ = Message::decode_body(body.clone());
+    let _ = PeerFrame::decode_body(body.clone());
+    let _ = ClientFrame::decode_body(body.clone());
+    let _ = ResponseFrame::decode_body(body);
+}
+
+fn body_of(frame: &BytesMut) -> Bytes {
+    Bytes::copy_from_slice(&frame[FRAME_HEADER_LEN..])
+}
+
+/// Encoded frames of every family, to mutate.
+fn any_encoded() -> BoxedStrategy<BytesMut> {
+    prop_oneof![
+        peer_frame().prop_map(|f| encode(&f)),
+        client_frame().prop_map(|f| encode(&f)),
+        response_frame().prop_map(|f| encode(&f)),
+    ]
+    .boxed()
+}
+
+/// 512 cases per property unless `PROPTEST_CASES` says otherwise.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---- properties -------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn messages_round_trip(msg in message()) {
+        round_trip(&msg)?;
+        // A bare Message and a PeerFrame::Message are the same bytes.
+        prop_assert_eq!(encode(&msg), encode(&PeerFrame::Message(msg)));
+    }
+
+    #[test]
+    fn peer_frames_round_trip(frame in peer_frame()) {
+        round_trip(&frame)?;
+    }
+
+    #[test]
+    fn client_frames_round_trip(frame in client_frame()) {
+        round_trip(&frame)?;
+    }
+
+    #[test]
+    fn response_frames_round_trip(frame in response_frame()) {
+        round_trip(&frame)?;
+    }
+
+    /// Frames coalesced into one buffer come out in order however the stream splits them.
+    #[test]
+    fn coalesced_frames_decode_from_any_split(
+        msgs in vec(message(), 1..6),
+        cuts in vec(1usize..64, 1..40),
+    ) {
+        let mut all = BytesMut::new();
+        for m in &msgs {
+            encode_frame(m, &mut all).unwrap();
+        }
+        let all = all.freeze();
+        let mut inbox = BytesMut::new();
+        let mut got = Vec::new();
+        let mut pos = 0;
+        let mut cuts = cuts.into_iter().cycle();
+        while pos < all.len() {
+            let end = (pos + cuts.next().unwrap()).min(all.len());
+            inbox.extend_from_slice(&all[pos..end]);
+            pos = end;
+            while let Some(m) = decode_frame::<Message>(&mut inbox).unwrap() {
+                got.push(m);
+            }
+        }
+        prop_assert!(inbox.is_empty());
+        prop_assert_eq!(&got, &msgs);
+        // And all at once.
+        prop_assert_eq!(Codec::default().decode_all::<Message>(all).unwrap(), msgs);
+    }
+
+    /// Every strict prefix of a valid body is an error (the format has no optional tail), and the
+    /// stream decoder waits for the rest of a truncated frame.
+    #[test]
+    fn truncated_frames_are_errors_or_wait(frame in peer_frame(), cut in any::<prop::sample::Index>()) {
+        let full = encode(&frame);
+        let body = body_of(&full);
+        let at = cut.index(body.len());
+        prop_assert!(PeerFrame::decode_body(body.slice(..at)).is_err());
+        let partial = cut.index(full.len());
+        let mut inbox = BytesMut::from(&full[..partial]);
+        prop_assert_eq!(decode_frame::<PeerFrame>(&mut inbox), Ok(None));
+        prop_assert_eq!(inbox.len(), partial);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in vec(any::<u8>(), 0..512)) {
+        let _ = drain::<Message>(&bytes);
+        let _ = drain::<PeerFrame>(&bytes);
+        let _ = drain::<ClientFrame>(&bytes);
+        let _ = drain::<ResponseFrame>(&bytes);
+        decode_body_all(&bytes);
+    }
+
+    /// Random bodies behind a valid length prefix, so the decoders get past framing.
+    #[test]
+    fn random_bodies_never_panic(tag in 0u8..0x40, rest in vec(any::<u8>(), 0..256)) {
+        let mut body = vec![tag];
+        body.extend_from_slice(&rest);
+        decode_body_all(&body);
+        let mut framed = (body.len() as u32).to_be_bytes().to_vec();
+        framed.extend_from_slice(&body);
+        let _ = drain::<PeerFrame>(&framed);
+        let _ = drain::<ResponseFrame>(&framed);
+    }
+
+    /// Valid frames with bytes flipped, inserted, removed or cut off: Ok or Err, never a panic.
+    #[test]
+    fn mutated_frames_never_panic(
+        frame in any_encoded(),
+        edits in vec((0u8..4, any::<prop::sample::Index>(), any::<u8>()), 1..8),
+    ) {
+        let mut bytes = frame.to_vec();
+        for (kind, at, b) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match kind {
+                0 => bytes[i] ^= b | 1,
+                1 => bytes.insert(i, b),
+                2 => { bytes.remove(i); }
+                _ => bytes.truncate(i),
+            }
+        }
+        let _ = drain::<Message>(&bytes);
+        let _ = drain::<PeerFrame>(&bytes);
+        let _ = drain::<ClientFrame>(&bytes);
+        let _ = drain::<ResponseFrame>(&bytes);
+        if bytes.len() > FRAME_HEADER_LEN {
+            decode_body_all(&bytes[FRAME_HEADER_LEN..]);
+        }
+    }
+
+    /// A length prefix over the limit is refused from the prefix alone: nothing is consumed and
+    /// the decoder does not wait for a body.
+    #[test]
+    fn oversized_prefixes_are_rejected_before_the_body(
+        limit in prop_oneof![Just(DEFAULT_MAX_FRAME_LEN), 0usize..100_000],
+        over in 1u64..=u32::MAX as u64,
+    ) {
+        let codec = Codec::new(limit);
+        let len = (limit as u64).saturating_add(over).min(u32::MAX as u64);
+        prop_assume!(len > limit as u64);
+        let mut buf = BytesMut::new();
+        buf.put_u32(len as u32);
+        prop_assert_eq!(
+            codec.decode::<Message>(&mut buf),
+            Err(WireError::FrameTooLarge { len, max: limit as u64 })
+        );
+        prop_assert_eq!(buf.len(), FRAME_HEADER_LEN);
+    }
+
+    /// The encoder refuses frames over the limit and leaves the buffer as it was.
+    #[test]
+    fn encoding_over_the_limit_leaves_the_buffer_alone(msg in message(), limit in 0usize..64) {
+        let codec = Codec::new(limit);
+        let mut buf = BytesMut::from(&b"earlier frames"[..]);
+        let body_len = encode(&msg).len() - FRAME_HEADER_LEN;
+        match codec.encode(&msg, &mut buf) {
+            Ok(n) => {
+                prop_assert!(body_len <= limit);
+                prop_assert_eq!(n, body_len + FRAME_HEADER_LEN);
+            }
+            Err(e) => {
+                prop_assert!(body_len > limit);
+                prop_assert_eq!(e, WireError::FrameTooLarge { len: body_len as u64, max: limit as u64 });
+                prop_assert_eq!(&buf[..], b"earlier frames");
+            }
+        }
+    }
+}

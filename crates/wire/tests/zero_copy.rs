@@ -1,0 +1,45 @@
+//! Keys and values of decoded frames are slices of the read buffer, not copies.
+
+use bytes::{Bytes, BytesMut};
+use paxos::{Accept, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Value};
+use wire::{decode_frame, encode_frame};
+
+#[test]
+fn decoded_batches_borrow_the_read_buffer() {
+    let cmds: Vec<Command> = (0..100u64)
+        .map(|i| Command {
+            client: ClientId(i),
+            request: RequestId(i),
+            op: Op::Put {
+                key: Bytes::from(vec![i as u8; 16]),
+                value: Bytes::from(vec![7; 64]),
+            },
+        })
+        .collect();
+    let msg = Message::Accept(Accept {
+        ballot: Ballot::new(1, NodeId(0)),
+        slot: Slot(1),
+        value: Value::batch(cmds),
+        commit: Slot(0),
+        truncate: Slot(0),
+    });
+    let mut buf = BytesMut::new();
+    encode_frame(&msg, &mut buf).unwrap();
+    let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+
+    let decoded = decode_frame::<Message>(&mut buf).unwrap().unwrap();
+    assert_eq!(decoded, msg);
+    let Message::Accept(Accept { value, .. }) = decoded else {
+        unreachable!()
+    };
+    for cmd in value.commands() {
+        let Op::Put { key, value } = &cmd.op else {
+            unreachable!()
+        };
+        assert!(range.contains(&(key.as_ptr() as usize)), "key was copied");
+        assert!(
+            range.contains(&(value.as_ptr() as usize)),
+            "value was copied"
+        );
+    }
+}
