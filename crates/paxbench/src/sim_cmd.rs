@@ -168,6 +168,16 @@ pub fn run(args: &SimArgs) -> Result<bool> {
         jobs
     );
     println!(
+        "work: {} commands issued, {} completed, {} slots chosen, {} node messages ({} dropped), \
+         {} crashes",
+        summary.issued,
+        summary.completed,
+        summary.slots_chosen,
+        summary.messages.0,
+        summary.messages.1,
+        summary.crashes
+    );
+    println!(
         "{} passed, {} failed",
         summary.passed,
         summary.failures.len()

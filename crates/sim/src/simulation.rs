@@ -6,6 +6,7 @@ use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::fmt;
+use std::fmt::Write as _;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Once;
 use std::time::Duration;
@@ -855,12 +856,15 @@ impl Simulation {
             for record in &records {
                 self.checkers.durable(id, &self.nodes[i].durable, record)?;
                 self.nodes[i].durable.apply(record);
-                kinds.push(match record {
-                    Record::Promise(_) => 'P',
-                    Record::SlotPromise(..) => 'S',
-                    Record::Accept { .. } => 'A',
-                    Record::Snapshot { .. } => 'N',
-                });
+                if !kinds.is_empty() {
+                    kinds.push(' ');
+                }
+                let _ = match record {
+                    Record::Promise(b) => write!(kinds, "P{b}"),
+                    Record::SlotPromise(slot, b) => write!(kinds, "P{slot}@{b}"),
+                    Record::Accept { slot, ballot, .. } => write!(kinds, "A{slot}@{ballot}"),
+                    Record::Snapshot { upto, .. } => write!(kinds, "Snap<{upto}"),
+                };
             }
         }
         self.trace.push(
@@ -1164,7 +1168,7 @@ impl Simulation {
         }
         let outstanding = self.clients[c].outstanding.contains_key(&reply.request);
         self.checkers
-            .reply(reply.client, reply.request, &reply.outcome, outstanding)?;
+            .reply(reply.client, reply.request, &reply.outcome)?;
         if !outstanding {
             return Ok(());
         }

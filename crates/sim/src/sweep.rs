@@ -17,6 +17,16 @@ pub struct SweepSummary {
     pub failures: Vec<Failure>,
     /// Simulation steps over all seeds.
     pub steps: u64,
+    /// Commands clients issued, over all seeds.
+    pub issued: u64,
+    /// Commands that completed, over all seeds.
+    pub completed: u64,
+    /// Slots chosen, over all seeds.
+    pub slots_chosen: u64,
+    /// Node crashes, over all seeds.
+    pub crashes: u64,
+    /// Messages between nodes, and how many of them were dropped, over all seeds.
+    pub messages: (u64, u64),
     /// Wall-clock time the sweep took (for reporting seeds per second only; it never affects a run).
     pub elapsed: Duration,
 }
@@ -67,7 +77,14 @@ pub fn run_seeds(
             waiting.insert(report.seed, report);
             while let Some(report) = waiting.remove(&expected) {
                 each(&report);
-                summary.steps += report.stats.steps;
+                let stats = &report.stats;
+                summary.steps += stats.steps;
+                summary.issued += stats.issued;
+                summary.completed += stats.completed;
+                summary.slots_chosen += stats.slots_chosen;
+                summary.crashes += stats.crashes;
+                summary.messages.0 += stats.messages;
+                summary.messages.1 += stats.dropped;
                 match report.failure {
                     Some(f) => summary.failures.push(f),
                     None => summary.passed += 1,

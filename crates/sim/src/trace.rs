@@ -198,7 +198,8 @@ pub enum TraceEvent {
         node: NodeId,
         /// The token passed to `handle_persisted`.
         token: u64,
-        /// Records that became durable, as `P`romise, `S`lot promise, `A`ccept, s`N`apshot.
+        /// Records that became durable: `P<ballot>` (promise), `P#<slot>@<ballot>` (slot
+        /// promise), `A#<slot>@<ballot>` (accept), `Snap<#<slot>` (snapshot).
         records: String,
     },
     /// A node changed role, ballot or belief about the leader.
@@ -298,7 +299,9 @@ impl fmt::Display for TraceEvent {
 /// The last `capacity` events of a run.
 #[derive(Clone, Debug)]
 pub struct Trace {
-    events: VecDeque<(Time, TraceEvent)>,
+    /// Events, each with how many identical copies at the same instant followed it (a node woken
+    /// over and over at one instant would otherwise fill the trace with one line).
+    events: VecDeque<(Time, TraceEvent, u64)>,
     capacity: usize,
 }
 
@@ -316,17 +319,26 @@ impl Trace {
         if self.capacity == 0 {
             return;
         }
+        if let Some((t, last, repeats)) = self.events.back_mut() {
+            if *t == at && *last == event {
+                *repeats += 1;
+                return;
+            }
+        }
         if self.events.len() == self.capacity {
             self.events.pop_front();
         }
-        self.events.push_back((at, event));
+        self.events.push_back((at, event, 0));
     }
 
     /// The kept events as text lines, oldest first.
     pub fn lines(&self) -> Vec<String> {
         self.events
             .iter()
-            .map(|(at, e)| format!("{at}  {e}"))
+            .map(|(at, e, repeats)| match repeats {
+                0 => format!("{at}  {e}"),
+                n => format!("{at}  {e}  (and {n} more times)"),
+            })
             .collect()
     }
 }
@@ -350,6 +362,17 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].ends_with("n2 timeout"), "{lines:?}");
         assert!(lines[2].ends_with("n4 timeout"), "{lines:?}");
+        let mut t = Trace::new(3);
+        for _ in 0..4 {
+            t.push(Time(5), TraceEvent::Timeout { node: NodeId(1) });
+        }
+        t.push(Time(6), TraceEvent::Timeout { node: NodeId(1) });
+        assert_eq!(t.lines().len(), 2);
+        assert!(
+            t.lines()[0].ends_with("n1 timeout  (and 3 more times)"),
+            "{:?}",
+            t.lines()
+        );
         let mut off = Trace::new(0);
         off.push(Time::ZERO, TraceEvent::Fault("x".into()));
         assert!(off.lines().is_empty());
