@@ -169,13 +169,14 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     );
     println!(
         "work: {} commands issued, {} completed, {} slots chosen, {} node messages ({} dropped), \
-         {} crashes",
+         {} crashes ({} leaders killed mid-batch)",
         summary.issued,
         summary.completed,
         summary.slots_chosen,
         summary.messages.0,
         summary.messages.1,
-        summary.crashes
+        summary.crashes,
+        summary.mid_batch_kills
     );
     println!(
         "{} passed, {} failed",

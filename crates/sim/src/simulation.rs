@@ -179,6 +179,8 @@ pub struct RunStats {
     pub dropped: u64,
     /// Node crashes.
     pub crashes: u64,
+    /// Of those, leaders (or Basic Paxos proposers) killed right after sending a batch.
+    pub mid_batch_kills: u64,
     /// Client re-sends after a timeout.
     pub client_retries: u64,
     /// The latest time a command completed.
@@ -911,6 +913,7 @@ impl Simulation {
         self.nodes[i].node = Some(node);
         if kill {
             let downtime = self.kill_armed.take().unwrap_or_default();
+            self.stats.mid_batch_kills += 1;
             self.crash(i, downtime, "leader killed mid-batch");
         }
         Ok(())

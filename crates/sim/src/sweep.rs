@@ -25,6 +25,8 @@ pub struct SweepSummary {
     pub slots_chosen: u64,
     /// Node crashes, over all seeds.
     pub crashes: u64,
+    /// Leaders killed mid-batch, over all seeds.
+    pub mid_batch_kills: u64,
     /// Messages between nodes, and how many of them were dropped, over all seeds.
     pub messages: (u64, u64),
     /// Wall-clock time the sweep took (for reporting seeds per second only; it never affects a run).
@@ -83,6 +85,7 @@ pub fn run_seeds(
                 summary.completed += stats.completed;
                 summary.slots_chosen += stats.slots_chosen;
                 summary.crashes += stats.crashes;
+                summary.mid_batch_kills += stats.mid_batch_kills;
                 summary.messages.0 += stats.messages;
                 summary.messages.1 += stats.dropped;
                 match report.failure {
