@@ -2,16 +2,16 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use paxos::{Ballot, ClientId, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
 
-use crate::coding::{put_option, put_varint, Reader};
+use crate::coding::{put_option, put_varint, Reader, Writer};
 use crate::command::{
     put_ballot, put_command, put_node, put_outcome, put_slot, read_ballot, read_command, read_node,
     read_outcome, read_slot,
 };
 use crate::error::WireError;
-use crate::frame::{tag, Frame};
+use crate::frame::{tag, Frame, WriteBody};
 
 /// What a client sends to a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,7 +92,7 @@ const ADDR_V6: u8 = 6;
 
 /// An optional socket address: `0x00`; `0x04`, 4 address bytes and a big-endian port; or `0x06`,
 /// 16 address bytes, port, flow info and scope id (big-endian `u32`s).
-fn put_addr(buf: &mut BytesMut, addr: Option<SocketAddr>) {
+fn put_addr(buf: &mut Writer<'_>, addr: Option<SocketAddr>) {
     match addr {
         None => buf.put_u8(ADDR_NONE),
         Some(SocketAddr::V4(a)) => {
@@ -173,10 +173,8 @@ fn read_role(r: &mut Reader) -> Result<Role, WireError> {
     }
 }
 
-impl Frame for ClientFrame {
-    const KIND: &'static str = "client frame";
-
-    fn encode_body(&self, buf: &mut BytesMut) {
+impl WriteBody for ClientFrame {
+    fn write_body(&self, buf: &mut Writer<'_>) {
         match self {
             ClientFrame::Request(cmd) => {
                 buf.put_u8(tag::REQUEST);
@@ -185,6 +183,10 @@ impl Frame for ClientFrame {
             ClientFrame::StatusRequest => buf.put_u8(tag::STATUS_REQUEST),
         }
     }
+}
+
+impl Frame for ClientFrame {
+    const KIND: &'static str = "client frame";
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut r = Reader::new(body);
@@ -198,10 +200,8 @@ impl Frame for ClientFrame {
     }
 }
 
-impl Frame for ResponseFrame {
-    const KIND: &'static str = "response frame";
-
-    fn encode_body(&self, buf: &mut BytesMut) {
+impl WriteBody for ResponseFrame {
+    fn write_body(&self, buf: &mut Writer<'_>) {
         match self {
             ResponseFrame::Response(resp) => {
                 buf.put_u8(tag::RESPONSE);
@@ -221,6 +221,10 @@ impl Frame for ResponseFrame {
             }
         }
     }
+}
+
+impl Frame for ResponseFrame {
+    const KIND: &'static str = "response frame";
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut r = Reader::new(body);

@@ -9,40 +9,136 @@ use crate::error::WireError;
 /// The longest LEB128 encoding of a `u64`.
 const MAX_VARINT_LEN: usize = 10;
 
-/// Appends `v` as an unsigned LEB128 varint (1 byte below 128, at most 10 bytes).
+/// Bytes of scalars a [`Writer`] gathers before it copies them to the output.
+const SCRATCH_LEN: usize = 128;
+
+/// Byte strings up to this long go through the scratch buffer; longer ones are copied straight
+/// to the output.
+const SMALL_SLICE: usize = 32;
+
+/// Appends encoded fields to a `BytesMut`. Scalars (tags, varints) and short byte strings are
+/// gathered in a stack buffer and copied out in one go: one `BytesMut::put_slice` per byte costs
+/// a capacity check and an out-of-line `memmove` each, which made small frames 3-4x slower.
+/// Everything is flushed when the writer is dropped.
+pub struct Writer<'a> {
+    out: &'a mut BytesMut,
+    scratch: [u8; SCRATCH_LEN],
+    len: usize,
+}
+
+impl<'a> Writer<'a> {
+    /// A writer that appends to `out`.
+    pub(crate) fn new(out: &'a mut BytesMut) -> Self {
+        Writer {
+            out,
+            scratch: [0; SCRATCH_LEN],
+            len: 0,
+        }
+    }
+
+    /// Makes room for `n` more scratch bytes (`n <= SCRATCH_LEN`).
+    #[inline]
+    fn room(&mut self, n: usize) {
+        if self.len + n > SCRATCH_LEN {
+            self.flush();
+        }
+    }
+
+    /// Copies the gathered bytes to the output.
+    #[inline]
+    pub(crate) fn flush(&mut self) {
+        if self.len > 0 {
+            self.out.put_slice(&self.scratch[..self.len]);
+            self.len = 0;
+        }
+    }
+
+    /// Reserves output capacity for about `n` more bytes.
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.out.reserve(self.len + n);
+    }
+
+    /// One byte.
+    #[inline]
+    pub(crate) fn put_u8(&mut self, b: u8) {
+        self.room(1);
+        self.scratch[self.len] = b;
+        self.len += 1;
+    }
+
+    /// Raw bytes.
+    #[inline]
+    pub(crate) fn put_slice(&mut self, s: &[u8]) {
+        if s.len() <= SMALL_SLICE {
+            self.room(s.len());
+            self.scratch[self.len..self.len + s.len()].copy_from_slice(s);
+            self.len += s.len();
+        } else {
+            self.flush();
+            self.out.put_slice(s);
+        }
+    }
+
+    /// A big-endian `u16`.
+    #[inline]
+    pub(crate) fn put_u16(&mut self, v: u16) {
+        self.put_slice(&v.to_be_bytes());
+    }
+
+    /// A big-endian `u32`.
+    #[inline]
+    pub(crate) fn put_u32(&mut self, v: u32) {
+        self.put_slice(&v.to_be_bytes());
+    }
+
+    /// An unsigned LEB128 varint (1 byte below 128, at most 10 bytes).
+    #[inline]
+    pub(crate) fn put_varint(&mut self, mut v: u64) {
+        self.room(MAX_VARINT_LEN);
+        let mut i = self.len;
+        while v >= 0x80 {
+            self.scratch[i] = (v as u8) | 0x80;
+            v >>= 7;
+            i += 1;
+        }
+        self.scratch[i] = v as u8;
+        self.len = i + 1;
+    }
+}
+
+impl Drop for Writer<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Appends `v` as a varint.
 #[inline]
-pub(crate) fn put_varint(buf: &mut BytesMut, mut v: u64) {
-    if v < 0x80 {
-        buf.put_u8(v as u8);
-        return;
-    }
-    let mut tmp = [0u8; MAX_VARINT_LEN];
-    let mut i = 0;
-    while v >= 0x80 {
-        tmp[i] = (v as u8) | 0x80;
-        v >>= 7;
-        i += 1;
-    }
-    tmp[i] = v as u8;
-    buf.put_slice(&tmp[..=i]);
+pub(crate) fn put_varint(buf: &mut Writer<'_>, v: u64) {
+    buf.put_varint(v);
 }
 
 /// Appends a byte string: its length as a varint, then the bytes.
 #[inline]
-pub(crate) fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
-    put_varint(buf, bytes.len() as u64);
+pub(crate) fn put_bytes(buf: &mut Writer<'_>, bytes: &[u8]) {
+    buf.put_varint(bytes.len() as u64);
     buf.put_slice(bytes);
 }
 
 /// Appends an element count.
 #[inline]
-pub(crate) fn put_count(buf: &mut BytesMut, count: usize) {
-    put_varint(buf, count as u64);
+pub(crate) fn put_count(buf: &mut Writer<'_>, count: usize) {
+    buf.put_varint(count as u64);
 }
 
 /// Appends an option: `0x00`, or `0x01` followed by what `put` writes.
 #[inline]
-pub(crate) fn put_option<T>(buf: &mut BytesMut, v: Option<T>, put: impl FnOnce(&mut BytesMut, T)) {
+pub(crate) fn put_option<T>(
+    buf: &mut Writer<'_>,
+    v: Option<T>,
+    put: impl FnOnce(&mut Writer<'_>, T),
+) {
     match v {
         None => buf.put_u8(0),
         Some(v) => {
@@ -233,7 +329,7 @@ mod tests {
 
     fn roundtrip(v: u64) -> (usize, u64) {
         let mut buf = BytesMut::new();
-        put_varint(&mut buf, v);
+        put_varint(&mut Writer::new(&mut buf), v);
         let len = buf.len();
         let mut r = Reader::new(buf.freeze());
         (len, r.varint("v").unwrap())
@@ -280,7 +376,7 @@ mod tests {
     #[test]
     fn byte_strings_share_the_frame_allocation() {
         let mut buf = BytesMut::new();
-        put_bytes(&mut buf, b"hello");
+        put_bytes(&mut Writer::new(&mut buf), b"hello");
         let body = buf.freeze();
         let base = body.as_ptr() as usize;
         let mut r = Reader::new(body);
@@ -292,8 +388,10 @@ mod tests {
     #[test]
     fn counts_the_frame_cannot_hold_are_refused() {
         let mut buf = BytesMut::new();
-        put_varint(&mut buf, 1 << 40);
-        buf.put_slice(&[0; 10]);
+        let mut w = Writer::new(&mut buf);
+        put_varint(&mut w, 1 << 40);
+        w.put_slice(&[0; 10]);
+        drop(w);
         let mut r = Reader::new(buf.freeze());
         assert_eq!(
             r.count("Learn.entries", 2),

@@ -1,10 +1,9 @@
 //! Encoding of the core's vocabulary that several frames share: ids, ballots, commands, log
 //! values and outcomes.
 
-use bytes::{BufMut, BytesMut};
 use paxos::{Ballot, ClientId, Command, NodeId, Op, Outcome, RequestId, Slot, Value};
 
-use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader};
+use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::error::WireError;
 
 /// Smallest encoding of a command: client, request, op tag, key length.
@@ -27,7 +26,7 @@ const OUTCOME_NOT_LEADER: u8 = 2;
 const OUTCOME_EXPIRED: u8 = 3;
 
 #[inline]
-pub(crate) fn put_slot(buf: &mut BytesMut, slot: Slot) {
+pub(crate) fn put_slot(buf: &mut Writer<'_>, slot: Slot) {
     put_varint(buf, slot.0);
 }
 
@@ -37,7 +36,7 @@ pub(crate) fn read_slot(r: &mut Reader, field: &'static str) -> Result<Slot, Wir
 }
 
 #[inline]
-pub(crate) fn put_node(buf: &mut BytesMut, node: NodeId) {
+pub(crate) fn put_node(buf: &mut Writer<'_>, node: NodeId) {
     put_varint(buf, node.0.into());
 }
 
@@ -48,7 +47,7 @@ pub(crate) fn read_node(r: &mut Reader, field: &'static str) -> Result<NodeId, W
 
 /// A ballot: round, then node.
 #[inline]
-pub(crate) fn put_ballot(buf: &mut BytesMut, ballot: Ballot) {
+pub(crate) fn put_ballot(buf: &mut Writer<'_>, ballot: Ballot) {
     put_varint(buf, ballot.round);
     put_node(buf, ballot.node);
 }
@@ -61,7 +60,7 @@ pub(crate) fn read_ballot(r: &mut Reader, field: &'static str) -> Result<Ballot,
 }
 
 /// A command: client, request, then the operation (tag, key, value for a put).
-pub(crate) fn put_command(buf: &mut BytesMut, cmd: &Command) {
+pub(crate) fn put_command(buf: &mut Writer<'_>, cmd: &Command) {
     put_varint(buf, cmd.client.0);
     put_varint(buf, cmd.request.0);
     match &cmd.op {
@@ -105,7 +104,7 @@ pub(crate) fn read_command(r: &mut Reader) -> Result<Command, WireError> {
 }
 
 /// A log value: `0x00` for a no-op, or `0x01`, a count and the commands.
-pub(crate) fn put_value(buf: &mut BytesMut, value: &Value) {
+pub(crate) fn put_value(buf: &mut Writer<'_>, value: &Value) {
     match value {
         Value::Noop => buf.put_u8(VALUE_NOOP),
         Value::Batch(cmds) => {
@@ -137,7 +136,7 @@ pub(crate) fn read_value(r: &mut Reader) -> Result<Value, WireError> {
 }
 
 /// An outcome: its tag, then an optional value (Value) or optional leader (NotLeader).
-pub(crate) fn put_outcome(buf: &mut BytesMut, outcome: &Outcome) {
+pub(crate) fn put_outcome(buf: &mut Writer<'_>, outcome: &Outcome) {
     match outcome {
         Outcome::Value(v) => {
             buf.put_u8(OUTCOME_VALUE);

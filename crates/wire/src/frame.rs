@@ -1,7 +1,9 @@
 //! Framing: the 4-byte length prefix, the size limit, frame tags, and the [`Frame`] trait that
 //! every frame family implements.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::coding::Writer;
 
 use crate::error::WireError;
 
@@ -72,17 +74,31 @@ pub(crate) mod tag {
 /// Most callers use [`encode_frame`] / [`decode_frame`] (or a [`Codec`] with its own limit),
 /// which add and strip the length prefix. These two methods handle one frame *body*: the tag
 /// byte and what follows.
-pub trait Frame: Sized {
+///
+/// The trait is sealed: the encoding of each family lives in this crate.
+pub trait Frame: WriteBody + Sized {
     /// What this family is called in errors, e.g. `"peer frame"`.
     const KIND: &'static str;
 
     /// Appends the frame body (tag and payload, no length prefix) to `buf`.
-    fn encode_body(&self, buf: &mut BytesMut);
+    fn encode_body(&self, buf: &mut BytesMut) {
+        self.write_body(&mut Writer::new(buf));
+    }
 
     /// Decodes one whole frame body. Byte strings in the result (keys, values) are slices of
     /// `body`, not copies. Bytes left over after the frame are an error.
     fn decode_body(body: Bytes) -> Result<Self, WireError>;
 }
+
+mod sealed {
+    /// How a frame family writes its body; the seal on [`super::Frame`].
+    pub trait WriteBody {
+        /// Writes the body (tag and payload).
+        fn write_body(&self, buf: &mut crate::coding::Writer<'_>);
+    }
+}
+
+pub(crate) use sealed::WriteBody;
 
 /// Encodes and decodes length-prefixed frames under a size limit.
 ///
@@ -100,6 +116,7 @@ pub struct Codec {
 impl Codec {
     /// A codec with a limit of `max_frame_len` body bytes (capped at `u32::MAX`, what the
     /// prefix can express).
+    #[inline]
     pub fn new(max_frame_len: usize) -> Self {
         Codec {
             max_frame_len: max_frame_len.min(u32::MAX as usize),
@@ -118,8 +135,13 @@ impl Codec {
     /// On error `buf` is left as it was.
     pub fn encode<F: Frame>(&self, frame: &F, buf: &mut BytesMut) -> Result<usize, WireError> {
         let start = buf.len();
-        buf.put_u32(0); // patched below, once the body length is known
-        frame.encode_body(buf);
+        {
+            // The prefix goes through the writer's scratch buffer with the first fields: one
+            // copy into `buf` for a small frame.
+            let mut w = Writer::new(buf);
+            w.put_u32(0); // patched below, once the body length is known
+            frame.write_body(&mut w);
+        }
         let len = buf.len() - start - FRAME_HEADER_LEN;
         if len > self.max_frame_len {
             buf.truncate(start);
@@ -206,6 +228,7 @@ impl Codec {
 
 impl Default for Codec {
     /// A codec with the [`DEFAULT_MAX_FRAME_LEN`] limit (16 MiB).
+    #[inline]
     fn default() -> Self {
         Codec::new(DEFAULT_MAX_FRAME_LEN)
     }
@@ -213,12 +236,14 @@ impl Default for Codec {
 
 /// Appends one length-prefixed frame to `buf` under the default 16 MiB limit; see
 /// [`Codec::encode`].
+#[inline]
 pub fn encode_frame<F: Frame>(frame: &F, buf: &mut BytesMut) -> Result<usize, WireError> {
     Codec::default().encode(frame, buf)
 }
 
 /// Takes the next whole frame off `buf` under the default 16 MiB limit, or `Ok(None)` if more
 /// bytes are needed; see [`Codec::decode`].
+#[inline]
 pub fn decode_frame<F: Frame>(buf: &mut BytesMut) -> Result<Option<F>, WireError> {
     Codec::default().decode(buf)
 }

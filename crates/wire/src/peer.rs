@@ -1,21 +1,21 @@
 //! Frames between nodes: every [`paxos::Message`], and the hello a peer opens its stream with.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use paxos::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, ClientId, Commit, Heartbeat, KvState,
     Learn, Message, Nack, NodeId, Prepare, PrepareScope, Promise, RequestId, Snapshot,
 };
 
-use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader};
+use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
     put_ballot, put_node, put_outcome, put_slot, put_value, read_ballot, read_node, read_outcome,
     read_slot, read_value, MIN_BALLOT_LEN, MIN_VALUE_LEN,
 };
 use crate::error::WireError;
-use crate::frame::{tag, Frame};
+use crate::frame::{tag, Frame, WriteBody};
 
 /// What a peer stream carries: one [`PeerHello`] first, then messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,7 +39,7 @@ pub struct PeerHello {
 const SCOPE_FROM: u8 = 0;
 const SCOPE_ONLY: u8 = 1;
 
-fn put_scope(buf: &mut BytesMut, scope: PrepareScope) {
+fn put_scope(buf: &mut Writer<'_>, scope: PrepareScope) {
     match scope {
         PrepareScope::From(slot) => {
             buf.put_u8(SCOPE_FROM);
@@ -64,8 +64,8 @@ fn read_scope(r: &mut Reader, field: &'static str) -> Result<PrepareScope, WireE
 }
 
 /// A snapshot's state: cache limit, the key-value entries, then the client sessions (client,
-/// eviction floor, cached replies).
-fn put_state(buf: &mut BytesMut, state: &KvState) {
+/// first request id of its reply window, then one optional outcome per id in the window).
+fn put_state(buf: &mut Writer<'_>, state: &KvState) {
     buf.reserve(state.payload_bytes() + 4 * state.len() + 16);
     put_varint(buf, state.cache_limit() as u64);
     put_count(buf, state.len());
@@ -76,13 +76,12 @@ fn put_state(buf: &mut BytesMut, state: &KvState) {
     // `sessions()` is an iterator without a known length; count first so the decoder can check
     // the count against the frame before it allocates.
     put_count(buf, state.sessions().count());
-    for (client, floor, replies) in state.sessions() {
+    for (client, base, replies) in state.sessions() {
         put_varint(buf, client.0);
-        put_option(buf, floor, |buf, f| put_varint(buf, f.0));
+        put_varint(buf, base.0);
         put_count(buf, replies.len());
-        for (request, outcome) in replies {
-            put_varint(buf, request.0);
-            put_outcome(buf, outcome);
+        for outcome in replies {
+            put_option(buf, outcome.as_ref(), put_outcome);
         }
     }
 }
@@ -98,23 +97,23 @@ fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
     let mut sessions = Reader::vec_for(count);
     for _ in 0..count {
         let client = ClientId(r.varint("Session.client")?);
-        let floor = if r.option("Session.floor")? {
-            Some(RequestId(r.varint("Session.floor")?))
-        } else {
-            None
-        };
-        let n = r.count("Session.replies", 2)?;
-        let mut replies = BTreeMap::new();
+        let base = RequestId(r.varint("Session.base")?);
+        let n = r.count("Session.replies", 1)?;
+        let mut replies = VecDeque::with_capacity(n);
         for _ in 0..n {
-            let request = RequestId(r.varint("Session.request")?);
-            replies.insert(request, read_outcome(r)?);
+            let reply = if r.option("Session.reply")? {
+                Some(read_outcome(r)?)
+            } else {
+                None
+            };
+            replies.push_back(reply);
         }
-        sessions.push((client, floor, replies));
+        sessions.push((client, base, replies));
     }
     Ok(KvState::from_parts(cache_limit, entries, sessions))
 }
 
-fn put_message(buf: &mut BytesMut, msg: &Message) {
+fn put_message(buf: &mut Writer<'_>, msg: &Message) {
     match msg {
         Message::Prepare(m) => {
             buf.put_u8(tag::PREPARE);
@@ -272,12 +271,14 @@ fn read_message(t: u8, r: &mut Reader) -> Result<Option<Message>, WireError> {
     Ok(Some(msg))
 }
 
-impl Frame for Message {
-    const KIND: &'static str = "peer message";
-
-    fn encode_body(&self, buf: &mut BytesMut) {
+impl WriteBody for Message {
+    fn write_body(&self, buf: &mut Writer<'_>) {
         put_message(buf, self);
     }
+}
+
+impl Frame for Message {
+    const KIND: &'static str = "peer message";
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut r = Reader::new(body);
@@ -288,10 +289,8 @@ impl Frame for Message {
     }
 }
 
-impl Frame for PeerFrame {
-    const KIND: &'static str = "peer frame";
-
-    fn encode_body(&self, buf: &mut BytesMut) {
+impl WriteBody for PeerFrame {
+    fn write_body(&self, buf: &mut Writer<'_>) {
         match self {
             PeerFrame::Hello(hello) => {
                 buf.put_u8(tag::HELLO);
@@ -300,6 +299,10 @@ impl Frame for PeerFrame {
             PeerFrame::Message(msg) => put_message(buf, msg),
         }
     }
+}
+
+impl Frame for PeerFrame {
+    const KIND: &'static str = "peer frame";
 
     fn decode_body(body: Bytes) -> Result<Self, WireError> {
         let mut r = Reader::new(body);

@@ -1,7 +1,7 @@
 //! Property tests: every frame round-trips, streams decode however the bytes are split, and no
 //! input, however broken, makes a decoder panic.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use paxos::{
     Heartbeat, KvState, Learn, Message, Nack, NodeId, Op, Outcome, Prepare, PrepareScope, Promise,
     Protocol, Reply, RequestId, Role, Slot, Snapshot, Value,
 };
-use proptest::collection::{btree_map, vec};
+use proptest::collection::vec;
 use proptest::prelude::*;
 use wire::{
     decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, Frame, NodeStatus, PeerFrame,
@@ -81,18 +81,12 @@ fn outcome() -> BoxedStrategy<Outcome> {
 }
 
 fn kv_state() -> BoxedStrategy<KvState> {
-    let session = (
-        num(),
-        proptest::option::of(num()),
-        btree_map(num(), outcome(), 0..5),
-    )
-        .prop_map(|(client, floor, replies)| {
-            let replies: BTreeMap<RequestId, Outcome> = replies
-                .into_iter()
-                .map(|(r, o)| (RequestId(r), o))
-                .collect();
-            (ClientId(client), floor.map(RequestId), replies)
-        });
+    let session = (num(), num(), vec(proptest::option::of(outcome()), 0..5)).prop_map(
+        |(client, base, replies)| {
+            let replies: VecDeque<Option<Outcome>> = replies.into_iter().collect();
+            (ClientId(client), RequestId(base), replies)
+        },
+    );
     (
         1usize..10_000,
         vec((bytes(), bytes()), 0..10),
