@@ -1,9 +1,15 @@
 //! The replicated state machine: an in-memory key-value map plus the per-client reply cache that
 //! makes execution exactly-once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
+
+/// Keys are arbitrary client bytes: they need a hash of real quality (FxHash collides badly on
+/// keys that differ only in their last bytes, and probing then compares keys). A fixed seed keeps
+/// runs reproducible.
+type KeyMap = std::collections::HashMap<Bytes, Bytes, foldhash::fast::FixedState>;
 
 use crate::command::{Command, Op, Outcome};
 use crate::types::{ClientId, RequestId};
@@ -12,19 +18,54 @@ use crate::types::{ClientId, RequestId};
 /// order, so every replica holds the same `KvState` at the same slot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KvState {
-    map: HashMap<Bytes, Bytes>,
-    sessions: HashMap<ClientId, Session>,
+    map: KeyMap,
+    sessions: FxHashMap<ClientId, Session>,
     /// How many replies each client session keeps (see [`crate::Config::reply_cache_per_client`]).
     cache_limit: usize,
 }
 
-/// What one client session remembers: the replies of its most recent requests, and a floor below
-/// which replies were evicted. A request at or below the floor that is not cached was executed
-/// before and its reply is gone ([`Outcome::Expired`]).
+/// What one client session remembers: the replies of its most recent `cache_limit` request ids,
+/// as a window `[base, base + replies.len())` indexed by request id. Clients number requests in
+/// increasing order, so the window slides forward and lookups need no hashing. A request below
+/// the window was executed (or abandoned) long ago and its reply is gone: it is answered
+/// [`Outcome::Expired`] and never executed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Session {
-    replies: BTreeMap<RequestId, Outcome>,
-    floor: Option<RequestId>,
+    base: u64,
+    replies: VecDeque<Option<Outcome>>,
+}
+
+impl Session {
+    fn lookup(&self, request: RequestId) -> Option<Outcome> {
+        if request.0 < self.base {
+            return Some(Outcome::Expired);
+        }
+        let index = usize::try_from(request.0 - self.base).ok()?;
+        self.replies.get(index).cloned().flatten()
+    }
+
+    fn record(&mut self, request: RequestId, outcome: Outcome, limit: usize) {
+        debug_assert!(
+            request.0 >= self.base,
+            "requests below the window are never executed"
+        );
+        let limit = limit as u64;
+        if request.0 - self.base >= limit + self.replies.len() as u64 {
+            // A jump far ahead: everything cached falls out of the window at once.
+            self.replies.clear();
+            self.base = request.0 + 1 - limit;
+        }
+        let mut index = (request.0 - self.base) as usize;
+        while index >= self.replies.len() {
+            self.replies.push_back(None);
+        }
+        while self.replies.len() as u64 > limit {
+            self.replies.pop_front();
+            self.base += 1;
+            index -= 1;
+        }
+        self.replies[index] = Some(outcome);
+    }
 }
 
 /// Whether [`KvState::apply`] executed a command or found it executed before.
@@ -40,8 +81,8 @@ impl KvState {
     /// An empty map whose sessions keep `cache_limit` replies each.
     pub fn new(cache_limit: usize) -> Self {
         KvState {
-            map: HashMap::new(),
-            sessions: HashMap::new(),
+            map: KeyMap::default(),
+            sessions: FxHashMap::default(),
             cache_limit: cache_limit.max(1),
         }
     }
@@ -62,27 +103,18 @@ impl KvState {
                 Outcome::Done
             }
         };
-        let session = self.sessions.entry(cmd.client).or_default();
-        session.replies.insert(cmd.request, outcome.clone());
-        while session.replies.len() > self.cache_limit {
-            if let Some((evicted, _)) = session.replies.pop_first() {
-                session.floor = Some(session.floor.map_or(evicted, |f| f.max(evicted)));
-            }
-        }
+        let limit = self.cache_limit;
+        self.sessions
+            .entry(cmd.client)
+            .or_default()
+            .record(cmd.request, outcome.clone(), limit);
         Applied::Fresh(outcome)
     }
 
     /// The reply of a request that was already executed, if any (`Expired` if it is older than
     /// the cache remembers).
     pub fn cached(&self, client: ClientId, request: RequestId) -> Option<Outcome> {
-        let session = self.sessions.get(&client)?;
-        if let Some(outcome) = session.replies.get(&request) {
-            return Some(outcome.clone());
-        }
-        match session.floor {
-            Some(floor) if request <= floor => Some(Outcome::Expired),
-            _ => None,
-        }
+        self.sessions.get(&client)?.lookup(request)
     }
 
     /// Reads a key directly (for tests and checkers; clients read through the log).
@@ -115,11 +147,14 @@ impl KvState {
         self.cache_limit
     }
 
-    /// Every client session: its cached replies and its eviction floor (for encoding a snapshot).
+    /// Every client session: the first request id its window covers and the cached replies
+    /// from there on (`None` for ids not executed), for encoding a snapshot.
     pub fn sessions(
         &self,
-    ) -> impl Iterator<Item = (ClientId, Option<RequestId>, &BTreeMap<RequestId, Outcome>)> {
-        self.sessions.iter().map(|(c, s)| (*c, s.floor, &s.replies))
+    ) -> impl Iterator<Item = (ClientId, RequestId, &VecDeque<Option<Outcome>>)> {
+        self.sessions
+            .iter()
+            .map(|(c, s)| (*c, RequestId(s.base), &s.replies))
     }
 
     /// Rebuilds a state from its parts (the inverse of [`KvState::entries`] and
@@ -127,13 +162,21 @@ impl KvState {
     pub fn from_parts(
         cache_limit: usize,
         entries: impl IntoIterator<Item = (Bytes, Bytes)>,
-        sessions: impl IntoIterator<Item = (ClientId, Option<RequestId>, BTreeMap<RequestId, Outcome>)>,
+        sessions: impl IntoIterator<Item = (ClientId, RequestId, VecDeque<Option<Outcome>>)>,
     ) -> Self {
         KvState {
             map: entries.into_iter().collect(),
             sessions: sessions
                 .into_iter()
-                .map(|(c, floor, replies)| (c, Session { replies, floor }))
+                .map(|(c, base, replies)| {
+                    (
+                        c,
+                        Session {
+                            base: base.0,
+                            replies,
+                        },
+                    )
+                })
                 .collect(),
             cache_limit: cache_limit.max(1),
         }
@@ -188,5 +231,34 @@ mod tests {
             Applied::Duplicate(Outcome::Expired)
         );
         assert_eq!(kv.get(b"k").unwrap().as_ref(), b"v");
+    }
+
+    #[test]
+    fn out_of_order_ids_inside_the_window_are_remembered_and_jumps_stay_bounded() {
+        let mut kv = KvState::new(4);
+        kv.apply(&put(1, 5, "k", "a"));
+        kv.apply(&put(1, 3, "k", "b"));
+        assert_eq!(kv.cached(ClientId(1), RequestId(3)), Some(Outcome::Done));
+        assert_eq!(
+            kv.cached(ClientId(1), RequestId(4)),
+            None,
+            "4 was never executed"
+        );
+        kv.apply(&put(1, 1_000_000, "k", "c"));
+        assert_eq!(kv.cached(ClientId(1), RequestId(5)), Some(Outcome::Expired));
+        assert_eq!(
+            kv.cached(ClientId(1), RequestId(1_000_000)),
+            Some(Outcome::Done)
+        );
+        assert!(
+            kv.sessions().all(|(_, _, w)| w.len() <= 4),
+            "the window never exceeds the limit"
+        );
+        let rebuilt = KvState::from_parts(
+            4,
+            kv.entries().map(|(k, v)| (k.clone(), v.clone())),
+            kv.sessions().map(|(c, b, w)| (c, b, w.clone())),
+        );
+        assert_eq!(rebuilt, kv);
     }
 }

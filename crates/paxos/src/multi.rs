@@ -569,8 +569,8 @@ impl Node {
     }
 
     /// Takes the next batch off the queue: up to `max_batch` commands and `max_batch_bytes`
-    /// (a single larger command still goes alone). Commands executed meanwhile are answered
-    /// from the reply cache instead.
+    /// (a single larger command still goes alone). A command that was executed meanwhile (an
+    /// earlier proposal of it won) is deduplicated at execution and answered from the cache.
     pub(crate) fn cut_batch(&mut self) -> Vec<Command> {
         let mut batch = Vec::with_capacity(self.config.max_batch.min(self.queue.len()));
         let mut bytes = 0;
@@ -583,11 +583,6 @@ impl Node {
                 break;
             }
             let cmd = self.queue.pop_front().expect("front exists");
-            if let Some(outcome) = self.log.kv.cached(cmd.client, cmd.request) {
-                self.pending.remove(&(cmd.client, cmd.request));
-                self.reply(cmd.client, cmd.request, outcome);
-                continue;
-            }
             bytes += len;
             batch.push(cmd);
         }

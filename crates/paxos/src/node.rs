@@ -3,7 +3,9 @@
 //! `basic.rs`). This file holds what both share: dispatch, the self-inbox, execution and replies,
 //! catch-up, truncation and snapshots.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashSet;
 use std::time::Duration;
 
 use crate::acceptor::{AcceptOutcome, Acceptor, PrepareOutcome};
@@ -56,7 +58,7 @@ pub struct Node {
     /// Messages this node sent to itself, handled before the step ends.
     inbox: VecDeque<Message>,
     /// Requests this node took and must answer once they execute.
-    pub(crate) pending: HashSet<(ClientId, RequestId)>,
+    pub(crate) pending: FxHashSet<(ClientId, RequestId)>,
     /// Commands waiting for a slot (leader or proposer), and their payload bytes.
     pub(crate) queue: VecDeque<Command>,
     /// Highest ballot round seen anywhere: a new ballot goes above it.
@@ -112,7 +114,7 @@ impl Node {
             log,
             out: Outbox::default(),
             inbox: VecDeque::new(),
-            pending: HashSet::new(),
+            pending: FxHashSet::default(),
             queue: VecDeque::new(),
             peer_executed: vec![Slot(0); config.nodes.len()],
             truncate_hint: Slot(0),
