@@ -43,3 +43,25 @@ fn decoded_batches_borrow_the_read_buffer() {
         );
     }
 }
+
+#[test]
+fn the_benchmark_accept_is_as_large_as_the_docs_say() {
+    let cmds: Vec<Command> = (0..100u64)
+        .map(|i| Command {
+            client: ClientId(1000 + i % 8),
+            request: RequestId(1_000_000 + i),
+            op: Op::Put {
+                key: Bytes::from(vec![b'k'; 16]),
+                value: Bytes::from(vec![b'v'; 64]),
+            },
+        })
+        .collect();
+    let msg = Message::Accept(Accept {
+        ballot: Ballot::new(7, NodeId(1)),
+        slot: Slot(123_456),
+        value: Value::batch(cmds),
+        commit: Slot(123_440),
+        truncate: Slot(113_000),
+    });
+    assert_eq!(encode_frame(&msg, &mut BytesMut::new()), Ok(8_818));
+}
