@@ -53,8 +53,14 @@ impl Node {
         if let Some(a) = &b.attempt {
             return Some(a.deadline);
         }
-        let hole = b.hole_since.map(|t| t + self.config.retry_timeout);
-        [b.retry_at, hole].into_iter().flatten().min()
+        // The next attempt starts once the backoff is over, and (with nothing queued) once a hole
+        // has waited `retry_timeout` for a peer to fill it; never report a moment at which the
+        // pump would still refuse to start, or the shell would spin on it.
+        let after_backoff = |t: Time| b.retry_at.map_or(t, |r| r.max(t));
+        if !self.queue.is_empty() {
+            return b.retry_at;
+        }
+        b.hole_since.map(|t| after_backoff(t + self.config.retry_timeout))
     }
 
     pub(crate) fn basic_timeout(&mut self) {

@@ -89,7 +89,11 @@ pub struct Config {
     /// Multi-Paxos: announce commits in a Commit message of their own even when an Accept could
     /// carry them. Default `false` (piggyback when possible, explicit when idle).
     pub explicit_commit: bool,
-    /// Replies remembered per client session for exactly-once execution. Default 4096.
+    /// Replies remembered per client session for exactly-once execution, as a window of request
+    /// ids. Default 4096. The contract with clients: number requests in increasing order and never
+    /// issue id `n` while id `n - reply_cache_per_client` is unanswered. A request that falls
+    /// below the window is answered [`crate::Outcome::Expired`] instead of being executed, because
+    /// bounded memory cannot tell "executed long ago" from "never executed" there.
     pub reply_cache_per_client: usize,
     /// Snapshot and truncate the log once every node has executed this many slots beyond the last
     /// truncation point. Default 10 000.
