@@ -60,7 +60,8 @@ impl Node {
         if !self.queue.is_empty() {
             return b.retry_at;
         }
-        b.hole_since.map(|t| after_backoff(t + self.config.retry_timeout))
+        b.hole_since
+            .map(|t| after_backoff(t + self.config.retry_timeout))
     }
 
     pub(crate) fn basic_timeout(&mut self) {
@@ -122,10 +123,10 @@ impl Node {
             },
             deadline: self.now + self.config.retry_timeout,
         });
-        self.broadcast_all(Message::Prepare(Prepare {
+        self.broadcast_prepare(Prepare {
             ballot,
             scope: PrepareScope::Only(slot),
-        }));
+        });
     }
 
     pub(crate) fn basic_message(&mut self, from: NodeId, msg: Message) {

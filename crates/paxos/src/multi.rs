@@ -154,7 +154,14 @@ impl Node {
                 self.reset_election_deadline();
                 self.multi.election_deadline = self.multi.election_deadline + delay;
             }
-            MultiRole::Follower if self.multi.election_deadline <= now => self.campaign(),
+            MultiRole::Follower if self.multi.election_deadline <= now => {
+                if self.voting() {
+                    self.campaign();
+                } else {
+                    // A non-voting node never leads: it would need its own forgotten vote.
+                    self.reset_election_deadline();
+                }
+            }
             _ => {}
         }
     }
@@ -173,10 +180,10 @@ impl Node {
             recovered: BTreeMap::new(),
         });
         self.multi.election_deadline = self.now + self.config.election_timeout;
-        self.broadcast_all(Message::Prepare(Prepare {
+        self.broadcast_prepare(Prepare {
             ballot,
             scope: PrepareScope::From(from),
-        }));
+        });
     }
 
     /// Re-sends Accepts (and per-slot Prepares) that have not reached a quorum in time.
@@ -275,6 +282,44 @@ impl Node {
         }
         self.execute_ready();
         self.maybe_catch_up(Some(ballot.node));
+    }
+
+    /// `slot` is known chosen with `value` (by our quorum, a peer's Learn, or a catch-up): a
+    /// leader stops proposing there. Its own commands go back to the queue if another value won
+    /// (phase 1 makes that impossible for slots it covered; this is defence in depth).
+    pub(crate) fn multi_chosen(&mut self, slot: Slot, value: &Value) {
+        let MultiRole::Leader(l) = &mut self.multi.role else {
+            return;
+        };
+        let Some(p) = l.inflight.remove(&slot) else {
+            return;
+        };
+        if &p.value != value {
+            for cmd in p.value.commands().iter().rev() {
+                self.queue.push_front(cmd.clone());
+            }
+        }
+    }
+
+    /// A snapshot covered every slot below `upto`: a leader stops proposing there. Its commands
+    /// in those slots that the snapshot executed are answered from the reply cache by the caller;
+    /// the rest go back to the queue.
+    pub(crate) fn multi_installed(&mut self, upto: Slot) {
+        let MultiRole::Leader(l) = &mut self.multi.role else {
+            return;
+        };
+        let rest = l.inflight.split_off(&upto);
+        let covered = std::mem::replace(&mut l.inflight, rest);
+        for p in covered.into_values().rev() {
+            for cmd in p.value.commands().iter().rev() {
+                if self.log.kv.cached(cmd.client, cmd.request).is_none() {
+                    self.queue.push_front(cmd.clone());
+                }
+            }
+        }
+        if let MultiRole::Leader(l) = &mut self.multi.role {
+            l.next_slot = l.next_slot.max(upto);
+        }
     }
 
     pub(crate) fn multi_message(&mut self, from: NodeId, msg: Message) {
@@ -466,10 +511,10 @@ impl Node {
                 },
             );
             self.stats.phase1_rounds += 1;
-            self.broadcast_all(Message::Prepare(Prepare {
+            self.broadcast_prepare(Prepare {
                 ballot,
                 scope: PrepareScope::Only(slot),
-            }));
+            });
         }
     }
 

@@ -50,6 +50,8 @@ pub struct Node {
     pub(crate) now: Time,
     /// Whether timers are armed (a fresh or recovered node arms them on its first input).
     started: bool,
+    /// False for a node that lost its durable state: it learns but never votes.
+    voting: bool,
     pub(crate) rng: Rng,
     pub(crate) stats: Stats,
     pub(crate) acceptor: Acceptor,
@@ -71,6 +73,8 @@ pub struct Node {
     last_snapshot: Slot,
     /// A catch-up request is outstanding until then.
     catch_up_retry: Option<Time>,
+    /// When a snapshot last went to each peer.
+    snapshot_sent: Vec<Option<Time>>,
     /// Executed slots for the simulator's checkers (`trace_execution`).
     executed_trace: Vec<(Slot, Value)>,
     pub(crate) multi: MultiState,
@@ -107,6 +111,7 @@ impl Node {
             index,
             now: Time::ZERO,
             started: false,
+            voting: true,
             rng: Rng::new(seed),
             stats: Stats::default(),
             max_round: acceptor.max_round(),
@@ -120,11 +125,31 @@ impl Node {
             truncate_hint: Slot(0),
             last_snapshot: start,
             catch_up_retry: None,
+            snapshot_sent: vec![None; config.nodes.len()],
             executed_trace: Vec::new(),
             multi: MultiState::default(),
             basic: BasicState::default(),
             config,
         })
+    }
+
+    /// A node restarted *without* its durable state (`durability = "none"`). It may have promised
+    /// ballots and accepted values before the crash that no one else knows of, so letting it vote
+    /// again could choose two values for one slot; no fence learned from peers is safe, because
+    /// the only node that knows a forgotten promise may be a candidate that is cut off. So it
+    /// rejoins as a **non-voting learner**: it never sends a Promise or an Accepted and never
+    /// campaigns, but it catches up, executes, and (Basic Paxos) still proposes through the
+    /// others' quorum. The cluster keeps a quorum among the remaining voters. Restore its vote by
+    /// running it with `fsync` durability.
+    pub fn rejoin_without_state(config: Config) -> Result<Node, ConfigError> {
+        let mut node = Node::new(config)?;
+        node.voting = false;
+        Ok(node)
+    }
+
+    /// Whether this node votes (see [`Node::rejoin_without_state`]).
+    pub fn voting(&self) -> bool {
+        self.voting
     }
 
     /// A message from a peer. Messages from nodes outside the cluster are ignored and counted.
@@ -361,6 +386,17 @@ impl Node {
         self.broadcast(msg);
     }
 
+    /// A proposer's Prepare: its own acceptor promises first, and the Prepare reaches peers only
+    /// once that promise is durable. Otherwise a proposer that won with its peers' votes and
+    /// crashed before its own write landed could restart below its ballot and reuse it with a
+    /// different value.
+    pub(crate) fn broadcast_prepare(&mut self, prepare: Prepare) {
+        self.on_prepare(self.config.id, prepare.clone());
+        if let Some(g) = self.out.gate(Gated::Broadcast(Message::Prepare(prepare))) {
+            self.release(g);
+        }
+    }
+
     /// Sends once everything persisted so far is durable.
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
         if let Some(g) = self.out.gate(Gated::Send(to, msg)) {
@@ -441,6 +477,10 @@ impl Node {
     /// Acceptor, phase 1. The Promise leaves only once the promise is durable.
     fn on_prepare(&mut self, from: NodeId, m: Prepare) {
         self.max_round = self.max_round.max(m.ballot.round);
+        if !self.voting {
+            self.stats.ignored += 1;
+            return;
+        }
         if let PrepareScope::Only(slot) = m.scope {
             // A proposer working on a slot this node knows is chosen just needs the value.
             if let Some(value) = self.log.chosen(slot).cloned() {
@@ -500,11 +540,15 @@ impl Node {
                     slot: m.slot,
                     executed,
                 };
-                self.send_after_persist(from, Message::Accepted(ack));
+                // A non-voting node keeps the value only to learn it once committed.
+                if self.voting {
+                    self.send_after_persist(from, Message::Accepted(ack));
+                }
                 if whole_log {
                     self.multi_heard_leader(m.ballot, m.commit);
                 }
             }
+            AcceptOutcome::Rejected(_) if !self.voting => self.stats.ignored += 1,
             AcceptOutcome::Rejected(promised) => {
                 let nack = Nack {
                     ballot: m.ballot,
@@ -514,7 +558,18 @@ impl Node {
                 self.send(from, Message::Nack(nack));
             }
             AcceptOutcome::Truncated => {
-                self.stats.ignored += 1;
+                // The slot is chosen and this node executed it: tell the proposer, which is
+                // behind (a leader that lags its followers must not retransmit forever).
+                match self.log.chosen(m.slot).cloned() {
+                    Some(value) => {
+                        let entries = vec![crate::messages::ChosenEntry {
+                            slot: m.slot,
+                            value,
+                        }];
+                        self.send(from, Message::Learn(Learn { entries }));
+                    }
+                    None => self.send_snapshot(from),
+                }
             }
         }
         self.heard_truncate(m.truncate);
@@ -546,8 +601,15 @@ impl Node {
         }
     }
 
+    /// Sends the latest snapshot, at most once per `retry_timeout` per peer (snapshots can be
+    /// large, and a lagging peer may trigger many requests for one).
     fn send_snapshot(&mut self, to: NodeId) {
+        let Some(i) = self.node_index(to) else { return };
+        if self.snapshot_sent[i].is_some_and(|t| t + self.config.retry_timeout > self.now) {
+            return;
+        }
         if let Some((upto, state)) = self.log.snapshot().cloned() {
+            self.snapshot_sent[i] = Some(self.now);
             self.send(to, Message::Snapshot(Snapshot { upto, state }));
         }
     }
@@ -565,6 +627,9 @@ impl Node {
             upto: m.upto,
             state: m.state,
         }]);
+        if self.config.protocol == Protocol::MultiPaxos {
+            self.multi_installed(m.upto);
+        }
         // Requests this node took that the snapshot covers are answered from the reply cache.
         let mut done: Vec<_> = self
             .pending
@@ -581,6 +646,9 @@ impl Node {
 
     /// Records a chosen value.
     pub(crate) fn learn(&mut self, slot: Slot, value: Value) {
+        if self.config.protocol == Protocol::MultiPaxos {
+            self.multi_chosen(slot, &value);
+        }
         if self.log.learn(slot, value) {
             self.stats.slots_chosen += 1;
         }

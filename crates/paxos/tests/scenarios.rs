@@ -379,3 +379,40 @@ fn a_promise_survives_a_restart_unless_the_bug_forgets_it() {
         assert_eq!(c.nodes[2].promised() == before, survives);
     }
 }
+
+/// A node restarted without its durable state must not vote on promises it forgot: it rejoins
+/// as a learner that never sends Promise or Accepted, while the others keep serving.
+#[test]
+fn a_node_restarted_without_state_learns_but_never_votes() {
+    let mut c = multi(3);
+    let leader = c.elect(5 * SECOND).unwrap();
+    for r in 0..20 {
+        c.request(leader, put(1, r, b"k", format!("v{r}").as_bytes()));
+    }
+    c.run();
+    let amnesiac = NodeId((leader.0 + 1) % 3);
+    let i = amnesiac.0 as usize;
+    let config = c.nodes[i].config().clone();
+    c.nodes[i] = Node::rejoin_without_state(config).unwrap();
+    assert!(!c.nodes[i].voting());
+    for r in 20..40 {
+        c.request(leader, put(1, r, b"k", format!("v{r}").as_bytes()));
+    }
+    c.advance(Duration::from_millis(300));
+    assert_eq!(c.replies.len(), 40, "the two voters keep serving");
+    let n = &c.nodes[i];
+    assert_eq!(n.stats().sent_of(paxos::MessageKind::Promise), 0);
+    assert_eq!(n.stats().sent_of(paxos::MessageKind::Accepted), 0);
+    assert_eq!(
+        n.executed(),
+        c.nodes[leader.0 as usize].executed(),
+        "it caught up"
+    );
+    assert_eq!(n.kv().get(b"k").map(|v| v.as_ref()), Some(&b"v39"[..]));
+    // The leader dies: the learner does not campaign, so with one voter left nobody leads,
+    // rather than risking two values in one slot.
+    c.down[leader.0 as usize] = true;
+    c.advance(3 * SECOND);
+    assert_eq!(c.nodes[i].stats().campaigns, 0);
+    assert_ne!(c.nodes[i].role(), Role::Leader);
+}
