@@ -1,0 +1,1 @@
+//! The paxbench runtime (in progress).
