@@ -80,6 +80,7 @@ pub(crate) fn put_command(buf: &mut Writer<'_>, cmd: &Command) {
     }
 }
 
+#[inline]
 pub(crate) fn read_command(r: &mut Reader) -> Result<Command, WireError> {
     let client = ClientId(r.varint("Command.client")?);
     let request = RequestId(r.varint("Command.request")?);
