@@ -169,14 +169,16 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     );
     println!(
         "work: {} commands issued, {} completed, {} slots chosen, {} node messages ({} dropped), \
-         {} crashes ({} leaders killed mid-batch)",
+         {} crashes ({} leaders killed mid-batch), {} snapshots taken, {} installed",
         summary.issued,
         summary.completed,
         summary.slots_chosen,
         summary.messages.0,
         summary.messages.1,
         summary.crashes,
-        summary.mid_batch_kills
+        summary.mid_batch_kills,
+        summary.snapshots.0,
+        summary.snapshots.1
     );
     println!(
         "{} passed, {} failed",

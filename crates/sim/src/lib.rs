@@ -24,7 +24,9 @@
 //!
 //! - **Network** ([`network`]): every message is delayed (200 µs + up to 0.2-4 ms of jitter, so
 //!   messages overtake each other); `lossy` adds loss (1-21 %), duplication (up to 10 %) and
-//!   reordering spikes (up to 60 ms). Client traffic goes through the same model.
+//!   reordering spikes (up to 60 ms, or on half the seeds up to 400 ms, longer than an election
+//!   timeout, so a deposed leader's messages arrive after its successor took over). Client
+//!   traffic goes through the same model.
 //! - **Partitions**: timed cuts of 100 ms-1.2 s: isolating a node or the current leader, splitting
 //!   the cluster in two, and one-way cuts (a node, or the leader, that is heard but cannot hear,
 //!   or hears but is not heard).
@@ -45,7 +47,9 @@
 //! responses. A client sends to the node it believes leads (at first a random one; for Basic
 //! Paxos clients are spread over all nodes), follows `NotLeader` hints, and after a client
 //! timeout (300 ms) re-sends the *same* request id to another node: exactly-once execution is
-//! the core's job, and the checkers verify it.
+//! the core's job, and the checkers verify it. A client never lets its request ids run
+//! `reply_cache_per_client` or more ahead of the oldest one it still awaits: the core treats
+//! requests that far behind as abandoned (answered `Expired`, never executed).
 //!
 //! # Checkers
 //!

@@ -406,6 +406,9 @@ struct Client {
     depth: usize,
     think: Duration,
     outstanding: BTreeMap<RequestId, Pending>,
+    /// Issue attempts held back because the oldest outstanding request would fall out of the
+    /// core's reply-cache window; retried when a request completes.
+    stalled: usize,
 }
 
 /// Random streams of a run, one per purpose.
@@ -691,6 +694,7 @@ impl Simulation {
                 depth,
                 think,
                 outstanding: BTreeMap::new(),
+                stalled: 0,
             });
             for _ in 0..depth {
                 let at = if w.pinned {
@@ -1080,6 +1084,16 @@ impl Simulation {
         {
             return Ok(());
         }
+        // The core keeps replies for a window of `reply_cache_per_client` request ids and treats
+        // anything older than the window as abandoned (answered `Expired`, never executed). A
+        // client that still waits for a request must not run that far ahead of it.
+        let window = self.nodes[0].config.reply_cache_per_client as u64;
+        if let Some(oldest) = client.outstanding.keys().next() {
+            if client.next_request >= oldest.0 + window {
+                self.clients[c].stalled += 1;
+                return Ok(());
+            }
+        }
         let key = self.keys[self.rng_clients.below(self.keys.len() as u64) as usize].clone();
         let client = &mut self.clients[c];
         let request = RequestId(client.next_request);
@@ -1225,6 +1239,10 @@ impl Simulation {
                     .rng_clients
                     .duration(Duration::ZERO, think.max(Duration::from_nanos(1)));
                 self.schedule(self.now + pause, Event::ClientIssue { client: c });
+                // Streams that stalled on the reply-cache window may go on now.
+                for _ in 0..std::mem::take(&mut self.clients[c].stalled) {
+                    self.schedule(self.now + pause, Event::ClientIssue { client: c });
+                }
             }
         }
         Ok(())

@@ -27,6 +27,9 @@ pub struct SweepSummary {
     pub crashes: u64,
     /// Leaders killed mid-batch, over all seeds.
     pub mid_batch_kills: u64,
+    /// Snapshots taken and installed from a peer, over all seeds (counted on the nodes' last
+    /// incarnations).
+    pub snapshots: (u64, u64),
     /// Messages between nodes, and how many of them were dropped, over all seeds.
     pub messages: (u64, u64),
     /// Wall-clock time the sweep took (for reporting seeds per second only; it never affects a run).
@@ -86,6 +89,10 @@ pub fn run_seeds(
                 summary.slots_chosen += stats.slots_chosen;
                 summary.crashes += stats.crashes;
                 summary.mid_batch_kills += stats.mid_batch_kills;
+                for n in &stats.node_stats {
+                    summary.snapshots.0 += n.snapshots_taken;
+                    summary.snapshots.1 += n.snapshots_installed;
+                }
                 summary.messages.0 += stats.messages;
                 summary.messages.1 += stats.dropped;
                 match report.failure {
