@@ -19,6 +19,12 @@
 //! returns `Ok(None)` when more bytes are needed. Keys and values in decoded frames are slices of
 //! the read buffer, not copies.
 //!
+//! The flip side of zero-copy: a slice keeps its whole read buffer alive. That is right for a
+//! message that is handled and dropped, but a key or value stored for long (in the key-value
+//! state, or a log entry that lives until truncation) pins the entire buffer it arrived in, tens
+//! of KiB for 80 bytes of payload. Whoever keeps payloads for long should copy them
+//! (`Bytes::copy_from_slice`) when they store them.
+//!
 //! ```
 //! use bytes::BytesMut;
 //! use paxos::{Accepted, Ballot, Message, NodeId, Slot};
