@@ -284,41 +284,31 @@ impl Node {
         self.maybe_catch_up(Some(ballot.node));
     }
 
-    /// `slot` is known chosen with `value` (by our quorum, a peer's Learn, or a catch-up): a
-    /// leader stops proposing there. Its own commands go back to the queue if another value won
-    /// (phase 1 makes that impossible for slots it covered; this is defence in depth).
+    /// `slot` is known chosen with `value` (by our quorum, a peer's Learn, or a catch-up). A
+    /// leader stops proposing there. If another value won one of its slots, or a slot beyond its
+    /// proposals was chosen, a newer ballot is at work: it steps down. It must, because followers
+    /// take the value they accepted at the leader's ballot to be the chosen one for every slot
+    /// below its commit point, which is only true while its own proposals are the ones chosen.
     pub(crate) fn multi_chosen(&mut self, slot: Slot, value: &Value) {
         let MultiRole::Leader(l) = &mut self.multi.role else {
             return;
         };
-        let Some(p) = l.inflight.remove(&slot) else {
-            return;
+        let superseded = match l.inflight.remove(&slot) {
+            Some(p) => &p.value != value,
+            None => slot >= l.next_slot,
         };
-        if &p.value != value {
-            for cmd in p.value.commands().iter().rev() {
-                self.queue.push_front(cmd.clone());
-            }
+        if superseded {
+            self.stats.preemptions += 1;
+            self.step_down(None);
         }
     }
 
-    /// A snapshot covered every slot below `upto`: a leader stops proposing there. Its commands
-    /// in those slots that the snapshot executed are answered from the reply cache by the caller;
-    /// the rest go back to the queue.
-    pub(crate) fn multi_installed(&mut self, upto: Slot) {
-        let MultiRole::Leader(l) = &mut self.multi.role else {
-            return;
-        };
-        let rest = l.inflight.split_off(&upto);
-        let covered = std::mem::replace(&mut l.inflight, rest);
-        for p in covered.into_values().rev() {
-            for cmd in p.value.commands().iter().rev() {
-                if self.log.kv.cached(cmd.client, cmd.request).is_none() {
-                    self.queue.push_front(cmd.clone());
-                }
-            }
-        }
-        if let MultiRole::Leader(l) = &mut self.multi.role {
-            l.next_slot = l.next_slot.max(upto);
+    /// A snapshot covered every slot below `upto`. A leader that needed one was behind and may
+    /// have proposals there that lost: it steps down (see [`Node::multi_chosen`]).
+    pub(crate) fn multi_installed(&mut self, _upto: Slot) {
+        if matches!(self.multi.role, MultiRole::Leader(_)) {
+            self.stats.preemptions += 1;
+            self.step_down(None);
         }
     }
 
