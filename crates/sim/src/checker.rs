@@ -24,14 +24,16 @@
 //!   Promise leaves the node only after its write.)
 //! - **accept-below-promise**: no acceptor makes an Accept durable at a ballot below a promise it
 //!   had already made durable (globally or for that slot).
+//! - **persist-before-send**: a Promise leaves a node only once a promise at least that high is
+//!   durable there, and an Accepted only once that (slot, ballot) accept is durable there.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use bytes::Bytes;
 use paxos::{
-    Ballot, ClientId, Command, Durable, KvState, NodeId, Op, Outcome, Record, RequestId, Slot,
-    Value,
+    Ballot, ClientId, Command, Durable, KvState, Message, NodeId, Op, Outcome, PrepareScope,
+    Record, RequestId, Slot, Value,
 };
 
 /// Names a checker: what a failure is a failure of.
@@ -49,6 +51,8 @@ pub enum Check {
     PromiseMonotonic,
     /// No acceptor accepts below a ballot it promised.
     AcceptBelowPromise,
+    /// Promise and Accepted messages leave a node only after what they report is durable.
+    PersistBeforeSend,
     /// Once faults stop, every outstanding command completes within the liveness bound.
     Liveness,
     /// Virtual time stopped advancing (a node asks to be woken at the same instant forever), or
@@ -60,13 +64,14 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 9] = [
+    pub const ALL: [Check; 10] = [
         Check::OneValuePerSlot,
         Check::OnlyProposedChosen,
         Check::ExecutedLogsAgree,
         Check::ExactlyOnceReplies,
         Check::PromiseMonotonic,
         Check::AcceptBelowPromise,
+        Check::PersistBeforeSend,
         Check::Liveness,
         Check::Stuck,
         Check::Panic,
@@ -81,6 +86,7 @@ impl Check {
             Check::ExactlyOnceReplies => "exactly-once-replies",
             Check::PromiseMonotonic => "promise-monotonic",
             Check::AcceptBelowPromise => "accept-below-promise",
+            Check::PersistBeforeSend => "persist-before-send",
             Check::Liveness => "liveness",
             Check::Stuck => "stuck",
             Check::Panic => "panic",
@@ -372,6 +378,54 @@ impl Checkers {
                 }
                 self.vote(i, *slot, *ballot, value)
             }
+        }
+    }
+
+    /// `node` sends `msg`; `durable` is its durable state now. Promise and Accepted report
+    /// durable state, so they must not overtake the write.
+    pub fn outgoing(&self, node: NodeId, durable: &Durable, msg: &Message) -> Verdict {
+        match msg {
+            Message::Promise(p) => {
+                let promised = match p.scope {
+                    PrepareScope::From(_) => durable.promised,
+                    PrepareScope::Only(slot) => durable.promised.max(
+                        durable
+                            .slot_promises
+                            .get(&slot)
+                            .copied()
+                            .unwrap_or(Ballot::ZERO),
+                    ),
+                };
+                if promised < p.ballot {
+                    return Err(Violation::new(
+                        Check::PersistBeforeSend,
+                        format!(
+                            "{node} sent Promise({}) while its durable promise is {promised}",
+                            p.ballot
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            Message::Accepted(a) => {
+                let i = self.index(node);
+                let durable_vote = self.votes.get(&a.slot).is_some_and(|votes| {
+                    votes
+                        .iter()
+                        .any(|v| v.ballot == a.ballot && v.voters & (1 << i) != 0)
+                });
+                if !durable_vote {
+                    return Err(Violation::new(
+                        Check::PersistBeforeSend,
+                        format!(
+                            "{node} sent Accepted({} at {}) before that accept was durable",
+                            a.slot, a.ballot
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -930,6 +984,52 @@ mod tests {
         );
         kv.apply(&x);
         c.compare_state(n(0), Slot(1), &kv).unwrap();
+    }
+
+    #[test]
+    fn promise_and_accepted_must_not_overtake_their_writes() {
+        use paxos::{Accepted, Promise};
+        let mut c = three();
+        let promise = |scope| {
+            Message::Promise(Promise {
+                ballot: b(2, 1),
+                scope,
+                log_start: Slot(0),
+                accepted: vec![],
+                executed: Slot(0),
+            })
+        };
+        let mut d = Durable::default();
+        let early = c
+            .outgoing(n(0), &d, &promise(PrepareScope::From(Slot(0))))
+            .unwrap_err();
+        assert_eq!(early.check, Check::PersistBeforeSend);
+        d.apply(&Record::SlotPromise(Slot(4), b(2, 1)));
+        c.outgoing(n(0), &d, &promise(PrepareScope::Only(Slot(4))))
+            .unwrap();
+        assert!(c
+            .outgoing(n(0), &d, &promise(PrepareScope::Only(Slot(5))))
+            .is_err());
+        d.apply(&Record::Promise(b(3, 0)));
+        c.outgoing(n(0), &d, &promise(PrepareScope::From(Slot(0))))
+            .unwrap();
+
+        let accepted = Message::Accepted(Accepted {
+            ballot: b(2, 1),
+            slot: Slot(1),
+            executed: Slot(0),
+        });
+        assert_eq!(
+            c.outgoing(n(1), &d, &accepted).unwrap_err().check,
+            Check::PersistBeforeSend
+        );
+        accept_at(&mut c, &[2], 1, b(2, 1), &Value::Noop).unwrap();
+        assert!(
+            c.outgoing(n(1), &d, &accepted).is_err(),
+            "another acceptor's write does not count"
+        );
+        accept_at(&mut c, &[1], 1, b(2, 1), &Value::Noop).unwrap();
+        c.outgoing(n(1), &d, &accepted).unwrap();
     }
 
     #[test]

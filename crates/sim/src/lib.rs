@@ -66,6 +66,8 @@
 //! 5. `promise-monotonic`: a node's promise never goes down, and after a restart it is at least
 //!    the highest promise that was durable before the crash.
 //! 6. `accept-below-promise`: no acceptor makes an accept durable below a durable promise.
+//! 7. `persist-before-send`: a Promise or Accepted leaves a node only after the promise or
+//!    accept it reports is durable (the core's persist barrier).
 //!
 //! **Liveness**: once faults stop, every outstanding command must complete within
 //! [`default_liveness_bound`]: 30 s of virtual time after the heal for Multi-Paxos, 60 s for

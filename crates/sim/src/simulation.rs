@@ -933,12 +933,14 @@ impl Simulation {
         for action in actions.drain(..) {
             match action {
                 Action::Send { to, msg } => {
+                    self.checkers.outgoing(id, &self.nodes[i].durable, &msg)?;
                     kill |= self.kill_armed.is_some() && proposer && carries_commands(&msg);
                     if to != id {
                         self.send(id, to, msg);
                     }
                 }
                 Action::Broadcast { msg } => {
+                    self.checkers.outgoing(id, &self.nodes[i].durable, &msg)?;
                     kill |= self.kill_armed.is_some() && proposer && carries_commands(&msg);
                     for k in 0..self.ids.len() {
                         let to = self.ids[k];
