@@ -128,6 +128,7 @@ mod command;
 mod error;
 mod frame;
 mod peer;
+pub mod record;
 
 pub use client::{ClientFrame, ClientResponse, NodeStatus, ResponseFrame};
 pub use error::WireError;

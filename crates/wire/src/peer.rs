@@ -65,7 +65,7 @@ fn read_scope(r: &mut Reader, field: &'static str) -> Result<PrepareScope, WireE
 
 /// A snapshot's state: cache limit, the key-value entries, then the client sessions (client,
 /// first request id of its reply window, then one optional outcome per id in the window).
-fn put_state(buf: &mut Writer<'_>, state: &KvState) {
+pub(crate) fn put_state(buf: &mut Writer<'_>, state: &KvState) {
     buf.reserve(state.payload_bytes() + 4 * state.len() + 16);
     put_varint(buf, state.cache_limit() as u64);
     put_count(buf, state.len());
@@ -86,7 +86,7 @@ fn put_state(buf: &mut Writer<'_>, state: &KvState) {
     }
 }
 
-fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
+pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
     let cache_limit = r.varint_usize("Snapshot.cache_limit")?;
     let count = r.count("Snapshot.entries", 2)?;
     let mut entries = Reader::vec_for(count);
