@@ -1,0 +1,429 @@
+//! `cluster.toml`: every node (id, address, certificate), the protocol and its knobs, durability,
+//! data directory and certificate paths. Parsed once into a validated [`ClusterConfig`]; unknown
+//! keys and bad values are errors that name the file, the line and the key.
+//!
+//! ```toml
+//! protocol = "multi-paxos"        # multi-paxos | basic-paxos | unreplicated
+//! durability = "none"             # none | fsync
+//! data_dir = "data"               # relative paths are relative to this file's directory
+//!
+//! [tls]
+//! ca = "ca.pem"
+//! client_cert = "client.pem"      # used by `paxbench kv` and load generators
+//! client_key = "client-key.pem"
+//!
+//! [paxos]                         # every key optional; defaults in crates/paxos Config
+//! max_batch = 100
+//! window = 32
+//!
+//! [transport]                     # every key optional
+//! mtu = 4096                      # loopback; use 1200..1452 on real networks
+//!
+//! [[nodes]]
+//! id = 0
+//! addr = "127.0.0.1:7000"
+//! cert = "node-0.pem"
+//! key = "node-0-key.pem"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use paxos::{BackoffMode, NodeId, Protocol};
+use serde::Deserialize;
+use thiserror::Error;
+
+/// A cluster file that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, a key is unknown, or a value has the wrong type. The message from
+    /// the parser names the line, the column and the key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said, with line and key.
+        message: String,
+    },
+    /// A value parses but cannot work.
+    #[error("{path}:{line}: `{key}`: {why}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The line the key is on (0 if it could not be found).
+        line: usize,
+        /// The key.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// How a node keeps its acceptor state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Memory only: writes are acknowledged at once. A restarted node rejoins without a vote.
+    None,
+    /// A write-ahead log, fsynced once per loop turn (group commit) before anything that reports
+    /// the write leaves the node.
+    Fsync,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    protocol: String,
+    #[serde(default = "default_durability")]
+    durability: Durability,
+    data_dir: Option<PathBuf>,
+    tls: RawTls,
+    #[serde(default)]
+    paxos: RawPaxos,
+    #[serde(default)]
+    transport: RawTransport,
+    nodes: Vec<RawNode>,
+}
+
+fn default_durability() -> Durability {
+    Durability::None
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    ca: PathBuf,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    id: u32,
+    addr: String,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// The protocol knobs a cluster file may set (units in the names); unset keys keep the core's
+/// defaults (see `paxos::Config`).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPaxos {
+    /// Most commands per slot.
+    pub max_batch: Option<usize>,
+    /// Most payload bytes per slot.
+    pub max_batch_bytes: Option<usize>,
+    /// Most slots in flight.
+    pub window: Option<usize>,
+    /// Skip phase 1 while leader (Multi-Paxos).
+    pub skip_phase1: Option<bool>,
+    /// Heartbeat period, microseconds.
+    pub heartbeat_interval_us: Option<u64>,
+    /// Election timeout, microseconds (randomized up to twice this).
+    pub election_timeout_us: Option<u64>,
+    /// Retry timeout, microseconds.
+    pub retry_timeout_us: Option<u64>,
+    /// `none`, `full` or `equal` jitter.
+    pub backoff: Option<String>,
+    /// Backoff base, microseconds.
+    pub backoff_base_us: Option<u64>,
+    /// Backoff cap, microseconds.
+    pub backoff_cap_us: Option<u64>,
+    /// Commit announcements always in their own message.
+    pub explicit_commit: Option<bool>,
+    /// Reply-cache window per client.
+    pub reply_cache_per_client: Option<usize>,
+    /// Slots between snapshots.
+    pub snapshot_interval: Option<u64>,
+    /// How far a lagging node may fall behind before it is left to a snapshot.
+    pub log_retain_slots: Option<u64>,
+    /// Seed of the node RNGs (mixed with each node id).
+    pub seed: Option<u64>,
+}
+
+/// Transport knobs (see `tls::TransportTuning` for what each does and why its default).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTransport {
+    /// UDP payload size: ~4096 on loopback, 1200..1452 on real networks.
+    pub mtu: Option<u16>,
+    /// SO_RCVBUF / SO_SNDBUF in bytes.
+    pub udp_buffer_bytes: Option<usize>,
+}
+
+/// One node of the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeEntry {
+    /// Its id.
+    pub id: NodeId,
+    /// Where it listens (peers and clients).
+    pub addr: SocketAddr,
+    /// Its certificate (PEM), bound to its id.
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
+}
+
+/// A validated cluster file. Paths are absolute (resolved against the file's directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The protocol every node runs.
+    pub protocol: Protocol,
+    /// How acceptor state is kept.
+    pub durability: Durability,
+    /// Each node keeps its files in `data_dir/node-<id>/`.
+    pub data_dir: PathBuf,
+    /// The cluster CA (PEM).
+    pub ca: PathBuf,
+    /// The client certificate and key, if configured.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Protocol knobs as written.
+    pub paxos: RawPaxos,
+    /// Transport knobs as written.
+    pub transport: RawTransport,
+    /// Every node, in file order.
+    pub nodes: Vec<NodeEntry>,
+}
+
+impl ClusterConfig {
+    /// Reads and validates a cluster file.
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates cluster-file text; `path` names it in errors and anchors relative
+    /// paths.
+    pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ConfigError> {
+        let raw: RawCluster = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().replace('\n', "\n    "),
+        })?;
+        let invalid = |key: &str, why: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line: line_of(text, key),
+            key: key.to_string(),
+            why,
+        };
+        let protocol = parse_protocol(&raw.protocol).ok_or_else(|| {
+            invalid("protocol", format!("unknown protocol {:?}: use multi-paxos, basic-paxos or unreplicated", raw.protocol))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        if raw.nodes.is_empty() {
+            return Err(invalid("nodes", "the cluster has no [[nodes]]".into()));
+        }
+        let mut nodes = Vec::with_capacity(raw.nodes.len());
+        for n in &raw.nodes {
+            let addr: SocketAddr = n
+                .addr
+                .parse()
+                .map_err(|e| invalid("addr", format!("node {}: {:?} is not ip:port ({e})", n.id, n.addr)))?;
+            if nodes.iter().any(|m: &NodeEntry| m.id == NodeId(n.id)) {
+                return Err(invalid("id", format!("node id {} appears twice", n.id)));
+            }
+            if nodes.iter().any(|m: &NodeEntry| m.addr == addr) {
+                return Err(invalid("addr", format!("address {addr} appears twice")));
+            }
+            nodes.push(NodeEntry { id: NodeId(n.id), addr, cert: resolve(&n.cert), key: resolve(&n.key) });
+        }
+        if protocol == Protocol::Unreplicated && nodes.len() != 1 {
+            return Err(invalid("protocol", format!("unreplicated runs on exactly one node, not {}", nodes.len())));
+        }
+        if let Some(b) = &raw.paxos.backoff {
+            parse_backoff(b).ok_or_else(|| invalid("backoff", format!("unknown backoff {b:?}: use none, full or equal")))?;
+        }
+        if let Some(mtu) = raw.transport.mtu {
+            if !(1200..=6000).contains(&mtu) {
+                return Err(invalid("mtu", format!("{mtu} is outside 1200..=6000 (MTU x 10 must stay under 64 KiB with GSO)")));
+            }
+        }
+        let client_cert = match (&raw.tls.client_cert, &raw.tls.client_key) {
+            (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
+            (None, None) => None,
+            _ => return Err(invalid("client_cert", "client_cert and client_key go together".into())),
+        };
+        let config = ClusterConfig {
+            path: path.to_path_buf(),
+            protocol,
+            durability: raw.durability,
+            data_dir: resolve(raw.data_dir.as_deref().unwrap_or(Path::new("data"))),
+            ca: resolve(&raw.tls.ca),
+            client_cert,
+            paxos: raw.paxos,
+            transport: raw.transport,
+            nodes,
+        };
+        // Cross-field checks of the core (e.g. heartbeat shorter than the election timeout).
+        let first = config.nodes[0].id;
+        config.core_config(first).validate().map_err(|e| invalid("paxos", e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The entry of node `id`, if it is in the cluster.
+    pub fn node(&self, id: NodeId) -> Option<&NodeEntry> {
+        self.nodes.iter().find(|n| n.id == id)
+    }
+
+    /// The core configuration of node `id`.
+    pub fn core_config(&self, id: NodeId) -> paxos::Config {
+        let ids = self.nodes.iter().map(|n| n.id).collect();
+        let mut c = paxos::Config::new(self.protocol, id, ids);
+        let p = &self.paxos;
+        let us = Duration::from_micros;
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = p.$field {
+                    c.$field = v;
+                }
+            };
+            ($field:ident, $key:ident, $f:expr) => {
+                if let Some(v) = p.$key {
+                    c.$field = $f(v);
+                }
+            };
+        }
+        set!(max_batch);
+        set!(max_batch_bytes);
+        set!(window);
+        set!(skip_phase1);
+        set!(explicit_commit);
+        set!(reply_cache_per_client);
+        set!(snapshot_interval);
+        set!(log_retain_slots);
+        set!(seed);
+        set!(heartbeat_interval, heartbeat_interval_us, us);
+        set!(election_timeout, election_timeout_us, us);
+        set!(retry_timeout, retry_timeout_us, us);
+        if let Some(mode) = p.backoff.as_deref().and_then(parse_backoff) {
+            c.backoff.mode = mode;
+        }
+        if let Some(v) = p.backoff_base_us {
+            c.backoff.base = us(v);
+        }
+        if let Some(v) = p.backoff_cap_us {
+            c.backoff.cap = us(v);
+        }
+        c
+    }
+
+    /// Node `id`'s own data directory.
+    pub fn node_dir(&self, id: NodeId) -> PathBuf {
+        self.data_dir.join(format!("node-{}", id.0))
+    }
+}
+
+/// `multi-paxos`, `basic-paxos` or `unreplicated`.
+pub fn parse_protocol(s: &str) -> Option<Protocol> {
+    match s {
+        "multi-paxos" => Some(Protocol::MultiPaxos),
+        "basic-paxos" => Some(Protocol::BasicPaxos),
+        "unreplicated" => Some(Protocol::Unreplicated),
+        _ => None,
+    }
+}
+
+/// The cluster-file name of a protocol.
+pub fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::MultiPaxos => "multi-paxos",
+        Protocol::BasicPaxos => "basic-paxos",
+        Protocol::Unreplicated => "unreplicated",
+    }
+}
+
+fn parse_backoff(s: &str) -> Option<BackoffMode> {
+    match s {
+        "none" => Some(BackoffMode::None),
+        "full" => Some(BackoffMode::Full),
+        "equal" => Some(BackoffMode::Equal),
+        _ => None,
+    }
+}
+
+/// The 1-based line where `key` is first assigned, or 0.
+fn line_of(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) || l == format!("[[{key}]]")
+        })
+        .map_or(0, |i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+protocol = "multi-paxos"
+durability = "fsync"
+
+[tls]
+ca = "ca.pem"
+
+[paxos]
+max_batch = 10
+election_timeout_us = 300000
+
+[[nodes]]
+id = 0
+addr = "127.0.0.1:7000"
+cert = "node-0.pem"
+key = "node-0-key.pem"
+
+[[nodes]]
+id = 1
+addr = "127.0.0.1:7001"
+cert = "node-1.pem"
+key = "node-1-key.pem"
+"#;
+
+    #[test]
+    fn a_good_file_resolves_paths_and_knobs() {
+        let c = ClusterConfig::parse(Path::new("/etc/px/cluster.toml"), GOOD).unwrap();
+        assert_eq!(c.durability, Durability::Fsync);
+        assert_eq!(c.ca, Path::new("/etc/px/ca.pem"));
+        assert_eq!(c.data_dir, Path::new("/etc/px/data"));
+        let core = c.core_config(NodeId(1));
+        assert_eq!(core.max_batch, 10);
+        assert_eq!(core.election_timeout, Duration::from_millis(300));
+        assert_eq!(core.nodes, vec![NodeId(0), NodeId(1)]);
+    }
+
+    #[test]
+    fn an_unknown_key_names_file_line_and_key() {
+        let text = GOOD.replace("max_batch = 10", "max_batch = 10\nwindw = 4");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("c.toml") && e.contains("line 10") && e.contains("windw"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        let text = GOOD.replace("addr = \"127.0.0.1:7001\"", "addr = \"localhost\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("c.toml:") && e.contains("`addr`") && e.contains("localhost"), "{e}");
+        let text = GOOD.replace("multi-paxos", "raft");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        assert!(e.starts_with("c.toml:2: `protocol`"), "{e}");
+        let text = GOOD.replace("election_timeout_us = 300000", "election_timeout_us = 10");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("heartbeat_interval must be shorter"), "{e}");
+        let text = GOOD.replace("id = 1", "id = 0");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        assert!(e.contains("appears twice"), "{e}");
+    }
+}
