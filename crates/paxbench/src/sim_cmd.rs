@@ -30,9 +30,19 @@ pub struct SimArgs {
     /// Seeds the self-test tries per variant before it gives up.
     #[arg(long, default_value_t = 2000)]
     self_test_seeds: u64,
-    /// Run the Basic Paxos contention scenario (backoff against no backoff) instead of a sweep.
+    /// Run the Basic Paxos contention scenario (backoff against no backoff) instead of a sweep,
+    /// with the first seed of `--seeds`.
     #[arg(long)]
     contention: bool,
+    /// Simulated clients per run.
+    #[arg(long, default_value_t = 3)]
+    clients: usize,
+    /// Commands each client issues (at most; it stops at the heal).
+    #[arg(long, default_value_t = 20)]
+    commands: usize,
+    /// Virtual milliseconds of faults (and new commands) before the network heals.
+    #[arg(long, default_value_t = 2000)]
+    heal_after_ms: u64,
     /// Events of each failure's trace to print.
     #[arg(long, default_value_t = 20)]
     trace: usize,
@@ -151,6 +161,9 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     }
     let mut base = SimConfig::new(protocol, nodes, 0, args.faults.into());
     base.trace_len = args.trace;
+    base.workload.clients = args.clients.max(1);
+    base.workload.commands_per_client = args.commands.max(1);
+    base.heal_after = std::time::Duration::from_millis(args.heal_after_ms.max(1));
     base.bug = args.bug.map(Bug::from);
     let summary = run_seeds(&base, args.seeds.clone(), jobs, |report| {
         if let Some(f) = &report.failure {

@@ -119,6 +119,9 @@ pub struct FaultPlan {
     pub events: Vec<(Time, FaultEvent)>,
     /// When faults stop.
     pub heal: Time,
+    /// Writes take between 20 µs and this long (in token order). Crash profiles make the disk
+    /// slow on some seeds, so that more writes are in flight, and lost, when a node crashes.
+    pub persist_max: Duration,
 }
 
 impl FaultPlan {
@@ -133,6 +136,7 @@ impl FaultPlan {
     ) -> FaultPlan {
         let mut network = NetworkConfig::reliable();
         let mut events = Vec::new();
+        let mut persist_max = Duration::from_millis(1);
         let window = heal.as_nanos();
         if profile.lossy() {
             network.loss = 0.01 + 0.2 * rng.unit();
@@ -184,6 +188,9 @@ impl FaultPlan {
             }
         }
         if profile.crashes() && crashes {
+            if rng.chance(0.3) {
+                persist_max = rng.duration(Duration::from_millis(2), Duration::from_millis(20));
+            }
             for _ in 0..rng.range(1, 5) {
                 let at = Time(rng.below(window));
                 let node = if rng.chance(0.4) {
@@ -206,6 +213,7 @@ impl FaultPlan {
             network,
             events,
             heal,
+            persist_max,
         }
     }
 }

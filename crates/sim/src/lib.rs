@@ -13,9 +13,10 @@
 //! input (a message, a client request, a timeout, a completed write) it drains the node's actions
 //! and carries them out in order. `Send`/`Broadcast` go through the network model (a node's
 //! messages to itself never leave the core). `Reply` goes back to the client over the network.
-//! `Persist` becomes a write that completes after 20 µs-1 ms, in token order; only then are its
-//! records applied to the node's [`paxos::Durable`] and `handle_persisted` called. A node is woken
-//! with `handle_timeout` once the clock reaches its `next_deadline()`.
+//! `Persist` becomes a write that completes after 20 µs-1 ms (slower on some crash seeds), in
+//! token order; only then are its records applied to the node's [`paxos::Durable`] and
+//! `handle_persisted` called. A node is woken with `handle_timeout` once the clock reaches its
+//! `next_deadline()`.
 //!
 //! # Fault model
 //!
@@ -32,9 +33,10 @@
 //!   or hears but is not heard).
 //! - **Crashes**: a node (or the current leader) crashes and restarts 20-800 ms later through
 //!   `Node::recover` with the durable state of its *completed* writes; writes in flight at the
-//!   crash are lost, as is everything in memory. The "leader killed mid-batch" fault crashes the
-//!   leader (or a Basic Paxos proposer) right after it sends an Accept carrying client commands,
-//!   while that batch is in flight. The unreplicated baseline keeps nothing durable by design,
+//!   crash are lost, as is everything in memory (on some seeds the disk is slow, 2-20 ms per
+//!   write, so that more writes are in flight at a crash). The "leader killed mid-batch" fault
+//!   crashes the leader (or a Basic Paxos proposer) right after it sends an Accept carrying
+//!   client commands, while that batch is in flight. The unreplicated baseline keeps nothing durable by design,
 //!   so it is never crashed.
 //!
 //! At the heal, partitions end, crashed nodes restart, and from then on nothing is lost or

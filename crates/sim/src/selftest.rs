@@ -4,7 +4,6 @@
 
 use paxos::{Bug, Protocol};
 
-use crate::checker::Check;
 use crate::faults::FaultProfile;
 use crate::simulation::{Failure, SimConfig};
 use crate::sweep::run_seeds;
@@ -101,9 +100,4 @@ pub fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> Vec<SelfTestResul
         .iter()
         .map(|&case| self_test_case(case, nodes, max_seeds, jobs))
         .collect()
-}
-
-/// Whether a check counts as catching a bug.
-pub fn catches(check: Check) -> bool {
-    check.is_safety()
 }

@@ -642,7 +642,7 @@ impl Simulation {
         Violation {
             check: Check::Liveness,
             detail: format!(
-                "{why} ({} after the heal at {}): {} commands outstanding: {}{}; nodes: {}",
+                "{why} ({}s after the heal at {}): {} commands outstanding: {}{}; nodes: {}",
                 self.cfg.liveness_bound.as_secs_f64(),
                 self.heal(),
                 waiting.len(),
@@ -953,7 +953,7 @@ impl Simulation {
                 Action::Persist { token, records } => {
                     let delay = self
                         .rng_persist
-                        .duration(Duration::from_micros(20), Duration::from_millis(1));
+                        .duration(Duration::from_micros(20), self.plan.persist_max);
                     let sn = &mut self.nodes[i];
                     let done = (self.now + delay).max(sn.last_persist_done);
                     sn.last_persist_done = done;

@@ -92,6 +92,8 @@ sweeps! {
     basic_paxos_all: Protocol::BasicPaxos, FaultProfile::All;
     unreplicated_none: Protocol::Unreplicated, FaultProfile::None;
     unreplicated_lossy: Protocol::Unreplicated, FaultProfile::Lossy;
+    unreplicated_partitions: Protocol::Unreplicated, FaultProfile::Partitions;
+    unreplicated_crashes: Protocol::Unreplicated, FaultProfile::Crashes;
     unreplicated_all: Protocol::Unreplicated, FaultProfile::All;
 }
 
