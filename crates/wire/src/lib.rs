@@ -89,7 +89,7 @@
 //! addr        = 0x00 (none) | 0x04 ip[4] port:u16be
 //!             | 0x06 ip[16] port:u16be flowinfo:u32be scope_id:u32be
 //! state       = cache_limit:varint count (key:bytes value:bytes)* count session*
-//! session     = client floor:option<varint> count (request outcome)*
+//! session     = client base:varint count option<outcome>*   replies of requests base, base+1, ...
 //! ```
 //!
 //! Frame tags (one tag space for all families; a known tag on the wrong stream is reported as

@@ -99,7 +99,7 @@ pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
         let client = ClientId(r.varint("Session.client")?);
         let base = RequestId(r.varint("Session.base")?);
         let n = r.count("Session.replies", 1)?;
-        let mut replies = VecDeque::with_capacity(n);
+        let mut replies = VecDeque::from(Reader::vec_for(n));
         for _ in 0..n {
             let reply = if r.option("Session.reply")? {
                 Some(read_outcome(r)?)

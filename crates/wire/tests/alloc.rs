@@ -131,3 +131,27 @@ fn a_smaller_configured_limit_applies_before_allocating() {
     );
     assert_eq!(bytes, 0);
 }
+
+#[test]
+fn a_forged_reply_window_does_not_reserve_what_it_claims() {
+    // A Snapshot whose one session claims a window of 2^20 replies, then garbage.
+    let body_len = 1 << 20;
+    let mut buf = BytesMut::with_capacity(body_len + 4);
+    buf.put_u32(body_len as u32);
+    buf.put_slice(&[0x0a, 0x00, 0x01, 0x00, 0x01]); // Snapshot: upto, cache limit, no entries, 1 session
+    buf.put_slice(&[0x01, 0x00, 0x80, 0x80, 0x3f]); // client 1, base 0, ~2^20 replies
+    buf.put_u8(0x07); // a reply whose option byte is invalid
+    buf.resize(body_len + 4, 0);
+    let (res, bytes) = allocated_by(|| decode_frame::<Message>(&mut buf));
+    assert!(
+        matches!(
+            res,
+            Err(WireError::UnknownTag {
+                what: "Session.reply",
+                tag: 7
+            })
+        ),
+        "{res:?}"
+    );
+    assert!(bytes < 256 * 1024, "allocated {bytes} bytes");
+}
