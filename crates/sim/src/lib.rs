@@ -32,12 +32,13 @@
 //!   the cluster in two, and one-way cuts (a node, or the leader, that is heard but cannot hear,
 //!   or hears but is not heard).
 //! - **Crashes**: a node (or the current leader) crashes and restarts 20-800 ms later through
-//!   `Node::recover` with the durable state of its *completed* writes; writes in flight at the
-//!   crash are lost, as is everything in memory (on some seeds the disk is slow, 2-20 ms per
-//!   write, so that more writes are in flight at a crash). The "leader killed mid-batch" fault
-//!   crashes the leader (or a Basic Paxos proposer) right after it sends an Accept carrying
-//!   client commands, while that batch is in flight. The unreplicated baseline keeps nothing durable by design,
-//!   so it is never crashed.
+//!   `Node::recover` with the durable state of its *completed* writes; everything in memory is
+//!   lost. The writes in flight at the crash are an append-only log's unsynced tail: half the
+//!   crashes keep a random prefix of their records, the other half lose them all. On some seeds
+//!   the disk is slow (2-20 ms per write), so more writes are in flight at a crash. The "leader
+//!   killed mid-batch" fault crashes the leader (or a Basic Paxos proposer) right after it sends
+//!   an Accept carrying client commands, while that batch is in flight. The unreplicated
+//!   baseline keeps nothing durable by design, so it is never crashed.
 //!
 //! At the heal, partitions end, crashed nodes restart, and from then on nothing is lost or
 //! duplicated (messages are still delayed with jitter). Clients issue no new commands after it.

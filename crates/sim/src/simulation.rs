@@ -918,7 +918,7 @@ impl Simulation {
         if kill {
             let downtime = self.kill_armed.take().unwrap_or_default();
             self.stats.mid_batch_kills += 1;
-            self.crash(i, downtime, "leader killed mid-batch");
+            self.crash(i, downtime, "leader killed mid-batch")?;
         }
         Ok(())
     }
@@ -1292,7 +1292,7 @@ impl Simulation {
                 let target = target
                     .unwrap_or_else(|| self.rng_faults.below(self.nodes.len() as u64) as usize);
                 if self.nodes[target].node.is_some() {
-                    self.crash(target, downtime, "crash");
+                    self.crash(target, downtime, "crash")?;
                 }
             }
             FaultEvent::KillLeaderMidBatch { downtime } => {
@@ -1306,11 +1306,25 @@ impl Simulation {
         Ok(())
     }
 
-    fn crash(&mut self, i: usize, downtime: Duration, why: &str) {
+    fn crash(&mut self, i: usize, downtime: Duration, why: &str) -> Verdict {
+        let id = self.ids[i];
+        // Writes in flight are an append-only log's unsynced tail: some prefix of it may have
+        // reached the disk. The core was never told, so it must cope with any prefix surviving.
+        let in_flight: Vec<Record> = std::mem::take(&mut self.nodes[i].pending)
+            .into_iter()
+            .flat_map(|(_, records)| records)
+            .collect();
+        let kept = if in_flight.is_empty() || !self.rng_faults.chance(0.5) {
+            0
+        } else {
+            self.rng_faults.range(0, in_flight.len() as u64 + 1) as usize
+        };
+        for record in &in_flight[..kept] {
+            self.checkers.durable(id, &self.nodes[i].durable, record)?;
+            self.nodes[i].durable.apply(record);
+        }
         let sn = &mut self.nodes[i];
         sn.node = None;
-        let lost = sn.pending.len();
-        sn.pending.clear();
         sn.incarnation += 1;
         sn.deadline = None;
         sn.shown = None;
@@ -1319,7 +1333,10 @@ impl Simulation {
         self.stats.crashes += 1;
         self.trace.push(
             self.now,
-            TraceEvent::Fault(format!("{why}: {} down ({lost} writes lost)", self.ids[i])),
+            TraceEvent::Fault(format!(
+                "{why}: {id} down ({kept} of {} records in flight survive)",
+                in_flight.len()
+            )),
         );
         let at = (self.now + downtime).min(self.heal()).max(self.now);
         self.schedule(
@@ -1329,6 +1346,7 @@ impl Simulation {
                 incarnation,
             },
         );
+        Ok(())
     }
 
     fn restart(&mut self, i: usize) -> Verdict {

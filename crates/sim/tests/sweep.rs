@@ -1,6 +1,6 @@
 //! Sweeps seeds for every protocol and fault profile; every checker must pass on every seed.
 //!
-//! `SIM_SEEDS` sets the number of seeds per protocol x profile (default 200). The sweep also
+//! `SIM_SEEDS` sets the number of seeds per protocol x profile (default 300). The sweep also
 //! asserts that the runs did real work under the faults they claim, so a simulator that
 //! silently stopped injecting faults or issuing commands fails here too.
 
@@ -11,7 +11,7 @@ fn seeds() -> u64 {
     std::env::var("SIM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(200)
+        .unwrap_or(300)
 }
 
 fn sweep(protocol: Protocol, faults: FaultProfile) -> SweepSummary {
