@@ -95,7 +95,16 @@ impl KvState {
         let outcome = match &cmd.op {
             Op::Get { key } => Outcome::Value(self.map.get(key).cloned()),
             Op::Put { key, value } => {
-                self.map.insert(key.clone(), value.clone());
+                // Store copies: a decoded key or value is a slice of a whole network read buffer,
+                // and keeping the slice would keep that buffer alive as long as the key lives.
+                // An existing key keeps the copy it already has.
+                let value = Bytes::copy_from_slice(value);
+                match self.map.get_mut(key) {
+                    Some(stored) => *stored = value,
+                    None => {
+                        self.map.insert(Bytes::copy_from_slice(key), value);
+                    }
+                }
                 Outcome::Done
             }
             Op::Delete { key } => {
