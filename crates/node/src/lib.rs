@@ -5,3 +5,11 @@
 #![warn(missing_docs)]
 
 pub mod config;
+
+mod tls;
+pub use tls::{
+    accept_incoming, authorize, client_config, client_endpoint, client_endpoint_on, connect_node,
+    endpoint, peer_identity, write_cluster, Alpn, ClientCerts, ClusterCerts, Identity, Mtu,
+    NodeCerts, Remote, TlsError, TransportTuning, CLIENT_ALPN, DEFAULT_BASE_PORT, PEER_ALPN,
+    REFUSED_CLOSE_CODE,
+};
