@@ -13,3 +13,6 @@ pub use tls::{
     NodeCerts, Remote, TlsError, TransportTuning, CLIENT_ALPN, DEFAULT_BASE_PORT, PEER_ALPN,
     REFUSED_CLOSE_CODE,
 };
+
+pub mod wal;
+pub use wal::{Wal, WalError, WalMetrics, WalOptions};

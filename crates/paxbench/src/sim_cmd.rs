@@ -9,6 +9,26 @@ use paxos::{BackoffMode, Bug, Protocol};
 use sim::selftest::{self_test_case, BUG_CASES};
 use sim::{contention, default_jobs, protocol_name, run_seeds, FaultProfile, SimConfig};
 
+/// `println!` that stops quietly (exit status 2) when stdout is gone, e.g. piped into `head`.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(2);
+        }
+    }};
+}
+
+/// `print!` with the same handling of a closed stdout.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if write!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(2);
+        }
+    }};
+}
+
 /// Arguments of `paxbench sim`.
 #[derive(Debug, Args)]
 pub struct SimArgs {
@@ -167,10 +187,10 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     base.bug = args.bug.map(Bug::from);
     let summary = run_seeds(&base, args.seeds.clone(), jobs, |report| {
         if let Some(f) = &report.failure {
-            print!("{f}");
+            out!("{f}");
         }
     });
-    println!(
+    outln!(
         "{} seeds of {} on {} nodes, faults {}: {:.1} seeds/s, {:.0} steps/s ({} threads)",
         summary.seeds(),
         protocol_name(protocol),
@@ -180,7 +200,7 @@ pub fn run(args: &SimArgs) -> Result<bool> {
         summary.steps as f64 / summary.elapsed.as_secs_f64().max(1e-9),
         jobs
     );
-    println!(
+    outln!(
         "work: {} commands issued, {} completed, {} slots chosen, {} node messages ({} dropped), \
          {} crashes ({} leaders killed mid-batch), {} snapshots taken, {} installed",
         summary.issued,
@@ -193,7 +213,7 @@ pub fn run(args: &SimArgs) -> Result<bool> {
         summary.snapshots.0,
         summary.snapshots.1
     );
-    println!(
+    outln!(
         "{} passed, {} failed",
         summary.passed,
         summary.failures.len()
@@ -214,9 +234,12 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
         match &result.caught {
             Some(f) => {
                 caught += 1;
-                println!("caught {name}: {} at seed {} ({} seeds tried)", f.check, f.seed, result.seeds_tried);
-                println!("  {}", f.detail);
-                println!(
+                outln!(
+                    "caught {name}: {} at seed {} (lowest failing seed; searched 0..{})",
+                    f.check, f.seed, result.seeds_tried
+                );
+                outln!("  {}", f.detail);
+                outln!(
                     "  replay: paxbench sim --protocol {} --nodes {nodes} --faults {} --bug {} --seeds {}..{}",
                     protocol_name(case.protocol),
                     case.faults,
@@ -225,14 +248,14 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
                     f.seed + 1
                 );
             }
-            None => println!(
+            None => outln!(
                 "MISSED {name}: no safety checker failed in {} seeds ({} runs failed only liveness, stuck or panic)",
                 result.seeds_tried, result.other_failures
             ),
         }
     }
     let missed = BUG_CASES.len() - caught;
-    println!("{caught} passed, {missed} failed");
+    outln!("{caught} passed, {missed} failed");
     missed == 0
 }
 
@@ -240,16 +263,16 @@ fn contention_report(seed: u64) -> Result<bool> {
     let with = contention(seed, BackoffMode::Full, 10);
     let without = contention(seed, BackoffMode::None, 10);
     for r in [&with, &without] {
-        println!(
+        outln!(
             "backoff {:?}: {}/{} commands completed, last at {} virtual; {} phase-1 rounds for {} slots ({} wasted), {} preemptions",
             r.mode, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
         );
         if let Some(f) = &r.failure {
-            print!("{f}");
+            out!("{f}");
         }
     }
     let ok = with.all_completed() && with.failure.is_none() && without.failure.is_none();
     let failed = usize::from(!ok);
-    println!("{} passed, {} failed", 1 - failed, failed);
+    outln!("{} passed, {} failed", 1 - failed, failed);
     Ok(ok)
 }
