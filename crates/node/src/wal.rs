@@ -149,7 +149,8 @@ impl Default for WalOptions {
 pub struct WalMetrics {
     /// Records made durable in segments (snapshots not counted).
     pub records: u64,
-    /// Group commits: calls to [`Wal::sync`] that had records to write.
+    /// Group commits: pending records written with one `fdatasync` (each [`Wal::sync`] that
+    /// had records to write, and the sync that precedes a snapshot).
     pub group_commits: u64,
     /// Bytes written to segment files (frames and headers).
     pub bytes_written: u64,
