@@ -201,7 +201,10 @@ pub struct ClusterConfig {
 impl ClusterConfig {
     /// Reads and validates a cluster file.
     pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -219,42 +222,79 @@ impl ClusterConfig {
             why,
         };
         let protocol = parse_protocol(&raw.protocol).ok_or_else(|| {
-            invalid("protocol", format!("unknown protocol {:?}: use multi-paxos, basic-paxos or unreplicated", raw.protocol))
+            invalid(
+                "protocol",
+                format!(
+                    "unknown protocol {:?}: use multi-paxos, basic-paxos or unreplicated",
+                    raw.protocol
+                ),
+            )
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
         if raw.nodes.is_empty() {
             return Err(invalid("nodes", "the cluster has no [[nodes]]".into()));
         }
         let mut nodes = Vec::with_capacity(raw.nodes.len());
         for n in &raw.nodes {
-            let addr: SocketAddr = n
-                .addr
-                .parse()
-                .map_err(|e| invalid("addr", format!("node {}: {:?} is not ip:port ({e})", n.id, n.addr)))?;
+            let addr: SocketAddr = n.addr.parse().map_err(|e| {
+                invalid(
+                    "addr",
+                    format!("node {}: {:?} is not ip:port ({e})", n.id, n.addr),
+                )
+            })?;
             if nodes.iter().any(|m: &NodeEntry| m.id == NodeId(n.id)) {
                 return Err(invalid("id", format!("node id {} appears twice", n.id)));
             }
             if nodes.iter().any(|m: &NodeEntry| m.addr == addr) {
                 return Err(invalid("addr", format!("address {addr} appears twice")));
             }
-            nodes.push(NodeEntry { id: NodeId(n.id), addr, cert: resolve(&n.cert), key: resolve(&n.key) });
+            nodes.push(NodeEntry {
+                id: NodeId(n.id),
+                addr,
+                cert: resolve(&n.cert),
+                key: resolve(&n.key),
+            });
         }
         if protocol == Protocol::Unreplicated && nodes.len() != 1 {
-            return Err(invalid("protocol", format!("unreplicated runs on exactly one node, not {}", nodes.len())));
+            return Err(invalid(
+                "protocol",
+                format!("unreplicated runs on exactly one node, not {}", nodes.len()),
+            ));
         }
         if let Some(b) = &raw.paxos.backoff {
-            parse_backoff(b).ok_or_else(|| invalid("backoff", format!("unknown backoff {b:?}: use none, full or equal")))?;
+            parse_backoff(b).ok_or_else(|| {
+                invalid(
+                    "backoff",
+                    format!("unknown backoff {b:?}: use none, full or equal"),
+                )
+            })?;
         }
         if let Some(mtu) = raw.transport.mtu {
             if !(1200..=6000).contains(&mtu) {
-                return Err(invalid("mtu", format!("{mtu} is outside 1200..=6000 (MTU x 10 must stay under 64 KiB with GSO)")));
+                return Err(invalid(
+                    "mtu",
+                    format!(
+                        "{mtu} is outside 1200..=6000 (MTU x 10 must stay under 64 KiB with GSO)"
+                    ),
+                ));
             }
         }
         let client_cert = match (&raw.tls.client_cert, &raw.tls.client_key) {
             (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
             (None, None) => None,
-            _ => return Err(invalid("client_cert", "client_cert and client_key go together".into())),
+            _ => {
+                return Err(invalid(
+                    "client_cert",
+                    "client_cert and client_key go together".into(),
+                ))
+            }
         };
         let config = ClusterConfig {
             path: path.to_path_buf(),
@@ -269,7 +309,10 @@ impl ClusterConfig {
         };
         // Cross-field checks of the core (e.g. heartbeat shorter than the election timeout).
         let first = config.nodes[0].id;
-        config.core_config(first).validate().map_err(|e| invalid("paxos", e.to_string()))?;
+        config
+            .core_config(first)
+            .validate()
+            .map_err(|e| invalid("paxos", e.to_string()))?;
         Ok(config)
     }
 
@@ -359,7 +402,9 @@ fn line_of(text: &str, key: &str) -> usize {
     text.lines()
         .position(|l| {
             let l = l.trim_start();
-            l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')) || l == format!("[[{key}]]")
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+                || l == format!("[[{key}]]")
         })
         .map_or(0, |i| i + 1)
 }
@@ -407,23 +452,39 @@ key = "node-1-key.pem"
     #[test]
     fn an_unknown_key_names_file_line_and_key() {
         let text = GOOD.replace("max_batch = 10", "max_batch = 10\nwindw = 4");
-        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("c.toml") && e.contains("line 10") && e.contains("windw"), "{e}");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("line 10") && e.contains("windw"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_name_the_key_and_line() {
         let text = GOOD.replace("addr = \"127.0.0.1:7001\"", "addr = \"localhost\"");
-        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
-        assert!(e.contains("c.toml:") && e.contains("`addr`") && e.contains("localhost"), "{e}");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml:") && e.contains("`addr`") && e.contains("localhost"),
+            "{e}"
+        );
         let text = GOOD.replace("multi-paxos", "raft");
-        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("c.toml:2: `protocol`"), "{e}");
         let text = GOOD.replace("election_timeout_us = 300000", "election_timeout_us = 10");
-        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("heartbeat_interval must be shorter"), "{e}");
         let text = GOOD.replace("id = 1", "id = 0");
-        let e = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap_err().to_string();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("appears twice"), "{e}");
     }
 }

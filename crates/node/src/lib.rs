@@ -2,9 +2,16 @@
 //! TLS under a cluster CA and, with `durability = "fsync"`, a write-ahead log.
 //!
 //! - [`config`]: `cluster.toml`, parsed into a validated [`config::ClusterConfig`].
+//! - [`serve`]: runs one node of a cluster file; [`runtime`] is its event loop and connections.
+//! - [`client`]: a pipelining client that follows `NotLeader` redirects (`paxbench kv`).
+//! - `tls`: certificates, mutual TLS and the tuned QUIC endpoints.
+//! - `wal`: the write-ahead log behind `durability = "fsync"`.
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod config;
+pub mod runtime;
+pub mod serve;
 
 mod tls;
 pub use tls::{

@@ -4,11 +4,17 @@
 //!
 //! - `paxbench sim`: the deterministic simulator (crates/sim) over a range of seeds, or its
 //!   self-test against deliberately broken protocol variants.
+//! - `paxbench node`: one node of a cluster file, over QUIC.
+//! - `paxbench kv`: put / get / del / status against a running cluster.
+//! - `paxbench certs`: a cluster CA, node and client certificates, and a cluster.toml.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod certs_cmd;
+mod kv_cmd;
+mod node_cmd;
 mod sim_cmd;
 
 /// A benchmark harness for consensus protocols.
@@ -23,12 +29,28 @@ struct Cli {
 enum Command {
     /// Run the deterministic simulator and its safety checkers over a range of seeds.
     Sim(sim_cmd::SimArgs),
+    /// Run one node of a cluster file until SIGINT/SIGTERM (`RUST_LOG` sets the log level).
+    Node(node_cmd::NodeArgs),
+    /// Put, get or delete a key, or print every node's status, on a running cluster.
+    Kv(kv_cmd::KvArgs),
+    /// Write a cluster CA, node and client certificates, and a ready-to-use cluster.toml.
+    Certs(certs_cmd::CertsArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.command {
         Command::Sim(args) => sim_cmd::run(&args),
+        Command::Node(args) => node_cmd::run(&args),
+        Command::Kv(args) => kv_cmd::run(&args),
+        Command::Certs(args) => certs_cmd::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,289 @@
+//! A client of a paxbench cluster: one QUIC connection per node, one long-lived bidirectional
+//! stream per connection, requests pipelined with request ids and answered in any order.
+//! [`KvClient`] follows `NotLeader` redirects; it backs `paxbench kv` and the integration tests.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId};
+use thiserror::Error;
+use wire::{ClientFrame, ClientResponse, Codec, NodeStatus, ResponseFrame};
+
+use crate::tls;
+
+/// What went wrong talking to a cluster.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// Could not reach or handshake with a node.
+    #[error("cannot connect to node {node} at {addr}: {why}")]
+    Connect {
+        /// The node.
+        node: NodeId,
+        /// Its address.
+        addr: SocketAddr,
+        /// Why.
+        why: String,
+    },
+    /// The connection or stream broke.
+    #[error("connection to node {node} lost: {why}")]
+    Lost {
+        /// The node.
+        node: NodeId,
+        /// Why.
+        why: String,
+    },
+    /// The node sent something that does not decode.
+    #[error("node {node} sent a bad frame: {source}")]
+    Wire {
+        /// The node.
+        node: NodeId,
+        /// The decode error.
+        source: wire::WireError,
+    },
+    /// No node accepted the request in time.
+    #[error("no leader answered after {attempts} attempts (last: {last})")]
+    NoLeader {
+        /// How many nodes were tried.
+        attempts: usize,
+        /// What the last one said.
+        last: String,
+    },
+    /// The request's reply is gone from the reply cache.
+    #[error("request expired: it is older than the node's reply cache remembers")]
+    Expired,
+}
+
+/// A stream to one node.
+pub struct Connection {
+    node: NodeId,
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    buf: BytesMut,
+    codec: Codec,
+}
+
+impl Connection {
+    /// Connects to node `node` at `addr` with a client endpoint of the cluster.
+    pub async fn open(
+        endpoint: &quinn::Endpoint,
+        node: NodeId,
+        addr: SocketAddr,
+    ) -> Result<Connection, ClientError> {
+        let fail = |why: String| ClientError::Connect { node, addr, why };
+        let name = tls::Identity::Node(node).dns_name();
+        let connecting = endpoint
+            .connect(addr, &name)
+            .map_err(|e| fail(e.to_string()))?;
+        let conn = connecting.await.map_err(|e| fail(e.to_string()))?;
+        let (send, recv) = conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
+        Ok(Connection {
+            node,
+            conn,
+            send,
+            recv,
+            buf: BytesMut::new(),
+            codec: Codec::default(),
+        })
+    }
+
+    /// The node this connection talks to.
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
+    /// Sends frames without waiting for answers (pipelining): all of them in one write.
+    pub async fn send(&mut self, frames: &[ClientFrame]) -> Result<(), ClientError> {
+        let mut out = BytesMut::new();
+        for f in frames {
+            self.codec
+                .encode(f, &mut out)
+                .map_err(|source| ClientError::Wire {
+                    node: self.node,
+                    source,
+                })?;
+        }
+        self.send
+            .write_all(&out)
+            .await
+            .map_err(|e| ClientError::Lost {
+                node: self.node,
+                why: e.to_string(),
+            })
+    }
+
+    /// The next frame from the node.
+    pub async fn recv(&mut self) -> Result<ResponseFrame, ClientError> {
+        loop {
+            match self.codec.decode::<ResponseFrame>(&mut self.buf) {
+                Ok(Some(frame)) => return Ok(frame),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(ClientError::Wire {
+                        node: self.node,
+                        source,
+                    })
+                }
+            }
+            let chunk = self
+                .recv
+                .read_chunk(usize::MAX, true)
+                .await
+                .map_err(|e| ClientError::Lost {
+                    node: self.node,
+                    why: e.to_string(),
+                })?
+                .ok_or_else(|| ClientError::Lost {
+                    node: self.node,
+                    why: "stream finished".into(),
+                })?;
+            self.buf.extend_from_slice(&chunk.bytes);
+        }
+    }
+
+    /// Asks for the node's status.
+    pub async fn status(&mut self) -> Result<NodeStatus, ClientError> {
+        self.send(&[ClientFrame::StatusRequest]).await?;
+        loop {
+            if let ResponseFrame::Status(s) = self.recv().await? {
+                return Ok(s);
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub fn close(&self) {
+        self.conn.close(quinn::VarInt::from_u32(0), b"done");
+    }
+}
+
+/// A key-value client of a whole cluster: sends each request to the node it believes leads and
+/// follows `NotLeader` redirects (with the address the node supplies, or the cluster map).
+pub struct KvClient {
+    endpoint: quinn::Endpoint,
+    nodes: Vec<(NodeId, SocketAddr)>,
+    conns: HashMap<NodeId, Connection>,
+    target: usize,
+    client: ClientId,
+    next_request: u64,
+    /// Give up after this many redirects or failed nodes per request.
+    pub max_attempts: usize,
+}
+
+impl KvClient {
+    /// A client with id `client` of the cluster whose nodes are `nodes`.
+    pub fn new(
+        endpoint: quinn::Endpoint,
+        nodes: Vec<(NodeId, SocketAddr)>,
+        client: ClientId,
+    ) -> Self {
+        KvClient {
+            endpoint,
+            nodes,
+            conns: HashMap::new(),
+            target: 0,
+            client,
+            next_request: 0,
+            max_attempts: 20,
+        }
+    }
+
+    /// Runs one operation to completion, following redirects; returns its outcome.
+    pub async fn call(&mut self, op: Op) -> Result<Outcome, ClientError> {
+        self.next_request += 1;
+        let cmd = Command {
+            client: self.client,
+            request: RequestId(self.next_request),
+            op,
+        };
+        let mut last = String::from("nothing tried");
+        for attempt in 0..self.max_attempts {
+            let (node, addr) = self.nodes[self.target % self.nodes.len()];
+            let outcome = match self.try_once(node, addr, &cmd).await {
+                Ok(o) => o,
+                Err(e) => {
+                    last = e.to_string();
+                    self.conns.remove(&node);
+                    self.target += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1).min(10)))
+                        .await;
+                    continue;
+                }
+            };
+            match outcome {
+                Outcome::NotLeader { leader } => {
+                    last = format!("node {node} is not the leader (it believes in {leader:?})");
+                    match leader.and_then(|l| self.nodes.iter().position(|(n, _)| *n == l)) {
+                        Some(i) if i != self.target % self.nodes.len() => self.target = i,
+                        _ => {
+                            // No leader known yet (an election is running): try another node soon.
+                            self.target += 1;
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+                Outcome::Expired => return Err(ClientError::Expired),
+                other => return Ok(other),
+            }
+        }
+        Err(ClientError::NoLeader {
+            attempts: self.max_attempts,
+            last,
+        })
+    }
+
+    async fn try_once(
+        &mut self,
+        node: NodeId,
+        addr: SocketAddr,
+        cmd: &Command,
+    ) -> Result<Outcome, ClientError> {
+        if !self.conns.contains_key(&node) {
+            let c = Connection::open(&self.endpoint, node, addr).await?;
+            self.conns.insert(node, c);
+        }
+        let conn = self.conns.get_mut(&node).expect("inserted above");
+        conn.send(&[ClientFrame::Request(cmd.clone())]).await?;
+        let wait = async {
+            loop {
+                if let ResponseFrame::Response(ClientResponse { reply, .. }) = conn.recv().await? {
+                    if reply.client == cmd.client && reply.request == cmd.request {
+                        return Ok(reply.outcome);
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(2), wait).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Lost {
+                node,
+                why: "no reply within 2 s".into(),
+            }),
+        }
+    }
+
+    /// The status of every node that answers.
+    pub async fn statuses(&mut self) -> Vec<NodeStatus> {
+        let mut out = Vec::new();
+        for (node, addr) in self.nodes.clone() {
+            if !self.conns.contains_key(&node) {
+                match Connection::open(&self.endpoint, node, addr).await {
+                    Ok(c) => {
+                        self.conns.insert(node, c);
+                    }
+                    Err(_) => continue,
+                }
+            }
+            let conn = self.conns.get_mut(&node).expect("inserted above");
+            match tokio::time::timeout(Duration::from_secs(1), conn.status()).await {
+                Ok(Ok(s)) => out.push(s),
+                _ => {
+                    self.conns.remove(&node);
+                }
+            }
+        }
+        out
+    }
+}

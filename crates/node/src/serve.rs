@@ -1,0 +1,120 @@
+//! Running one node of a cluster file: certificates, endpoint, write-ahead log, event loop.
+
+use std::sync::Arc;
+
+use paxos::NodeId;
+use thiserror::Error;
+use tokio::sync::watch;
+use tracing::{info, warn};
+use wire::Codec;
+
+use crate::config::{ClusterConfig, Durability};
+use crate::runtime::{self, Metrics, RuntimeConfig};
+use crate::tls::{self, Mtu, NodeCerts, TransportTuning};
+use crate::wal::{Wal, WalOptions};
+
+/// Why a node could not start.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    /// The id is not in the cluster file.
+    #[error("node {id} is not in {path}")]
+    UnknownNode {
+        /// The id asked for.
+        id: NodeId,
+        /// The cluster file.
+        path: std::path::PathBuf,
+    },
+    /// Certificates or the endpoint.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The write-ahead log refused to open (for example, corruption before its tail).
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+    /// The data directory.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The core refused the configuration.
+    #[error(transparent)]
+    Core(#[from] paxos::ConfigError),
+}
+
+/// The transport tuning a cluster file asks for.
+pub fn tuning(cluster: &ClusterConfig) -> TransportTuning {
+    let mut t = TransportTuning::default();
+    if let Some(mtu) = cluster.transport.mtu {
+        t.mtu = Mtu::Fixed {
+            initial: mtu.clamp(1200, 1452),
+            max: mtu,
+        };
+    }
+    if let Some(b) = cluster.transport.udp_buffer_bytes {
+        t.socket_buffer_bytes = b;
+    }
+    t
+}
+
+/// Runs node `id` of `cluster` until `shutdown` turns true.
+///
+/// With `durability = "fsync"` the node replays its write-ahead log from
+/// `data_dir/node-<id>/wal` and restarts where it stopped. With `"none"` it keeps a marker file
+/// in `data_dir/node-<id>/`: if the marker is there at start, this is a restart that lost its
+/// state, and the node rejoins as a non-voting learner (`paxos::Node::rejoin_without_state`).
+pub async fn serve(
+    cluster: &ClusterConfig,
+    id: NodeId,
+    metrics: Arc<Metrics>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), NodeError> {
+    let entry = cluster.node(id).ok_or_else(|| NodeError::UnknownNode {
+        id,
+        path: cluster.path.clone(),
+    })?;
+    let certs = NodeCerts::load(id, &cluster.ca, &entry.cert, &entry.key)?;
+    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster))?;
+    let dir = cluster.node_dir(id);
+    std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let (wal, recovered, rejoin) = match cluster.durability {
+        Durability::Fsync => {
+            let (wal, durable) = Wal::open(&dir.join("wal"), WalOptions::default())?;
+            info!(node = id.0, promised = %durable.promised, accepted = durable.accepted.len(), "write-ahead log replayed");
+            (Some(wal), Some(durable), false)
+        }
+        Durability::None => {
+            let marker = dir.join("started-without-durability");
+            let restarted = marker.exists();
+            std::fs::write(&marker, b"this node ran with durability = none\n").map_err(
+                |source| NodeError::DataDir {
+                    path: marker.clone(),
+                    source,
+                },
+            )?;
+            if restarted {
+                warn!(
+                    node = id.0,
+                    "restarted without durable state: rejoining as a non-voting learner"
+                );
+            }
+            (None, None, restarted)
+        }
+    };
+    let addrs = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let config = RuntimeConfig {
+        core: cluster.core_config(id),
+        addrs,
+        wal,
+        recovered,
+        rejoin_without_state: rejoin,
+        codec: Codec::default(),
+    };
+    info!(node = id.0, addr = %entry.addr, protocol = crate::config::protocol_name(cluster.protocol), "node starting");
+    runtime::run(endpoint, config, metrics, shutdown).await?;
+    Ok(())
+}

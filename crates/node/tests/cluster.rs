@@ -1,0 +1,389 @@
+//! Clusters over real quinn on loopback, inside one process (each node in its own tracing span):
+//! commands succeed on 3 and 5 nodes for both protocols, the leader fails over, a node restarted
+//! without durable state rejoins without a vote, and bad clients and peers are refused while the
+//! cluster keeps serving. Waits poll the nodes' status; nothing sleeps in the hope that
+//! something happened.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use node::client::{Connection, KvClient};
+use node::runtime::{self, Metrics, RuntimeConfig};
+use node::{ClusterCerts, TransportTuning};
+use paxos::{ClientId, NodeId, Op, Outcome, Protocol, Role};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use wire::Codec;
+
+struct Running {
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+struct TestCluster {
+    protocol: Protocol,
+    certs: ClusterCerts,
+    addrs: HashMap<NodeId, SocketAddr>,
+    metrics: Vec<Arc<Metrics>>,
+    running: Vec<Option<Running>>,
+}
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+fn core_config(protocol: Protocol, id: NodeId, n: u32) -> paxos::Config {
+    let mut c = paxos::Config::new(protocol, id, (0..n).map(NodeId).collect());
+    c.seed = 42;
+    c
+}
+
+impl TestCluster {
+    async fn start(protocol: Protocol, n: u32) -> TestCluster {
+        let certs = ClusterCerts::generate(n).unwrap();
+        let tuning = TransportTuning::default();
+        let mut endpoints = Vec::new();
+        let mut addrs = HashMap::new();
+        for i in 0..n {
+            let ep = node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning).unwrap();
+            addrs.insert(NodeId(i), ep.local_addr().unwrap());
+            endpoints.push(ep);
+        }
+        let mut c = TestCluster {
+            protocol,
+            certs,
+            addrs,
+            metrics: (0..n).map(|_| Arc::new(Metrics::default())).collect(),
+            running: (0..n).map(|_| None).collect(),
+        };
+        for (i, ep) in endpoints.into_iter().enumerate() {
+            c.launch(NodeId(i as u32), ep, false);
+        }
+        c
+    }
+
+    fn launch(&mut self, id: NodeId, endpoint: quinn::Endpoint, rejoin_without_state: bool) {
+        let n = self.running.len() as u32;
+        let config = RuntimeConfig {
+            core: core_config(self.protocol, id, n),
+            addrs: self.addrs.clone(),
+            wal: None,
+            recovered: None,
+            rejoin_without_state,
+            codec: Codec::default(),
+        };
+        let (tx, rx) = watch::channel(false);
+        let metrics = self.metrics[id.0 as usize].clone();
+        let task = tokio::spawn(
+            async move {
+                runtime::run(endpoint, config, metrics, rx).await.unwrap();
+            }
+            .instrument(tracing::info_span!("node", id = id.0)),
+        );
+        self.running[id.0 as usize] = Some(Running { shutdown: tx, task });
+    }
+
+    /// Stops a node; returns when it stopped serving (its endpoint then drains in the
+    /// background of this call, which returns only once the node released its socket).
+    async fn stop(&mut self, id: NodeId) -> Instant {
+        let r = self.running[id.0 as usize].take().expect("node is running");
+        r.shutdown.send_replace(true);
+        let stopped = Instant::now();
+        r.task.await.unwrap();
+        stopped
+    }
+
+    /// Restarts a stopped node on its old address, without any state. The stopped endpoint's
+    /// driver releases the socket just after the node's tasks end, so binding is retried until
+    /// it succeeds (bounded).
+    async fn restart_without_state(&mut self, id: NodeId) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let ep = loop {
+            match node::endpoint(
+                self.addrs[&id],
+                self.certs.node(id).unwrap(),
+                &TransportTuning::default(),
+            ) {
+                Ok(ep) => break ep,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "address not released yet");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => panic!("cannot bind the restarted node's address: {e}"),
+            }
+        };
+        self.launch(id, ep, true);
+    }
+
+    fn client(&self, id: u64) -> KvClient {
+        let ep =
+            node::client_endpoint_on(loopback(), self.certs.client(), &TransportTuning::default())
+                .unwrap();
+        let mut nodes: Vec<_> = self.addrs.iter().map(|(k, v)| (*k, *v)).collect();
+        nodes.sort();
+        KvClient::new(ep, nodes, ClientId(id))
+    }
+
+    /// Waits (polling status, at most `limit`) until one live node leads and every live node
+    /// agrees; returns it. Basic Paxos has no leader: waits until every node answers.
+    async fn ready(&self, client: &mut KvClient, limit: Duration) -> Option<NodeId> {
+        let start = Instant::now();
+        let live = self.running.iter().filter(|r| r.is_some()).count();
+        while start.elapsed() < limit {
+            let statuses = client.statuses().await;
+            if statuses.len() == live {
+                if self.protocol == Protocol::BasicPaxos {
+                    return Some(NodeId(0));
+                }
+                let leads = |r: Role| r == Role::Leader || r == Role::Single;
+                let leaders: Vec<_> = statuses
+                    .iter()
+                    .filter(|s| leads(s.role))
+                    .map(|s| s.node)
+                    .collect();
+                if let [l] = leaders[..] {
+                    if statuses.iter().all(|s| s.leader == Some(l)) {
+                        return Some(l);
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+fn put(key: &str, value: &str) -> Op {
+    Op::Put {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+    }
+}
+
+fn get(key: &str) -> Op {
+    Op::Get {
+        key: Bytes::copy_from_slice(key.as_bytes()),
+    }
+}
+
+async fn puts_and_gets(protocol: Protocol, n: u32) {
+    let cluster = TestCluster::start(protocol, n).await;
+    let mut client = cluster.client(1);
+    cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("cluster ready");
+    for i in 0..50 {
+        let out = client
+            .call(put(&format!("k{}", i % 7), &format!("v{i}")))
+            .await
+            .unwrap();
+        assert_eq!(out, Outcome::Done);
+    }
+    for k in 0..7 {
+        let last = (0..50).filter(|i| i % 7 == k).max().unwrap();
+        let out = client.call(get(&format!("k{k}"))).await.unwrap();
+        assert_eq!(out, Outcome::Value(Some(Bytes::from(format!("v{last}")))));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_paxos_serves_puts_and_gets_on_3_nodes() {
+    puts_and_gets(Protocol::MultiPaxos, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_paxos_serves_puts_and_gets_on_5_nodes() {
+    puts_and_gets(Protocol::MultiPaxos, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_paxos_serves_puts_and_gets_on_3_nodes() {
+    puts_and_gets(Protocol::BasicPaxos, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_paxos_serves_puts_and_gets_on_5_nodes() {
+    puts_and_gets(Protocol::BasicPaxos, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreplicated_serves_puts_and_gets() {
+    puts_and_gets(Protocol::Unreplicated, 1).await;
+}
+
+/// Kills the leader and measures the time to the first command committed under its successor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_fails_over() {
+    let mut cluster = TestCluster::start(Protocol::MultiPaxos, 3).await;
+    let mut client = cluster.client(2);
+    let old = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    assert_eq!(client.call(put("a", "1")).await.unwrap(), Outcome::Done);
+    let killed = cluster.stop(old).await;
+    assert_eq!(client.call(put("a", "2")).await.unwrap(), Outcome::Done);
+    let failover = killed.elapsed();
+    let new = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("a new leader");
+    assert_ne!(new, old);
+    assert_eq!(
+        client.call(get("a")).await.unwrap(),
+        Outcome::Value(Some(Bytes::from("2")))
+    );
+    eprintln!("failover: {failover:?} from killing leader {old} to the first commit under {new}");
+    assert!(failover < Duration::from_secs(10));
+}
+
+/// A follower restarted without durable state catches up and the cluster keeps serving; it
+/// never votes (the core's `rejoin_without_state`), so it can never become leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_restarted_without_state_rejoins_as_a_learner() {
+    let mut cluster = TestCluster::start(Protocol::MultiPaxos, 3).await;
+    let mut client = cluster.client(3);
+    let leader = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    for i in 0..20 {
+        client.call(put("k", &format!("{i}"))).await.unwrap();
+    }
+    let follower = NodeId((leader.0 + 1) % 3);
+    cluster.stop(follower).await;
+    cluster.restart_without_state(follower).await;
+    for i in 20..40 {
+        client.call(put("k", &format!("{i}"))).await.unwrap();
+    }
+    // The learner catches up to the leader's executed slot.
+    let start = Instant::now();
+    loop {
+        let statuses = client.statuses().await;
+        let of = |id: NodeId| statuses.iter().find(|s| s.node == id).map(|s| s.executed);
+        if of(follower).is_some() && of(follower) == of(leader) {
+            let s = statuses.iter().find(|s| s.node == follower).unwrap();
+            assert_ne!(s.role, Role::Leader);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the restarted node did not catch up: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Garbage from a client closes that connection with a logged reason and a counter; a client
+/// from another CA is refused at the handshake; a node whose hello contradicts its certificate
+/// is refused. The cluster keeps serving the legitimate client throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_clients_and_peers_are_refused_while_the_cluster_serves() {
+    let cluster = TestCluster::start(Protocol::MultiPaxos, 3).await;
+    let mut client = cluster.client(4);
+    let leader = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let target = leader.0 as usize;
+    let addr = cluster.addrs[&leader];
+
+    // Garbage frames on a legitimate connection.
+    let ep = node::client_endpoint_on(
+        loopback(),
+        cluster.certs.client(),
+        &TransportTuning::default(),
+    )
+    .unwrap();
+    let conn = ep
+        .connect(addr, &node::Identity::Node(leader).dns_name())
+        .unwrap()
+        .await
+        .unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0, 0, 0, 5, 0xEE, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    let reason = conn.closed().await;
+    assert!(reason.to_string().contains("bad frame"), "{reason}");
+    assert_eq!(
+        cluster.metrics[target].bad_frames.load(Ordering::Relaxed),
+        1
+    );
+
+    // A client certificate from another CA.
+    let foreign = ClusterCerts::generate(1).unwrap();
+    let ep = node::client_endpoint_on(loopback(), foreign.client(), &TransportTuning::default())
+        .unwrap();
+    let refused = match ep
+        .connect(addr, &node::Identity::Node(leader).dns_name())
+        .unwrap()
+        .await
+    {
+        Err(e) => e.to_string(),
+        Ok(c) => c.closed().await.to_string(),
+    };
+    assert!(!refused.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.metrics[target]
+        .handshakes_failed
+        .load(Ordering::Relaxed)
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not count the refused handshake"
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A real node certificate (node 0) whose hello claims to be another node.
+    if leader.0 > 0 {
+        let impostor = node::endpoint(
+            loopback(),
+            cluster.certs.node(NodeId(0)).unwrap(),
+            &TransportTuning::default(),
+        )
+        .unwrap();
+        let conn = node::connect_node(&impostor, addr, leader).await.unwrap();
+        let mut send = conn.open_uni().await.unwrap();
+        let hello = Codec::default()
+            .encode_to_bytes(&wire::PeerFrame::Hello(wire::PeerHello { node: NodeId(9) }))
+            .unwrap();
+        send.write_all(&hello).await.unwrap();
+        let reason = conn.closed().await;
+        assert!(reason.to_string().contains("hello"), "{reason}");
+        assert!(
+            cluster.metrics[target]
+                .identities_refused
+                .load(Ordering::Relaxed)
+                >= 1
+        );
+    }
+
+    // Through all of it, the legitimate client is served.
+    assert_eq!(
+        client.call(put("still", "here")).await.unwrap(),
+        Outcome::Done
+    );
+    let mut status = Connection::open(
+        &node::client_endpoint_on(
+            loopback(),
+            cluster.certs.client(),
+            &TransportTuning::default(),
+        )
+        .unwrap(),
+        leader,
+        addr,
+    )
+    .await
+    .unwrap();
+    assert_eq!(status.status().await.unwrap().role, Role::Leader);
+}

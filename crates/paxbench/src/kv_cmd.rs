@@ -1,0 +1,101 @@
+//! `paxbench kv --cluster cluster.toml put KEY VALUE | get KEY | del KEY | status`: a small client
+//! for people and scripts. It follows NotLeader redirects, prints the value or a clear error, and
+//! exits non-zero on failure.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use node::config::ClusterConfig;
+use node::{ClientCerts, TransportTuning};
+use paxos::{ClientId, Op, Outcome};
+
+/// Arguments of `paxbench kv`.
+#[derive(Debug, Args)]
+pub struct KvArgs {
+    /// The cluster file; its `[tls] client_cert` and `client_key` are used.
+    #[arg(long)]
+    pub cluster: PathBuf,
+    #[command(subcommand)]
+    pub op: KvOp,
+}
+
+/// One operation.
+#[derive(Debug, Subcommand)]
+pub enum KvOp {
+    /// Write a key.
+    Put { key: String, value: String },
+    /// Read a key (prints the value; exits 1 if the key does not exist).
+    Get { key: String },
+    /// Remove a key.
+    Del { key: String },
+    /// Print every node's role, ballot, leader and last executed slot.
+    Status,
+}
+
+pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
+    let cluster = ClusterConfig::load(&args.cluster)?;
+    let Some((cert, key)) = &cluster.client_cert else {
+        bail!(
+            "{}: [tls] needs client_cert and client_key for a client",
+            cluster.path.display()
+        );
+    };
+    let certs = ClientCerts::load(&cluster.ca, cert, key)?;
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let bind = if cluster.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
+            "127.0.0.1:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let endpoint =
+            node::client_endpoint_on(bind.parse().unwrap(), &certs, &TransportTuning::default())?;
+        let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        // A fresh session id per invocation, so request ids never collide with an earlier run.
+        let session = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_nanos() as u64;
+        let mut client = node::client::KvClient::new(endpoint, nodes, ClientId(session));
+        let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
+        let op = match &args.op {
+            KvOp::Put { key, value } => Op::Put {
+                key: b(key),
+                value: b(value),
+            },
+            KvOp::Get { key } => Op::Get { key: b(key) },
+            KvOp::Del { key } => Op::Delete { key: b(key) },
+            KvOp::Status => {
+                let statuses = client.statuses().await;
+                if statuses.is_empty() {
+                    bail!("no node of {} answered", cluster.path.display());
+                }
+                for s in &statuses {
+                    println!(
+                        "node {} {:?} {:?} ballot {} leader {} executed {}",
+                        s.node.0,
+                        s.protocol,
+                        s.role,
+                        s.ballot,
+                        s.leader.map_or("-".to_string(), |l| l.0.to_string()),
+                        s.executed.0
+                    );
+                }
+                return Ok(statuses.len() == cluster.nodes.len());
+            }
+        };
+        match client.call(op).await? {
+            Outcome::Value(Some(v)) => {
+                println!("{}", String::from_utf8_lossy(&v));
+                Ok(true)
+            }
+            Outcome::Value(None) => {
+                eprintln!("not found");
+                Ok(false)
+            }
+            Outcome::Done => Ok(true),
+            other => bail!("unexpected answer: {other:?}"),
+        }
+    })
+}
