@@ -556,6 +556,74 @@ fn lost_pages_inside_the_final_group_commit_are_a_torn_tail() {
 }
 
 #[test]
+fn damage_inside_the_final_group_commit_is_torn_and_before_it_is_corrupt() {
+    for seed in 1..=16u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let dir = tempfile::tempdir().unwrap();
+        let batches: Vec<Vec<Record>> = (0..2 + rng.below(4))
+            .map(|b| {
+                (0..1 + rng.below(4))
+                    .map(|i| accept(b * 10 + i, b, rng.below(5) as usize))
+                    .collect()
+            })
+            .collect();
+        let (mut wal, _) = open(dir.path()).unwrap();
+        let mut final_start = 0;
+        for b in &batches {
+            final_start = fs::metadata(segment(dir.path(), 1)).unwrap().len() as usize;
+            commit(&mut wal, b);
+        }
+        drop(wal);
+        let seg = segment(dir.path(), 1);
+        let pristine = fs::read(&seg).unwrap();
+        let (earlier, last) = batches.split_at(batches.len() - 1);
+        // Anything from the earlier batches plus a prefix of the final one is acceptable.
+        let acceptable: Vec<Durable> = (0..=last[0].len())
+            .map(|i| model(earlier.iter().flatten().chain(&last[0][..i])))
+            .collect();
+
+        for _ in 0..20 {
+            // Damage confined to the final group commit: a hole, a cut, or flipped bytes.
+            let mut data = pristine.clone();
+            let a = final_start + rng.below((data.len() - final_start) as u64) as usize;
+            match rng.below(3) {
+                0 => {
+                    let b = a + rng.below((data.len() - a) as u64 + 1) as usize;
+                    data[a..b].fill(0);
+                }
+                1 => data.truncate(a),
+                _ => {
+                    for _ in 0..1 + rng.below(3) {
+                        let at =
+                            final_start + rng.below((data.len() - final_start) as u64) as usize;
+                        data[at] ^= 1 << rng.below(8);
+                    }
+                }
+            }
+            fs::write(&seg, &data).unwrap();
+            let (_, durable) = open(dir.path())
+                .unwrap_or_else(|e| panic!("seed {seed}: damage in the final batch: {e}"));
+            assert!(acceptable.contains(&durable), "seed {seed}");
+        }
+
+        for _ in 0..20 {
+            // One flipped bit before the final group commit: corruption, never a torn tail.
+            let mut data = pristine.clone();
+            let at = FILE_HEADER_LEN + rng.below((final_start - FILE_HEADER_LEN) as u64) as usize;
+            data[at] ^= 1 << rng.below(8);
+            fs::write(&seg, &data).unwrap();
+            match open(dir.path()) {
+                Err(WalError::Corrupt { file, offset, .. }) => {
+                    assert_eq!(file, seg);
+                    assert!(offset as usize <= at, "seed {seed}: {offset} > {at}");
+                }
+                other => panic!("seed {seed}: flip at {at}: expected corruption, got {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
 fn a_zeroed_or_short_header_of_the_newest_segment_is_torn() {
     let dir = tempfile::tempdir().unwrap();
     let batch = vec![accept(0, 1, 3)];
