@@ -6,6 +6,7 @@
 //! protocol = "multi-paxos"        # multi-paxos | basic-paxos | unreplicated
 //! durability = "none"             # none | fsync
 //! data_dir = "data"               # relative paths are relative to this file's directory
+//! wal_segment_bytes = 67108864    # fsync: segment size of the write-ahead log
 //!
 //! [tls]
 //! ca = "ca.pem"
@@ -86,6 +87,7 @@ struct RawCluster {
     #[serde(default = "default_durability")]
     durability: Durability,
     data_dir: Option<PathBuf>,
+    wal_segment_bytes: Option<u64>,
     tls: RawTls,
     #[serde(default)]
     paxos: RawPaxos,
@@ -186,6 +188,9 @@ pub struct ClusterConfig {
     pub durability: Durability,
     /// Each node keeps its files in `data_dir/node-<id>/`.
     pub data_dir: PathBuf,
+    /// With `fsync`: roll to a new write-ahead log segment after this many bytes (default
+    /// 64 MiB); segments below a snapshot are deleted.
+    pub wal_segment_bytes: Option<u64>,
     /// The cluster CA (PEM).
     pub ca: PathBuf,
     /// The client certificate and key, if configured.
@@ -276,6 +281,9 @@ impl ClusterConfig {
                 )
             })?;
         }
+        if raw.wal_segment_bytes.is_some_and(|b| b < 4096) {
+            return Err(invalid("wal_segment_bytes", "must be at least 4096".into()));
+        }
         if let Some(mtu) = raw.transport.mtu {
             if !(1200..=6000).contains(&mtu) {
                 return Err(invalid(
@@ -301,6 +309,7 @@ impl ClusterConfig {
             protocol,
             durability: raw.durability,
             data_dir: resolve(raw.data_dir.as_deref().unwrap_or(Path::new("data"))),
+            wal_segment_bytes: raw.wal_segment_bytes,
             ca: resolve(&raw.tls.ca),
             client_cert,
             paxos: raw.paxos,

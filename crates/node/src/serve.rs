@@ -83,7 +83,11 @@ pub async fn serve(
     })?;
     let (wal, recovered, rejoin) = match cluster.durability {
         Durability::Fsync => {
-            let (wal, durable) = Wal::open(&dir.join("wal"), WalOptions::default())?;
+            let mut options = WalOptions::default();
+            if let Some(b) = cluster.wal_segment_bytes {
+                options.segment_bytes = b;
+            }
+            let (wal, durable) = Wal::open(&dir.join("wal"), options)?;
             info!(node = id.0, promised = %durable.promised, accepted = durable.accepted.len(), "write-ahead log replayed");
             (Some(wal), Some(durable), false)
         }

@@ -58,9 +58,12 @@ impl Drop for Nodes {
     }
 }
 
-/// A base port with `n` consecutive free UDP ports on 127.0.0.1.
+/// A base port with `n` consecutive free UDP ports on 127.0.0.1. Tests in one process run side
+/// by side, so each call starts its search elsewhere.
 fn free_ports(n: u16) -> u16 {
-    let seed = (std::process::id() as u16 % 2000) * 10;
+    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let seed = (std::process::id() as u16 % 2000) * 10 + call * 1009;
     for attempt in 0..200u16 {
         let base = 20_000 + (seed + attempt * 37) % 30_000;
         let sockets: Vec<_> = (0..n)
@@ -213,4 +216,168 @@ async fn acknowledged_writes_survive_sigkill_of_the_leader_and_of_every_node() {
     read_all(&mut c, &acked).await;
     let log = std::fs::read_to_string(dir.path().join("node-0.log")).unwrap();
     assert!(log.contains("write-ahead log replayed"), "{log}");
+}
+
+/// Resident memory of a process, from /proc.
+fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Sustained load leaves memory flat: every node's RSS stays under 256 MiB and its write-ahead
+/// log on disk stays bounded while the cluster commits `PAXBENCH_RSS_COMMANDS` commands
+/// (default 300 000; the figure is 10 000 000), because executed prefixes are
+/// truncated behind snapshots in memory and on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_disk_stay_bounded_under_sustained_load() {
+    use node::client::Connection;
+    use paxos::{Command as PaxCommand, RequestId};
+    use wire::{ClientFrame, ResponseFrame};
+
+    let total: u64 = std::env::var("PAXBENCH_RSS_COMMANDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let status = Command::new(env!("CARGO_BIN_EXE_paxbench"))
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .args(["--nodes", "3", "--base-port", &base.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cluster = dir.path().join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    // Frequent snapshots and small segments, so a short run exercises truncation on disk too.
+    let text = text.replace(
+        "durability = \"none\"",
+        "durability = \"fsync\"\nwal_segment_bytes = 4194304",
+    ) + "\n[paxos]\nsnapshot_interval = 500\nlog_retain_slots = 5000\n";
+    std::fs::write(&cluster, text).unwrap();
+    let mut nodes = Nodes {
+        cluster: cluster.clone(),
+        children: (0..3).map(|_| None).collect(),
+        logs: dir.path().to_path_buf(),
+    };
+    for id in 0..3 {
+        nodes.start(id);
+    }
+    let pids: Vec<u32> = nodes
+        .children
+        .iter()
+        .map(|c| c.as_ref().unwrap().id())
+        .collect();
+    let mut kv = client(&cluster, 1);
+    let leader = wait_for_leader(&mut kv, 3, Duration::from_secs(20)).await;
+    let config = ClusterConfig::load(&cluster).unwrap();
+    let (cert, key) = config.client_cert.clone().unwrap();
+    let certs = ClientCerts::load(&config.ca, &cert, &key).unwrap();
+    let ep = node::client_endpoint_on(
+        "127.0.0.1:0".parse().unwrap(),
+        &certs,
+        &TransportTuning::default(),
+    )
+    .unwrap();
+    let mut conn = Connection::open(&ep, leader, config.node(leader).unwrap().addr)
+        .await
+        .unwrap();
+
+    let value = Bytes::from(vec![0x5a; 64]);
+    let depth = 512u64;
+    let (mut sent, mut done, mut max_rss, mut max_wal, mut leader_changes) =
+        (0u64, 0u64, 0u64, 0u64, 0u32);
+    // Outstanding requests, kept so they can be re-sent (same ids: executed at most once) if
+    // the leader changes under load.
+    let mut outstanding: std::collections::BTreeMap<u64, PaxCommand> = Default::default();
+    let start = Instant::now();
+    let limit = Duration::from_secs(60 + total / 2_000);
+    while done < total {
+        let mut frames = Vec::new();
+        while sent < total && sent - done < depth {
+            sent += 1;
+            let key = Bytes::from(format!("key-{:012}", sent % 100_000));
+            let op = Op::Put {
+                key,
+                value: value.clone(),
+            };
+            let cmd = PaxCommand {
+                client: ClientId(9),
+                request: RequestId(sent),
+                op,
+            };
+            outstanding.insert(sent, cmd.clone());
+            frames.push(ClientFrame::Request(cmd));
+        }
+        if !frames.is_empty() {
+            conn.send(&frames).await.unwrap();
+        }
+        let ResponseFrame::Response(r) = conn.recv().await.unwrap() else {
+            continue;
+        };
+        match r.reply.outcome {
+            Outcome::Done => {
+                if outstanding.remove(&r.reply.request.0).is_some() {
+                    done += 1;
+                }
+            }
+            Outcome::NotLeader { .. } => {
+                leader_changes += 1;
+                assert!(
+                    leader_changes < 20,
+                    "the leadership keeps moving under load"
+                );
+                let leader = wait_for_leader(&mut kv, 3, Duration::from_secs(20)).await;
+                conn = Connection::open(&ep, leader, config.node(leader).unwrap().addr)
+                    .await
+                    .unwrap();
+                let again: Vec<_> = outstanding
+                    .values()
+                    .cloned()
+                    .map(ClientFrame::Request)
+                    .collect();
+                conn.send(&again).await.unwrap();
+            }
+            other => panic!("request {} answered {other:?}", r.reply.request.0),
+        }
+        if done % 20_000 == 0 {
+            for (i, pid) in pids.iter().enumerate() {
+                max_rss = max_rss.max(rss_bytes(*pid));
+                max_wal = max_wal.max(dir_bytes(&dir.path().join(format!("data/node-{i}/wal"))));
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "only {done} of {total} commands in {limit:?}"
+        );
+    }
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{total} commands in {secs:.1} s ({:.0}/s, depth {depth}, fsync, {leader_changes} leader changes): max node RSS {:.1} MiB, max write-ahead log {:.1} MiB",
+        total as f64 / secs,
+        max_rss as f64 / (1 << 20) as f64,
+        max_wal as f64 / (1 << 20) as f64
+    );
+    assert!(max_rss > 0, "RSS was sampled");
+    assert!(max_rss < 256 << 20, "a node's RSS reached {max_rss} bytes");
+    assert!(
+        max_wal < 64 << 20,
+        "the write-ahead log grew to {max_wal} bytes: truncation on disk failed"
+    );
 }
