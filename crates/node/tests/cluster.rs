@@ -319,6 +319,7 @@ async fn bad_clients_and_peers_are_refused_while_the_cluster_serves() {
 
     // A client certificate from another CA.
     let foreign = ClusterCerts::generate(1).unwrap();
+    let foreign_node = &foreign;
     let ep = node::client_endpoint_on(loopback(), foreign.client(), &TransportTuning::default())
         .unwrap();
     let refused = match ep
@@ -341,6 +342,35 @@ async fn bad_clients_and_peers_are_refused_while_the_cluster_serves() {
             "the node did not count the refused handshake"
         );
         tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    // A peer whose node certificate comes from another CA.
+    let before = cluster.metrics[target]
+        .handshakes_failed
+        .load(Ordering::Relaxed);
+    let stranger = node::endpoint(
+        loopback(),
+        foreign_node.node(NodeId(0)).unwrap(),
+        &TransportTuning::default(),
+    )
+    .unwrap();
+    match node::connect_node(&stranger, addr, leader).await {
+        Err(_) => {}
+        Ok(c) => {
+            c.closed().await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while cluster.metrics[target]
+        .handshakes_failed
+        .load(Ordering::Relaxed)
+        == before
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not count the foreign peer"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 

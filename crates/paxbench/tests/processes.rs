@@ -381,3 +381,76 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
         "the write-ahead log grew to {max_wal} bytes: truncation on disk failed"
     );
 }
+
+/// `paxbench kv` against real nodes: put / get / del print what people expect and exit non-zero
+/// on failure; a bad cluster file is an error naming file, line and key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kv_command_puts_gets_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let ok = Command::new(env!("CARGO_BIN_EXE_paxbench"))
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .args(["--nodes", "3", "--base-port", &base.to_string()])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let cluster = dir.path().join("cluster.toml");
+    let mut nodes = Nodes {
+        cluster: cluster.clone(),
+        children: (0..3).map(|_| None).collect(),
+        logs: dir.path().to_path_buf(),
+    };
+    for id in 0..3 {
+        nodes.start(id);
+    }
+    wait_for_leader(&mut client(&cluster, 1), 3, Duration::from_secs(20)).await;
+    let kv = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_paxbench"))
+            .args(["kv", "--cluster"])
+            .arg(&cluster)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    assert_eq!(kv(&["put", "color", "blue"]).0, true);
+    assert_eq!(
+        kv(&["get", "color"]),
+        (true, "blue".to_string(), String::new())
+    );
+    assert!(kv(&["del", "color"]).0);
+    let (found, stdout, stderr) = kv(&["get", "color"]);
+    assert!(
+        !found && stdout.is_empty() && stderr.contains("not found"),
+        "{stderr}"
+    );
+    let (ok, stdout, _) = kv(&["status"]);
+    assert!(
+        ok && stdout.lines().count() == 3 && stdout.contains("Leader"),
+        "{stdout}"
+    );
+
+    let bad = dir.path().join("bad.toml");
+    let text = std::fs::read_to_string(&cluster)
+        .unwrap()
+        .replace("protocol = ", "protocl = ");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_paxbench"))
+        .args(["kv", "--cluster"])
+        .arg(&bad)
+        .args(["get", "x"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.toml") && err.contains("line") && err.contains("protocl"),
+        "{err}"
+    );
+}
