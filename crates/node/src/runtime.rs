@@ -43,6 +43,13 @@ pub mod close {
     pub const SHUTDOWN: u32 = 4;
 }
 
+/// Closes a connection that broke the rules, with a logged reason and a counter.
+fn refuse(conn: &quinn::Connection, counter: &AtomicU64, code: u32, reason: &'static str) {
+    counter.fetch_add(1, Ordering::Relaxed);
+    warn!(remote = %conn.remote_address(), reason, "closing a connection");
+    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+}
+
 /// Counters of what a node refused or dropped; shared with tests and the status log.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -551,32 +558,32 @@ async fn read_peer(
                             greeted = true
                         }
                         Ok(Some(PeerFrame::Hello(h))) => {
-                            metrics.identities_refused.fetch_add(1, Ordering::Relaxed);
                             warn!(
                                 claimed = h.node.0,
                                 certificate = peer.0,
-                                "peer hello contradicts its certificate; closing"
+                                "peer hello contradicts its certificate"
                             );
-                            conn.close(
-                                quinn::VarInt::from_u32(close::BAD_IDENTITY),
-                                b"hello does not match certificate",
+                            refuse(
+                                &conn,
+                                &metrics.identities_refused,
+                                close::BAD_IDENTITY,
+                                "hello does not match certificate",
                             );
                             return;
                         }
                         Ok(Some(PeerFrame::Message(m))) if greeted => msgs.push(m),
                         Ok(Some(PeerFrame::Message(_))) => {
-                            metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                            warn!(
-                                peer = peer.0,
-                                "peer sent a message before its hello; closing"
+                            refuse(
+                                &conn,
+                                &metrics.bad_frames,
+                                close::BAD_FRAME,
+                                "bad frame: message before hello",
                             );
-                            conn.close(quinn::VarInt::from_u32(close::BAD_FRAME), b"no hello");
                             return;
                         }
                         Err(e) => {
-                            metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                            warn!(peer = peer.0, error = %e, "bad frame from peer; closing the connection");
-                            conn.close(quinn::VarInt::from_u32(close::BAD_FRAME), b"bad frame");
+                            warn!(peer = peer.0, error = %e, "bad frame from peer");
+                            refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, "bad frame");
                             return;
                         }
                     }
@@ -630,16 +637,15 @@ impl Acceptor {
     async fn serve_peer(&self, conn: quinn::Connection, id: NodeId) {
         if id == self.me || !self.cluster.contains(&id) || id > self.me {
             // Only lower ids dial us; anything else is a stranger or a confused peer.
-            self.metrics
-                .identities_refused
-                .fetch_add(1, Ordering::Relaxed);
             warn!(
                 claimed = id.0,
-                "refused a peer connection: not a lower-id member of this cluster"
+                "peer is not a lower-id member of this cluster"
             );
-            conn.close(
-                quinn::VarInt::from_u32(close::BAD_IDENTITY),
-                b"unknown peer",
+            refuse(
+                &conn,
+                &self.metrics.identities_refused,
+                close::BAD_IDENTITY,
+                "unknown peer",
             );
             return;
         }
@@ -679,9 +685,8 @@ impl Acceptor {
                             Ok(Some(ClientFrame::Request(cmd))) => Input::Request(cmd, tx.clone()),
                             Ok(Some(ClientFrame::StatusRequest)) => Input::Status(tx.clone()),
                             Err(e) => {
-                                metrics.bad_frames.fetch_add(1, Ordering::Relaxed);
-                                warn!(remote = %conn.remote_address(), error = %e, "bad frame from client; closing the connection");
-                                conn.close(quinn::VarInt::from_u32(close::BAD_FRAME), b"bad frame");
+                                warn!(error = %e, "bad frame from client");
+                                refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, "bad frame");
                                 return;
                             }
                         };

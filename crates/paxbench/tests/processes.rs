@@ -76,6 +76,33 @@ fn free_ports(n: u16) -> u16 {
     panic!("no free ports");
 }
 
+/// Writes certificates and a cluster file for three nodes on free loopback ports, lets `edit`
+/// change the file, and starts the nodes.
+fn start_cluster(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf, Nodes) {
+    let dir = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let status = Command::new(env!("CARGO_BIN_EXE_paxbench"))
+        .args(["certs", "--out"])
+        .arg(dir.path())
+        .args(["--nodes", "3", "--base-port", &base.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let cluster = dir.path().join("cluster.toml");
+    let text = std::fs::read_to_string(&cluster).unwrap();
+    assert!(text.contains("durability = \"none\""), "{text}");
+    std::fs::write(&cluster, edit(text)).unwrap();
+    let mut nodes = Nodes {
+        cluster: cluster.clone(),
+        children: (0..3).map(|_| None).collect(),
+        logs: dir.path().to_path_buf(),
+    };
+    for id in 0..3 {
+        nodes.start(id);
+    }
+    (dir, cluster, nodes)
+}
+
 async fn wait_for_leader(client: &mut KvClient, nodes: usize, limit: Duration) -> NodeId {
     let start = Instant::now();
     loop {
@@ -131,31 +158,8 @@ async fn read_all(client: &mut KvClient, acked: &[u32]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_sigkill_of_the_leader_and_of_every_node() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_ports(3);
-    let status = Command::new(env!("CARGO_BIN_EXE_paxbench"))
-        .args(["certs", "--out"])
-        .arg(dir.path())
-        .args(["--nodes", "3", "--base-port", &base.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let cluster = dir.path().join("cluster.toml");
-    let text = std::fs::read_to_string(&cluster).unwrap();
-    assert!(text.contains("durability = \"none\""), "{text}");
-    std::fs::write(
-        &cluster,
-        text.replace("durability = \"none\"", "durability = \"fsync\""),
-    )
-    .unwrap();
-    let mut nodes = Nodes {
-        cluster: cluster.clone(),
-        children: (0..3).map(|_| None).collect(),
-        logs: dir.path().to_path_buf(),
-    };
-    for id in 0..3 {
-        nodes.start(id);
-    }
+    let (dir, cluster, mut nodes) =
+        start_cluster(|text| text.replace("durability = \"none\"", "durability = \"fsync\""));
     let mut c = client(&cluster, 1);
     let leader = wait_for_leader(&mut c, 3, Duration::from_secs(20)).await;
 
@@ -254,31 +258,13 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_ports(3);
-    let status = Command::new(env!("CARGO_BIN_EXE_paxbench"))
-        .args(["certs", "--out"])
-        .arg(dir.path())
-        .args(["--nodes", "3", "--base-port", &base.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let cluster = dir.path().join("cluster.toml");
-    let text = std::fs::read_to_string(&cluster).unwrap();
     // Frequent snapshots and small segments, so a short run exercises truncation on disk too.
-    let text = text.replace(
-        "durability = \"none\"",
-        "durability = \"fsync\"\nwal_segment_bytes = 4194304",
-    ) + "\n[paxos]\nsnapshot_interval = 500\nlog_retain_slots = 5000\n";
-    std::fs::write(&cluster, text).unwrap();
-    let mut nodes = Nodes {
-        cluster: cluster.clone(),
-        children: (0..3).map(|_| None).collect(),
-        logs: dir.path().to_path_buf(),
-    };
-    for id in 0..3 {
-        nodes.start(id);
-    }
+    let (dir, cluster, nodes) = start_cluster(|text| {
+        text.replace(
+            "durability = \"none\"",
+            "durability = \"fsync\"\nwal_segment_bytes = 4194304",
+        ) + "\n[paxos]\nsnapshot_interval = 500\nlog_retain_slots = 5000\n"
+    });
     let pids: Vec<u32> = nodes
         .children
         .iter()
@@ -386,24 +372,7 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
 /// on failure; a bad cluster file is an error naming file, line and key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kv_command_puts_gets_and_deletes() {
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_ports(3);
-    let ok = Command::new(env!("CARGO_BIN_EXE_paxbench"))
-        .args(["certs", "--out"])
-        .arg(dir.path())
-        .args(["--nodes", "3", "--base-port", &base.to_string()])
-        .status()
-        .unwrap();
-    assert!(ok.success());
-    let cluster = dir.path().join("cluster.toml");
-    let mut nodes = Nodes {
-        cluster: cluster.clone(),
-        children: (0..3).map(|_| None).collect(),
-        logs: dir.path().to_path_buf(),
-    };
-    for id in 0..3 {
-        nodes.start(id);
-    }
+    let (dir, cluster, _nodes) = start_cluster(|text| text);
     wait_for_leader(&mut client(&cluster, 1), 3, Duration::from_secs(20)).await;
     let kv = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_paxbench"))
@@ -419,7 +388,7 @@ async fn the_kv_command_puts_gets_and_deletes() {
             String::from_utf8_lossy(&out.stderr).to_string(),
         )
     };
-    assert_eq!(kv(&["put", "color", "blue"]).0, true);
+    assert!(kv(&["put", "color", "blue"]).0);
     assert_eq!(
         kv(&["get", "color"]),
         (true, "blue".to_string(), String::new())

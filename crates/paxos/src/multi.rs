@@ -453,11 +453,23 @@ impl Node {
         self.multi_timeout();
     }
 
+    /// An Accept for `slot`, carrying the current commit point and truncation point.
+    fn accept(&mut self, ballot: Ballot, slot: Slot, value: Value) -> Message {
+        let commit = self.log.executed();
+        let truncate = self.truncation_point();
+        Message::Accept(Accept {
+            ballot,
+            slot,
+            value,
+            commit,
+            truncate,
+        })
+    }
+
     /// Puts `value` in `slot`: straight to phase 2 when phase 1 already covers it.
     fn propose(&mut self, slot: Slot, value: Value, phase1_done: bool) {
         let now = self.now;
         let commit = self.log.executed();
-        let truncate = self.truncation_point();
         let (explicit, heartbeat) = (self.config.explicit_commit, self.config.heartbeat_interval);
         let MultiRole::Leader(l) = &mut self.multi.role else {
             return;
@@ -480,13 +492,8 @@ impl Node {
                 l.commit_sent = l.commit_sent.max(commit);
             }
             l.next_heartbeat = now + heartbeat;
-            self.broadcast_all(Message::Accept(Accept {
-                ballot,
-                slot,
-                value,
-                commit,
-                truncate,
-            }));
+            let accept = self.accept(ballot, slot, value);
+            self.broadcast_all(accept);
         } else {
             let phase = Phase::Preparing {
                 votes: Votes::default(),
@@ -534,15 +541,8 @@ impl Node {
         };
         p.sent_at = self.now;
         let (ballot, value) = (l.ballot, p.value.clone());
-        let commit = self.log.executed();
-        let truncate = self.truncation_point();
-        self.broadcast_all(Message::Accept(Accept {
-            ballot,
-            slot,
-            value,
-            commit,
-            truncate,
-        }));
+        let accept = self.accept(ballot, slot, value);
+        self.broadcast_all(accept);
     }
 
     fn on_accepted(&mut self, from: NodeId, m: Accepted) {
