@@ -1,0 +1,371 @@
+//! paxbench load generators: open-loop and closed-loop clients of a paxbench cluster that record
+//! latencies in hdrhistogram.
+//!
+//! - **Open loop** ([`Mode::Open`]): requests follow a fixed schedule ([`schedule::Schedule`],
+//!   constant or Poisson, seeded) at a target rate that never adapts to the backlog. Every latency
+//!   is measured with a monotonic clock from the request's *intended* send time, so a stall is
+//!   charged to every request it delays (no coordinated omission). Tokio timers tick at about
+//!   1 ms: at each tick the driver sends everything due, one write per connection, and each
+//!   request is still timed from its own intended instant. That tick is part of the measured
+//!   latency (up to ~1 ms at low rates); the send lag in the summary shows it.
+//! - **Closed loop** ([`Mode::Closed`]): C clients, each keeping D requests outstanding; a
+//!   request is timed from the moment its slot freed.
+//! - **Workload** ([`workload::Workload`]): key count, uniform or zipf keys, read fraction,
+//!   value size, seed. [`Target`] picks the nodes: the leader, all nodes (Basic Paxos
+//!   contention), or a list. `NotLeader` redirects are followed, re-sending the same request id
+//!   (execution is exactly-once per client and request).
+//! - **Recording** ([`record::Recorder`]): µs, 3 significant digits, one histogram per second of
+//!   the measured window plus the merged one, after a discarded warm-up. Requests are assigned
+//!   to the window and intervals by their intended send time. Errors and timeouts are counted; a
+//!   request that times out stays a timeout even if its answer arrives later (its late latency is
+//!   not recorded).
+//! - **Self-measurement**: the lag of each send behind its schedule goes into its own histogram;
+//!   [`LoadSummary::generator_bound`] says when the generator, not the system, set the pace.
+//!
+//! [`run`] is the library entry point (the experiment runner calls it in-process); `paxbench
+//! load` is its command line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
+use hdrhistogram::Histogram;
+use paxos::NodeId;
+
+mod driver;
+pub mod record;
+pub mod schedule;
+pub mod workload;
+
+pub use schedule::Arrivals;
+pub use workload::{KeyDistribution, Workload};
+
+/// Send-lag p99 above which a run counts as generator-bound, in µs: the ~1 ms timer tick every
+/// open-loop send may wait for, plus 1 ms that only an overloaded generator adds.
+pub const GENERATOR_LAG_LIMIT_US: u64 = 2_000;
+
+/// What went wrong running a load generator.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The configuration is inconsistent.
+    #[error("invalid load configuration: {0}")]
+    Invalid(String),
+    /// Writing a result file failed.
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Open or closed loop.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Mode {
+    /// A fixed schedule at `rate` requests per second.
+    Open {
+        /// Requests per second (offered load).
+        rate: f64,
+        /// Constant or Poisson gaps.
+        arrivals: Arrivals,
+    },
+    /// `clients` sessions with `depth` requests outstanding each.
+    Closed {
+        /// Concurrent clients (each its own session).
+        clients: usize,
+        /// Requests each keeps outstanding (at most 4000: the reply-cache window).
+        depth: usize,
+    },
+}
+
+/// Which nodes receive requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The node that leads (asked for at the start; redirects move the load if it changes).
+    Leader,
+    /// Every node, spread round-robin (Basic Paxos contention).
+    All,
+    /// These nodes, spread round-robin.
+    Nodes(Vec<NodeId>),
+}
+
+/// One load-generator run.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// A client endpoint of the cluster (`node::client_endpoint_on`).
+    pub endpoint: quinn::Endpoint,
+    /// Every node of the cluster: id and address.
+    pub nodes: Vec<(NodeId, SocketAddr)>,
+    /// Open or closed loop.
+    pub mode: Mode,
+    /// What to ask for.
+    pub workload: Workload,
+    /// Where to send it.
+    pub target: Target,
+    /// Discarded at the start (default 1 s).
+    pub warmup: Duration,
+    /// Measured after the warm-up (default 5 s).
+    pub duration: Duration,
+    /// A request unanswered this long after its intended send time is a timeout (default 2 s).
+    pub timeout: Duration,
+    /// Give up on a request (an error) after this many `NotLeader` answers (default 10).
+    pub max_redirects: u32,
+    /// The first client session id; later sessions count up from it. Must not collide with
+    /// another client of the same cluster (default: derived from the clock and the process id).
+    pub session_base: u64,
+}
+
+impl LoadConfig {
+    /// A configuration with the defaults above.
+    pub fn new(endpoint: quinn::Endpoint, nodes: Vec<(NodeId, SocketAddr)>, mode: Mode) -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        LoadConfig {
+            endpoint,
+            nodes,
+            mode,
+            workload: Workload::default(),
+            target: Target::Leader,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            max_redirects: 10,
+            // Room for 2^16 sessions per run; the clock and pid keep runs apart.
+            session_base: (nanos ^ (u64::from(std::process::id()) << 40)) & !0xffff,
+        }
+    }
+
+    /// Cross-field checks.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let bad = |s: &str| Err(LoadError::Invalid(s.into()));
+        if self.nodes.is_empty() {
+            return bad("the cluster has no nodes");
+        }
+        match self.mode {
+            Mode::Open { rate, .. } if !(rate > 0.0 && rate.is_finite()) => {
+                return bad("the rate must be a positive number of requests per second")
+            }
+            Mode::Closed { clients, depth }
+                if clients == 0 || depth == 0 || depth as u64 >= 4_000 =>
+            {
+                return bad("closed loop needs clients >= 1 and 1 <= depth < 4000")
+            }
+            _ => {}
+        }
+        if let Target::Nodes(ids) = &self.target {
+            if ids.is_empty() {
+                return bad("the target list is empty");
+            }
+            if let Some(id) = ids
+                .iter()
+                .find(|id| !self.nodes.iter().any(|n| n.0 == **id))
+            {
+                return Err(LoadError::Invalid(format!(
+                    "target node {id} is not in the cluster"
+                )));
+            }
+        }
+        let w = &self.workload;
+        if w.keys == 0 || !(0.0..=1.0).contains(&w.read_fraction) {
+            return bad("keys must be >= 1 and read_fraction in [0, 1]");
+        }
+        if let KeyDistribution::Zipf { theta } = w.distribution {
+            if !(theta > 0.0 && theta.is_finite()) {
+                return bad("zipf theta must be > 0");
+            }
+        }
+        if self.duration.is_zero() || self.timeout.is_zero() {
+            return bad("duration and timeout must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// The numbers of one run (`summary.json`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadSummary {
+    /// The open-loop target rate (requests/s); `null` for closed loop.
+    pub offered_ops: Option<f64>,
+    /// Requests completed per second of the measured window.
+    pub throughput_ops: f64,
+    /// Latency percentiles (µs), from intended send time to reply.
+    pub p50_us: u64,
+    /// 90th percentile (µs).
+    pub p90_us: u64,
+    /// 99th percentile (µs).
+    pub p99_us: u64,
+    /// 99.9th percentile (µs).
+    pub p999_us: u64,
+    /// Largest latency (µs).
+    pub max_us: u64,
+    /// Mean latency (µs).
+    pub mean_us: f64,
+    /// Requests of the window answered successfully in time.
+    pub completed: u64,
+    /// Requests of the window that failed (`Expired`, too many redirects).
+    pub errors: u64,
+    /// Requests of the window unanswered within the timeout.
+    pub timeouts: u64,
+    /// 99th percentile of how late sends left behind their schedule (µs).
+    pub send_lag_p99_us: u64,
+    /// The generator, not the system, was the bottleneck (send-lag p99 above
+    /// [`GENERATOR_LAG_LIMIT_US`]); latencies then overstate the system's.
+    pub generator_bound: bool,
+    /// Discarded warm-up (s).
+    pub warmup_s: f64,
+    /// Measured window (s).
+    pub duration_s: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug)]
+pub struct LoadResult {
+    /// Latencies of the whole measured window (µs).
+    pub merged: Histogram<u64>,
+    /// Latencies per 1-second interval of the window, in order (µs).
+    pub intervals: Vec<Histogram<u64>>,
+    /// How late sends left behind schedule (µs).
+    pub send_lag: Histogram<u64>,
+    /// The headline numbers.
+    pub summary: LoadSummary,
+    /// Wall-clock time at which the measured window began (the interval log's base time).
+    pub window_start: SystemTime,
+}
+
+impl LoadResult {
+    /// Writes the interval histograms as an HdrHistogram interval log (readable by
+    /// `HistogramLogProcessor` and hdrhistogram's `IntervalLogIterator`); timestamps are
+    /// seconds since the measured window began.
+    pub fn write_interval_log(&self, path: &Path) -> Result<(), LoadError> {
+        let err = |source| LoadError::Write {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut out = Vec::new();
+        let mut serializer = V2DeflateSerializer::new();
+        {
+            let mut log = IntervalLogWriterBuilder::new()
+                .add_comment("paxbench loadgen: request latency in microseconds")
+                .with_start_time(self.window_start)
+                .with_base_time(self.window_start)
+                .begin_log_with(&mut out, &mut serializer)
+                .map_err(err)?;
+            let window = Duration::from_secs_f64(self.summary.duration_s);
+            for (i, h) in self.intervals.iter().enumerate() {
+                let start = Duration::from_secs(i as u64);
+                let len = (window - start).min(Duration::from_secs(1));
+                log.write_histogram(h, start, len, None).map_err(|e| {
+                    err(std::io::Error::other(format!(
+                        "serializing a histogram: {e:?}"
+                    )))
+                })?;
+            }
+        }
+        std::fs::write(path, out).map_err(err)
+    }
+
+    /// Writes [`LoadSummary`] as pretty JSON.
+    pub fn write_summary_json(&self, path: &Path) -> Result<(), LoadError> {
+        let text = serde_json::to_string_pretty(&self.summary).expect("plain data serializes");
+        std::fs::write(path, text + "\n").map_err(|source| LoadError::Write {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+}
+
+impl std::fmt::Display for LoadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.offered_ops {
+            Some(r) => write!(f, "offered {r:.0}/s ")?,
+            None => write!(f, "closed loop ")?,
+        }
+        write!(
+            f,
+            "throughput {:.0}/s p50 {} µs p90 {} µs p99 {} µs p99.9 {} µs max {} µs \
+             completed {} errors {} timeouts {} send-lag p99 {} µs{}",
+            self.throughput_ops,
+            self.p50_us,
+            self.p90_us,
+            self.p99_us,
+            self.p999_us,
+            self.max_us,
+            self.completed,
+            self.errors,
+            self.timeouts,
+            self.send_lag_p99_us,
+            if self.generator_bound {
+                " GENERATOR-BOUND"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+/// Runs one load generator against a cluster: connects, applies the load for warm-up plus
+/// duration, waits (at most the timeout) for requests still in flight, and returns what it
+/// measured. Connection failures during the run show up as timeouts, not as an `Err`.
+pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
+    config.validate()?;
+    let offered_ops = match config.mode {
+        Mode::Open { rate, .. } => Some(rate),
+        Mode::Closed { .. } => None,
+    };
+    let mut d = driver::Driver::connect(config).await?;
+    d.run().await;
+    let rec = d.rec;
+    let window_start =
+        SystemTime::now() - Instant::now().saturating_duration_since(rec.window_start_instant());
+    Ok(summarize(rec, offered_ops, window_start))
+}
+
+fn summarize(
+    rec: record::Recorder,
+    offered_ops: Option<f64>,
+    window_start: SystemTime,
+) -> LoadResult {
+    let m = &rec.merged;
+    let q = |x: f64| {
+        if m.is_empty() {
+            0
+        } else {
+            m.value_at_quantile(x)
+        }
+    };
+    let send_lag_p99_us = if rec.send_lag.is_empty() {
+        0
+    } else {
+        rec.send_lag.value_at_quantile(0.99)
+    };
+    let duration_s = rec.duration().as_secs_f64();
+    let summary = LoadSummary {
+        offered_ops,
+        throughput_ops: rec.completed as f64 / duration_s,
+        p50_us: q(0.5),
+        p90_us: q(0.9),
+        p99_us: q(0.99),
+        p999_us: q(0.999),
+        max_us: if m.is_empty() { 0 } else { m.max() },
+        mean_us: if m.is_empty() { 0.0 } else { m.mean() },
+        completed: rec.completed,
+        errors: rec.errors,
+        timeouts: rec.timeouts,
+        send_lag_p99_us,
+        generator_bound: send_lag_p99_us > GENERATOR_LAG_LIMIT_US,
+        warmup_s: rec.warmup().as_secs_f64(),
+        duration_s,
+    };
+    LoadResult {
+        merged: rec.merged,
+        intervals: rec.intervals,
+        send_lag: rec.send_lag,
+        summary,
+        window_start,
+    }
+}
