@@ -90,7 +90,7 @@ impl Driver {
                     let status = tokio::time::timeout(Duration::from_secs(1), c.status()).await;
                     opened.insert(id, c);
                     if let Ok(Ok(s)) = status {
-                        if s.role == Role::Leader {
+                        if matches!(s.role, Role::Leader | Role::Single) {
                             leader = Some(id);
                         } else if let Some(l) = s.leader {
                             leader = Some(l);

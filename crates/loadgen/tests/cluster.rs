@@ -1,0 +1,228 @@
+//! The load generator against an in-process 3-node Multi-Paxos cluster over real quinn on
+//! loopback: 2 s of open-loop load at a modest rate to the leader, then 2 s of closed loop spread
+//! over all nodes (so `NotLeader` redirects are followed). Checks counts, that the interval log
+//! parses back with hdrhistogram's reader, and that the summary JSON has every field. No timing
+//! assertions: the machine is shared.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+use loadgen::{Arrivals, KeyDistribution, LoadConfig, LoadResult, Mode, Target, Workload};
+use node::client::Connection;
+use node::runtime::{self, Metrics, RuntimeConfig};
+use node::{ClusterCerts, TransportTuning};
+use paxos::{NodeId, Protocol, Role};
+use tokio::sync::watch;
+
+fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Starts `n` nodes of `protocol` in this process; returns the certificates, the node map and
+/// the shutdown switch.
+fn start_cluster(
+    protocol: Protocol,
+    n: u32,
+) -> (ClusterCerts, Vec<(NodeId, SocketAddr)>, watch::Sender<bool>) {
+    let certs = ClusterCerts::generate(n).unwrap();
+    let tuning = TransportTuning::default();
+    let mut endpoints = Vec::new();
+    let mut addrs = HashMap::new();
+    for i in 0..n {
+        let ep = node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning).unwrap();
+        addrs.insert(NodeId(i), ep.local_addr().unwrap());
+        endpoints.push(ep);
+    }
+    let (tx, rx) = watch::channel(false);
+    for (i, ep) in endpoints.into_iter().enumerate() {
+        let id = NodeId(i as u32);
+        let mut core = paxos::Config::new(protocol, id, (0..n).map(NodeId).collect());
+        core.seed = 42;
+        let config = RuntimeConfig {
+            core,
+            addrs: addrs.clone(),
+            wal: None,
+            recovered: None,
+            rejoin_without_state: false,
+            codec: wire::Codec::default(),
+        };
+        let rx = rx.clone();
+        tokio::spawn(async move {
+            runtime::run(ep, config, Arc::new(Metrics::default()), rx)
+                .await
+                .unwrap();
+        });
+    }
+    let mut nodes: Vec<_> = addrs.into_iter().collect();
+    nodes.sort();
+    (certs, nodes, tx)
+}
+
+/// Polls every node's status until all of them name the same leader.
+async fn wait_for_leader(ep: &quinn::Endpoint, nodes: &[(NodeId, SocketAddr)]) -> NodeId {
+    let start = Instant::now();
+    let mut conns = HashMap::new();
+    loop {
+        let mut leaders = Vec::new();
+        for &(id, addr) in nodes {
+            if let std::collections::hash_map::Entry::Vacant(e) = conns.entry(id) {
+                if let Ok(c) = Connection::open(ep, id, addr).await {
+                    e.insert(c);
+                }
+            }
+            if let Some(c) = conns.get_mut(&id) {
+                if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_secs(1), c.status()).await {
+                    leaders.push((s.role == Role::Leader, s.leader));
+                }
+            }
+        }
+        if leaders.len() == nodes.len() {
+            if let Some((_, Some(l))) = leaders.iter().find(|(is, _)| *is) {
+                if leaders.iter().all(|(_, x)| *x == Some(*l)) {
+                    return *l;
+                }
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no leader");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Writes both result files and checks them: the log parses back into one histogram per
+/// second whose counts add up to `completed`, and the JSON has every field.
+fn check_files(result: &LoadResult) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("hist.hlog");
+    let json = dir.path().join("summary.json");
+    result.write_interval_log(&log).unwrap();
+    result.write_summary_json(&json).unwrap();
+
+    let bytes = std::fs::read(&log).unwrap();
+    let mut deserializer = Deserializer::new();
+    let mut intervals = 0;
+    let mut total = 0;
+    for entry in IntervalLogIterator::new(&bytes) {
+        if let LogEntry::Interval(h) = entry.unwrap() {
+            let raw = base64_decode(h.encoded_histogram());
+            let hist: Histogram<u64> = deserializer
+                .deserialize(&mut std::io::Cursor::new(raw))
+                .unwrap();
+            assert_eq!(h.start_timestamp(), Duration::from_secs(intervals));
+            intervals += 1;
+            total += hist.len();
+        }
+    }
+    assert_eq!(intervals as usize, result.intervals.len());
+    assert_eq!(total, result.summary.completed);
+
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let fields = [
+        "offered_ops",
+        "throughput_ops",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "mean_us",
+        "completed",
+        "errors",
+        "timeouts",
+        "send_lag_p99_us",
+        "generator_bound",
+        "warmup_s",
+        "duration_s",
+    ];
+    let obj = v.as_object().unwrap();
+    for f in fields {
+        assert!(obj.contains_key(f), "summary.json lacks {f}: {v}");
+    }
+    assert_eq!(obj.len(), fields.len(), "{v}");
+}
+
+/// Standard base64 (the interval log's histogram encoding), so the test needs no extra crate.
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("bad base64 {c}"),
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::new();
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= u32::from(val(c)) << (18 - 6 * i);
+        }
+        let n = chunk.len() * 6 / 8;
+        out.extend_from_slice(&acc.to_be_bytes()[1..1 + n]);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_and_closed_loop_against_a_three_node_multi_paxos_cluster() {
+    let (certs, nodes, shutdown) = start_cluster(Protocol::MultiPaxos, 3);
+    let ep =
+        node::client_endpoint_on(loopback(), certs.client(), &TransportTuning::default()).unwrap();
+    wait_for_leader(&ep, &nodes).await;
+    let workload = Workload {
+        keys: 1_000,
+        distribution: KeyDistribution::Zipf { theta: 0.99 },
+        read_fraction: 0.2,
+        value_size: 64,
+        seed: 5,
+    };
+
+    let mut open = LoadConfig::new(
+        ep.clone(),
+        nodes.clone(),
+        Mode::Open {
+            rate: 2_000.0,
+            arrivals: Arrivals::Poisson,
+        },
+    );
+    open.workload = workload.clone();
+    open.warmup = Duration::from_millis(500);
+    open.duration = Duration::from_secs(2);
+    let r = loadgen::run(open).await.unwrap();
+    eprintln!("open loop: {}", r.summary);
+    assert!(r.summary.completed > 0, "{}", r.summary);
+    assert_eq!(r.summary.errors, 0, "{}", r.summary);
+    assert_eq!(r.summary.offered_ops, Some(2_000.0));
+    assert_eq!(r.intervals.len(), 2);
+    // Every request of the window is accounted for once: about 4 000 were scheduled.
+    let accounted = r.summary.completed + r.summary.errors + r.summary.timeouts;
+    assert!((3_000..5_000).contains(&accounted), "{accounted}");
+    check_files(&r);
+
+    let mut closed = LoadConfig::new(
+        ep.clone(),
+        nodes.clone(),
+        Mode::Closed {
+            clients: 4,
+            depth: 8,
+        },
+    );
+    closed.workload = workload;
+    closed.target = Target::All;
+    closed.warmup = Duration::from_millis(500);
+    closed.duration = Duration::from_secs(2);
+    let r = loadgen::run(closed).await.unwrap();
+    eprintln!("closed loop: {}", r.summary);
+    assert!(r.summary.completed > 0, "{}", r.summary);
+    assert_eq!(r.summary.errors, 0, "{}", r.summary);
+    assert_eq!(r.summary.offered_ops, None);
+    check_files(&r);
+
+    shutdown.send_replace(true);
+}
