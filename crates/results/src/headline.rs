@@ -1,0 +1,257 @@
+//! The headline numbers of a run: saturation throughput and low-load p50 per protocol and
+//! configuration, across repetitions, and as ratios to Unreplicated.
+
+use std::collections::BTreeMap;
+
+use crate::point::{label, protocol_rank, Point};
+use crate::run::Run;
+
+/// Median and range of one number across repetitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stat {
+    /// Median across repetitions (the mean of the middle two for an even count).
+    pub median: f64,
+    /// Lowest value.
+    pub min: f64,
+    /// Highest value.
+    pub max: f64,
+    /// How many repetitions contributed.
+    pub n: usize,
+}
+
+impl Stat {
+    /// The statistics of `values`, or `None` when there are none.
+    pub fn of(values: &[f64]) -> Option<Stat> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let mid = v.len() / 2;
+        let median = if v.len() % 2 == 0 {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        };
+        Some(Stat {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+            n: v.len(),
+        })
+    }
+
+    /// The run-to-run spread, `max - min`.
+    pub fn spread(&self) -> f64 {
+        self.max - self.min
+    }
+}
+
+/// All points of one protocol with one configuration (every swept parameter but the load).
+#[derive(Debug, Clone)]
+pub struct Group<'a> {
+    /// The protocol.
+    pub protocol: String,
+    /// Swept parameters other than the load level, as `name=value`.
+    pub config: Vec<(String, String)>,
+    /// The points, sorted by load level and then repetition.
+    pub points: Vec<&'a Point>,
+}
+
+impl Group<'_> {
+    /// `protocol name=value ...`: the series name in tables and plots.
+    pub fn label(&self) -> String {
+        label(&self.protocol, &self.config)
+    }
+
+    /// The points at each load level, lowest level first.
+    pub fn by_load(&self) -> Vec<(f64, Vec<&Point>)> {
+        let mut levels: Vec<(f64, Vec<&Point>)> = Vec::new();
+        for p in &self.points {
+            let level = p.load_level();
+            match levels.iter_mut().find(|(l, _)| *l == level) {
+                Some((_, ps)) => ps.push(p),
+                None => levels.push((level, vec![p])),
+            }
+        }
+        levels.sort_by(|a, b| a.0.total_cmp(&b.0));
+        levels
+    }
+
+    /// The points of each repetition.
+    pub fn by_repetition(&self) -> BTreeMap<u32, Vec<&Point>> {
+        let mut reps: BTreeMap<u32, Vec<&Point>> = BTreeMap::new();
+        for p in &self.points {
+            reps.entry(p.repetition).or_default().push(p);
+        }
+        reps
+    }
+
+    /// The load level whose points best represent the protocol at saturation: the level with
+    /// the highest median throughput among those whose median p99 is under the SLO, else the
+    /// lowest level. The flag says whether it is under the SLO.
+    pub fn saturation_level(&self, slo_p99_us: f64) -> Option<(f64, Vec<&Point>, bool)> {
+        let levels = self.by_load();
+        let under = levels
+            .iter()
+            .filter(|(_, ps)| median_of(ps, |p| p.p99_us) < slo_p99_us)
+            .max_by(|a, b| {
+                median_of(&a.1, |p| p.throughput_ops)
+                    .total_cmp(&median_of(&b.1, |p| p.throughput_ops))
+            });
+        match under {
+            Some((l, ps)) => Some((*l, ps.clone(), true)),
+            None => levels.into_iter().next().map(|(l, ps)| (l, ps, false)),
+        }
+    }
+}
+
+/// The median of `f` over `points` (NaN when empty).
+pub fn median_of(points: &[&Point], f: impl Fn(&Point) -> f64) -> f64 {
+    let values: Vec<f64> = points.iter().map(|p| f(p)).collect();
+    Stat::of(&values).map_or(f64::NAN, |s| s.median)
+}
+
+/// The points of `run` grouped by protocol and configuration, baseline first.
+pub fn groups(run: &Run) -> Vec<Group<'_>> {
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for p in &run.points {
+        let config = p.config();
+        match groups
+            .iter_mut()
+            .find(|g| g.protocol == p.protocol && g.config == config)
+        {
+            Some(g) => g.points.push(p),
+            None => groups.push(Group {
+                protocol: p.protocol.clone(),
+                config,
+                points: vec![p],
+            }),
+        }
+    }
+    for g in &mut groups {
+        g.points.sort_by(|a, b| {
+            a.load_level()
+                .total_cmp(&b.load_level())
+                .then(a.repetition.cmp(&b.repetition))
+        });
+    }
+    groups.sort_by(|a, b| {
+        protocol_rank(&a.protocol)
+            .cmp(&protocol_rank(&b.protocol))
+            .then_with(|| a.protocol.cmp(&b.protocol))
+            .then_with(|| a.config.cmp(&b.config))
+    });
+    groups
+}
+
+/// One row of the headline table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Headline {
+    /// The protocol.
+    pub protocol: String,
+    /// Swept parameters other than the load level, as `name=value`.
+    pub config: Vec<(String, String)>,
+    /// How many repetitions the group has.
+    pub repetitions: usize,
+    /// Per repetition, the highest throughput (ops/s) whose p99 is under the SLO; repetitions
+    /// with no point under the SLO do not count. `None` when no repetition has one.
+    pub saturation_ops: Option<Stat>,
+    /// Per repetition, the p50 (µs) at the lowest load level.
+    pub low_load_p50_us: Option<Stat>,
+    /// Median saturation throughput over Unreplicated's in the same run.
+    pub saturation_vs_unreplicated: Option<f64>,
+    /// Median low-load p50 over Unreplicated's in the same run.
+    pub p50_vs_unreplicated: Option<f64>,
+}
+
+impl Headline {
+    /// `protocol name=value ...`.
+    pub fn label(&self) -> String {
+        label(&self.protocol, &self.config)
+    }
+}
+
+/// The headline table of `run`: one row per protocol and configuration.
+pub fn headlines(run: &Run) -> Vec<Headline> {
+    let slo = run.slo_p99_us;
+    let mut rows: Vec<Headline> = groups(run)
+        .iter()
+        .map(|g| {
+            let reps = g.by_repetition();
+            let saturation: Vec<f64> = reps
+                .values()
+                .filter_map(|ps| {
+                    ps.iter()
+                        .filter(|p| p.p99_us < slo)
+                        .map(|p| p.throughput_ops)
+                        .max_by(f64::total_cmp)
+                })
+                .collect();
+            let low_p50: Vec<f64> = reps
+                .values()
+                .filter_map(|ps| {
+                    ps.iter()
+                        .min_by(|a, b| a.load_level().total_cmp(&b.load_level()))
+                        .map(|p| p.p50_us)
+                })
+                .collect();
+            Headline {
+                protocol: g.protocol.clone(),
+                config: g.config.clone(),
+                repetitions: reps.len(),
+                saturation_ops: Stat::of(&saturation),
+                low_load_p50_us: Stat::of(&low_p50),
+                saturation_vs_unreplicated: None,
+                p50_vs_unreplicated: None,
+            }
+        })
+        .collect();
+
+    let baselines: Vec<Headline> = rows
+        .iter()
+        .filter(|h| h.protocol == "unreplicated")
+        .cloned()
+        .collect();
+    for row in &mut rows {
+        let Some(base) = baseline_for(&baselines, &row.config) else {
+            continue;
+        };
+        row.saturation_vs_unreplicated = ratio(row.saturation_ops, base.saturation_ops);
+        row.p50_vs_unreplicated = ratio(row.low_load_p50_us, base.low_load_p50_us);
+    }
+    rows
+}
+
+/// The Unreplicated row to compare a configuration with: the one with the same configuration,
+/// else the one sharing the most `name=value` pairs (the first on a tie).
+fn baseline_for<'a>(
+    baselines: &'a [Headline],
+    config: &[(String, String)],
+) -> Option<&'a Headline> {
+    if let Some(same) = baselines.iter().find(|b| b.config == config) {
+        return Some(same);
+    }
+    let shared = |b: &Headline| b.config.iter().filter(|kv| config.contains(kv)).count();
+    baselines.iter().rev().max_by_key(|b| shared(b))
+}
+
+fn ratio(a: Option<Stat>, b: Option<Stat>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b.median > 0.0 => Some(a.median / b.median),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_even_count_is_mean_of_middle_two() {
+        let s = Stat::of(&[4.0, 1.0, 3.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max, s.n), (2.5, 1.0, 4.0, 4));
+        assert_eq!(Stat::of(&[5.0, 1.0, 3.0]).unwrap().median, 3.0);
+        assert!(Stat::of(&[]).is_none());
+    }
+}

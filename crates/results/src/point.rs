@@ -1,0 +1,189 @@
+//! One measured point of an experiment: a line of `points.jsonl`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Names of swept parameters that set the load level of a closed-loop point, in order of
+/// preference. An open-loop point's load level is its `offered_ops`.
+pub const CLOSED_LOOP_LOAD_PARAMS: &[&str] = &["clients", "concurrency", "outstanding", "load"];
+
+/// Names of swept parameters that restate an open-loop point's offered rate; they are part of
+/// the load level, not of the configuration.
+pub const OPEN_LOOP_LOAD_PARAMS: &[&str] =
+    &["offered_ops", "rate", "rate_ops", "target_ops", "load"];
+
+/// One measured point: a line of `points.jsonl`, written by `paxbench run`.
+///
+/// Latencies are in microseconds and cover the measured window only (after the warm-up).
+/// Fields this struct does not know are kept in [`Point::extra`] and treated as swept
+/// parameters, so a newer writer never breaks an older reader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Point {
+    /// Unique id of the point within the run; also the stem of `hist/<point_id>.hlog`.
+    pub point_id: String,
+    /// `multi-paxos`, `basic-paxos` or `unreplicated`.
+    pub protocol: String,
+    /// Every swept parameter by name (e.g. `{"max_batch": 100, "window": 32, "clients": 4}`).
+    #[serde(default)]
+    pub params: BTreeMap<String, Value>,
+    /// Which repetition of the same point this is, from 0.
+    #[serde(default)]
+    pub repetition: u32,
+    /// Target rate of an open-loop point in ops/s; `null` for closed loop.
+    #[serde(default)]
+    pub offered_ops: Option<f64>,
+    /// Completed operations per second over the measured window.
+    pub throughput_ops: f64,
+    /// Median latency (µs).
+    pub p50_us: f64,
+    /// 90th percentile latency (µs).
+    pub p90_us: f64,
+    /// 99th percentile latency (µs).
+    pub p99_us: f64,
+    /// 99.9th percentile latency (µs).
+    pub p999_us: f64,
+    /// Highest latency recorded (µs).
+    pub max_us: f64,
+    /// Mean latency (µs).
+    pub mean_us: f64,
+    /// Operations that completed in the measured window.
+    pub completed: u64,
+    /// Operations answered with an error.
+    pub errors: u64,
+    /// Operations that got no answer within the per-request timeout.
+    pub timeouts: u64,
+    /// 99th percentile of how far the load generator's sends fell behind schedule (µs).
+    #[serde(default)]
+    pub send_lag_p99_us: f64,
+    /// True when the load generator, not the system, limited this point.
+    #[serde(default)]
+    pub generator_bound: bool,
+    /// Resource use of each node during the measured window.
+    #[serde(default)]
+    pub nodes: Vec<NodeStats>,
+    /// Fields not listed above, kept and shown as swept parameters.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// Resource use of one node during a point's measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// The node's id (a number or a string).
+    pub id: Value,
+    /// CPU use in percent of one core (200 = two cores busy).
+    pub cpu_percent: f64,
+    /// Resident set size in bytes at the end of the window.
+    pub rss_bytes: u64,
+}
+
+impl Point {
+    /// Every swept parameter: `params` plus unknown top-level fields, by name.
+    pub fn swept(&self) -> BTreeMap<String, Value> {
+        let mut all = self.params.clone();
+        for (k, v) in &self.extra {
+            all.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        all
+    }
+
+    /// Whether `name` is a parameter that sets this point's load level.
+    pub fn is_load_param(&self, name: &str) -> bool {
+        match self.offered_ops {
+            Some(_) => OPEN_LOOP_LOAD_PARAMS.contains(&name),
+            None => self.closed_loop_load_param() == Some(name),
+        }
+    }
+
+    /// The load level: `offered_ops` for open loop, else the first of
+    /// [`CLOSED_LOOP_LOAD_PARAMS`] present, else the measured throughput.
+    pub fn load_level(&self) -> f64 {
+        if let Some(offered) = self.offered_ops {
+            return offered;
+        }
+        self.closed_loop_load_param()
+            .and_then(|name| self.swept().get(name).and_then(Value::as_f64))
+            .unwrap_or(self.throughput_ops)
+    }
+
+    /// The swept parameters other than the load level, as `name=value` pairs.
+    pub fn config(&self) -> Vec<(String, String)> {
+        self.swept()
+            .into_iter()
+            .filter(|(k, _)| !self.is_load_param(k))
+            .map(|(k, v)| (k, value_text(&v)))
+            .collect()
+    }
+
+    fn closed_loop_load_param(&self) -> Option<&'static str> {
+        let swept = self.swept();
+        CLOSED_LOOP_LOAD_PARAMS
+            .iter()
+            .copied()
+            .find(|name| swept.get(*name).and_then(Value::as_f64).is_some())
+    }
+}
+
+impl NodeStats {
+    /// The node id as text (`1`, `n1`).
+    pub fn id_text(&self) -> String {
+        value_text(&self.id)
+    }
+}
+
+/// A JSON value as a table cell: strings without quotes, everything else as JSON.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `protocol` followed by `name=value` pairs: the label of a series in tables and plots.
+pub fn label(protocol: &str, config: &[(String, String)]) -> String {
+    let mut s = protocol.to_string();
+    for (k, v) in config {
+        let _ = write!(s, " {k}={v}");
+    }
+    s
+}
+
+/// Sort rank of a protocol: the baseline first, then Multi-Paxos, Basic Paxos, then others.
+pub fn protocol_rank(protocol: &str) -> usize {
+    match protocol {
+        "unreplicated" => 0,
+        "multi-paxos" => 1,
+        "basic-paxos" => 2,
+        _ => 3,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_kept_as_swept_parameters() {
+        let line = r#"{"point_id":"p1","protocol":"multi-paxos","params":{"window":32},
+            "repetition":1,"offered_ops":null,"throughput_ops":10.0,"p50_us":1,"p90_us":2,
+            "p99_us":3,"p999_us":4,"max_us":5,"mean_us":1.5,"completed":10,"errors":0,
+            "timeouts":0,"send_lag_p99_us":0,"generator_bound":false,
+            "nodes":[{"id":1,"cpu_percent":50.0,"rss_bytes":1000}],
+            "clients":8,"value_size":64}"#;
+        let p: Point = serde_json::from_str(line).unwrap();
+        assert_eq!(p.extra.len(), 2);
+        assert_eq!(p.load_level(), 8.0);
+        assert_eq!(
+            p.config(),
+            vec![
+                ("value_size".into(), "64".into()),
+                ("window".into(), "32".into())
+            ]
+        );
+        assert_eq!(p.nodes[0].id_text(), "1");
+    }
+}

@@ -1,0 +1,291 @@
+//! `summary.md` and `summary.csv`.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use crate::headline::{groups, headlines, Headline, Stat};
+use crate::point::{value_text, Point};
+use crate::run::Run;
+
+/// The whole of `summary.md`: header, headline table, per-point table.
+pub fn markdown(run: &Run) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# {}\n", run.name);
+    if let Some(d) = &run.description {
+        let _ = writeln!(s, "{}\n", d.trim());
+    }
+    if !run.env.is_empty() {
+        s.push_str("| | |\n|---|---|\n");
+        for (label, value) in &run.env {
+            let _ = writeln!(s, "| {label} | {} |", cell(value));
+        }
+        s.push('\n');
+    }
+    let reps: BTreeSet<u32> = run.points.iter().map(|p| p.repetition).collect();
+    let _ = writeln!(
+        s,
+        "{} points, {} repetition(s) each; latency SLO: p99 < {} µs.\n",
+        run.points.len(),
+        reps.len(),
+        fmt_num(run.slo_p99_us)
+    );
+
+    s.push_str("## Headline\n\n");
+    s.push_str(&headline_table(&headlines(run)));
+    s.push('\n');
+    s.push_str(
+        "Saturation: the highest throughput whose p99 stays under the SLO. Low-load p50: the p50 \
+         at the lowest load level. Each is the median over repetitions, with [min–max] when there \
+         are several; ratios are medians over Unreplicated's in this run.\n\n",
+    );
+
+    s.push_str("## Points\n\n");
+    s.push_str(&points_table(run));
+    if run.points.iter().any(|p| p.generator_bound) {
+        s.push_str(
+            "\n⚠ generator-bound: the load generator fell behind its schedule, so this point \
+             measures the generator rather than the system.\n",
+        );
+    }
+    if run.points.iter().any(|p| p.p99_us >= run.slo_p99_us) {
+        s.push_str("\n¹ p99 at or over the SLO.\n");
+    }
+    s
+}
+
+/// The headline table as markdown (also used by `compare`'s callers for one run).
+pub fn headline_table(rows: &[Headline]) -> String {
+    let mut s = String::from(
+        "| protocol | config | saturation (ops/s) | low-load p50 (µs) | saturation vs unreplicated | low-load p50 vs unreplicated |\n\
+         |---|---|---:|---:|---:|---:|\n",
+    );
+    for h in rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} |",
+            h.protocol,
+            config_text(&h.config),
+            fmt_stat(h.saturation_ops),
+            fmt_stat(h.low_load_p50_us),
+            fmt_ratio(h.saturation_vs_unreplicated),
+            fmt_ratio(h.p50_vs_unreplicated),
+        );
+    }
+    s
+}
+
+/// The per-point table as markdown, grouped like the headline table.
+fn points_table(run: &Run) -> String {
+    let params = param_names(run);
+    let mut s = String::from("| point | protocol |");
+    for p in &params {
+        let _ = write!(s, " {p} |");
+    }
+    s.push_str(
+        " rep | offered (ops/s) | throughput (ops/s) | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) \
+         | max (µs) | errors | timeouts | gen. lag p99 (µs) | CPU % per node | RSS MiB per node |\n|---|---|",
+    );
+    for _ in &params {
+        s.push_str("---|");
+    }
+    s.push_str("---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+    for g in groups(run) {
+        for p in &g.points {
+            let swept = p.swept();
+            let _ = write!(s, "| {} | {} |", cell(&p.point_id), p.protocol);
+            for name in &params {
+                let _ = write!(
+                    s,
+                    " {} |",
+                    cell(&swept.get(name).map(value_text).unwrap_or_default())
+                );
+            }
+            let over = if p.p99_us >= run.slo_p99_us { "¹" } else { "" };
+            let lag = if p.generator_bound {
+                format!("{} ⚠ generator-bound", fmt_num(p.send_lag_p99_us))
+            } else {
+                fmt_num(p.send_lag_p99_us)
+            };
+            let _ = writeln!(
+                s,
+                " {} | {} | {} | {} | {} | {}{over} | {} | {} | {} | {} | {lag} | {} | {} |",
+                p.repetition,
+                p.offered_ops
+                    .map(fmt_num)
+                    .unwrap_or_else(|| "closed".into()),
+                fmt_num(p.throughput_ops),
+                fmt_num(p.p50_us),
+                fmt_num(p.p90_us),
+                fmt_num(p.p99_us),
+                fmt_num(p.p999_us),
+                fmt_num(p.max_us),
+                p.errors,
+                p.timeouts,
+                nodes_text(p, |n| format!("{:.0}", n.cpu_percent)),
+                nodes_text(p, |n| format!(
+                    "{:.0}",
+                    n.rss_bytes as f64 / (1024.0 * 1024.0)
+                )),
+            );
+        }
+    }
+    s
+}
+
+/// The per-point table as CSV: one row per point, raw units (ops/s, µs, bytes), one pair of
+/// columns per node id.
+pub fn csv(run: &Run) -> String {
+    let params = param_names(run);
+    let node_ids: BTreeSet<String> = run
+        .points
+        .iter()
+        .flat_map(|p| p.nodes.iter().map(|n| n.id_text()))
+        .collect();
+    let mut header: Vec<String> = vec!["point_id".into(), "protocol".into()];
+    header.extend(params.iter().cloned());
+    for h in [
+        "repetition",
+        "offered_ops",
+        "throughput_ops",
+        "p50_us",
+        "p90_us",
+        "p99_us",
+        "p999_us",
+        "max_us",
+        "mean_us",
+        "completed",
+        "errors",
+        "timeouts",
+        "send_lag_p99_us",
+        "generator_bound",
+    ] {
+        header.push(h.into());
+    }
+    for id in &node_ids {
+        header.push(format!("node_{id}_cpu_percent"));
+        header.push(format!("node_{id}_rss_bytes"));
+    }
+    let mut s = csv_line(&header);
+    for g in groups(run) {
+        for p in &g.points {
+            let swept = p.swept();
+            let mut row: Vec<String> = vec![p.point_id.clone(), p.protocol.clone()];
+            row.extend(
+                params
+                    .iter()
+                    .map(|n| swept.get(n).map(value_text).unwrap_or_default()),
+            );
+            row.extend([
+                p.repetition.to_string(),
+                p.offered_ops.map(|o| o.to_string()).unwrap_or_default(),
+                p.throughput_ops.to_string(),
+                p.p50_us.to_string(),
+                p.p90_us.to_string(),
+                p.p99_us.to_string(),
+                p.p999_us.to_string(),
+                p.max_us.to_string(),
+                p.mean_us.to_string(),
+                p.completed.to_string(),
+                p.errors.to_string(),
+                p.timeouts.to_string(),
+                p.send_lag_p99_us.to_string(),
+                p.generator_bound.to_string(),
+            ]);
+            for id in &node_ids {
+                match p.nodes.iter().find(|n| &n.id_text() == id) {
+                    Some(n) => {
+                        row.push(n.cpu_percent.to_string());
+                        row.push(n.rss_bytes.to_string());
+                    }
+                    None => row.extend([String::new(), String::new()]),
+                }
+            }
+            s.push_str(&csv_line(&row));
+        }
+    }
+    s
+}
+
+/// Every swept parameter name in the run, sorted.
+fn param_names(run: &Run) -> Vec<String> {
+    let names: BTreeSet<String> = run
+        .points
+        .iter()
+        .flat_map(|p| p.swept().into_keys())
+        .collect();
+    names.into_iter().collect()
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut line = fields
+        .iter()
+        .map(|f| {
+            if f.contains([',', '"', '\n', '\r']) {
+                format!("\"{}\"", f.replace('"', "\"\""))
+            } else {
+                f.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    line.push('\n');
+    line
+}
+
+fn nodes_text(p: &Point, f: impl Fn(&crate::point::NodeStats) -> String) -> String {
+    p.nodes
+        .iter()
+        .map(|n| format!("{}: {}", n.id_text(), f(n)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `name=value` pairs joined by spaces, or `—` when there are none.
+pub fn config_text(config: &[(String, String)]) -> String {
+    if config.is_empty() {
+        return "—".into();
+    }
+    cell(
+        &config
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// `median [min–max]`, the bare value for one repetition, `—` for none.
+pub fn fmt_stat(s: Option<Stat>) -> String {
+    match s {
+        None => "—".into(),
+        Some(s) if s.n == 1 || s.min == s.max => fmt_num(s.median),
+        Some(s) => format!(
+            "{} [{}–{}]",
+            fmt_num(s.median),
+            fmt_num(s.min),
+            fmt_num(s.max)
+        ),
+    }
+}
+
+/// A ratio as `0.42×`, or `—`.
+pub fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or_else(|| "—".into(), |r| format!("{r:.2}×"))
+}
+
+/// A number with no more precision than a measurement carries: one decimal below 10, none
+/// above.
+pub fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        "—".into()
+    } else if x.abs() < 10.0 && x.fract() != 0.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+/// Text safe inside a markdown table cell.
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
