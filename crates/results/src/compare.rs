@@ -45,7 +45,7 @@ pub fn compare(a: &Run, b: &Run) -> String {
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
             k.0,
-            config_text(&k.1),
+            config_text(&ha.or(hb).map_or(k.1.clone(), |h| h.varying.clone())),
             fmt_stat(sat(ha)),
             fmt_stat(sat(hb)),
             ratio_text(sat(ha), sat(hb)),

@@ -54,14 +54,16 @@ pub struct Group<'a> {
     pub protocol: String,
     /// Swept parameters other than the load level, as `name=value`.
     pub config: Vec<(String, String)>,
+    /// The part of `config` that differs between groups: what labels show.
+    pub varying: Vec<(String, String)>,
     /// The points, sorted by load level and then repetition.
     pub points: Vec<&'a Point>,
 }
 
 impl Group<'_> {
-    /// `protocol name=value ...`: the series name in tables and plots.
+    /// `protocol name=value ...` with the varying parameters: the series name in plots.
     pub fn label(&self) -> String {
-        label(&self.protocol, &self.config)
+        label(&self.protocol, &self.varying)
     }
 
     /// The points at each load level, lowest level first.
@@ -125,9 +127,19 @@ pub fn groups(run: &Run) -> Vec<Group<'_>> {
             None => groups.push(Group {
                 protocol: p.protocol.clone(),
                 config,
+                varying: Vec::new(),
                 points: vec![p],
             }),
         }
+    }
+    let fixed = fixed_params(&groups);
+    for g in &mut groups {
+        g.varying = g
+            .config
+            .iter()
+            .filter(|kv| !fixed.contains(kv))
+            .cloned()
+            .collect();
     }
     for g in &mut groups {
         g.points.sort_by(|a, b| {
@@ -145,6 +157,19 @@ pub fn groups(run: &Run) -> Vec<Group<'_>> {
     groups
 }
 
+/// The `name=value` pairs every group shares: parameters that were not really swept.
+pub fn fixed_params(groups: &[Group<'_>]) -> Vec<(String, String)> {
+    let Some((first, rest)) = groups.split_first() else {
+        return Vec::new();
+    };
+    first
+        .config
+        .iter()
+        .filter(|kv| rest.iter().all(|g| g.config.contains(kv)))
+        .cloned()
+        .collect()
+}
+
 /// One row of the headline table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Headline {
@@ -152,6 +177,8 @@ pub struct Headline {
     pub protocol: String,
     /// Swept parameters other than the load level, as `name=value`.
     pub config: Vec<(String, String)>,
+    /// The part of `config` that differs between rows: what the table shows.
+    pub varying: Vec<(String, String)>,
     /// How many repetitions the group has.
     pub repetitions: usize,
     /// Per repetition, the highest throughput (ops/s) whose p99 is under the SLO; repetitions
@@ -166,9 +193,9 @@ pub struct Headline {
 }
 
 impl Headline {
-    /// `protocol name=value ...`.
+    /// `protocol name=value ...` with the varying parameters.
     pub fn label(&self) -> String {
-        label(&self.protocol, &self.config)
+        label(&self.protocol, &self.varying)
     }
 }
 
@@ -199,6 +226,7 @@ pub fn headlines(run: &Run) -> Vec<Headline> {
             Headline {
                 protocol: g.protocol.clone(),
                 config: g.config.clone(),
+                varying: g.varying.clone(),
                 repetitions: reps.len(),
                 saturation_ops: Stat::of(&saturation),
                 low_load_p50_us: Stat::of(&low_p50),

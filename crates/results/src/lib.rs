@@ -44,7 +44,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub use headline::{groups, headlines, Group, Headline, Stat};
+pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::read_merged;
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS, OPEN_LOOP_LOAD_PARAMS};

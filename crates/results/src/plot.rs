@@ -7,7 +7,9 @@ use std::path::Path;
 
 use anyhow::{anyhow, Result};
 use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::headline::{groups, median_of, Group};
 use crate::hist::read_merged;
@@ -19,7 +21,16 @@ pub const THROUGHPUT_LATENCY: &str = "throughput-latency.svg";
 /// File name of the latency CDF plot under `plots/`.
 pub const LATENCY_CDF: &str = "latency-cdf.svg";
 
-const SIZE: (u32, u32) = (960, 600);
+const SIZE: (u32, u32) = (1200, 600);
+/// Size of legend text (px).
+const LEGEND_FONT: u32 = 16;
+
+/// Width of the legend panel on the right of a plot, so that no legend hides a line: room for
+/// the longest label (about 0.55 em per character in a sans-serif face).
+fn legend_width<'a>(labels: impl Iterator<Item = &'a str>) -> u32 {
+    let chars = labels.map(|l| l.chars().count()).max().unwrap_or(0) as u32;
+    (48 + chars * LEGEND_FONT * 55 / 100).clamp(160, SIZE.0 / 2)
+}
 const FONT: &str = "sans-serif";
 
 /// Okabe–Ito: distinguishable with the common colour-vision deficiencies and in greyscale.
@@ -117,14 +128,13 @@ fn throughput_latency(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!(
-                "{}: throughput vs latency (p50 dashed, p99 solid)",
-                run.name
-            ),
-            (FONT, 24),
-        )
+    let root = root
+        .titled(&format!("{}: throughput vs latency", run.name), (FONT, 24))
+        .map_err(plot_err)?;
+    let width = legend_width(curves.iter().map(|c| c.label.as_str())) + 30;
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - width);
+    let mut legend = Vec::new();
+    let mut chart = ChartBuilder::on(&plot_area)
         .margin(16)
         .x_label_area_size(56)
         .y_label_area_size(90)
@@ -138,12 +148,13 @@ fn throughput_latency(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()
     chart
         .configure_mesh()
         .x_desc("throughput (kops/s)")
-        .y_desc("latency")
+        .y_desc("latency (log scale)")
         .y_label_formatter(&|y| fmt_latency(*y))
         .x_label_formatter(&|x| fmt_num(*x))
         .label_style((FONT, 16))
         .axis_desc_style((FONT, 18))
-        .light_line_style(RGBColor(235, 235, 235))
+        .x_max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(plot_err)?;
@@ -154,21 +165,23 @@ fn throughput_latency(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()
         let p50: Vec<(f64, f64)> = c.points.iter().map(|p| (p.0, p.1)).collect();
         chart
             .draw_series(LineSeries::new(p99.clone(), solid))
-            .map_err(plot_err)?
-            .label(format!("{} p99", c.label))
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], solid));
+            .map_err(plot_err)?;
+        legend.push(Entry {
+            label: format!("{} p99", c.label),
+            style: solid,
+            dashed: false,
+        });
         chart
             .draw_series(p99.iter().map(|&p| Circle::new(p, 3, colour(i).filled())))
             .map_err(plot_err)?;
         chart
             .draw_series(DashedLineSeries::new(p50.clone(), 6, 4, solid))
-            .map_err(plot_err)?
-            .label(format!("{} p50", c.label))
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (8, 0)], solid)
-                    + PathElement::new(vec![(14, 0), (24, 0)], solid)
-            });
+            .map_err(plot_err)?;
+        legend.push(Entry {
+            label: format!("{} p50", c.label),
+            style: solid,
+            dashed: true,
+        });
         chart
             .draw_series(
                 p50.iter()
@@ -184,17 +197,13 @@ fn throughput_latency(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()
             4,
             slo_style,
         ))
-        .map_err(plot_err)?
-        .label(format!("SLO: p99 < {}", fmt_latency(run.slo_p99_us)))
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], slo_style));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()
         .map_err(plot_err)?;
+    legend.push(Entry {
+        label: format!("SLO: p99 < {}", fmt_latency(run.slo_p99_us)),
+        style: slo_style,
+        dashed: true,
+    });
+    draw_legend(&legend_area, &legend)?;
     root.present().map_err(plot_err)?;
     Ok(())
 }
@@ -247,12 +256,18 @@ fn latency_cdf(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()> {
 
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(
-            format!("{}: latency distribution at saturation", run.name),
+    let root = root
+        .titled(
+            &format!("{}: latency distribution at saturation", run.name),
             (FONT, 24),
         )
+        .map_err(plot_err)?;
+    let width = legend_width(lines.iter().map(|(l, _)| l.as_str()));
+    let (plot_area, legend_area) = root.split_horizontally(SIZE.0 - width);
+    let mut legend = Vec::new();
+    let mut chart = ChartBuilder::on(&plot_area)
         .margin(16)
+        .margin_right(40)
         .x_label_area_size(56)
         .y_label_area_size(90)
         .build_cartesian_2d(
@@ -267,12 +282,13 @@ fn latency_cdf(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()> {
     chart
         .configure_mesh()
         .x_desc("percentile")
-        .y_desc("latency")
+        .y_desc("latency (log scale)")
         .x_label_formatter(&|x| percentile_label(x.log10()))
         .y_label_formatter(&|y| fmt_latency(*y))
         .label_style((FONT, 16))
         .axis_desc_style((FONT, 18))
-        .light_line_style(RGBColor(235, 235, 235))
+        .x_max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .draw()
         .map_err(plot_err)?;
@@ -280,19 +296,43 @@ fn latency_cdf(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()> {
         let style = colour(i).stroke_width(2);
         chart
             .draw_series(LineSeries::new(line, style))
-            .map_err(plot_err)?
-            .label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+            .map_err(plot_err)?;
+        legend.push(Entry {
+            label,
+            style,
+            dashed: false,
+        });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(RGBColor(160, 160, 160))
-        .draw()
-        .map_err(plot_err)?;
+    draw_legend(&legend_area, &legend)?;
     root.present().map_err(plot_err)?;
+    Ok(())
+}
+
+/// One line of a legend.
+struct Entry {
+    label: String,
+    style: ShapeStyle,
+    dashed: bool,
+}
+
+/// Draws `entries` one per row in `area`, a panel beside the plot.
+fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, entries: &[Entry]) -> Result<()> {
+    let text =
+        TextStyle::from((FONT, LEGEND_FONT).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (i, e) in entries.iter().enumerate() {
+        let y = 40 + 26 * i as i32;
+        if e.dashed {
+            area.draw(&PathElement::new(vec![(4, y), (13, y)], e.style))
+                .map_err(plot_err)?;
+            area.draw(&PathElement::new(vec![(19, y), (28, y)], e.style))
+                .map_err(plot_err)?;
+        } else {
+            area.draw(&PathElement::new(vec![(4, y), (28, y)], e.style))
+                .map_err(plot_err)?;
+        }
+        area.draw(&Text::new(e.label.clone(), (36, y), text.clone()))
+            .map_err(plot_err)?;
+    }
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use crate::headline::{groups, headlines, Headline, Stat};
+use crate::headline::{fixed_params, groups, headlines, Headline, Stat};
 use crate::point::{value_text, Point};
 use crate::run::Run;
 
@@ -29,6 +29,10 @@ pub fn markdown(run: &Run) -> String {
         reps.len(),
         fmt_num(run.slo_p99_us)
     );
+    let fixed = fixed_params(&groups(run));
+    if !fixed.is_empty() {
+        let _ = writeln!(s, "Same in every configuration: {}.\n", config_text(&fixed));
+    }
 
     s.push_str("## Headline\n\n");
     s.push_str(&headline_table(&headlines(run)));
@@ -64,7 +68,7 @@ pub fn headline_table(rows: &[Headline]) -> String {
             s,
             "| {} | {} | {} | {} | {} | {} |",
             h.protocol,
-            config_text(&h.config),
+            config_text(&h.varying),
             fmt_stat(h.saturation_ops),
             fmt_stat(h.low_load_p50_us),
             fmt_ratio(h.saturation_vs_unreplicated),
