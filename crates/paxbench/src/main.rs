@@ -7,14 +7,18 @@
 //! - `paxbench node`: one node of a cluster file, over QUIC.
 //! - `paxbench kv`: put / get / del / status against a running cluster.
 //! - `paxbench certs`: a cluster CA, node and client certificates, and a cluster.toml.
+//! - `paxbench report`: re-render a results directory's tables and plots (crates/results).
+//! - `paxbench compare`: two results directories' headline tables side by side.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod certs_cmd;
+mod compare_cmd;
 mod kv_cmd;
 mod node_cmd;
+mod report_cmd;
 mod sim_cmd;
 
 /// A benchmark harness for consensus protocols.
@@ -35,6 +39,10 @@ enum Command {
     Kv(kv_cmd::KvArgs),
     /// Write a cluster CA, node and client certificates, and a ready-to-use cluster.toml.
     Certs(certs_cmd::CertsArgs),
+    /// Re-render summary.md, summary.csv and plots/ of a results directory from its raw files.
+    Report(report_cmd::ReportArgs),
+    /// Print two results directories' headline tables side by side, with ratios B/A.
+    Compare(compare_cmd::CompareArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +59,8 @@ fn main() -> ExitCode {
         Command::Node(args) => node_cmd::run(&args),
         Command::Kv(args) => kv_cmd::run(&args),
         Command::Certs(args) => certs_cmd::run(&args),
+        Command::Report(args) => report_cmd::run(&args),
+        Command::Compare(args) => compare_cmd::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
