@@ -22,10 +22,10 @@ pub struct Stat {
 impl Stat {
     /// The statistics of `values`, or `None` when there are none.
     pub fn of(values: &[f64]) -> Option<Stat> {
-        if values.is_empty() {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
             return None;
         }
-        let mut v = values.to_vec();
         v.sort_by(f64::total_cmp);
         let mid = v.len() / 2;
         let median = if v.len() % 2 == 0 {
@@ -210,7 +210,7 @@ pub fn headlines(run: &Run) -> Vec<Headline> {
                 .values()
                 .filter_map(|ps| {
                     ps.iter()
-                        .filter(|p| p.p99_us < slo)
+                        .filter(|p| p.p99_us < slo && p.throughput_ops.is_finite())
                         .map(|p| p.throughput_ops)
                         .max_by(f64::total_cmp)
                 })
@@ -274,6 +274,81 @@ fn ratio(a: Option<Stat>, b: Option<Stat>) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn point(protocol: &str, params: serde_json::Value, rate: f64, tput: f64, p99: f64) -> Point {
+        serde_json::from_value(json!({
+            "point_id": format!("{protocol}-{params}-{rate}"), "protocol": protocol,
+            "params": params, "repetition": 0, "offered_ops": rate, "throughput_ops": tput,
+            "p50_us": p99 / 2.0, "p90_us": p99, "p99_us": p99, "p999_us": p99, "max_us": p99,
+            "mean_us": p99 / 2.0, "completed": 1, "errors": 0, "timeouts": 0,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn configurations_are_compared_with_the_closest_unreplicated_run() {
+        let points = vec![
+            point("unreplicated", json!({"rate": 100}), 100.0, 100.0, 10.0),
+            point("unreplicated", json!({"rate": 200}), 200.0, 200.0, 20.0),
+            point(
+                "multi-paxos",
+                json!({"rate": 100, "max_batch": 1}),
+                100.0,
+                50.0,
+                40.0,
+            ),
+            point(
+                "multi-paxos",
+                json!({"rate": 200, "max_batch": 1}),
+                200.0,
+                60.0,
+                1e6,
+            ),
+            point(
+                "multi-paxos",
+                json!({"rate": 100, "max_batch": 100}),
+                100.0,
+                100.0,
+                20.0,
+            ),
+            point(
+                "multi-paxos",
+                json!({"rate": 200, "max_batch": 100}),
+                200.0,
+                150.0,
+                30.0,
+            ),
+        ];
+        let run = Run {
+            dir: "r".into(),
+            name: "t".into(),
+            description: None,
+            slo_p99_us: 1000.0,
+            env: Vec::new(),
+            points,
+        };
+        let rows = headlines(&run);
+        let labels: Vec<String> = rows.iter().map(Headline::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "unreplicated",
+                "multi-paxos max_batch=1",
+                "multi-paxos max_batch=100"
+            ]
+        );
+        let sat: Vec<f64> = rows
+            .iter()
+            .map(|h| h.saturation_ops.unwrap().median)
+            .collect();
+        assert_eq!(sat, [200.0, 50.0, 150.0]);
+        assert_eq!(rows[1].saturation_vs_unreplicated, Some(0.25));
+        assert_eq!(rows[2].saturation_vs_unreplicated, Some(0.75));
+        // Low-load p50 at rate 100: 5 µs unreplicated, 20 and 10 µs replicated.
+        assert_eq!(rows[1].p50_vs_unreplicated, Some(4.0));
+        assert_eq!(rows[2].p50_vs_unreplicated, Some(2.0));
+    }
 
     #[test]
     fn median_of_even_count_is_mean_of_middle_two() {

@@ -36,18 +36,25 @@ pub struct Point {
     #[serde(default)]
     pub offered_ops: Option<f64>,
     /// Completed operations per second over the measured window.
+    #[serde(deserialize_with = "nan_if_null")]
     pub throughput_ops: f64,
     /// Median latency (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub p50_us: f64,
     /// 90th percentile latency (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub p90_us: f64,
     /// 99th percentile latency (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub p99_us: f64,
     /// 99.9th percentile latency (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub p999_us: f64,
     /// Highest latency recorded (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub max_us: f64,
     /// Mean latency (µs).
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean_us: f64,
     /// Operations that completed in the measured window.
     pub completed: u64,
@@ -56,7 +63,7 @@ pub struct Point {
     /// Operations that got no answer within the per-request timeout.
     pub timeouts: u64,
     /// 99th percentile of how far the load generator's sends fell behind schedule (µs).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_if_null")]
     pub send_lag_p99_us: f64,
     /// True when the load generator, not the system, limited this point.
     #[serde(default)]
@@ -64,7 +71,9 @@ pub struct Point {
     /// Resource use of each node during the measured window.
     #[serde(default)]
     pub nodes: Vec<NodeStats>,
-    /// Fields not listed above, kept and shown as swept parameters.
+    /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
+    /// parameters in the per-point tables. They do not split groups: a measured duration that
+    /// differs by a millisecond between points must not make two configurations.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -75,6 +84,7 @@ pub struct NodeStats {
     /// The node's id (a number or a string).
     pub id: Value,
     /// CPU use in percent of one core (200 = two cores busy).
+    #[serde(deserialize_with = "nan_if_null")]
     pub cpu_percent: f64,
     /// Resident set size in bytes at the end of the window.
     pub rss_bytes: u64,
@@ -109,9 +119,11 @@ impl Point {
             .unwrap_or(self.throughput_ops)
     }
 
-    /// The swept parameters other than the load level, as `name=value` pairs.
+    /// The swept parameters (`params`) other than the load level, as `name=value` pairs: what
+    /// tells one configuration from another.
     pub fn config(&self) -> Vec<(String, String)> {
-        self.swept()
+        self.params
+            .clone()
             .into_iter()
             .filter(|(k, _)| !self.is_load_param(k))
             .map(|(k, v)| (k, value_text(&v)))
@@ -132,6 +144,11 @@ impl NodeStats {
     pub fn id_text(&self) -> String {
         value_text(&self.id)
     }
+}
+
+/// JSON writes a non-finite number (a CPU share over no samples) as `null`; read it back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// A JSON value as a table cell: strings without quotes, everything else as JSON.
@@ -167,23 +184,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unknown_fields_are_kept_as_swept_parameters() {
+    fn unknown_fields_are_kept_but_do_not_split_groups() {
         let line = r#"{"point_id":"p1","protocol":"multi-paxos","params":{"window":32},
             "repetition":1,"offered_ops":null,"throughput_ops":10.0,"p50_us":1,"p90_us":2,
             "p99_us":3,"p999_us":4,"max_us":5,"mean_us":1.5,"completed":10,"errors":0,
             "timeouts":0,"send_lag_p99_us":0,"generator_bound":false,
-            "nodes":[{"id":1,"cpu_percent":50.0,"rss_bytes":1000}],
+            "nodes":[{"id":1,"cpu_percent":null,"rss_bytes":1000}],
             "clients":8,"value_size":64}"#;
         let p: Point = serde_json::from_str(line).unwrap();
         assert_eq!(p.extra.len(), 2);
         assert_eq!(p.load_level(), 8.0);
-        assert_eq!(
-            p.config(),
-            vec![
-                ("value_size".into(), "64".into()),
-                ("window".into(), "32".into())
-            ]
-        );
+        assert_eq!(p.config(), vec![("window".into(), "32".into())]);
+        assert!(p.swept().contains_key("value_size"));
         assert_eq!(p.nodes[0].id_text(), "1");
+        assert!(p.nodes[0].cpu_percent.is_nan());
     }
 }
