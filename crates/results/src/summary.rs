@@ -69,13 +69,21 @@ pub fn headline_table(rows: &[Headline]) -> String {
             "| {} | {} | {} | {} | {} | {} |",
             h.protocol,
             config_text(&h.varying),
-            fmt_stat(h.saturation_ops),
+            fmt_stat(h.saturation_ops) + &missing(h.saturation_ops, h.repetitions),
             fmt_stat(h.low_load_p50_us),
             fmt_ratio(h.saturation_vs_unreplicated),
             fmt_ratio(h.p50_vs_unreplicated),
         );
     }
     s
+}
+
+/// ` (2 of 3 reps)` when only some repetitions had a point under the SLO.
+fn missing(s: Option<Stat>, repetitions: usize) -> String {
+    match s {
+        Some(s) if s.n < repetitions => format!(" ({} of {repetitions} reps)", s.n),
+        _ => String::new(),
+    }
 }
 
 /// The per-point table as markdown, grouped like the headline table.

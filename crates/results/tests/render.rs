@@ -91,7 +91,12 @@ fn write_run(dir: &Path, scale: impl Fn(&str) -> f64) {
                 }
                 let mut buf = Vec::new();
                 let mut ser = V2DeflateSerializer::new();
+                // The header loadgen writes: a comment, StartTime and BaseTime.
+                let start = std::time::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
                 let mut log = IntervalLogWriterBuilder::new()
+                    .add_comment("paxbench loadgen: request latency in microseconds")
+                    .with_start_time(start)
+                    .with_base_time(start)
                     .begin_log_with(&mut buf, &mut ser)
                     .unwrap();
                 for (i, half) in halves.iter().enumerate() {
