@@ -152,9 +152,25 @@ pub fn groups(run: &Run) -> Vec<Group<'_>> {
         protocol_rank(&a.protocol)
             .cmp(&protocol_rank(&b.protocol))
             .then_with(|| a.protocol.cmp(&b.protocol))
-            .then_with(|| a.config.cmp(&b.config))
+            .then_with(|| cmp_config(&a.config, &b.config))
     });
     groups
+}
+
+/// Orders configurations by name, then by value, numerically where both values are numbers
+/// (so `window=8` comes before `window=32`).
+fn cmp_config(a: &[(String, String)], b: &[(String, String)]) -> std::cmp::Ordering {
+    for ((ka, va), (kb, vb)) in a.iter().zip(b) {
+        let by_value = match (va.parse::<f64>(), vb.parse::<f64>()) {
+            (Ok(x), Ok(y)) => x.total_cmp(&y),
+            _ => va.cmp(vb),
+        };
+        let ord = ka.cmp(kb).then(by_value);
+        if ord.is_ne() {
+            return ord;
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 /// The `name=value` pairs every group shares: parameters that were not really swept.
@@ -348,6 +364,13 @@ mod tests {
         // Low-load p50 at rate 100: 5 µs unreplicated, 20 and 10 µs replicated.
         assert_eq!(rows[1].p50_vs_unreplicated, Some(4.0));
         assert_eq!(rows[2].p50_vs_unreplicated, Some(2.0));
+    }
+
+    #[test]
+    fn numeric_parameters_sort_as_numbers() {
+        let c = |v: &str| vec![("window".to_string(), v.to_string())];
+        assert!(cmp_config(&c("8"), &c("32")).is_lt());
+        assert!(cmp_config(&c("b"), &c("a")).is_gt());
     }
 
     #[test]

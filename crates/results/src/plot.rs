@@ -33,7 +33,8 @@ fn legend_width<'a>(labels: impl Iterator<Item = &'a str>) -> u32 {
 }
 const FONT: &str = "sans-serif";
 
-/// Okabe–Ito: distinguishable with the common colour-vision deficiencies and in greyscale.
+/// Okabe–Ito (without its yellow, too faint on white), then Paul Tol's darker muted colours:
+/// distinguishable with the common colour-vision deficiencies.
 const COLOURS: &[RGBColor] = &[
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
@@ -42,11 +43,22 @@ const COLOURS: &[RGBColor] = &[
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
-    RGBColor(240, 228, 66),
+    RGBColor(136, 34, 85),
+    RGBColor(51, 34, 136),
+    RGBColor(153, 153, 51),
+    RGBColor(68, 170, 153),
+    RGBColor(102, 102, 102),
 ];
 
+/// The colour of the `i`th line: [`COLOURS`], then plotters' 99-colour palette.
 fn colour(i: usize) -> RGBColor {
-    COLOURS[i % COLOURS.len()]
+    match COLOURS.get(i) {
+        Some(c) => *c,
+        None => {
+            let RGBAColor(r, g, b, _) = Palette99::pick(i).to_rgba();
+            RGBColor(r, g, b)
+        }
+    }
 }
 
 /// One line of the throughput–latency plot: per load level, the medians over repetitions.
@@ -319,8 +331,11 @@ struct Entry {
 fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, entries: &[Entry]) -> Result<()> {
     let text =
         TextStyle::from((FONT, LEGEND_FONT).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    // Rows of 26 px, squeezed when there are so many lines that they would not fit.
+    let height = area.dim_in_pixel().1 as i32;
+    let row = ((height - 60) / (entries.len() as i32).max(1)).clamp(12, 26);
     for (i, e) in entries.iter().enumerate() {
-        let y = 40 + 26 * i as i32;
+        let y = 40 + row * i as i32;
         if e.dashed {
             area.draw(&PathElement::new(vec![(4, y), (13, y)], e.style))
                 .map_err(plot_err)?;
