@@ -133,11 +133,8 @@ fn points_table(run: &Run) -> String {
                 fmt_num(p.max_us),
                 p.errors,
                 p.timeouts,
-                nodes_text(p, |n| format!("{:.0}", n.cpu_percent)),
-                nodes_text(p, |n| format!(
-                    "{:.0}",
-                    n.rss_bytes as f64 / (1024.0 * 1024.0)
-                )),
+                nodes_text(p, |n| fmt_num(n.cpu_percent)),
+                nodes_text(p, |n| fmt_num(n.rss_bytes as f64 / (1024.0 * 1024.0))),
             );
         }
     }
@@ -189,24 +186,24 @@ pub fn csv(run: &Run) -> String {
             );
             row.extend([
                 p.repetition.to_string(),
-                p.offered_ops.map(|o| o.to_string()).unwrap_or_default(),
-                p.throughput_ops.to_string(),
-                p.p50_us.to_string(),
-                p.p90_us.to_string(),
-                p.p99_us.to_string(),
-                p.p999_us.to_string(),
-                p.max_us.to_string(),
-                p.mean_us.to_string(),
+                p.offered_ops.map(csv_num).unwrap_or_default(),
+                csv_num(p.throughput_ops),
+                csv_num(p.p50_us),
+                csv_num(p.p90_us),
+                csv_num(p.p99_us),
+                csv_num(p.p999_us),
+                csv_num(p.max_us),
+                csv_num(p.mean_us),
                 p.completed.to_string(),
                 p.errors.to_string(),
                 p.timeouts.to_string(),
-                p.send_lag_p99_us.to_string(),
+                csv_num(p.send_lag_p99_us),
                 p.generator_bound.to_string(),
             ]);
             for id in &node_ids {
                 match p.nodes.iter().find(|n| &n.id_text() == id) {
                     Some(n) => {
-                        row.push(n.cpu_percent.to_string());
+                        row.push(csv_num(n.cpu_percent));
                         row.push(n.rss_bytes.to_string());
                     }
                     None => row.extend([String::new(), String::new()]),
@@ -218,14 +215,25 @@ pub fn csv(run: &Run) -> String {
     s
 }
 
-/// Every swept parameter name in the run, sorted.
+/// Every swept parameter name in the run, sorted: `params` first, then unknown fields.
 fn param_names(run: &Run) -> Vec<String> {
-    let names: BTreeSet<String> = run
+    let params: BTreeSet<&String> = run.points.iter().flat_map(|p| p.params.keys()).collect();
+    let extra: BTreeSet<&String> = run
         .points
         .iter()
-        .flat_map(|p| p.swept().into_keys())
+        .flat_map(|p| p.extra.keys())
+        .filter(|k| !params.contains(k))
         .collect();
-    names.into_iter().collect()
+    params.into_iter().chain(extra).cloned().collect()
+}
+
+/// A number for the CSV: empty when not measured (NaN).
+fn csv_num(x: f64) -> String {
+    if x.is_finite() {
+        x.to_string()
+    } else {
+        String::new()
+    }
 }
 
 fn csv_line(fields: &[String]) -> String {
