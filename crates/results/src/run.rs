@@ -51,13 +51,20 @@ impl Run {
         let text = std::fs::read_to_string(&points_path)
             .with_context(|| format!("reading {}", points_path.display()))?;
         let mut points = Vec::new();
+        let line_count = text.lines().count();
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let point: Point = serde_json::from_str(line)
-                .with_context(|| format!("{}:{}", points_path.display(), i + 1))?;
-            points.push(point);
+            match serde_json::from_str::<Point>(line) {
+                Ok(point) => points.push(point),
+                // A run killed mid-write leaves an unterminated last line; what came before
+                // it is still a valid result.
+                Err(_) if i + 1 == line_count && !text.ends_with('\n') => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}:{}", points_path.display(), i + 1))
+                }
+            }
         }
 
         let config_path = dir.join("config.toml");

@@ -268,3 +268,22 @@ fn compare_marks_differences_within_the_spread() {
     assert_eq!(cells("unreplicated")[5], "~1.00×", "{out}");
     assert_eq!(cells("basic-paxos")[8], "~1.00×", "{out}");
 }
+
+#[test]
+fn an_unterminated_last_line_is_skipped_but_a_bad_line_is_an_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_run(dir, |_| 1.0);
+    let mut text = std::fs::read_to_string(dir.join("points.jsonl")).unwrap();
+    let complete = text.lines().count();
+    text.push_str("{\"point_id\": \"p99\", \"prot");
+    std::fs::write(dir.join("points.jsonl"), &text).unwrap();
+    assert_eq!(results::Run::load(dir).unwrap().points.len(), complete);
+    text.push('\n');
+    std::fs::write(dir.join("points.jsonl"), &text).unwrap();
+    let err = format!("{:#}", results::Run::load(dir).unwrap_err());
+    assert!(
+        err.contains(&format!("points.jsonl:{}", complete + 1)),
+        "{err}"
+    );
+}
