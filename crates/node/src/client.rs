@@ -170,6 +170,12 @@ pub struct KvClient {
     next_request: u64,
     /// Give up after this many redirects or failed nodes per request.
     pub max_attempts: usize,
+    /// How long a connection attempt may take. A QUIC handshake to a node that is down gets no
+    /// answer at all, so without a bound it would wait for the idle timeout.
+    pub connect_timeout: Duration,
+    /// Nodes that just failed, and when: a `NotLeader` hint naming one is not followed for a
+    /// second (followers keep naming a dead leader until their election timeout).
+    failed: HashMap<NodeId, std::time::Instant>,
 }
 
 impl KvClient {
@@ -186,7 +192,9 @@ impl KvClient {
             target: 0,
             client,
             next_request: 0,
-            max_attempts: 20,
+            max_attempts: 40,
+            connect_timeout: Duration::from_millis(500),
+            failed: HashMap::new(),
         }
     }
 
@@ -206,6 +214,7 @@ impl KvClient {
                 Err(e) => {
                     last = e.to_string();
                     self.conns.remove(&node);
+                    self.failed.insert(node, std::time::Instant::now());
                     self.target += 1;
                     tokio::time::sleep(Duration::from_millis(20 * (attempt as u64 + 1).min(10)))
                         .await;
@@ -215,7 +224,13 @@ impl KvClient {
             match outcome {
                 Outcome::NotLeader { leader } => {
                     last = format!("node {node} is not the leader (it believes in {leader:?})");
-                    match leader.and_then(|l| self.nodes.iter().position(|(n, _)| *n == l)) {
+                    let recently_failed = |l: &NodeId| {
+                        self.failed
+                            .get(l)
+                            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+                    };
+                    let hint = leader.filter(|l| !recently_failed(l));
+                    match hint.and_then(|l| self.nodes.iter().position(|(n, _)| *n == l)) {
                         Some(i) if i != self.target % self.nodes.len() => self.target = i,
                         _ => {
                             // No leader known yet (an election is running): try another node soon.
@@ -240,10 +255,7 @@ impl KvClient {
         addr: SocketAddr,
         cmd: &Command,
     ) -> Result<Outcome, ClientError> {
-        if !self.conns.contains_key(&node) {
-            let c = Connection::open(&self.endpoint, node, addr).await?;
-            self.conns.insert(node, c);
-        }
+        self.connect(node, addr).await?;
         let conn = self.conns.get_mut(&node).expect("inserted above");
         conn.send(&[ClientFrame::Request(cmd.clone())]).await?;
         let wait = async {
@@ -264,17 +276,29 @@ impl KvClient {
         }
     }
 
+    /// Opens (or keeps) the connection to `node`, within `connect_timeout`.
+    async fn connect(&mut self, node: NodeId, addr: SocketAddr) -> Result<(), ClientError> {
+        if self.conns.contains_key(&node) {
+            return Ok(());
+        }
+        let open = Connection::open(&self.endpoint, node, addr);
+        let conn = tokio::time::timeout(self.connect_timeout, open)
+            .await
+            .map_err(|_| ClientError::Connect {
+                node,
+                addr,
+                why: format!("no answer within {:?}", self.connect_timeout),
+            })??;
+        self.conns.insert(node, conn);
+        Ok(())
+    }
+
     /// The status of every node that answers.
     pub async fn statuses(&mut self) -> Vec<NodeStatus> {
         let mut out = Vec::new();
         for (node, addr) in self.nodes.clone() {
-            if !self.conns.contains_key(&node) {
-                match Connection::open(&self.endpoint, node, addr).await {
-                    Ok(c) => {
-                        self.conns.insert(node, c);
-                    }
-                    Err(_) => continue,
-                }
+            if self.connect(node, addr).await.is_err() {
+                continue;
             }
             let conn = self.conns.get_mut(&node).expect("inserted above");
             match tokio::time::timeout(Duration::from_secs(1), conn.status()).await {
