@@ -142,9 +142,10 @@ impl FaultPlan {
             network.loss = 0.01 + 0.2 * rng.unit();
             network.duplicate = 0.1 * rng.unit();
             network.reorder = 0.1 * rng.unit();
-            // Half the seeds hold messages back for longer than an election timeout, so that a
-            // deposed leader's messages arrive after its successor took over.
-            let spike = if rng.chance(0.5) { 60 } else { 400 };
+            // Half the seeds hold messages back for longer than an election timeout (500 ms by
+            // default, up to 1 s randomized), so that a deposed leader's messages arrive after
+            // its successor took over.
+            let spike = if rng.chance(0.5) { 60 } else { 1500 };
             network.reorder_delay =
                 rng.duration(Duration::from_millis(2), Duration::from_millis(spike));
             network.jitter = rng.duration(Duration::from_micros(200), Duration::from_millis(4));

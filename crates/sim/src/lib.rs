@@ -25,7 +25,7 @@
 //!
 //! - **Network** ([`network`]): every message is delayed (200 µs + up to 0.2-4 ms of jitter, so
 //!   messages overtake each other); `lossy` adds loss (1-21 %), duplication (up to 10 %) and
-//!   reordering spikes (up to 60 ms, or on half the seeds up to 400 ms, longer than an election
+//!   reordering spikes (up to 60 ms, or on half the seeds up to 1.5 s, longer than an election
 //!   timeout, so a deposed leader's messages arrive after its successor took over). Client
 //!   traffic goes through the same model.
 //! - **Partitions**: timed cuts of 100 ms-1.2 s: isolating a node or the current leader, splitting

@@ -34,8 +34,8 @@ pub fn protocol_name(protocol: Protocol) -> &'static str {
 
 /// How long, after the heal, every outstanding command has to complete (the liveness bound).
 ///
-/// Multi-Paxos needs an election (timeouts of 200-400 ms, backoff between failed campaigns) and a
-/// round of recovery: 30 s is two orders of magnitude of slack. Basic Paxos proposers back off
+/// Multi-Paxos needs an election (timeouts of 0.5-1 s by default, backoff between failed
+/// campaigns) and a round of recovery: 30 s is more than an order of magnitude of slack. Basic Paxos proposers back off
 /// exponentially (capped at 100 ms) and every command runs its own two phases, so it gets 60 s.
 /// The unreplicated node answers at once: 5 s.
 pub fn default_liveness_bound(protocol: Protocol) -> Duration {
