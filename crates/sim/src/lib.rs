@@ -5,7 +5,9 @@
 //! timer, a scheduled fault); there is no wall clock, no thread and no hash-map iteration order
 //! anywhere in a run, and every random choice comes from the simulator's own generator
 //! ([`rng::SimRng`], one stream per purpose). The same [`SimConfig`] therefore replays the same
-//! run, event for event: `paxbench sim --seeds 17..18` reproduces seed 17.
+//! run, event for event: `paxbench sim --seeds 17..18` reproduces seed 17. (A seed names a run
+//! for one version of the simulator's draws and the core's defaults; `tests/regressions.rs`
+//! says how to re-validate pinned seeds when either changes.)
 //!
 //! # Driving the core
 //!
@@ -100,7 +102,7 @@
 //! ```
 //!
 //! [`run_seeds`] sweeps a range of seeds on several threads; [`selftest`] checks that every
-//! deliberately broken variant of the core is caught; [`contention`] measures what backoff buys
+//! deliberately broken variant of the core is caught; [`contention()`] measures what backoff buys
 //! Basic Paxos.
 #![warn(missing_docs)]
 
