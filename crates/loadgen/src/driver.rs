@@ -49,7 +49,7 @@ struct Lane {
     next: u64,
     /// Unanswered request ids of the current session (timed-out ones included).
     outstanding: BTreeSet<u64>,
-    /// Closed loop: requests neither answered nor timed out.
+    /// Requests neither answered nor timed out.
     live: usize,
     ops: OpGenerator,
 }
@@ -225,8 +225,8 @@ impl Driver {
             self.retry_due(now);
             self.expire(now);
             self.flush().await;
-            let live = self.pending.values().any(|p| !p.timed_out);
-            if (now >= self.end && !live) || now >= hard_stop {
+            let drained = || self.lanes.iter().all(|l| l.live == 0);
+            if (now >= self.end && drained()) || now >= hard_stop {
                 break;
             }
         }

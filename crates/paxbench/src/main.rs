@@ -9,6 +9,7 @@
 //! - `paxbench certs`: a cluster CA, node and client certificates, and a cluster.toml.
 //! - `paxbench report`: re-render a results directory's tables and plots (crates/results).
 //! - `paxbench compare`: two results directories' headline tables side by side.
+//! - `paxbench load`: one open- or closed-loop load generator (crates/loadgen).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,7 @@ use clap::{Parser, Subcommand};
 mod certs_cmd;
 mod compare_cmd;
 mod kv_cmd;
+mod load_cmd;
 mod node_cmd;
 mod report_cmd;
 mod sim_cmd;
@@ -43,6 +45,9 @@ enum Command {
     Report(report_cmd::ReportArgs),
     /// Print two results directories' headline tables side by side, with ratios B/A.
     Compare(compare_cmd::CompareArgs),
+    /// Run one load generator (open or closed loop) against a running cluster; write an
+    /// HdrHistogram interval log and a JSON summary.
+    Load(load_cmd::LoadArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,7 @@ fn main() -> ExitCode {
         Command::Certs(args) => certs_cmd::run(&args),
         Command::Report(args) => report_cmd::run(&args),
         Command::Compare(args) => compare_cmd::run(&args),
+        Command::Load(args) => load_cmd::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
