@@ -369,3 +369,31 @@ fn summarize(
         window_start,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_run_summarizes_to_zeros_and_a_lagging_one_is_generator_bound() {
+        let start = Instant::now();
+        let rec = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(2));
+        let r = summarize(rec, None, SystemTime::now());
+        assert_eq!((r.summary.p99_us, r.summary.completed), (0, 0));
+        assert!(!r.summary.generator_bound);
+        assert_eq!(r.intervals.len(), 2);
+
+        let mut rec = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1));
+        for i in 0..100u64 {
+            let intended = start + Duration::from_millis(i);
+            // Every send leaves 5 ms late; the system answers 1 ms after that.
+            rec.record_send(intended, intended + Duration::from_millis(5));
+            rec.record_success(intended, intended + Duration::from_millis(6));
+        }
+        let r = summarize(rec, Some(100.0), SystemTime::now());
+        assert!(r.summary.generator_bound, "{}", r.summary);
+        assert_eq!(r.summary.completed, 100);
+        assert!((r.summary.throughput_ops - 100.0).abs() < 1e-9);
+        assert!((5_990..=6_010).contains(&r.summary.p50_us), "{}", r.summary);
+    }
+}
