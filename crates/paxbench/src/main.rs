@@ -17,10 +17,14 @@ use clap::{Parser, Subcommand};
 
 mod certs_cmd;
 mod compare_cmd;
+mod env_info;
+mod experiment;
 mod kv_cmd;
+mod launcher;
 mod load_cmd;
 mod node_cmd;
 mod report_cmd;
+mod run_cmd;
 mod sim_cmd;
 
 /// A benchmark harness for consensus protocols.
@@ -48,14 +52,21 @@ enum Command {
     /// Run one load generator (open or closed loop) against a running cluster; write an
     /// HdrHistogram interval log and a JSON summary.
     Load(load_cmd::LoadArgs),
+    /// Run an experiment file: start clusters, drive load, write a results directory.
+    Run(run_cmd::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // A node logs its progress; the client-side commands only what went wrong.
+    let default_level = match cli.command {
+        Command::Node(_) | Command::Sim(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -67,6 +78,7 @@ fn main() -> ExitCode {
         Command::Report(args) => report_cmd::run(&args),
         Command::Compare(args) => compare_cmd::run(&args),
         Command::Load(args) => load_cmd::run(&args),
+        Command::Run(args) => run_cmd::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,0 +1,187 @@
+//! `paxbench run` end to end on a tiny experiment: real node processes on loopback, the load
+//! generator, and a complete results directory; and a bad experiment file rejected with its
+//! file, line and key.
+
+use std::path::Path;
+use std::process::Command;
+
+const TINY: &str = r#"
+name = "tiny"
+description = "smoke test"
+protocols = ["unreplicated", "multi-paxos"]
+slo_p99_us = 50000
+warmup_s = 0.3
+duration_s = 1.0
+
+[load]
+mode = "open"
+rates = [200, 400]
+"#;
+
+fn paxbench(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_paxbench"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn run_writes_a_complete_results_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("tiny.toml"), TINY).unwrap();
+    let out = paxbench(
+        &[
+            "run",
+            "tiny.toml",
+            "--out",
+            "res",
+            "--set",
+            "load.rates=[200]",
+        ],
+        dir.path(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("res"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].path();
+    assert!(run
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .ends_with("-tiny"));
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("rates = [200.0]"),
+        "the resolved config has the --set value: {config}"
+    );
+    let env: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("env.json")).unwrap()).unwrap();
+    for key in [
+        "host",
+        "cpu_model",
+        "cores",
+        "kernel",
+        "rustc",
+        "git_revision",
+        "git_dirty",
+        "start",
+        "end",
+    ] {
+        assert!(env.get(key).is_some(), "env.json lacks {key}");
+    }
+    let points: Vec<serde_json::Value> = std::fs::read_to_string(run.join("points.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(points.len(), 2, "one point per protocol");
+    for p in &points {
+        for key in [
+            "protocol",
+            "repetition",
+            "offered_ops",
+            "throughput_ops",
+            "p50_us",
+            "p90_us",
+            "p99_us",
+            "p999_us",
+            "max_us",
+            "mean_us",
+            "completed",
+            "errors",
+            "timeouts",
+            "nodes",
+        ] {
+            assert!(p.get(key).is_some(), "point lacks {key}: {p}");
+        }
+        assert!(p["completed"].as_u64().unwrap() > 0, "{p}");
+        let nodes = p["nodes"].as_array().unwrap();
+        let expected = if p["protocol"] == "unreplicated" {
+            1
+        } else {
+            3
+        };
+        assert_eq!(nodes.len(), expected);
+        assert!(nodes.iter().all(|n| n["rss_bytes"].as_u64().unwrap() > 0));
+        let hist = run
+            .join("hist")
+            .join(format!("{}.hlog", p["point_id"].as_str().unwrap()));
+        assert!(std::fs::metadata(&hist).unwrap().len() > 0);
+    }
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("Headline")
+            && summary.contains("multi-paxos")
+            && summary.contains("unreplicated")
+    );
+    let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "a header and one row per point");
+    for plot in std::fs::read_dir(run.join("plots")).unwrap().flatten() {
+        assert!(std::fs::read_to_string(plot.path())
+            .unwrap()
+            .contains("<svg"));
+    }
+    // report re-renders from the raw files.
+    std::fs::remove_file(run.join("summary.md")).unwrap();
+    let out = paxbench(&["report", run.to_str().unwrap()], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.join("summary.md").exists());
+}
+
+#[test]
+fn a_bad_experiment_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        TINY.replace("duration_s", "duraton_s"),
+    )
+    .unwrap();
+    let out = paxbench(&["run", "bad.toml"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("bad.toml") && err.contains("line 7") && err.contains("duraton_s"),
+        "{err}"
+    );
+    let out = paxbench(&["run", "bad.toml", "--set", "duraton_s=1"], dir.path());
+    assert!(!out.status.success());
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing runs when the file is wrong"
+    );
+}
+
+/// Every experiment file shipped in bench-configs/ parses, validates and expands to a grid.
+#[test]
+fn every_shipped_experiment_is_valid() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench-configs");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&configs).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = paxbench(&["run", path.to_str().unwrap(), "--dry-run"], &configs);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(stdout.contains("point(s)"), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 7,
+        "quick, batching, contention, phase1, cluster-size, value-size, durability"
+    );
+}
