@@ -68,7 +68,9 @@ pub(crate) struct Driver {
     next_session: u64,
     deadlines: VecDeque<(Instant, (u64, u64))>,
     retries: VecDeque<(Instant, (u64, u64))>,
-    batches: HashMap<NodeId, Vec<(Instant, ClientFrame)>>,
+    /// Frames to send at the end of this tick, per node, each with its intended send time if
+    /// it is a first send (re-sends after a redirect do not count toward the send lag).
+    batches: HashMap<NodeId, Vec<(Option<Instant>, ClientFrame)>>,
     schedule: Option<Schedule>,
     round_robin: usize,
 }
@@ -291,7 +293,7 @@ impl Driver {
         self.batches
             .entry(node)
             .or_default()
-            .push((intended, ClientFrame::Request(cmd.clone())));
+            .push((Some(intended), ClientFrame::Request(cmd.clone())));
         self.pending.insert(
             key,
             Pending {
@@ -320,7 +322,9 @@ impl Driver {
             let frames = batch
                 .into_iter()
                 .map(|(intended, f)| {
-                    self.rec.record_send(intended, now);
+                    if let Some(intended) = intended {
+                        self.rec.record_send(intended, now);
+                    }
                     f
                 })
                 .collect();
@@ -383,7 +387,7 @@ impl Driver {
                         }
                         p.node = l;
                         let frame = ClientFrame::Request(p.cmd.clone());
-                        self.batches.entry(l).or_default().push((p.intended, frame));
+                        self.batches.entry(l).or_default().push((None, frame));
                     }
                     _ => {
                         // No leader known: try the next node after a short pause.
@@ -409,10 +413,7 @@ impl Driver {
             if let Some(p) = self.pending.get(&key) {
                 if !p.timed_out {
                     let frame = ClientFrame::Request(p.cmd.clone());
-                    self.batches
-                        .entry(p.node)
-                        .or_default()
-                        .push((p.intended, frame));
+                    self.batches.entry(p.node).or_default().push((None, frame));
                 }
             }
         }
