@@ -4,7 +4,8 @@
 //! everything the schedule says is due (one `send` per connection), expires timed-out requests
 //! and re-sends redirected ones.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use node::client::Connection;
@@ -51,6 +52,10 @@ struct Lane {
     outstanding: BTreeSet<u64>,
     /// Requests neither answered nor timed out.
     live: usize,
+    /// Closed loop: when each slot freed since the last tick (reply arrival, or the deadline
+    /// of a timeout); the next request in that slot is timed from there, so the generator's
+    /// own delay in reacting counts as latency and as send lag.
+    freed: VecDeque<Instant>,
     ops: OpGenerator,
 }
 
@@ -66,7 +71,8 @@ pub(crate) struct Driver {
     pending: HashMap<(u64, u64), Pending>,
     lanes: Vec<Lane>,
     next_session: u64,
-    deadlines: VecDeque<(Instant, (u64, u64))>,
+    /// Every request's deadline (intended time + timeout), earliest first.
+    deadlines: BinaryHeap<Reverse<(Instant, (u64, u64))>>,
     retries: VecDeque<(Instant, (u64, u64))>,
     /// Frames to send at the end of this tick, per node, each with its intended send time if
     /// it is a first send (re-sends after a redirect do not count toward the send lag).
@@ -122,7 +128,7 @@ impl Driver {
             pending: HashMap::new(),
             lanes: Vec::new(),
             next_session: cfg.session_base,
-            deadlines: VecDeque::new(),
+            deadlines: BinaryHeap::new(),
             retries: VecDeque::new(),
             batches: HashMap::new(),
             schedule: match cfg.mode {
@@ -145,6 +151,7 @@ impl Driver {
                 next: 0,
                 outstanding: BTreeSet::new(),
                 live: 0,
+                freed: VecDeque::new(),
                 ops: OpGenerator::new(&d.cfg.workload, i as u64),
             });
         }
@@ -255,8 +262,10 @@ impl Driver {
                 // Closed loop has no schedule: a request is meant to go when its slot frees.
                 for lane in 0..self.lanes.len() {
                     while self.lanes[lane].live < depth {
-                        self.issue(lane, now);
+                        let freed = self.lanes[lane].freed.pop_front();
+                        self.issue(lane, freed.map_or(now, |t| t.min(now)));
                     }
+                    self.lanes[lane].freed.clear();
                 }
             }
         }
@@ -289,7 +298,8 @@ impl Driver {
         };
         let key = (lane.session, lane.next);
         let node = lane.node;
-        self.deadlines.push_back((intended + self.cfg.timeout, key));
+        self.deadlines
+            .push(Reverse((intended + self.cfg.timeout, key)));
         self.batches
             .entry(node)
             .or_default()
@@ -345,14 +355,19 @@ impl Driver {
         }
     }
 
-    fn finish(&mut self, key: (u64, u64)) -> Option<Pending> {
+    /// Forgets a request answered at `at`, freeing its slot unless its timeout already did.
+    fn finish(&mut self, key: (u64, u64), at: Instant) -> Option<Pending> {
         let p = self.pending.remove(&key)?;
+        let closed = matches!(self.cfg.mode, Mode::Closed { .. });
         let lane = &mut self.lanes[p.lane];
         if lane.session == key.0 {
             lane.outstanding.remove(&key.1);
         }
         if !p.timed_out {
             lane.live -= 1;
+            if closed {
+                lane.freed.push_back(at);
+            }
         }
         Some(p)
     }
@@ -364,19 +379,19 @@ impl Driver {
         };
         match reply.outcome {
             Outcome::Value(_) | Outcome::Done => {
-                let p = self.finish(key).expect("present above");
+                let p = self.finish(key, at).expect("present above");
                 if !p.timed_out {
                     self.rec.record_success(p.intended, at);
                 }
             }
             Outcome::NotLeader { leader } => {
                 if p.timed_out {
-                    self.finish(key);
+                    self.finish(key, at);
                     return;
                 }
                 p.redirects += 1;
                 if p.redirects > self.cfg.max_redirects {
-                    let p = self.finish(key).expect("present above");
+                    let p = self.finish(key, at).expect("present above");
                     self.rec.record_error(p.intended);
                     return;
                 }
@@ -399,7 +414,7 @@ impl Driver {
                 }
             }
             Outcome::Expired => {
-                let p = self.finish(key).expect("present above");
+                let p = self.finish(key, at).expect("present above");
                 if !p.timed_out {
                     self.rec.record_error(p.intended);
                 }
@@ -420,13 +435,20 @@ impl Driver {
     }
 
     fn expire(&mut self, now: Instant) {
-        while self.deadlines.front().is_some_and(|(t, _)| *t <= now) {
-            let (_, key) = self.deadlines.pop_front().expect("checked");
+        while self
+            .deadlines
+            .peek()
+            .is_some_and(|Reverse((t, _))| *t <= now)
+        {
+            let Reverse((_, key)) = self.deadlines.pop().expect("checked");
             if let Some(p) = self.pending.get_mut(&key) {
                 if !p.timed_out {
                     p.timed_out = true;
                     let (intended, lane) = (p.intended, p.lane);
                     self.lanes[lane].live -= 1;
+                    if matches!(self.cfg.mode, Mode::Closed { .. }) {
+                        self.lanes[lane].freed.push_back(now);
+                    }
                     self.rec.record_timeout(intended);
                 }
             }
