@@ -60,8 +60,11 @@ pub enum Outcome {
         /// The node this one thinks leads, if it knows.
         leader: Option<NodeId>,
     },
-    /// The request id is older than the reply cache remembers for this client: it was executed
-    /// long ago and its reply is gone. The client must not retry it.
+    /// The request id is older than the client's reply-cache window: it was executed long ago
+    /// and its reply is gone, *or* it was abandoned and never executed; bounded memory cannot
+    /// tell which. The outcome is unknown to the client, which must not retry it (a client that
+    /// keeps its ids within `reply_cache_per_client` of its oldest unanswered request never sees
+    /// this for a request it still awaits).
     Expired,
 }
 
