@@ -92,7 +92,8 @@ impl Driver {
             Target::Leader => {
                 let mut leader = None;
                 for &(id, addr) in &cfg.nodes {
-                    let Ok(mut c) = Connection::open(&cfg.endpoint, id, addr).await else {
+                    let open = Connection::open(&cfg.endpoint, id, addr);
+                    let Ok(Ok(mut c)) = tokio::time::timeout(cfg.timeout, open).await else {
                         continue;
                     };
                     let status = tokio::time::timeout(Duration::from_secs(1), c.status()).await;

@@ -226,3 +226,33 @@ async fn open_and_closed_loop_against_a_three_node_multi_paxos_cluster() {
 
     shutdown.send_replace(true);
 }
+
+/// Nothing answers: every scheduled request of the window is reported as a timeout, none is
+/// dropped, and the run still ends (after the window plus the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_to_a_dead_node_are_counted_as_timeouts() {
+    let certs = ClusterCerts::generate(1).unwrap();
+    // A port nothing listens on: bind a UDP socket, note its address, close it.
+    let addr = std::net::UdpSocket::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let ep =
+        node::client_endpoint_on(loopback(), certs.client(), &TransportTuning::default()).unwrap();
+    let mut cfg = LoadConfig::new(
+        ep,
+        vec![(NodeId(0), addr)],
+        Mode::Open {
+            rate: 500.0,
+            arrivals: Arrivals::Constant,
+        },
+    );
+    cfg.warmup = Duration::ZERO;
+    cfg.duration = Duration::from_secs(1);
+    cfg.timeout = Duration::from_millis(300);
+    let r = loadgen::run(cfg).await.unwrap();
+    assert_eq!(r.summary.completed, 0, "{}", r.summary);
+    assert_eq!(r.summary.timeouts, 500, "{}", r.summary);
+    assert_eq!(r.summary.errors, 0, "{}", r.summary);
+    check_files(&r);
+}
