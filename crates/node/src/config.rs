@@ -360,6 +360,8 @@ impl ClusterConfig {
         set!(heartbeat_interval, heartbeat_interval_us, us);
         set!(election_timeout, election_timeout_us, us);
         set!(retry_timeout, retry_timeout_us, us);
+        // Only a write-ahead log needs a copy of the state at every truncation.
+        c.durable_snapshots = self.durability == Durability::Fsync;
         if let Some(mode) = p.backoff.as_deref().and_then(parse_backoff) {
             c.backoff.mode = mode;
         }

@@ -100,6 +100,13 @@ pub struct Config {
     /// Snapshot and truncate the log once every node has executed this many slots beyond the last
     /// truncation point. Default 10 000.
     pub snapshot_interval: u64,
+    /// Copy the whole state into a [`crate::Record::Snapshot`] each time the log is truncated,
+    /// so the write-ahead log can drop what the snapshot covers. Default `true`. With
+    /// `durability = "none"` nothing is durable and the runtime sets it `false`: truncation
+    /// then drops log entries without copying the state (a copy of 100 000 keys in the event
+    /// loop was the p99 tail of a Multi-Paxos run), and a peer that fell behind gets a snapshot
+    /// made on demand.
+    pub durable_snapshots: bool,
     /// A node that lags more than this many slots behind is no longer waited for: the others
     /// truncate and it catches up from a snapshot. Default 100 000.
     pub log_retain_slots: u64,
@@ -167,6 +174,7 @@ impl Config {
             reply_cache_per_client: 4096,
             snapshot_interval: 10_000,
             log_retain_slots: 100_000,
+            durable_snapshots: true,
             catch_up_batch: 256,
             trace_execution: false,
             bug: None,

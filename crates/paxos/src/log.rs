@@ -133,7 +133,8 @@ impl Log {
         self.drop_below(upto);
     }
 
-    fn drop_below(&mut self, slot: Slot) {
+    /// Drops held values below `slot` (executed, and no longer needed by any peer).
+    pub(crate) fn drop_below(&mut self, slot: Slot) {
         if slot > self.start {
             self.chosen = self.chosen.split_off(&slot);
             self.start = slot;

@@ -608,10 +608,17 @@ impl Node {
         if self.snapshot_sent[i].is_some_and(|t| t + self.config.retry_timeout > self.now) {
             return;
         }
-        if let Some((upto, state)) = self.log.snapshot().cloned() {
-            self.snapshot_sent[i] = Some(self.now);
-            self.send(to, Message::Snapshot(Snapshot { upto, state }));
+        // The state as of now is always a valid snapshot: every slot below `executed` is in it.
+        let upto = self.log.executed();
+        if upto == Slot(0) {
+            return;
         }
+        self.snapshot_sent[i] = Some(self.now);
+        let state = match self.log.snapshot() {
+            Some((at, state)) if *at == upto => state.clone(),
+            _ => std::sync::Arc::new(self.log.kv.clone()),
+        };
+        self.send(to, Message::Snapshot(Snapshot { upto, state }));
     }
 
     fn on_snapshot(&mut self, m: Snapshot) {
@@ -718,10 +725,16 @@ impl Node {
         }
         // The acceptor may forget everything this node executed (it is all chosen); the in-memory
         // log keeps what lagging peers may still ask for.
+        self.stats.snapshots_taken += 1;
+        if !self.config.durable_snapshots {
+            self.log.drop_below(safe);
+            self.acceptor.truncate(executed);
+            self.last_snapshot = executed;
+            return;
+        }
         let (upto, state) = self.log.snapshot_and_truncate(safe);
         self.acceptor.truncate(upto);
         self.last_snapshot = upto;
-        self.stats.snapshots_taken += 1;
         self.persist(vec![Record::Snapshot { upto, state }]);
     }
 

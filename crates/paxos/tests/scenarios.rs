@@ -317,7 +317,16 @@ fn unreplicated_answers_at_once() {
 
 #[test]
 fn truncation_keeps_memory_bounded_and_a_restarted_node_catches_up_from_a_snapshot() {
+    // With durable snapshots (fsync) and without (durability none: truncation copies nothing and
+    // a lagging peer gets a snapshot made on demand).
+    for durable in [true, false] {
+        truncation_with(durable);
+    }
+}
+
+fn truncation_with(durable: bool) {
     let mut c = LocalCluster::new(Protocol::MultiPaxos, 3, |c| {
+        c.durable_snapshots = durable;
         c.snapshot_interval = 50;
         c.log_retain_slots = 200;
         c.max_batch = 1;

@@ -1405,9 +1405,11 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.log_retain_slots = base.snapshot_interval * rng.pick(&[1, 3, 10]);
         base.catch_up_batch = *rng.pick(&[2, 256]);
         base.reply_cache_per_client = *rng.pick(&[8, 4096]);
+        // Drawn last, from the knob stream only, so earlier draws (and seeds) are unchanged.
+        base.durable_snapshots = !rng.chance(0.3);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} backoff={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} backoff={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1416,6 +1418,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.log_retain_slots,
         base.catch_up_batch,
         base.reply_cache_per_client,
+        base.durable_snapshots,
         base.backoff.mode,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
