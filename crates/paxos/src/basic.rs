@@ -91,14 +91,7 @@ impl Node {
         }
         self.basic.retry_at = None;
         let own = if !self.queue.is_empty() {
-            let batch = self.cut_batch();
-            if batch.is_empty() {
-                return;
-            }
-            self.stats.batches += 1;
-            self.stats.batched_commands += batch.len() as u64;
-            self.stats.max_batch_seen = self.stats.max_batch_seen.max(batch.len() as u64);
-            Some(Value::batch(batch))
+            Some(Value::batch(self.cut_batch()))
         } else if self
             .basic
             .hole_since

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::{Command, Value};
+use crate::command::Value;
 use crate::config::Bug;
 use crate::messages::{
     Accept, Accepted, Commit, Heartbeat, Message, Nack, Prepare, PrepareScope, Promise,
@@ -585,43 +585,16 @@ impl Node {
         let mut room = self.config.window.saturating_sub(l.inflight.len());
         while room > 0 && !self.queue.is_empty() {
             let batch = self.cut_batch();
-            if batch.is_empty() {
-                continue;
-            }
             let MultiRole::Leader(l) = &mut self.multi.role else {
                 return;
             };
             let slot = l.next_slot;
             l.next_slot = slot.next();
-            self.stats.batches += 1;
-            self.stats.batched_commands += batch.len() as u64;
-            self.stats.max_batch_seen = self.stats.max_batch_seen.max(batch.len() as u64);
             let skip = self.config.skip_phase1;
             self.propose(slot, Value::batch(batch), skip);
             room -= 1;
         }
         self.announce_commit();
-    }
-
-    /// Takes the next batch off the queue: up to `max_batch` commands and `max_batch_bytes`
-    /// (a single larger command still goes alone). A command that was executed meanwhile (an
-    /// earlier proposal of it won) is deduplicated at execution and answered from the cache.
-    pub(crate) fn cut_batch(&mut self) -> Vec<Command> {
-        let mut batch = Vec::with_capacity(self.config.max_batch.min(self.queue.len()));
-        let mut bytes = 0;
-        while batch.len() < self.config.max_batch {
-            let Some(next) = self.queue.front() else {
-                break;
-            };
-            let len = next.op.payload_len();
-            if !batch.is_empty() && bytes + len > self.config.max_batch_bytes {
-                break;
-            }
-            let cmd = self.queue.pop_front().expect("front exists");
-            bytes += len;
-            batch.push(cmd);
-        }
-        batch
     }
 
     /// Tells followers about newly chosen slots, unless an Accept in this step carried it.

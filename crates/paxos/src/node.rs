@@ -432,6 +432,35 @@ impl Node {
         }));
     }
 
+    /// Takes the next batch off a non-empty queue: up to `max_batch` commands and
+    /// `max_batch_bytes` (a single larger command still goes alone), and counts it. A command
+    /// that was executed meanwhile (an earlier proposal of it won) is deduplicated at execution
+    /// and answered from the cache.
+    pub(crate) fn cut_batch(&mut self) -> Vec<Command> {
+        debug_assert!(
+            !self.queue.is_empty(),
+            "callers cut only from a non-empty queue"
+        );
+        let mut batch = Vec::with_capacity(self.config.max_batch.min(self.queue.len()));
+        let mut bytes = 0;
+        while batch.len() < self.config.max_batch {
+            let Some(next) = self.queue.front() else {
+                break;
+            };
+            let len = next.op.payload_len();
+            if !batch.is_empty() && bytes + len > self.config.max_batch_bytes {
+                break;
+            }
+            bytes += len;
+            batch.push(self.queue.pop_front().expect("front exists"));
+        }
+        let n = batch.len() as u64;
+        self.stats.batches += 1;
+        self.stats.batched_commands += n;
+        self.stats.max_batch_seen = self.stats.max_batch_seen.max(n);
+        batch
+    }
+
     /// Answers every request this node took but has not executed: the client must go elsewhere.
     /// (A command already proposed may still be chosen; a retry elsewhere is deduplicated.)
     pub(crate) fn fail_pending(&mut self, leader: Option<NodeId>) {
