@@ -10,7 +10,7 @@ use wire::Codec;
 
 use crate::config::{ClusterConfig, Durability};
 use crate::runtime::{self, Metrics, RuntimeConfig};
-use crate::tls::{self, Mtu, NodeCerts, TransportTuning};
+use crate::tls::{self, ClientCerts, Mtu, NodeCerts, TransportTuning};
 use crate::wal::{Wal, WalOptions};
 
 /// Why a node could not start.
@@ -38,9 +38,29 @@ pub enum NodeError {
         /// Why.
         source: std::io::Error,
     },
+    /// The cluster file names no client certificate, which a client needs.
+    #[error("{path}: [tls] needs client_cert and client_key for a client")]
+    NoClientCert {
+        /// The cluster file.
+        path: std::path::PathBuf,
+    },
     /// The core refused the configuration.
     #[error(transparent)]
     Core(#[from] paxos::ConfigError),
+}
+
+impl ClusterConfig {
+    /// The client certificate the cluster file names (`[tls] client_cert` and `client_key`),
+    /// loaded and checked against the cluster CA's identity rules.
+    pub fn client_certs(&self) -> Result<ClientCerts, NodeError> {
+        let (cert, key) = self
+            .client_cert
+            .as_ref()
+            .ok_or_else(|| NodeError::NoClientCert {
+                path: self.path.clone(),
+            })?;
+        Ok(ClientCerts::load(&self.ca, cert, key)?)
+    }
 }
 
 /// The transport tuning a cluster file asks for.

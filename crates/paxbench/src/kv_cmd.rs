@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use node::config::ClusterConfig;
-use node::{ClientCerts, TransportTuning};
+use node::TransportTuning;
 use paxos::{ClientId, Op, Outcome};
 
 /// Arguments of `paxbench kv`.
@@ -36,13 +36,7 @@ pub enum KvOp {
 
 pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
     let cluster = ClusterConfig::load(&args.cluster)?;
-    let Some((cert, key)) = &cluster.client_cert else {
-        bail!(
-            "{}: [tls] needs client_cert and client_key for a client",
-            cluster.path.display()
-        );
-    };
-    let certs = ClientCerts::load(&cluster.ca, cert, key)?;
+    let certs = cluster.client_certs()?;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
         let bind = if cluster.nodes.iter().all(|n| n.addr.ip().is_loopback()) {

@@ -9,10 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 use node::client::KvClient;
 use node::config::ClusterConfig;
-use node::{ClientCerts, TransportTuning};
+use node::TransportTuning;
 use paxos::{ClientId, NodeId, Role};
 
 /// What to start.
@@ -167,11 +167,7 @@ impl Launcher for LocalLauncher {
 
 /// Polls the nodes' status until every node answers and (Multi-Paxos) all agree on one leader.
 fn wait_ready(config: &ClusterConfig, setup: &ClusterSetup, limit: Duration) -> anyhow::Result<()> {
-    let (cert, key) = config
-        .client_cert
-        .clone()
-        .ok_or_else(|| anyhow!("no client certificate"))?;
-    let certs = ClientCerts::load(&config.ca, &cert, &key)?;
+    let certs = config.client_certs()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

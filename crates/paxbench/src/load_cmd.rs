@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
 use node::config::ClusterConfig;
-use node::{ClientCerts, TransportTuning};
+use node::TransportTuning;
 use paxos::NodeId;
 
 /// Arguments of `paxbench load`.
@@ -84,13 +84,7 @@ fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     let cluster = ClusterConfig::load(&args.cluster)?;
-    let Some((cert, key)) = &cluster.client_cert else {
-        bail!(
-            "{}: [tls] needs client_cert and client_key for a client",
-            cluster.path.display()
-        );
-    };
-    let certs = ClientCerts::load(&cluster.ca, cert, key)?;
+    let certs = cluster.client_certs()?;
     let mode = match (args.rate, args.clients, args.depth) {
         (Some(rate), None, None) => Mode::Open {
             rate,

@@ -20,7 +20,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
 use node::config::ClusterConfig;
-use node::{ClientCerts, TransportTuning};
+use node::TransportTuning;
 use paxos::NodeId;
 
 use crate::env_info::{self, EnvInfo};
@@ -238,11 +238,7 @@ async fn measure(
     level_index: usize,
 ) -> anyhow::Result<loadgen::LoadResult> {
     let cluster = ClusterConfig::load(file)?;
-    let (cert, key) = cluster
-        .client_cert
-        .clone()
-        .context("the cluster has no client certificate")?;
-    let certs = ClientCerts::load(&cluster.ca, &cert, &key)?;
+    let certs = cluster.client_certs()?;
     let endpoint =
         node::client_endpoint_on("127.0.0.1:0".parse()?, &certs, &TransportTuning::default())?;
     let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use node::client::KvClient;
 use node::config::ClusterConfig;
-use node::{ClientCerts, TransportTuning};
+use node::TransportTuning;
 use paxos::{ClientId, NodeId, Op, Outcome, Role};
 
 struct Nodes {
@@ -129,8 +129,7 @@ async fn wait_for_leader(client: &mut KvClient, nodes: usize, limit: Duration) -
 
 fn client(cluster: &Path, session: u64) -> KvClient {
     let c = ClusterConfig::load(cluster).unwrap();
-    let (cert, key) = c.client_cert.clone().unwrap();
-    let certs = ClientCerts::load(&c.ca, &cert, &key).unwrap();
+    let certs = c.client_certs().unwrap();
     let ep = node::client_endpoint_on(
         "127.0.0.1:0".parse().unwrap(),
         &certs,
@@ -273,8 +272,7 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
     let mut kv = client(&cluster, 1);
     let leader = wait_for_leader(&mut kv, 3, Duration::from_secs(20)).await;
     let config = ClusterConfig::load(&cluster).unwrap();
-    let (cert, key) = config.client_cert.clone().unwrap();
-    let certs = ClientCerts::load(&config.ca, &cert, &key).unwrap();
+    let certs = config.client_certs().unwrap();
     let ep = node::client_endpoint_on(
         "127.0.0.1:0".parse().unwrap(),
         &certs,
