@@ -50,6 +50,14 @@ pub enum ClientError {
         /// What the last one said.
         last: String,
     },
+    /// The cluster did not become ready in time.
+    #[error("cluster not ready after {after:?}; last statuses: {last}")]
+    NotReady {
+        /// How long it waited.
+        after: Duration,
+        /// What the nodes said last.
+        last: String,
+    },
     /// The request's reply is gone from the reply cache.
     #[error("request expired: it is older than the node's reply cache remembers")]
     Expired,
@@ -291,6 +299,46 @@ impl KvClient {
             })??;
         self.conns.insert(node, conn);
         Ok(())
+    }
+
+    /// Polls every node's status until `expected` nodes answer and, where the protocol has a
+    /// leader, exactly one node leads and every node agrees on it. Returns that node (the single
+    /// node for Unreplicated, `None` for Basic Paxos, where every node proposes).
+    pub async fn wait_ready(
+        &mut self,
+        expected: usize,
+        limit: Duration,
+    ) -> Result<Option<NodeId>, ClientError> {
+        let start = std::time::Instant::now();
+        loop {
+            let statuses = self.statuses().await;
+            if statuses.len() == expected {
+                if statuses
+                    .iter()
+                    .all(|s| s.protocol == paxos::Protocol::BasicPaxos)
+                {
+                    return Ok(None);
+                }
+                let leads = |r: paxos::Role| r == paxos::Role::Leader || r == paxos::Role::Single;
+                let leaders: Vec<_> = statuses
+                    .iter()
+                    .filter(|s| leads(s.role))
+                    .map(|s| s.node)
+                    .collect();
+                if let [l] = leaders[..] {
+                    if statuses.iter().all(|s| s.leader == Some(l)) {
+                        return Ok(Some(l));
+                    }
+                }
+            }
+            if start.elapsed() > limit {
+                return Err(ClientError::NotReady {
+                    after: limit,
+                    last: format!("{statuses:?}"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The status of every node that answers.

@@ -132,29 +132,9 @@ impl TestCluster {
     /// Waits (polling status, at most `limit`) until one live node leads and every live node
     /// agrees; returns it. Basic Paxos has no leader: waits until every node answers.
     async fn ready(&self, client: &mut KvClient, limit: Duration) -> Option<NodeId> {
-        let start = Instant::now();
         let live = self.running.iter().filter(|r| r.is_some()).count();
-        while start.elapsed() < limit {
-            let statuses = client.statuses().await;
-            if statuses.len() == live {
-                if self.protocol == Protocol::BasicPaxos {
-                    return Some(NodeId(0));
-                }
-                let leads = |r: Role| r == Role::Leader || r == Role::Single;
-                let leaders: Vec<_> = statuses
-                    .iter()
-                    .filter(|s| leads(s.role))
-                    .map(|s| s.node)
-                    .collect();
-                if let [l] = leaders[..] {
-                    if statuses.iter().all(|s| s.leader == Some(l)) {
-                        return Some(l);
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        None
+        let ready = client.wait_ready(live, limit).await.ok()?;
+        Some(ready.unwrap_or(NodeId(0)))
     }
 }
 

@@ -7,13 +7,13 @@ use std::collections::BTreeMap;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use node::client::KvClient;
 use node::config::ClusterConfig;
 use node::TransportTuning;
-use paxos::{ClientId, NodeId, Role};
+use paxos::{ClientId, NodeId};
 
 /// What to start.
 #[derive(Clone, Debug)]
@@ -155,7 +155,7 @@ impl Launcher for LocalLauncher {
                 .with_context(|| format!("starting {} node", self.binary.display()))?;
             cluster.children.push((n.id, child));
         }
-        wait_ready(&config, setup, self.ready_timeout).with_context(|| {
+        wait_ready(&config, self.ready_timeout).with_context(|| {
             format!(
                 "cluster in {} never became ready (see its node-*.log)",
                 dir.display()
@@ -165,8 +165,8 @@ impl Launcher for LocalLauncher {
     }
 }
 
-/// Polls the nodes' status until every node answers and (Multi-Paxos) all agree on one leader.
-fn wait_ready(config: &ClusterConfig, setup: &ClusterSetup, limit: Duration) -> anyhow::Result<()> {
+/// Waits until every node answers and (where the protocol has one) all agree on one leader.
+fn wait_ready(config: &ClusterConfig, limit: Duration) -> anyhow::Result<()> {
     let certs = config.client_certs()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -182,30 +182,8 @@ fn wait_ready(config: &ClusterConfig, setup: &ClusterSetup, limit: Duration) -> 
             config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
             ClientId(0),
         );
-        let start = Instant::now();
-        loop {
-            let s = client.statuses().await;
-            if s.len() == config.nodes.len() {
-                let ready = match setup.protocol.as_str() {
-                    "multi-paxos" => {
-                        let leaders: Vec<_> = s
-                            .iter()
-                            .filter(|x| x.role == Role::Leader)
-                            .map(|x| x.node)
-                            .collect();
-                        leaders.len() == 1 && s.iter().all(|x| x.leader == Some(leaders[0]))
-                    }
-                    _ => true,
-                };
-                if ready {
-                    return Ok(());
-                }
-            }
-            if start.elapsed() > limit {
-                bail!("not ready after {limit:?}: {s:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        client.wait_ready(config.nodes.len(), limit).await?;
+        Ok(())
     })
 }
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use node::client::KvClient;
 use node::config::ClusterConfig;
 use node::TransportTuning;
-use paxos::{ClientId, NodeId, Op, Outcome, Role};
+use paxos::{ClientId, NodeId, Op, Outcome};
 
 struct Nodes {
     cluster: PathBuf,
@@ -104,27 +104,8 @@ fn start_cluster(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf
 }
 
 async fn wait_for_leader(client: &mut KvClient, nodes: usize, limit: Duration) -> NodeId {
-    let start = Instant::now();
-    loop {
-        let statuses = client.statuses().await;
-        let leaders: Vec<_> = statuses
-            .iter()
-            .filter(|s| s.role == Role::Leader)
-            .map(|s| s.node)
-            .collect();
-        if statuses.len() == nodes {
-            if let [l] = leaders[..] {
-                if statuses.iter().all(|s| s.leader == Some(l)) {
-                    return l;
-                }
-            }
-        }
-        assert!(
-            start.elapsed() < limit,
-            "no leader within {limit:?}: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let leader = client.wait_ready(nodes, limit).await.unwrap();
+    leader.expect("a Multi-Paxos cluster has a leader")
 }
 
 fn client(cluster: &Path, session: u64) -> KvClient {
