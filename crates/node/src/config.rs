@@ -19,6 +19,7 @@
 //!
 //! [transport]                     # every key optional
 //! mtu = 4096                      # loopback; use 1200..1452 on real networks
+//! threads = 1                     # runtime threads: 1 = one thread; more = a multi-thread pool
 //!
 //! [[nodes]]
 //! id = 0
@@ -162,6 +163,9 @@ pub struct RawTransport {
     pub mtu: Option<u16>,
     /// SO_RCVBUF / SO_SNDBUF in bytes.
     pub udp_buffer_bytes: Option<usize>,
+    /// Threads of the node's async runtime: 1 (the default) runs everything on one thread;
+    /// more gives quinn's connection tasks their own workers.
+    pub threads: Option<usize>,
 }
 
 /// One node of the cluster.
@@ -293,6 +297,9 @@ impl ClusterConfig {
                     ),
                 ));
             }
+        }
+        if raw.transport.threads == Some(0) || raw.transport.threads.is_some_and(|t| t > 256) {
+            return Err(invalid("threads", "must be 1..=256".into()));
         }
         let client_cert = match (&raw.tls.client_cert, &raw.tls.client_key) {
             (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
@@ -497,5 +504,18 @@ key = "node-1-key.pem"
             .unwrap_err()
             .to_string();
         assert!(e.contains("appears twice"), "{e}");
+        for (threads, ok) in [(0, false), (1, true), (4, true), (1000, false)] {
+            let text = format!("{GOOD}\n[transport]\nthreads = {threads}\n");
+            match ClusterConfig::parse(Path::new("c.toml"), &text) {
+                Ok(c) => {
+                    assert!(ok, "threads = {threads} accepted");
+                    assert_eq!(c.transport.threads, Some(threads));
+                }
+                Err(e) => {
+                    assert!(!ok, "threads = {threads} refused: {e}");
+                    assert!(e.to_string().contains("`threads`"), "{e}");
+                }
+            }
+        }
     }
 }

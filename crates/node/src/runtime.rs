@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use paxos::{Action, ClientId, Command, Message, Node, NodeId, PersistToken, Record, Reply, Time};
+use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 use wire::{ClientFrame, ClientResponse, Codec, NodeStatus, PeerFrame, PeerHello, ResponseFrame};
@@ -69,11 +70,21 @@ pub struct Metrics {
     pub turns: AtomicU64,
 }
 
-/// What the event loop receives from connection tasks.
+/// What the event loop receives from connection tasks. Client requests come in the batches
+/// one stream read decoded, so a loaded node pays one channel hand-off per read, not per
+/// request.
 enum Input {
     Peer(NodeId, Vec<Message>),
-    Request(Command, mpsc::Sender<ResponseFrame>),
-    Status(mpsc::Sender<ResponseFrame>),
+    Requests(Vec<Command>, ReplyTo),
+    Status(ReplyTo),
+}
+
+/// A client stream's reply queue. Each loop turn sends a stream all its replies as one batch.
+#[derive(Clone)]
+struct ReplyTo {
+    /// Unique per stream within this node, to group a turn's replies.
+    stream: u64,
+    tx: mpsc::Sender<Vec<ResponseFrame>>,
 }
 
 /// How the runtime runs one node.
@@ -143,6 +154,7 @@ pub async fn run(
         input: input_tx.clone(),
         metrics: metrics.clone(),
         codec,
+        next_stream: AtomicU64::new(0),
     };
     let span = tracing::info_span!("accept", node = me.0);
     tasks.push(tokio::spawn(
@@ -158,7 +170,8 @@ pub async fn run(
         start: Instant::now(),
         peers,
         addrs: config.addrs,
-        clients: HashMap::new(),
+        clients: FxHashMap::default(),
+        replies: FxHashMap::default(),
         actions: Vec::new(),
         outgoing: HashMap::new(),
         wal,
@@ -184,7 +197,9 @@ struct CoreLoop {
     peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>>,
     addrs: HashMap<NodeId, SocketAddr>,
     /// Where each client's replies go: the stream it last sent a request on.
-    clients: HashMap<ClientId, mpsc::Sender<ResponseFrame>>,
+    clients: FxHashMap<ClientId, ReplyTo>,
+    /// Replies produced this turn, per client stream.
+    replies: FxHashMap<u64, (mpsc::Sender<Vec<ResponseFrame>>, Vec<ResponseFrame>)>,
     actions: Vec<Action>,
     /// Frames produced this turn, per peer.
     outgoing: HashMap<NodeId, Vec<Bytes>>,
@@ -261,10 +276,20 @@ impl CoreLoop {
                     self.node.handle_message(now, from, m);
                 }
             }
-            Input::Request(cmd, reply_to) => {
-                self.metrics.requests_in.fetch_add(1, Ordering::Relaxed);
-                self.clients.insert(cmd.client, reply_to);
-                self.node.handle_request(now, cmd);
+            Input::Requests(cmds, reply_to) => {
+                self.metrics
+                    .requests_in
+                    .fetch_add(cmds.len() as u64, Ordering::Relaxed);
+                for cmd in cmds {
+                    if self
+                        .clients
+                        .get(&cmd.client)
+                        .is_none_or(|r| r.stream != reply_to.stream)
+                    {
+                        self.clients.insert(cmd.client, reply_to.clone());
+                    }
+                    self.node.handle_request(now, cmd);
+                }
             }
             Input::Status(reply_to) => {
                 let status = NodeStatus {
@@ -275,7 +300,7 @@ impl CoreLoop {
                     leader: self.node.leader(),
                     executed: self.node.executed(),
                 };
-                let _ = reply_to.try_send(ResponseFrame::Status(status));
+                let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
         }
     }
@@ -315,6 +340,7 @@ impl CoreLoop {
                 self.node.handle_persisted(now, token);
             }
         }
+        self.send_replies();
         for (peer, frames) in self.outgoing.drain() {
             if frames.is_empty() {
                 continue;
@@ -350,21 +376,36 @@ impl CoreLoop {
     }
 
     fn reply(&mut self, reply: Reply) {
-        let Some(tx) = self.clients.get(&reply.client) else {
+        let Some(to) = self.clients.get(&reply.client) else {
             return;
         };
         let leader_addr = match reply.outcome {
             paxos::Outcome::NotLeader { leader: Some(l) } => self.addrs.get(&l).copied(),
             _ => None,
         };
-        if tx
-            .try_send(ResponseFrame::Response(ClientResponse {
+        self.replies
+            .entry(to.stream)
+            .or_insert_with(|| (to.tx.clone(), Vec::new()))
+            .1
+            .push(ResponseFrame::Response(ClientResponse {
                 reply,
                 leader_addr,
-            }))
-            .is_err()
-        {
-            debug!("reply dropped: the client stream is gone or not reading");
+            }));
+    }
+
+    /// Hands each client stream the replies of this turn, in one batch.
+    fn send_replies(&mut self) {
+        for (stream, (tx, batch)) in self.replies.drain() {
+            match tx.try_send(batch) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    debug!(stream, "replies dropped: the client is not reading");
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    // The stream is gone: forget the clients that answered through it.
+                    self.clients.retain(|_, r| r.stream != stream);
+                }
+            }
         }
     }
 }
@@ -605,6 +646,8 @@ struct Acceptor {
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
+    /// Numbers client streams.
+    next_stream: AtomicU64,
 }
 
 impl Acceptor {
@@ -664,7 +707,11 @@ impl Acceptor {
 
     async fn serve_client(&self, conn: quinn::Connection) {
         while let Ok((send, recv)) = conn.accept_bi().await {
-            let (tx, rx) = mpsc::channel::<ResponseFrame>(4096);
+            let (tx, rx) = mpsc::channel::<Vec<ResponseFrame>>(1024);
+            let reply_to = ReplyTo {
+                stream: self.next_stream.fetch_add(1, Ordering::Relaxed),
+                tx,
+            };
             tokio::spawn(write_responses(send, rx, self.codec));
             let input = self.input.clone();
             let metrics = self.metrics.clone();
@@ -679,20 +726,36 @@ impl Acceptor {
                         Ok(None) | Err(_) => return,
                     };
                     buf.extend_from_slice(&chunk.bytes);
+                    let mut requests = Vec::new();
+                    let mut bad = None;
                     loop {
-                        let input_msg = match codec.decode::<ClientFrame>(&mut buf) {
+                        match codec.decode::<ClientFrame>(&mut buf) {
                             Ok(None) => break,
-                            Ok(Some(ClientFrame::Request(cmd))) => Input::Request(cmd, tx.clone()),
-                            Ok(Some(ClientFrame::StatusRequest)) => Input::Status(tx.clone()),
-                            Err(e) => {
-                                warn!(error = %e, "bad frame from client");
-                                refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, "bad frame");
-                                return;
+                            Ok(Some(ClientFrame::Request(cmd))) => requests.push(cmd),
+                            Ok(Some(ClientFrame::StatusRequest)) => {
+                                if input.send(Input::Status(reply_to.clone())).await.is_err() {
+                                    return;
+                                }
                             }
-                        };
-                        if input.send(input_msg).await.is_err() {
-                            return;
+                            Err(e) => {
+                                bad = Some(e);
+                                break;
+                            }
                         }
+                    }
+                    // What decoded before a bad frame is still served, in order.
+                    if !requests.is_empty()
+                        && input
+                            .send(Input::Requests(requests, reply_to.clone()))
+                            .await
+                            .is_err()
+                    {
+                        return;
+                    }
+                    if let Some(e) = bad {
+                        warn!(error = %e, "bad frame from client");
+                        refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, "bad frame");
+                        return;
                     }
                 }
             });
@@ -702,14 +765,18 @@ impl Acceptor {
 
 async fn write_responses(
     mut send: quinn::SendStream,
-    mut rx: mpsc::Receiver<ResponseFrame>,
+    mut rx: mpsc::Receiver<Vec<ResponseFrame>>,
     codec: Codec,
 ) {
     let mut buf = BytesMut::new();
     while let Some(first) = rx.recv().await {
-        let _ = codec.encode(&first, &mut buf);
+        for frame in first {
+            let _ = codec.encode(&frame, &mut buf);
+        }
         while let Ok(more) = rx.try_recv() {
-            let _ = codec.encode(&more, &mut buf);
+            for frame in more {
+                let _ = codec.encode(&frame, &mut buf);
+            }
         }
         if send.write_all(&buf).await.is_err() {
             return;

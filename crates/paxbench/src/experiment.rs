@@ -15,6 +15,7 @@
 //! [cluster]
 //! nodes = 3                 # unreplicated always runs on 1
 //! durability = "none"       # none | fsync
+//! node_threads = 1          # each node's runtime threads (1 = one thread)
 //!
 //! [paxos]                   # knobs for every protocol (names and units as in cluster.toml)
 //! window = 32
@@ -136,6 +137,9 @@ pub struct ClusterSpec {
     /// `none` or `fsync`.
     #[serde(default = "none")]
     pub durability: String,
+    /// Threads of each node's async runtime (`[transport] threads` in cluster.toml).
+    #[serde(default = "one")]
+    pub node_threads: u32,
 }
 
 /// `[workload]`.
@@ -209,6 +213,7 @@ fn one_u64() -> u64 {
 fn three() -> u32 {
     3
 }
+
 fn none() -> String {
     "none".into()
 }
@@ -236,6 +241,7 @@ impl Default for ClusterSpec {
         ClusterSpec {
             nodes: 3,
             durability: none(),
+            node_threads: 1,
         }
     }
 }
@@ -373,6 +379,12 @@ impl Experiment {
         }
         if self.repetitions == 0 {
             return bad("repetitions", "must be at least 1".into());
+        }
+        if !(1..=64).contains(&self.cluster.node_threads) {
+            return bad(
+                "node_threads",
+                format!("{}: use 1 to 64", self.cluster.node_threads),
+            );
         }
         if !(1..=9).contains(&self.cluster.nodes) {
             return bad(
@@ -648,5 +660,24 @@ value_size = [16, 64]
             err.to_string().contains("--set") && err.to_string().contains("nodes"),
             "{err}"
         );
+        let e = Experiment::parse(Path::new("t.toml"), QUICKISH, &[]).unwrap();
+        assert_eq!(
+            e.cluster.node_threads, 1,
+            "one runtime thread per node by default"
+        );
+        let e = Experiment::parse(
+            Path::new("t.toml"),
+            QUICKISH,
+            &["cluster.node_threads=2".into()],
+        )
+        .unwrap();
+        assert_eq!(e.cluster.node_threads, 2);
+        let err = Experiment::parse(
+            Path::new("t.toml"),
+            QUICKISH,
+            &["cluster.node_threads=0".into()],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("node_threads"), "{err}");
     }
 }

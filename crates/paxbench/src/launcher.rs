@@ -26,6 +26,8 @@ pub struct ClusterSetup {
     pub durability: String,
     /// `[paxos]` knobs.
     pub paxos: BTreeMap<String, toml::Value>,
+    /// Threads of each node's runtime.
+    pub threads: u32,
 }
 
 /// Starts clusters.
@@ -125,6 +127,9 @@ impl Launcher for LocalLauncher {
             "durability".into(),
             toml::Value::String(setup.durability.clone()),
         );
+        let mut transport = toml::Table::new();
+        transport.insert("threads".into(), toml::Value::Integer(setup.threads.into()));
+        table.insert("transport".into(), toml::Value::Table(transport));
         if !setup.paxos.is_empty() {
             table.insert(
                 "paxos".into(),

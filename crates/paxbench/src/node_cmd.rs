@@ -21,7 +21,20 @@ pub struct NodeArgs {
 
 pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
     let cluster = ClusterConfig::load(&args.cluster)?;
-    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    // One thread by default: the core is one task anyway, and on a machine shared with other
+    // nodes and a load generator a worker pool mostly adds cross-thread wake-ups (it doubled
+    // a lightly loaded node's CPU time).
+    let threads = cluster.transport.threads.unwrap_or(1);
+    let rt = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    }
+    .enable_all()
+    .build()
+    .context("starting the tokio runtime")?;
     rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {

@@ -126,6 +126,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 nodes: g.nodes,
                 durability: g.durability.clone(),
                 paxos: g.paxos.clone(),
+                threads: exp.cluster.node_threads,
             };
             bar.set_message(format!(
                 "{} {} rep {rep}: starting",
