@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId};
+use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId, Role};
 use thiserror::Error;
 use wire::{ClientFrame, ClientResponse, Codec, NodeStatus, ResponseFrame};
 
@@ -339,6 +339,18 @@ impl KvClient {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The node that says it leads, with its ballot (the highest, should two say so). Compare
+    /// two answers to learn whether an election ran in between: a leader re-elected keeps its
+    /// id but not its ballot.
+    pub async fn leadership(&mut self) -> Option<(NodeId, paxos::Ballot)> {
+        self.statuses()
+            .await
+            .into_iter()
+            .filter(|s| s.role == Role::Leader)
+            .map(|s| (s.node, s.ballot))
+            .max_by_key(|&(_, ballot)| ballot)
     }
 
     /// The status of every node that answers.

@@ -207,6 +207,13 @@ async fn the_leader_fails_over() {
         .await
         .expect("leader");
     assert_eq!(client.call(put("a", "1")).await.unwrap(), Outcome::Done);
+    let before = client.leadership().await.expect("a leader");
+    assert_eq!(before.0, old);
+    assert_eq!(
+        client.leadership().await,
+        Some(before),
+        "no election: same answer"
+    );
     let killed = cluster.stop(old).await;
     assert_eq!(client.call(put("a", "2")).await.unwrap(), Outcome::Done);
     let failover = killed.elapsed();
@@ -215,6 +222,11 @@ async fn the_leader_fails_over() {
         .await
         .expect("a new leader");
     assert_ne!(new, old);
+    let after = client.leadership().await.expect("a new leader");
+    assert!(
+        after != before && after.1 > before.1,
+        "{before:?} then {after:?}"
+    );
     assert_eq!(
         client.call(get("a")).await.unwrap(),
         Outcome::Value(Some(Bytes::from("2")))

@@ -10,7 +10,7 @@
 //! was measured readable (render it with `paxbench report DIR`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,6 +134,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 params_label(g)
             ));
             let cluster = launcher.start(&setup)?;
+            let cluster_dir = cluster
+                .cluster_file()
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default();
+            let logs = Path::new("logs").join(cluster_dir.file_name().unwrap_or_default());
             for (li, level) in levels_for(&g.protocol).iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     break 'outer;
@@ -146,7 +152,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 let point_id = format!("p{measured:04}");
                 let pids = cluster.pids();
                 let file = cluster.cluster_file().to_path_buf();
+                let multi = g.protocol == "multi-paxos";
                 let result = rt.block_on(async {
+                    let leader0 = if multi { leadership(&file).await } else { None };
                     let cpu0: Vec<_> = pids.iter().map(|(_, p)| p.and_then(cpu_seconds)).collect();
                     let t0 = Instant::now();
                     let stopped = stop.clone();
@@ -167,9 +175,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                             serde_json::json!({ "id": id.0, "cpu_percent": cpu, "rss_bytes": pid.and_then(rss_bytes).unwrap_or(0) })
                         })
                         .collect();
-                    r.map(|r| (r, nodes))
+                    // Same leader at the same ballot before and after, or an election ran
+                    // during the point (its latencies include the failover).
+                    let leader_changed = multi && (leader0.is_none() || leadership(&file).await != leader0);
+                    r.map(|r| (r, nodes, leader_changed))
                 });
-                let Some((result, nodes)) = result else {
+                let Some((result, nodes, leader_changed)) = result else {
                     break 'outer;
                 };
                 let result = result?;
@@ -189,12 +200,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 obj.insert("params".into(), params.into());
                 obj.insert("repetition".into(), rep.into());
                 obj.insert("nodes".into(), nodes.into());
+                obj.insert("leader_changed".into(), leader_changed.into());
+                obj.insert("logs".into(), logs.display().to_string().into());
                 writeln!(points, "{}", serde_json::to_string(&point)?)?;
                 points.flush()?;
                 measured += 1;
                 bar.inc(1);
             }
             drop(cluster);
+            keep_logs(&cluster_dir, &dir.join(&logs))?;
         }
     }
     let interrupted = stop.load(Ordering::SeqCst);
@@ -222,12 +236,41 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
+/// Copies the node logs of a stopped cluster into the results directory.
+fn keep_logs(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
+    for entry in std::fs::read_dir(from)?.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            std::fs::copy(&path, to.join(entry.file_name()))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn params_label(g: &GridPoint) -> String {
     g.params
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.
+async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
+    let cluster = ClusterConfig::load(file).ok()?;
+    let certs = cluster.client_certs().ok()?;
+    let endpoint = node::client_endpoint_on(
+        "127.0.0.1:0".parse().ok()?,
+        &certs,
+        &TransportTuning::default(),
+    )
+    .ok()?;
+    let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+    node::client::KvClient::new(endpoint, nodes, paxos::ClientId(0))
+        .leadership()
+        .await
 }
 
 /// Runs the load generator against the cluster in `file` at one level.

@@ -96,9 +96,19 @@ fn run_writes_a_complete_results_directory() {
             "errors",
             "timeouts",
             "nodes",
+            "leader_changed",
+            "logs",
         ] {
             assert!(p.get(key).is_some(), "point lacks {key}: {p}");
         }
+        let logs = run.join(p["logs"].as_str().unwrap());
+        assert!(
+            std::fs::read_to_string(logs.join("node-0.log"))
+                .unwrap()
+                .contains("status"),
+            "node 0's log is kept in {}",
+            logs.display()
+        );
         assert!(p["completed"].as_u64().unwrap() > 0, "{p}");
         let nodes = p["nodes"].as_array().unwrap();
         let expected = if p["protocol"] == "unreplicated" {

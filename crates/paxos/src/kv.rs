@@ -205,7 +205,10 @@ impl KvState {
 
     /// Approximate bytes held by keys and values (for snapshot sizing).
     pub fn payload_bytes(&self) -> usize {
-        self.map.iter().map(|(k, v)| k.as_slice().len() + v.len()).sum()
+        self.map
+            .iter()
+            .map(|(k, v)| k.as_slice().len() + v.len())
+            .sum()
     }
 
     /// Every key and value, in no particular order (for encoding a snapshot).
@@ -309,9 +312,18 @@ mod tests {
                 op,
             });
         }
-        assert_eq!(kv.len(), keys.len(), "keys that share a prefix stay distinct");
+        assert_eq!(
+            kv.len(),
+            keys.len(),
+            "keys that share a prefix stay distinct"
+        );
         for (i, key) in keys.iter().enumerate() {
-            assert_eq!(kv.get(key).map(|v| v[0]), Some(i as u8), "key of {} bytes", key.len());
+            assert_eq!(
+                kv.get(key).map(|v| v[0]),
+                Some(i as u8),
+                "key of {} bytes",
+                key.len()
+            );
         }
         let rebuilt = KvState::from_parts(
             8,

@@ -68,6 +68,13 @@ pub struct Point {
     /// True when the load generator, not the system, limited this point.
     #[serde(default)]
     pub generator_bound: bool,
+    /// True when the Multi-Paxos leader (or its ballot) differed before and after the point:
+    /// an election ran during it, and its latencies include the failover.
+    #[serde(default)]
+    pub leader_changed: bool,
+    /// Where the node logs of this point's cluster are kept, relative to the run directory.
+    #[serde(default)]
+    pub logs: Option<String>,
     /// Resource use of each node during the measured window.
     #[serde(default)]
     pub nodes: Vec<NodeStats>,

@@ -51,6 +51,12 @@ pub fn markdown(run: &Run) -> String {
              measures the generator rather than the system.\n",
         );
     }
+    if run.points.iter().any(|p| p.leader_changed) {
+        s.push_str(
+            "\n⚠ election: the leader changed during this point, so its latencies include a \
+             failover (see the node logs in `logs/`).\n",
+        );
+    }
     if run.points.iter().any(|p| p.p99_us >= run.slo_p99_us) {
         s.push_str("\n¹ p99 at or over the SLO.\n");
     }
@@ -104,7 +110,12 @@ fn points_table(run: &Run) -> String {
     for g in groups(run) {
         for p in &g.points {
             let swept = p.swept();
-            let _ = write!(s, "| {} | {} |", cell(&p.point_id), p.protocol);
+            let election = if p.leader_changed {
+                " ⚠ election"
+            } else {
+                ""
+            };
+            let _ = write!(s, "| {}{election} | {} |", cell(&p.point_id), p.protocol);
             for name in &params {
                 let _ = write!(
                     s,
@@ -167,6 +178,7 @@ pub fn csv(run: &Run) -> String {
         "timeouts",
         "send_lag_p99_us",
         "generator_bound",
+        "leader_changed",
     ] {
         header.push(h.into());
     }
@@ -199,6 +211,7 @@ pub fn csv(run: &Run) -> String {
                 p.timeouts.to_string(),
                 csv_num(p.send_lag_p99_us),
                 p.generator_bound.to_string(),
+                p.leader_changed.to_string(),
             ]);
             for id in &node_ids {
                 match p.nodes.iter().find(|n| &n.id_text() == id) {

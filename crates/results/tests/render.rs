@@ -127,6 +127,7 @@ fn write_run(dir: &Path, scale: impl Fn(&str) -> f64) {
                     "completed": 1000, "errors": 0, "timeouts": level,
                     "send_lag_p99_us": 20.0,
                     "generator_bound": protocol == "unreplicated" && level == 3,
+                    "leader_changed": protocol == "multi-paxos" && level == 2 && rep == 1,
                     "nodes": (1..=nodes).map(|n| json!({"id": n, "cpu_percent": 50.0, "rss_bytes": 20 << 20})).collect::<Vec<_>>(),
                     "value_size": 64,
                 });
@@ -208,6 +209,8 @@ fn render_writes_headline_tables_csv_and_plots() {
         "| basic-paxos | — | 1515 [1500–1530] |",
         &format!("{:.2}×", mp_ratio),
         "⚠ generator-bound",
+        "⚠ election |",
+        "the leader changed during this point",
         "p99 < 5000 µs",
     ] {
         assert!(md.contains(needle), "summary.md lacks {needle:?}:\n{md}");
