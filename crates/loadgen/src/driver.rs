@@ -332,7 +332,7 @@ impl Driver {
         }
         match self.cfg.mode {
             Mode::Open { .. } => {
-                let Some(send_at) = self.next_send.filter(|&t| t <= now) else {
+                if self.next_send.is_none_or(|t| t > now) {
                     return;
                 };
                 let (since, window) = (now - self.start, self.end - self.start);
@@ -349,7 +349,9 @@ impl Driver {
                 }
                 let next = self.schedule.as_ref().expect("open loop").peek();
                 self.next_send =
-                    (next < window).then(|| (self.start + next).max(send_at + self.cfg.pacing));
+                    // At least `pacing` after this send, counted from now: a late wake-up must
+                    // not be followed by a burst of catch-up wake-ups sending a few each.
+                    (next < window).then(|| (self.start + next).max(now + self.cfg.pacing));
             }
             Mode::Closed { depth, .. } => {
                 self.next_send = None;
