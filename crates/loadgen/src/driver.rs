@@ -1,11 +1,24 @@
 //! The network side: one task per node connection (owning the `Connection`, sending batches
 //! and forwarding replies with their arrival instant), and one driver loop that owns every
-//! request's state. The driver wakes on replies and on a 1 ms timer; at each tick it issues
-//! everything the schedule says is due (one `send` per connection), expires timed-out requests
-//! and re-sends redirected ones.
+//! request's state.
+//!
+//! The driver sleeps until the next thing it must do (or until a reply arrives): the next
+//! open-loop send, the next request deadline, the next redirect retry, the start or the end of
+//! the run. The wake-up is a precise [`Pacer`] (a timerfd on Linux), so an open-loop request
+//! leaves within tens of µs of its intended instant instead of at the next 1 ms tick. At high
+//! rates sends are coalesced: after a send the driver does not wake for the next one before
+//! [`LoadConfig::pacing`] has passed, and then sends everything due (one write per connection).
+//! Closed loop sends as soon as replies free slots, and wakes on the timer only for timeouts
+//! and retries.
+//!
+//! Bookkeeping is per session: request ids of a session are sequential, so its unanswered
+//! requests live in a ring indexed by `id - base` (sessions themselves are numbered from
+//! `session_base`, so a reply finds its session by subtraction). Open-loop deadlines are
+//! monotonic in issue order, so they are a FIFO; closed-loop ones nearly so, and a reply that
+//! arrives after its deadline is counted as a timeout whatever the FIFO order, so timeouts are
+//! exact.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use node::client::Connection;
@@ -13,6 +26,7 @@ use paxos::{ClientId, Command, NodeId, Outcome, Reply, RequestId, Role};
 use tokio::sync::mpsc;
 use wire::{ClientFrame, ResponseFrame};
 
+use crate::pacer::{earliest, Pacer};
 use crate::record::Recorder;
 use crate::schedule::Schedule;
 use crate::workload::OpGenerator;
@@ -37,26 +51,48 @@ enum Event {
 struct Pending {
     cmd: Command,
     intended: Instant,
-    lane: usize,
-    node: NodeId,
+    /// Index into `cfg.nodes` of the node it was last sent to.
+    node: usize,
     redirects: u32,
     timed_out: bool,
 }
 
+/// One client session: its unanswered requests, by request id.
+struct Session {
+    lane: usize,
+    /// The request id of `ring[0]`.
+    base: u64,
+    /// `None` once answered; the front is trimmed, so it is the oldest unanswered request.
+    ring: VecDeque<Option<Pending>>,
+}
+
+/// A request's place: the session's index (its id minus `session_base`) and its request id.
+type Key = (usize, u64);
+
 /// A stream of requests: open loop has one per target node, closed loop one per client.
 struct Lane {
-    node: NodeId,
-    session: u64,
+    /// Index into `cfg.nodes`.
+    node: usize,
+    /// Index into `Driver::sessions` of the current session.
+    session: usize,
+    /// The last request id issued in the current session.
     next: u64,
-    /// Unanswered request ids of the current session (timed-out ones included).
-    outstanding: BTreeSet<u64>,
     /// Requests neither answered nor timed out.
     live: usize,
-    /// Closed loop: when each slot freed since the last tick (reply arrival, or the deadline
+    /// Closed loop: when each slot freed since the last send (reply arrival, or the deadline
     /// of a timeout); the next request in that slot is timed from there, so the generator's
     /// own delay in reacting counts as latency and as send lag.
     freed: VecDeque<Instant>,
     ops: OpGenerator,
+}
+
+/// What to write to one node at the end of this wake-up.
+#[derive(Default)]
+struct Batch {
+    frames: Vec<ClientFrame>,
+    /// The intended send times of the first sends among `frames` (re-sends after a redirect
+    /// do not count toward the send lag).
+    first_sends: Vec<Instant>,
 }
 
 pub(crate) struct Driver {
@@ -64,28 +100,31 @@ pub(crate) struct Driver {
     start: Instant,
     end: Instant,
     pub(crate) rec: Recorder,
-    conns: HashMap<NodeId, mpsc::UnboundedSender<Vec<ClientFrame>>>,
-    down_until: HashMap<NodeId, Instant>,
+    /// Per node of `cfg.nodes`: its connection task, and until when it is not retried.
+    conns: Vec<Option<mpsc::UnboundedSender<Vec<ClientFrame>>>>,
+    down_until: Vec<Option<Instant>>,
+    batches: Vec<Batch>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
-    pending: HashMap<(u64, u64), Pending>,
+    sessions: Vec<Session>,
     lanes: Vec<Lane>,
-    next_session: u64,
-    /// Every request's deadline (intended time + timeout), earliest first.
-    deadlines: BinaryHeap<Reverse<(Instant, (u64, u64))>>,
-    retries: VecDeque<(Instant, (u64, u64))>,
-    /// Frames to send at the end of this tick, per node, each with its intended send time if
-    /// it is a first send (re-sends after a redirect do not count toward the send lag).
-    batches: HashMap<NodeId, Vec<(Option<Instant>, ClientFrame)>>,
+    /// Every request's deadline (intended time + timeout), in issue order.
+    deadlines: VecDeque<(Instant, Key)>,
+    retries: VecDeque<(Instant, Key)>,
     schedule: Option<Schedule>,
+    /// Open loop: when the driver next sends (the next intended instant, but no sooner than
+    /// `pacing` after the previous send); `None` when the schedule is done. Closed loop: the
+    /// start, until the first requests are sent (later ones go when replies free slots).
+    next_send: Option<Instant>,
     round_robin: usize,
+    pacer: Pacer,
 }
 
 impl Driver {
     /// Connects, finds the targets, and prepares the lanes; the schedule starts at `start`.
     pub(crate) async fn connect(cfg: LoadConfig) -> Result<Driver, LoadError> {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        let mut opened: HashMap<NodeId, Connection> = HashMap::new();
+        let mut opened: Vec<(NodeId, Connection)> = Vec::new();
         let targets: Vec<NodeId> = match &cfg.target {
             Target::All => cfg.nodes.iter().map(|n| n.0).collect(),
             Target::Nodes(ids) => ids.clone(),
@@ -97,7 +136,7 @@ impl Driver {
                         continue;
                     };
                     let status = tokio::time::timeout(Duration::from_secs(1), c.status()).await;
-                    opened.insert(id, c);
+                    opened.push((id, c));
                     if let Ok(Ok(s)) = status {
                         if matches!(s.role, Role::Leader | Role::Single) {
                             leader = Some(id);
@@ -109,48 +148,63 @@ impl Driver {
                         break;
                     }
                 }
-                // No leader known yet: start at the first node and follow its redirects.
-                vec![leader.unwrap_or(cfg.nodes[0].0)]
+                // No leader known yet (or one outside the node list): start at the first node
+                // and follow its redirects.
+                let known = leader.filter(|l| cfg.nodes.iter().any(|n| n.0 == *l));
+                vec![known.unwrap_or(cfg.nodes[0].0)]
             }
         };
+        let targets: Vec<usize> = targets
+            .iter()
+            .map(|id| {
+                cfg.nodes
+                    .iter()
+                    .position(|n| n.0 == *id)
+                    .ok_or_else(|| LoadError::Invalid(format!("node {id} is not in the cluster")))
+            })
+            .collect::<Result<_, _>>()?;
         let lane_count = match cfg.mode {
             Mode::Open { .. } => targets.len(),
             Mode::Closed { clients, .. } => clients,
         };
+        let pacer = Pacer::new().map_err(LoadError::Timer)?;
+        let n = cfg.nodes.len();
         let start = Instant::now() + Duration::from_millis(1);
+        let schedule = match cfg.mode {
+            Mode::Open { rate, arrivals } => Some(Schedule::new(rate, arrivals, cfg.workload.seed)),
+            Mode::Closed { .. } => None,
+        };
         let mut d = Driver {
             rec: Recorder::new(start, cfg.warmup, cfg.duration),
             end: start + cfg.warmup + cfg.duration,
             start,
-            conns: HashMap::new(),
-            down_until: HashMap::new(),
+            conns: vec![None; n],
+            down_until: vec![None; n],
+            batches: (0..n).map(|_| Batch::default()).collect(),
             events_tx,
             events_rx,
-            pending: HashMap::new(),
+            sessions: Vec::new(),
             lanes: Vec::new(),
-            next_session: cfg.session_base,
-            deadlines: BinaryHeap::new(),
+            deadlines: VecDeque::new(),
             retries: VecDeque::new(),
-            batches: HashMap::new(),
-            schedule: match cfg.mode {
-                Mode::Open { rate, arrivals } => {
-                    Some(Schedule::new(rate, arrivals, cfg.workload.seed))
-                }
-                Mode::Closed { .. } => None,
-            },
+            // Closed loop: only the first sends, at the start.
+            next_send: Some(start + schedule.as_ref().map_or(Duration::ZERO, Schedule::peek)),
+            schedule,
             round_robin: 0,
+            pacer,
             cfg,
         };
         for (id, c) in opened {
-            d.spawn_connection(id, c);
+            if let Some(ix) = d.node_ix(id) {
+                d.spawn_connection(ix, c);
+            }
         }
         for i in 0..lane_count {
-            let session = d.new_session();
+            let session = d.new_session(i);
             d.lanes.push(Lane {
                 node: targets[i % targets.len()],
                 session,
                 next: 0,
-                outstanding: BTreeSet::new(),
                 live: 0,
                 freed: VecDeque::new(),
                 ops: OpGenerator::new(&d.cfg.workload, i as u64),
@@ -162,34 +216,50 @@ impl Driver {
         Ok(d)
     }
 
-    fn new_session(&mut self) -> u64 {
-        let s = self.next_session;
-        self.next_session = self.next_session.wrapping_add(1);
-        s
+    fn node_ix(&self, id: NodeId) -> Option<usize> {
+        self.cfg.nodes.iter().position(|n| n.0 == id)
     }
 
-    fn spawn_connection(&mut self, node: NodeId, conn: Connection) {
+    /// Starts a session for `lane`; returns its index.
+    fn new_session(&mut self, lane: usize) -> usize {
+        self.sessions.push(Session {
+            lane,
+            base: 1,
+            ring: VecDeque::new(),
+        });
+        self.sessions.len() - 1
+    }
+
+    fn client_id(&self, session: usize) -> ClientId {
+        ClientId(self.cfg.session_base.wrapping_add(session as u64))
+    }
+
+    fn pending(&mut self, (s, id): Key) -> Option<&mut Pending> {
+        let session = self.sessions.get_mut(s)?;
+        let i = id.checked_sub(session.base)?;
+        session.ring.get_mut(usize::try_from(i).ok()?)?.as_mut()
+    }
+
+    fn spawn_connection(&mut self, node: usize, conn: Connection) {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection_task(conn, rx, self.events_tx.clone()));
-        self.conns.insert(node, tx);
+        self.conns[node] = Some(tx);
     }
 
     /// Opens a connection to `node` unless one is open or it failed recently; false if there
     /// is none.
-    async fn ensure_connection(&mut self, node: NodeId) -> bool {
-        if self.conns.contains_key(&node) {
+    async fn ensure_connection(&mut self, node: usize) -> bool {
+        if self.conns[node].is_some() {
             return true;
         }
         let now = Instant::now();
-        if self.down_until.get(&node).is_some_and(|&t| now < t) {
+        if self.down_until[node].is_some_and(|t| now < t) {
             return false;
         }
-        let Some(&(_, addr)) = self.cfg.nodes.iter().find(|n| n.0 == node) else {
-            return false;
-        };
+        let (id, addr) = self.cfg.nodes[node];
         match tokio::time::timeout(
             self.cfg.timeout,
-            Connection::open(&self.cfg.endpoint, node, addr),
+            Connection::open(&self.cfg.endpoint, id, addr),
         )
         .await
         {
@@ -202,36 +272,48 @@ impl Driver {
                     Ok(Err(e)) => e.to_string(),
                     _ => "connect timed out".into(),
                 };
-                tracing::warn!(node = node.0, %why, "load generator cannot connect");
-                self.down_until.insert(node, now + RECONNECT_BACKOFF);
+                tracing::warn!(node = id.0, %why, "load generator cannot connect");
+                self.down_until[node] = Some(now + RECONNECT_BACKOFF);
                 false
             }
         }
     }
 
+    /// When the driver must next wake even if no reply arrives.
+    fn next_wake(&self, now: Instant, hard_stop: Instant) -> Instant {
+        earliest([
+            self.next_send,
+            (now < self.end).then_some(self.end),
+            self.deadlines.front().map(|d| d.0),
+            self.retries.front().map(|r| r.0),
+            Some(hard_stop),
+        ])
+        .expect("hard_stop is always there")
+    }
+
     /// Runs the load to the end of the window, then waits (at most the timeout) for what is
     /// still in flight.
     pub(crate) async fn run(&mut self) {
-        let mut tick = tokio::time::interval_at(self.start.into(), Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         let hard_stop = self.end + self.cfg.timeout + Duration::from_millis(50);
-        let mut due = Vec::new();
+        let mut now = Instant::now();
         loop {
-            tokio::select! {
-                ev = self.events_rx.recv() => {
-                    if let Some(ev) = ev {
-                        self.handle_event(ev);
+            let wake = self.next_wake(now, hard_stop);
+            if wake > now {
+                self.pacer.arm(wake);
+                tokio::select! {
+                    ev = self.events_rx.recv() => {
+                        if let Some(ev) = ev {
+                            self.handle_event(ev);
+                        }
                     }
+                    _ = self.pacer.wait() => {}
                 }
-                _ = tick.tick() => {}
             }
             while let Ok(ev) = self.events_rx.try_recv() {
                 self.handle_event(ev);
             }
-            let now = Instant::now();
-            if now >= self.start {
-                self.issue_due(now, &mut due);
-            }
+            now = Instant::now();
+            self.issue_due(now);
             self.retry_due(now);
             self.expire(now);
             self.flush().await;
@@ -244,19 +326,35 @@ impl Driver {
         self.conns.clear();
     }
 
-    fn issue_due(&mut self, now: Instant, due: &mut Vec<Duration>) {
+    fn issue_due(&mut self, now: Instant) {
+        if now < self.start {
+            return;
+        }
         match self.cfg.mode {
             Mode::Open { .. } => {
-                let sched = self.schedule.as_mut().expect("open loop has a schedule");
-                due.clear();
-                sched.due(now - self.start, self.end - self.start, due);
-                for &offset in due.iter() {
+                if self.next_send.is_none_or(|t| t > now) {
+                    return;
+                };
+                let (since, window) = (now - self.start, self.end - self.start);
+                loop {
+                    let sched = self.schedule.as_mut().expect("open loop has a schedule");
+                    let next = sched.peek();
+                    if next > since || next >= window {
+                        break;
+                    }
+                    sched.next_offset();
                     let lane = self.round_robin % self.lanes.len();
                     self.round_robin += 1;
-                    self.issue(lane, self.start + offset);
+                    self.issue(lane, self.start + next);
                 }
+                let next = self.schedule.as_ref().expect("open loop").peek();
+                self.next_send =
+                    // At least `pacing` after this send, counted from now: a late wake-up must
+                    // not be followed by a burst of catch-up wake-ups sending a few each.
+                    (next < window).then(|| (self.start + next).max(now + self.cfg.pacing));
             }
             Mode::Closed { depth, .. } => {
+                self.next_send = None;
                 if now >= self.end {
                     return;
                 }
@@ -273,75 +371,65 @@ impl Driver {
     }
 
     fn issue(&mut self, lane_ix: usize, intended: Instant) {
-        let rotate = {
-            let lane = &self.lanes[lane_ix];
-            lane.outstanding
-                .first()
-                .is_some_and(|&oldest| lane.next + 1 - oldest >= SESSION_WINDOW)
-        };
-        if rotate {
+        let lane = &self.lanes[lane_ix];
+        // The current session's ring spans its oldest unanswered request to the last issued.
+        if self.sessions[lane.session].ring.len() as u64 + 1 >= SESSION_WINDOW {
             // The session's window is full of unanswered requests: carry on in a fresh one
             // rather than slow the schedule down.
-            let session = self.new_session();
+            let session = self.new_session(lane_ix);
             let lane = &mut self.lanes[lane_ix];
             lane.session = session;
             lane.next = 0;
-            lane.outstanding.clear();
         }
+        let client = self.client_id(self.lanes[lane_ix].session);
         let lane = &mut self.lanes[lane_ix];
         lane.next += 1;
         lane.live += 1;
-        lane.outstanding.insert(lane.next);
         let cmd = Command {
-            client: ClientId(lane.session),
+            client,
             request: RequestId(lane.next),
             op: lane.ops.next_op(),
         };
         let key = (lane.session, lane.next);
         let node = lane.node;
-        self.deadlines
-            .push(Reverse((intended + self.cfg.timeout, key)));
-        self.batches
-            .entry(node)
-            .or_default()
-            .push((Some(intended), ClientFrame::Request(cmd.clone())));
-        self.pending.insert(
-            key,
-            Pending {
-                cmd,
-                intended,
-                lane: lane_ix,
-                node,
-                redirects: 0,
-                timed_out: false,
-            },
-        );
+        self.deadlines.push_back((intended + self.cfg.timeout, key));
+        let batch = &mut self.batches[node];
+        batch.frames.push(ClientFrame::Request(cmd.clone()));
+        batch.first_sends.push(intended);
+        let session = &mut self.sessions[key.0];
+        debug_assert_eq!(session.base + session.ring.len() as u64, key.1);
+        session.ring.push_back(Some(Pending {
+            cmd,
+            intended,
+            node,
+            redirects: 0,
+            timed_out: false,
+        }));
     }
 
     async fn flush(&mut self) {
-        if self.batches.values().all(Vec::is_empty) {
-            return;
-        }
-        let nodes: Vec<NodeId> = self.batches.keys().copied().collect();
-        for node in nodes {
-            let batch = std::mem::take(self.batches.get_mut(&node).expect("listed above"));
-            if batch.is_empty() || !self.ensure_connection(node).await {
+        for node in 0..self.batches.len() {
+            if self.batches[node].frames.is_empty() {
+                continue;
+            }
+            if !self.ensure_connection(node).await {
                 // Unreachable node: these requests stay pending and time out.
+                let batch = &mut self.batches[node];
+                batch.frames.clear();
+                batch.first_sends.clear();
                 continue;
             }
             let now = Instant::now();
-            let frames = batch
-                .into_iter()
-                .map(|(intended, f)| {
-                    if let Some(intended) = intended {
-                        self.rec.record_send(intended, now);
-                    }
-                    f
-                })
-                .collect();
-            let tx = &self.conns[&node];
+            let batch = &mut self.batches[node];
+            for &intended in &batch.first_sends {
+                self.rec.record_send(intended, now);
+            }
+            batch.first_sends.clear();
+            let capacity = batch.frames.capacity();
+            let frames = std::mem::replace(&mut batch.frames, Vec::with_capacity(capacity));
+            let tx = self.conns[node].as_ref().expect("ensured above");
             if tx.send(frames).is_err() {
-                self.conns.remove(&node);
+                self.conns[node] = None;
             }
         }
     }
@@ -350,19 +438,43 @@ impl Driver {
         match ev {
             Event::Lost { node, why } => {
                 tracing::warn!(node = node.0, %why, "load generator lost a connection");
-                self.conns.remove(&node);
+                if let Some(ix) = self.node_ix(node) {
+                    self.conns[ix] = None;
+                }
             }
             Event::Reply { reply, at } => self.handle_reply(reply, at),
         }
     }
 
-    /// Forgets a request answered at `at`, freeing its slot unless its timeout already did.
-    fn finish(&mut self, key: (u64, u64), at: Instant) -> Option<Pending> {
-        let p = self.pending.remove(&key)?;
+    /// Marks a live request as timed out at its deadline `deadline`, freeing its slot.
+    fn time_out(&mut self, key: Key, deadline: Instant) {
         let closed = matches!(self.cfg.mode, Mode::Closed { .. });
-        let lane = &mut self.lanes[p.lane];
-        if lane.session == key.0 {
-            lane.outstanding.remove(&key.1);
+        let lane = self.sessions[key.0].lane;
+        let p = self.pending(key).expect("a live request");
+        debug_assert!(!p.timed_out);
+        p.timed_out = true;
+        let intended = p.intended;
+        self.lanes[lane].live -= 1;
+        if closed {
+            self.lanes[lane].freed.push_back(deadline);
+        }
+        self.rec.record_timeout(intended);
+    }
+
+    /// Forgets a request answered at `at`, freeing its slot unless its timeout already did.
+    fn finish(&mut self, key: Key, at: Instant) -> Option<Pending> {
+        let closed = matches!(self.cfg.mode, Mode::Closed { .. });
+        let session = self.sessions.get_mut(key.0)?;
+        let i = usize::try_from(key.1.checked_sub(session.base)?).ok()?;
+        let p = session.ring.get_mut(i)?.take()?;
+        while session.ring.front().is_some_and(Option::is_none) {
+            session.ring.pop_front();
+            session.base += 1;
+        }
+        let lane = &mut self.lanes[session.lane];
+        if session.ring.is_empty() && lane.session != key.0 {
+            // A rotated-out session with nothing left to answer needs no memory.
+            session.ring = VecDeque::new();
         }
         if !p.timed_out {
             lane.live -= 1;
@@ -374,41 +486,55 @@ impl Driver {
     }
 
     fn handle_reply(&mut self, reply: Reply, at: Instant) {
-        let key = (reply.client.0, reply.request.0);
-        let Some(p) = self.pending.get_mut(&key) else {
+        let session = reply.client.0.wrapping_sub(self.cfg.session_base);
+        let Ok(session) = usize::try_from(session) else {
+            return; // Not one of ours.
+        };
+        let key = (session, reply.request.0);
+        let timeout = self.cfg.timeout;
+        let Some(p) = self.pending(key) else {
             return; // A duplicate, or an answer to a request from before a redirect.
         };
+        // Exact timeouts: an answer at or after the deadline is a timeout even if the deadline
+        // FIFO has not got to it yet.
+        let deadline = p.intended + timeout;
+        if !p.timed_out && at >= deadline {
+            self.time_out(key, deadline);
+        }
+        let p = self.pending(key).expect("present above");
+        if p.timed_out {
+            self.finish(key, at);
+            return;
+        }
         match reply.outcome {
             Outcome::Value(_) | Outcome::Done => {
                 let p = self.finish(key, at).expect("present above");
-                if !p.timed_out {
-                    self.rec.record_success(p.intended, at);
-                }
+                self.rec.record_success(p.intended, at);
             }
             Outcome::NotLeader { leader } => {
-                if p.timed_out {
-                    self.finish(key, at);
-                    return;
-                }
                 p.redirects += 1;
-                if p.redirects > self.cfg.max_redirects {
+                let (redirects, from) = (p.redirects, p.node);
+                if redirects > self.cfg.max_redirects {
                     let p = self.finish(key, at).expect("present above");
                     self.rec.record_error(p.intended);
                     return;
                 }
+                let leader = leader.and_then(|l| self.node_ix(l));
+                let n = self.cfg.nodes.len();
+                let p = self.pending(key).expect("present above");
                 match leader {
-                    Some(l) if l != p.node => {
-                        if self.cfg.target == Target::Leader {
-                            self.lanes[p.lane].node = l;
-                        }
+                    Some(l) if l != from => {
                         p.node = l;
                         let frame = ClientFrame::Request(p.cmd.clone());
-                        self.batches.entry(l).or_default().push((None, frame));
+                        if self.cfg.target == Target::Leader {
+                            let lane = self.sessions[key.0].lane;
+                            self.lanes[lane].node = l;
+                        }
+                        self.batches[l].frames.push(frame);
                     }
                     _ => {
                         // No leader known: try the next node after a short pause.
-                        let i = self.cfg.nodes.iter().position(|n| n.0 == p.node);
-                        p.node = self.cfg.nodes[i.map_or(0, |i| i + 1) % self.cfg.nodes.len()].0;
+                        p.node = (from + 1) % n;
                         self.retries
                             .push_back((Instant::now() + NO_LEADER_BACKOFF, key));
                     }
@@ -416,9 +542,7 @@ impl Driver {
             }
             Outcome::Expired => {
                 let p = self.finish(key, at).expect("present above");
-                if !p.timed_out {
-                    self.rec.record_error(p.intended);
-                }
+                self.rec.record_error(p.intended);
             }
         }
     }
@@ -426,32 +550,21 @@ impl Driver {
     fn retry_due(&mut self, now: Instant) {
         while self.retries.front().is_some_and(|(t, _)| *t <= now) {
             let (_, key) = self.retries.pop_front().expect("checked");
-            if let Some(p) = self.pending.get(&key) {
+            if let Some(p) = self.pending(key) {
                 if !p.timed_out {
                     let frame = ClientFrame::Request(p.cmd.clone());
-                    self.batches.entry(p.node).or_default().push((None, frame));
+                    let node = p.node;
+                    self.batches[node].frames.push(frame);
                 }
             }
         }
     }
 
     fn expire(&mut self, now: Instant) {
-        while self
-            .deadlines
-            .peek()
-            .is_some_and(|Reverse((t, _))| *t <= now)
-        {
-            let Reverse((_, key)) = self.deadlines.pop().expect("checked");
-            if let Some(p) = self.pending.get_mut(&key) {
-                if !p.timed_out {
-                    p.timed_out = true;
-                    let (intended, lane) = (p.intended, p.lane);
-                    self.lanes[lane].live -= 1;
-                    if matches!(self.cfg.mode, Mode::Closed { .. }) {
-                        self.lanes[lane].freed.push_back(now);
-                    }
-                    self.rec.record_timeout(intended);
-                }
+        while self.deadlines.front().is_some_and(|(t, _)| *t <= now) {
+            let (deadline, key) = self.deadlines.pop_front().expect("checked");
+            if self.pending(key).is_some_and(|p| !p.timed_out) {
+                self.time_out(key, deadline);
             }
         }
     }

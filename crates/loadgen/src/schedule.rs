@@ -92,7 +92,7 @@ impl Schedule {
     }
 
     /// Consumes every request due at or before `now` (an offset) and before `end`; returns
-    /// their intended offsets. This is what the driver does at each timer tick.
+    /// their intended offsets (what a sender waking at `now` would send).
     pub fn due(&mut self, now: Duration, end: Duration, out: &mut Vec<Duration>) {
         while self.peek() <= now && self.peek() < end {
             out.push(self.next_offset());

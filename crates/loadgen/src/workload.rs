@@ -1,6 +1,8 @@
 //! What the load generator asks for: keys (uniform or zipf), reads versus writes, value size.
 
-use bytes::Bytes;
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
 use paxos::Op;
 
 use crate::schedule::SplitMix64;
@@ -53,6 +55,9 @@ pub struct OpGenerator {
     read_fraction: f64,
     value: Bytes,
     rng: SplitMix64,
+    /// Keys are written here and split off, so a key costs no allocation of its own and its
+    /// clones (one per send) are reference-count increments.
+    arena: BytesMut,
 }
 
 impl OpGenerator {
@@ -69,12 +74,18 @@ impl OpGenerator {
                     .wrapping_mul(0x9e37_79b9)
                     .wrapping_add(stream.wrapping_mul(0x1000_0000_01b3)),
             ),
+            arena: BytesMut::new(),
         }
     }
 
     /// The next operation.
     pub fn next_op(&mut self) -> Op {
-        let key = Bytes::from(format!("key-{:010}", self.keys.sample(&mut self.rng)));
+        if self.arena.capacity() < 32 {
+            self.arena = BytesMut::with_capacity(16 * 1024);
+        }
+        let k = self.keys.sample(&mut self.rng);
+        write!(self.arena, "key-{k:010}").expect("BytesMut grows");
+        let key = self.arena.split().freeze();
         if self.rng.next_f64() < self.read_fraction {
             Op::Get { key }
         } else {
