@@ -113,7 +113,11 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
-    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    // One thread, as in `paxbench run` (see there for why).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let bind = if cluster.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
             "127.0.0.1:0"

@@ -106,7 +106,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         .expect("valid template"),
     );
     let stop = Arc::new(AtomicBool::new(false));
-    let rt = tokio::runtime::Runtime::new()?;
+    // The load generator runs on this thread: its driver and connection tasks hand batches to
+    // each other at every send and reply, and on one thread that is a task switch rather than
+    // a wake-up of another worker (measured: p99 at 200k ops/s 1.8-2.2 ms against 2.7-6.4 ms
+    // on a two-worker pool, same total CPU).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     {
         let stop = stop.clone();
         rt.spawn(async move {
