@@ -129,6 +129,8 @@ pub struct RawPaxos {
     pub max_batch_bytes: Option<usize>,
     /// Most slots in flight.
     pub window: Option<usize>,
+    /// Most slots in flight holding a partial batch (Multi-Paxos).
+    pub partial_batches: Option<usize>,
     /// Skip phase 1 while leader (Multi-Paxos).
     pub skip_phase1: Option<bool>,
     /// Heartbeat period, microseconds.
@@ -358,6 +360,7 @@ impl ClusterConfig {
         set!(max_batch);
         set!(max_batch_bytes);
         set!(window);
+        set!(partial_batches);
         set!(skip_phase1);
         set!(explicit_commit);
         set!(reply_cache_per_client);

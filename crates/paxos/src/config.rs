@@ -72,6 +72,13 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// Most slots a Multi-Paxos leader has in flight (proposed, not yet chosen). Default 32.
     pub window: usize,
+    /// Most slots holding a *partial* batch (fewer than `max_batch` commands) a Multi-Paxos
+    /// leader has in flight. While that many are out, queued commands wait for a full batch or
+    /// for one of them to be chosen; full batches still use the whole `window`. So a light load
+    /// is proposed at once, and a heavy one travels in full batches rather than in one small
+    /// round per arrival, each of which costs every node its packets. `window` (or more) turns
+    /// it off. Default 1.
+    pub partial_batches: usize,
     /// Multi-Paxos: a stable leader skips phase 1 for new slots. `false` runs phase 1 for every
     /// slot, so a sweep can isolate what skipping it is worth. Default `true`.
     pub skip_phase1: bool,
@@ -88,8 +95,9 @@ pub struct Config {
     /// How long a proposer waits for a quorum before it re-sends (Multi-Paxos Accepts) or gives
     /// up on an attempt (Basic Paxos, campaigns). Default 50 ms.
     pub retry_timeout: Duration,
-    /// Multi-Paxos: announce commits in a Commit message of their own even when an Accept could
-    /// carry them. Default `false` (piggyback when possible, explicit when idle).
+    /// Multi-Paxos: announce commits in a Commit message of their own as soon as they are
+    /// known. Default `false`: the next Accept carries them while slots are in flight (or the
+    /// next heartbeat), and a Commit goes out only when nothing is in flight.
     pub explicit_commit: bool,
     /// Replies remembered per client session for exactly-once execution, as a window of request
     /// ids. Default 4096. The contract with clients: number requests in increasing order and never
@@ -161,6 +169,7 @@ impl Config {
             max_batch: if basic { 1 } else { 100 },
             max_batch_bytes: 1 << 20,
             window: 32,
+            partial_batches: 1,
             skip_phase1: true,
             heartbeat_interval: Duration::from_millis(20),
             election_timeout: Duration::from_millis(500),
@@ -217,6 +226,7 @@ impl Config {
             ("max_batch", self.max_batch as u64),
             ("max_batch_bytes", self.max_batch_bytes as u64),
             ("window", self.window as u64),
+            ("partial_batches", self.partial_batches as u64),
             ("reply_cache_per_client", self.reply_cache_per_client as u64),
             ("snapshot_interval", self.snapshot_interval),
             ("catch_up_batch", self.catch_up_batch as u64),

@@ -126,8 +126,55 @@ fn the_window_bounds_slots_in_flight() {
     assert_eq!(c.nodes[l].queued(), 7);
 }
 
-/// §2.2 P1b and the persist barrier: an acceptor's Promise leaves only once the promise is
-/// durable.
+/// The Accepts among a node's drained actions, by the number of commands each carries.
+fn accept_sizes(node: &mut Node, now: Time) -> Vec<usize> {
+    let mut actions = Vec::new();
+    node.drain_actions(now, &mut actions);
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Broadcast {
+                msg: Message::Accept(m),
+            } => Some(m.value.commands().len()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn one_partial_batch_in_flight_lets_the_next_one_fill() {
+    for (partial_batches, expected) in [
+        // Default: the lone command leaves at once; the next 15 wait while it is in flight,
+        // except a full batch of 10, which never waits.
+        (1, vec![vec![1], vec![], vec![10]]),
+        // Eager: every drain proposes whatever is queued.
+        (32, vec![vec![1], vec![5], vec![10]]),
+    ] {
+        let mut c = LocalCluster::new(Protocol::MultiPaxos, 3, |c| {
+            c.max_batch = 10;
+            c.partial_batches = partial_batches;
+        });
+        let leader = c.elect(5 * SECOND).unwrap();
+        c.run();
+        let l = leader.0 as usize;
+        let now = c.now;
+        let mut seen = Vec::new();
+        let mut r = 0;
+        for n in [1, 5, 10] {
+            for _ in 0..n {
+                c.nodes[l].handle_request(now, put(4, r, b"k", b"v"));
+                r += 1;
+            }
+            seen.push(accept_sizes(&mut c.nodes[l], now));
+        }
+        assert_eq!(seen, expected, "partial_batches = {partial_batches}");
+        // Nothing is stranded: once the rounds complete (the Accepts drained above were never
+        // delivered, so they go again on the retry timer), every command is answered.
+        c.advance(Duration::from_secs(1));
+        assert_eq!(c.replies.len(), 16, "partial_batches = {partial_batches}");
+    }
+}
+
 #[test]
 fn p1b_promise_leaves_only_after_the_promise_is_durable() {
     let ids = vec![NodeId(0), NodeId(1), NodeId(2)];

@@ -1407,9 +1407,10 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.reply_cache_per_client = *rng.pick(&[8, 4096]);
         // Drawn last, from the knob stream only, so earlier draws (and seeds) are unchanged.
         base.durable_snapshots = !rng.chance(0.3);
+        base.partial_batches = *rng.pick(&[1, 2, 32]);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} backoff={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} backoff={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1419,6 +1420,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.catch_up_batch,
         base.reply_cache_per_client,
         base.durable_snapshots,
+        base.partial_batches,
         base.backoff.mode,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
