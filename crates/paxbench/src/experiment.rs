@@ -40,6 +40,7 @@
 //! clients = [1, 4, 16]
 //! depth = 1
 //! timeout_ms = 2000
+//! pacing_us = 200           # open loop: the generator wakes at most this often
 //!
 //! [sweep]                   # a grid: every combination of these values
 //! max_batch = [1, 100]
@@ -60,6 +61,7 @@ pub const PAXOS_KNOBS: &[&str] = &[
     "max_batch",
     "max_batch_bytes",
     "window",
+    "partial_batches",
     "skip_phase1",
     "heartbeat_interval_us",
     "election_timeout_us",
@@ -193,6 +195,11 @@ pub struct LoadSpec {
     /// Per-request timeout.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// Open loop: the load generator wakes at most this often and sends what is due, one
+    /// write per connection (`loadgen::LoadConfig::pacing`). Finer pacing adds less waiting to
+    /// latencies; coarser pacing costs the generator and the nodes fewer packets.
+    #[serde(default = "default_pacing")]
+    pub pacing_us: u64,
 }
 
 fn default_slo() -> u64 {
@@ -234,6 +241,9 @@ fn leader() -> toml::Value {
 }
 fn default_timeout() -> u64 {
     2_000
+}
+fn default_pacing() -> u64 {
+    loadgen::DEFAULT_PACING.as_micros() as u64
 }
 
 impl Default for ClusterSpec {

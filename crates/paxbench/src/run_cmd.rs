@@ -5,7 +5,9 @@
 //! [`Launcher`]; the local one starts `paxbench node` processes on loopback with throwaway
 //! certificates), waits until it is ready, runs the load generator at every load level (warm-up
 //! discarded, then the measured window), samples each node's CPU and memory, stops the cluster,
-//! and moves on. It writes `config.toml`, `env.json`, `points.jsonl` and `hist/` as it goes, then
+//! and moves on. A level that overloaded the cluster (any request timed out or failed) may have
+//! left requests queued inside it, so the next level starts on a fresh cluster rather than
+//! inherit that backlog. It writes `config.toml`, `env.json`, `points.jsonl` and `hist/` as it goes, then
 //! renders `summary.md`, `summary.csv` and `plots/`. Ctrl-C stops the processes and leaves what
 //! was measured readable (render it with `paxbench report DIR`).
 
@@ -25,7 +27,9 @@ use paxos::NodeId;
 
 use crate::env_info::{self, EnvInfo};
 use crate::experiment::{Experiment, GridPoint};
-use crate::launcher::{cpu_seconds, rss_bytes, ClusterSetup, Launcher, LocalLauncher};
+use crate::launcher::{
+    cpu_seconds, rss_bytes, ClusterSetup, Launcher, LocalLauncher, RunningCluster,
+};
 
 /// Arguments of `paxbench run`.
 #[derive(Debug, Args)]
@@ -134,22 +138,26 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 paxos: g.paxos.clone(),
                 threads: exp.cluster.node_threads,
             };
-            bar.set_message(format!(
-                "{} {} rep {rep}: starting",
-                g.protocol,
-                params_label(g)
-            ));
-            let cluster = launcher.start(&setup)?;
-            let cluster_dir = cluster
-                .cluster_file()
-                .parent()
-                .map(std::path::Path::to_path_buf)
-                .unwrap_or_default();
-            let logs = Path::new("logs").join(cluster_dir.file_name().unwrap_or_default());
+            // One cluster serves the load levels in turn, until a level overloads it: requests
+            // it never answered may still be queued inside, and would be the next level's
+            // backlog. The level after that gets a fresh cluster.
+            let mut current: Option<Started> = None;
             for (li, level) in levels_for(&g.protocol).iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
+                    if let Some(c) = current.take() {
+                        c.stop(&dir)?;
+                    }
                     break 'outer;
                 }
+                if current.is_none() {
+                    bar.set_message(format!(
+                        "{} {} rep {rep}: starting",
+                        g.protocol,
+                        params_label(g)
+                    ));
+                    current = Some(Started::new(launcher.start(&setup)?));
+                }
+                let Started { cluster, logs, .. } = current.as_ref().expect("started above");
                 bar.set_message(format!(
                     "{} {} rep {rep}: {level:?}",
                     g.protocol,
@@ -187,6 +195,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     r.map(|r| (r, nodes, leader_changed))
                 });
                 let Some((result, nodes, leader_changed)) = result else {
+                    if let Some(c) = current.take() {
+                        c.stop(&dir)?;
+                    }
                     break 'outer;
                 };
                 let result = result?;
@@ -212,9 +223,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 points.flush()?;
                 measured += 1;
                 bar.inc(1);
+                if result.summary.timeouts + result.summary.errors > 0 {
+                    current.take().expect("started above").stop(&dir)?;
+                }
             }
-            drop(cluster);
-            keep_logs(&cluster_dir, &dir.join(&logs))?;
+            if let Some(c) = current.take() {
+                c.stop(&dir)?;
+            }
         }
     }
     let interrupted = stop.load(Ordering::SeqCst);
@@ -240,6 +255,37 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         println!("\n## {headline}");
     }
     Ok(true)
+}
+
+/// A running cluster and where its logs go in the results directory.
+struct Started {
+    cluster: Box<dyn RunningCluster>,
+    /// Its working directory (cluster file, node logs).
+    workdir: PathBuf,
+    /// `logs/<cluster>`, relative to the results directory.
+    logs: PathBuf,
+}
+
+impl Started {
+    fn new(cluster: Box<dyn RunningCluster>) -> Started {
+        let workdir = cluster
+            .cluster_file()
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default();
+        let logs = Path::new("logs").join(workdir.file_name().unwrap_or_default());
+        Started {
+            cluster,
+            workdir,
+            logs,
+        }
+    }
+
+    /// Stops every process of the cluster and keeps its logs under `results`.
+    fn stop(self, results: &Path) -> anyhow::Result<()> {
+        drop(self.cluster);
+        keep_logs(&self.workdir, &results.join(&self.logs))
+    }
 }
 
 /// Copies the node logs of a stopped cluster into the results directory.
@@ -335,5 +381,6 @@ async fn measure(
     config.warmup = Duration::from_secs_f64(exp.warmup_s);
     config.duration = Duration::from_secs_f64(exp.duration_s);
     config.timeout = Duration::from_millis(exp.load.timeout_ms);
+    config.pacing = Duration::from_micros(exp.load.pacing_us);
     Ok(loadgen::run(config).await?)
 }
