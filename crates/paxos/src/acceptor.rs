@@ -219,12 +219,16 @@ impl Acceptor {
     }
 
     /// Forgets every slot below `upto`: they are chosen and covered by a durable snapshot.
-    pub(crate) fn truncate(&mut self, upto: Slot) {
-        if upto > self.log_start {
-            self.accepted = self.accepted.split_off(&upto);
-            self.slot_promised = self.slot_promised.split_off(&upto);
-            self.log_start = upto;
+    /// Returns the values it held there, for the caller to free at its own pace.
+    pub(crate) fn truncate(&mut self, upto: Slot) -> Vec<Value> {
+        if upto <= self.log_start {
+            return Vec::new();
         }
+        let keep = self.accepted.split_off(&upto);
+        let old = std::mem::replace(&mut self.accepted, keep);
+        self.slot_promised = self.slot_promised.split_off(&upto);
+        self.log_start = upto;
+        old.into_values().map(|(_, value)| value).collect()
     }
 }
 

@@ -348,6 +348,7 @@ impl Node {
         while let Some(msg) = self.inbox.pop_front() {
             self.on_message(self.config.id, msg);
         }
+        self.log.free_some();
         self.out.flush();
     }
 
@@ -657,7 +658,8 @@ impl Node {
         }
         self.stats.snapshots_installed += 1;
         self.log.install(m.upto, m.state.clone());
-        self.acceptor.truncate(m.upto);
+        let old = self.acceptor.truncate(m.upto);
+        self.log.bury(old);
         self.last_snapshot = m.upto;
         self.persist(vec![Record::Snapshot {
             upto: m.upto,
@@ -757,12 +759,14 @@ impl Node {
         self.stats.snapshots_taken += 1;
         if !self.config.durable_snapshots {
             self.log.drop_below(safe);
-            self.acceptor.truncate(executed);
+            let old = self.acceptor.truncate(executed);
+            self.log.bury(old);
             self.last_snapshot = executed;
             return;
         }
         let (upto, state) = self.log.snapshot_and_truncate(safe);
-        self.acceptor.truncate(upto);
+        let old = self.acceptor.truncate(upto);
+        self.log.bury(old);
         self.last_snapshot = upto;
         self.persist(vec![Record::Snapshot { upto, state }]);
     }
