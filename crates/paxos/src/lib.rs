@@ -25,9 +25,10 @@
 //!   send a Promise or Accepted early, whatever it does.
 //!
 //! Then sleep until [`Node::next_deadline`] or the next input. Draining is also when a Multi-Paxos
-//! leader cuts batches: commands that arrive while the window is full wait and join the next
-//! batch, so batching needs no timer; a shell that feeds every ready input before draining gets
-//! larger batches under load.
+//! leader cuts batches: commands that arrive while the window is full, or while
+//! [`Config::partial_batches`] not-full batches are in flight, wait and join the next batch, so
+//! batching needs no timer; a shell that feeds every ready input before draining gets larger
+//! batches under load.
 //!
 //! ```
 //! use paxos::{Action, Command, ClientId, Config, Node, NodeId, Op, Protocol, RequestId, Time};
