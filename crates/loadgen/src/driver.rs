@@ -40,6 +40,8 @@ const SESSION_WINDOW: u64 = 4_000;
 const NO_LEADER_BACKOFF: Duration = Duration::from_millis(20);
 /// A node whose connection failed is not retried for this long (its requests time out).
 const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+/// The shortest time allowed for opening a connection (see `connect_timeout`).
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 enum Event {
     Reply { reply: Reply, at: Instant },
@@ -132,7 +134,8 @@ impl Driver {
                 let mut leader = None;
                 for &(id, addr) in &cfg.nodes {
                     let open = Connection::open(&cfg.endpoint, id, addr);
-                    let Ok(Ok(mut c)) = tokio::time::timeout(cfg.timeout, open).await else {
+                    let limit = connect_timeout(&cfg);
+                    let Ok(Ok(mut c)) = tokio::time::timeout(limit, open).await else {
                         continue;
                     };
                     let status = tokio::time::timeout(Duration::from_secs(1), c.status()).await;
@@ -258,7 +261,7 @@ impl Driver {
         }
         let (id, addr) = self.cfg.nodes[node];
         match tokio::time::timeout(
-            self.cfg.timeout,
+            connect_timeout(&self.cfg),
             Connection::open(&self.cfg.endpoint, id, addr),
         )
         .await
@@ -457,6 +460,9 @@ impl Driver {
         self.lanes[lane].live -= 1;
         if closed {
             self.lanes[lane].freed.push_back(deadline);
+            // Wake to refill the slot: no reply will (when every request timed out, nothing
+            // else would wake the driver before the end of the run).
+            self.next_send = Some(self.next_send.map_or(deadline, |t| t.min(deadline)));
         }
         self.rec.record_timeout(intended);
     }
@@ -540,7 +546,8 @@ impl Driver {
                     }
                 }
             }
-            Outcome::Expired => {
+            // Refused (the node's queue was full) or of unknown outcome: an error either way.
+            Outcome::Expired | Outcome::Overloaded => {
                 let p = self.finish(key, at).expect("present above");
                 self.rec.record_error(p.intended);
             }
@@ -568,6 +575,12 @@ impl Driver {
             }
         }
     }
+}
+
+/// How long opening a connection may take: the request timeout, but never so short that a
+/// QUIC handshake cannot finish (a 100 µs request timeout must not make a node unreachable).
+fn connect_timeout(cfg: &LoadConfig) -> Duration {
+    cfg.timeout.max(MIN_CONNECT_TIMEOUT)
 }
 
 /// Owns one connection: sends what the driver hands it (one write per batch) and forwards every

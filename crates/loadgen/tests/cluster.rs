@@ -350,3 +350,34 @@ async fn a_reply_after_the_timeout_is_a_timeout() {
     }
     shutdown.send_replace(true);
 }
+
+/// A closed-loop client whose requests all time out keeps issuing: each timeout frees its slot
+/// and the next request goes at once. (Nothing else wakes the driver when no reply ever comes;
+/// it once slept until the end of the run after the first timeouts, and counted nothing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_keeps_going_when_nothing_answers() {
+    let _turn = SERIAL.lock().await;
+    let (ep, _nodes, shutdown) = single_node().await;
+    // A UDP socket that never answers: the QUIC handshake cannot complete.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let nodes = vec![(NodeId(0), silent.local_addr().unwrap())];
+    let mut cfg = LoadConfig::new(
+        ep,
+        nodes,
+        Mode::Closed {
+            clients: 1,
+            depth: 1,
+        },
+    );
+    cfg.warmup = Duration::ZERO;
+    cfg.duration = Duration::from_millis(1500);
+    cfg.timeout = Duration::from_millis(10);
+    let r = loadgen::run(cfg).await.unwrap();
+    let s = &r.summary;
+    eprintln!("{s}");
+    assert_eq!(s.completed, 0, "{s}");
+    // The connection attempt holds the driver for its 500 ms limit; after that every 10 ms
+    // timeout frees the slot for the next request: dozens, not the one issued at the start.
+    assert!(s.timeouts >= 20, "{s}");
+    shutdown.send_replace(true);
+}

@@ -61,6 +61,9 @@ pub enum ClientError {
     /// The request's reply is gone from the reply cache.
     #[error("request expired: it is older than the node's reply cache remembers")]
     Expired,
+    /// The leader's queue was full: the request was not taken (retrying it is safe).
+    #[error("the leader is overloaded (its queue of waiting commands is full); retry later")]
+    Overloaded,
 }
 
 /// A stream to one node.
@@ -248,6 +251,7 @@ impl KvClient {
                     }
                 }
                 Outcome::Expired => return Err(ClientError::Expired),
+                Outcome::Overloaded => return Err(ClientError::Overloaded),
                 other => return Ok(other),
             }
         }

@@ -131,6 +131,8 @@ pub struct RawPaxos {
     pub window: Option<usize>,
     /// Most slots in flight holding a partial batch (Multi-Paxos).
     pub partial_batches: Option<usize>,
+    /// Most commands waiting for a slot before requests are refused as overloaded.
+    pub max_queue: Option<usize>,
     /// Skip phase 1 while leader (Multi-Paxos).
     pub skip_phase1: Option<bool>,
     /// Heartbeat period, microseconds.
@@ -361,6 +363,7 @@ impl ClusterConfig {
         set!(max_batch_bytes);
         set!(window);
         set!(partial_batches);
+        set!(max_queue);
         set!(skip_phase1);
         set!(explicit_commit);
         set!(reply_cache_per_client);

@@ -62,6 +62,7 @@ pub const PAXOS_KNOBS: &[&str] = &[
     "max_batch_bytes",
     "window",
     "partial_batches",
+    "max_queue",
     "skip_phase1",
     "heartbeat_interval_us",
     "election_timeout_us",

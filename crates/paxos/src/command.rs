@@ -66,6 +66,10 @@ pub enum Outcome {
     /// keeps its ids within `reply_cache_per_client` of its oldest unanswered request never sees
     /// this for a request it still awaits).
     Expired,
+    /// The node's queue of commands waiting for a slot was full ([`crate::Config::max_queue`]):
+    /// it did not take this request, which this attempt will never execute. The client may
+    /// retry later (the same request id stays exactly-once).
+    Overloaded,
 }
 
 /// A reply for one client request, released by the node that took the request.

@@ -105,6 +105,11 @@ pub struct Config {
     /// below the window is answered [`crate::Outcome::Expired`] instead of being executed, because
     /// bounded memory cannot tell "executed long ago" from "never executed" there.
     pub reply_cache_per_client: usize,
+    /// Most commands a node holds waiting for a slot. A request that finds the queue full is
+    /// answered [`crate::Outcome::Overloaded`] at once instead of waiting: under overload the
+    /// excess is refused rather than every request queueing past its client's timeout, and a
+    /// flood of requests cannot grow a node's memory without bound. Default 10,000.
+    pub max_queue: usize,
     /// Snapshot and truncate the log once every node has executed this many slots beyond the last
     /// truncation point. Default 10 000.
     pub snapshot_interval: u64,
@@ -181,6 +186,7 @@ impl Config {
             retry_timeout: Duration::from_millis(50),
             explicit_commit: false,
             reply_cache_per_client: 4096,
+            max_queue: 10_000,
             snapshot_interval: 10_000,
             log_retain_slots: 100_000,
             durable_snapshots: true,
@@ -228,6 +234,7 @@ impl Config {
             ("window", self.window as u64),
             ("partial_batches", self.partial_batches as u64),
             ("reply_cache_per_client", self.reply_cache_per_client as u64),
+            ("max_queue", self.max_queue as u64),
             ("snapshot_interval", self.snapshot_interval),
             ("catch_up_batch", self.catch_up_batch as u64),
         ] {

@@ -177,6 +177,9 @@ impl Node {
             self.execute_ready_marking(true);
         } else if self.pending.contains(&(cmd.client, cmd.request)) {
             self.stats.ignored += 1;
+        } else if self.takes_requests() && self.queue.len() >= self.config.max_queue {
+            self.stats.overloaded += 1;
+            self.reply(cmd.client, cmd.request, Outcome::Overloaded);
         } else if self.takes_requests() {
             self.pending.insert((cmd.client, cmd.request));
             self.queue.push_back(cmd);

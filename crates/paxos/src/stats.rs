@@ -42,6 +42,8 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Messages ignored: stale ballots, unknown senders, duplicates.
     pub ignored: u64,
+    /// Requests refused because the queue was full ([`crate::Outcome::Overloaded`]).
+    pub overloaded: u64,
 }
 
 impl Stats {

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use paxos::testing::{get, put, LocalCluster};
 use paxos::{
-    Accept, Action, Ballot, Bug, Config, Message, Node, NodeId, Outcome, Prepare, PrepareScope,
-    Protocol, Role, Slot, Time, Value,
+    Accept, Action, Ballot, Bug, ClientId, Config, Message, Node, NodeId, Outcome, Prepare,
+    PrepareScope, Protocol, RequestId, Role, Slot, Time, Value,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -124,6 +124,47 @@ fn the_window_bounds_slots_in_flight() {
         .count();
     assert_eq!(accepts, 3);
     assert_eq!(c.nodes[l].queued(), 7);
+}
+
+#[test]
+fn a_full_queue_refuses_requests_as_overloaded_and_never_executes_them() {
+    let mut c = LocalCluster::new(Protocol::MultiPaxos, 3, |c| c.max_queue = 3);
+    let leader = c.elect(5 * SECOND).unwrap();
+    c.run();
+    let l = leader.0 as usize;
+    let now = c.now;
+    for r in 0..5 {
+        c.nodes[l].handle_request(now, put(6, r, b"k", format!("v{r}").as_bytes()));
+    }
+    c.run();
+    let outcome = |c: &LocalCluster, r: u64| -> Vec<Outcome> {
+        c.replies
+            .iter()
+            .filter(|p| p.client == ClientId(6) && p.request == RequestId(r))
+            .map(|p| p.outcome.clone())
+            .collect()
+    };
+    for r in 0..3 {
+        assert_eq!(
+            outcome(&c, r),
+            vec![Outcome::Done],
+            "request {r} was queued"
+        );
+    }
+    for r in 3..5 {
+        assert_eq!(outcome(&c, r), vec![Outcome::Overloaded], "request {r}");
+    }
+    assert_eq!(c.nodes[l].stats().overloaded, 2);
+    let kv = c.nodes[l].kv();
+    assert_eq!(
+        kv.get(b"k").map(|v| v.as_ref()),
+        Some(&b"v2"[..]),
+        "v3, v4 never ran"
+    );
+    // A retry once there is room is taken and executed exactly once.
+    c.request(leader, put(6, 4, b"k", b"v4"));
+    c.run();
+    assert_eq!(outcome(&c, 4), vec![Outcome::Overloaded, Outcome::Done]);
 }
 
 /// The Accepts among a node's drained actions, by the number of commands each carries.

@@ -554,7 +554,8 @@ impl Checkers {
 
     /// A client received a reply.
     pub fn reply(&self, client: ClientId, request: RequestId, outcome: &Outcome) -> Verdict {
-        if matches!(outcome, Outcome::NotLeader { .. }) {
+        // Neither says anything about execution: the request was not taken.
+        if matches!(outcome, Outcome::NotLeader { .. } | Outcome::Overloaded) {
             return Ok(());
         }
         let Some(op) = self.issued.get(&(client, request)) else {
@@ -634,6 +635,7 @@ pub fn show_outcome(outcome: &Outcome) -> String {
         Outcome::NotLeader { leader: Some(l) } => format!("NotLeader({l})"),
         Outcome::NotLeader { leader: None } => "NotLeader(?)".to_string(),
         Outcome::Expired => "Expired".to_string(),
+        Outcome::Overloaded => "Overloaded".to_string(),
     }
 }
 

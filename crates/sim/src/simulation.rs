@@ -1194,6 +1194,26 @@ impl Simulation {
         let from_index = from.0 as usize;
         let n = self.nodes.len();
         match reply.outcome {
+            Outcome::Overloaded => {
+                // Not taken: ask the same node again a little later.
+                let p = self.clients[c]
+                    .outstanding
+                    .get_mut(&reply.request)
+                    .expect("outstanding");
+                if p.target != from_index {
+                    return Ok(());
+                }
+                p.attempt += 1;
+                let attempt = p.attempt;
+                self.schedule(
+                    self.now + Duration::from_millis(20),
+                    Event::ClientResend {
+                        client: c,
+                        request: reply.request,
+                        attempt,
+                    },
+                );
+            }
             Outcome::NotLeader { leader } => {
                 let p = self.clients[c]
                     .outstanding
@@ -1408,9 +1428,10 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         // Drawn last, from the knob stream only, so earlier draws (and seeds) are unchanged.
         base.durable_snapshots = !rng.chance(0.3);
         base.partial_batches = *rng.pick(&[1, 2, 32]);
+        base.max_queue = *rng.pick(&[3, 10_000]);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} backoff={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} backoff={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1421,6 +1442,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.reply_cache_per_client,
         base.durable_snapshots,
         base.partial_batches,
+        base.max_queue,
         base.backoff.mode,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );

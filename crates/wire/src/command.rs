@@ -24,6 +24,7 @@ const OUTCOME_VALUE: u8 = 0;
 const OUTCOME_DONE: u8 = 1;
 const OUTCOME_NOT_LEADER: u8 = 2;
 const OUTCOME_EXPIRED: u8 = 3;
+const OUTCOME_OVERLOADED: u8 = 4;
 
 #[inline]
 pub(crate) fn put_slot(buf: &mut Writer<'_>, slot: Slot) {
@@ -149,6 +150,7 @@ pub(crate) fn put_outcome(buf: &mut Writer<'_>, outcome: &Outcome) {
             put_option(buf, *leader, put_node);
         }
         Outcome::Expired => buf.put_u8(OUTCOME_EXPIRED),
+        Outcome::Overloaded => buf.put_u8(OUTCOME_OVERLOADED),
     }
 }
 
@@ -172,6 +174,7 @@ pub(crate) fn read_outcome(r: &mut Reader) -> Result<Outcome, WireError> {
             Ok(Outcome::NotLeader { leader })
         }
         OUTCOME_EXPIRED => Ok(Outcome::Expired),
+        OUTCOME_OVERLOADED => Ok(Outcome::Overloaded),
         tag => Err(WireError::UnknownTag {
             what: "Outcome",
             tag,

@@ -76,6 +76,7 @@ fn outcome() -> BoxedStrategy<Outcome> {
         Just(Outcome::Done),
         proptest::option::of(node()).prop_map(|leader| Outcome::NotLeader { leader }),
         Just(Outcome::Expired),
+        Just(Outcome::Overloaded),
     ]
     .boxed()
 }
