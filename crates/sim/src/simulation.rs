@@ -1194,27 +1194,7 @@ impl Simulation {
         let from_index = from.0 as usize;
         let n = self.nodes.len();
         match reply.outcome {
-            Outcome::Overloaded => {
-                // Not taken: ask the same node again a little later.
-                let p = self.clients[c]
-                    .outstanding
-                    .get_mut(&reply.request)
-                    .expect("outstanding");
-                if p.target != from_index {
-                    return Ok(());
-                }
-                p.attempt += 1;
-                let attempt = p.attempt;
-                self.schedule(
-                    self.now + Duration::from_millis(20),
-                    Event::ClientResend {
-                        client: c,
-                        request: reply.request,
-                        attempt,
-                    },
-                );
-            }
-            Outcome::NotLeader { leader } => {
+            Outcome::NotLeader { .. } | Outcome::Overloaded => {
                 let p = self.clients[c]
                     .outstanding
                     .get_mut(&reply.request)
@@ -1223,8 +1203,10 @@ impl Simulation {
                     // An answer to an earlier send; the client has moved on already.
                     return Ok(());
                 }
-                let (next, pause) = match leader {
-                    Some(l) if (l.0 as usize) < n && l != from => {
+                let (next, pause) = match reply.outcome {
+                    // Not taken: ask the same node again a little later.
+                    Outcome::Overloaded => (from_index, Duration::from_millis(20)),
+                    Outcome::NotLeader { leader: Some(l) } if (l.0 as usize) < n && l != from => {
                         (l.0 as usize, Duration::from_millis(1))
                     }
                     // No idea who leads (an election is going on): wait a little, try another.
