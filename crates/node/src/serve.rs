@@ -1,5 +1,6 @@
 //! Running one node of a cluster file: certificates, endpoint, write-ahead log, event loop.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use paxos::NodeId;
@@ -60,6 +61,24 @@ impl ClusterConfig {
                 path: self.path.clone(),
             })?;
         Ok(ClientCerts::load(&self.ca, cert, key)?)
+    }
+
+    /// What a client of this cluster needs: an endpoint presenting `certs` (see
+    /// [`ClusterConfig::client_certs`]), bound to loopback when every node is on loopback and to
+    /// every interface otherwise, and each node's id and address. Must be called inside a tokio
+    /// runtime.
+    pub fn client_endpoint(
+        &self,
+        certs: &ClientCerts,
+    ) -> Result<(quinn::Endpoint, Vec<(NodeId, SocketAddr)>), NodeError> {
+        let bind: SocketAddr = if self.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
+            (std::net::Ipv4Addr::LOCALHOST, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = tls::client_endpoint_on(bind, certs, &TransportTuning::default())?;
+        let nodes = self.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        Ok((endpoint, nodes))
     }
 }
 

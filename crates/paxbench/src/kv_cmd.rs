@@ -8,7 +8,6 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use node::config::ClusterConfig;
-use node::TransportTuning;
 use paxos::{ClientId, Op, Outcome};
 
 /// Arguments of `paxbench kv`.
@@ -39,14 +38,7 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
     let certs = cluster.client_certs()?;
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
-        let bind = if cluster.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
-            "127.0.0.1:0"
-        } else {
-            "0.0.0.0:0"
-        };
-        let endpoint =
-            node::client_endpoint_on(bind.parse().unwrap(), &certs, &TransportTuning::default())?;
-        let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
         // A fresh session id per invocation, so request ids never collide with an earlier run.
         let session = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?

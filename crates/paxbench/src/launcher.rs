@@ -12,7 +12,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use node::client::KvClient;
 use node::config::ClusterConfig;
-use node::TransportTuning;
 use paxos::{ClientId, NodeId};
 
 /// What to start.
@@ -177,16 +176,8 @@ fn wait_ready(config: &ClusterConfig, limit: Duration) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async {
-        let ep = node::client_endpoint_on(
-            "127.0.0.1:0".parse().unwrap(),
-            &certs,
-            &TransportTuning::default(),
-        )?;
-        let mut client = KvClient::new(
-            ep,
-            config.nodes.iter().map(|n| (n.id, n.addr)).collect(),
-            ClientId(0),
-        );
+        let (endpoint, nodes) = config.client_endpoint(&certs)?;
+        let mut client = KvClient::new(endpoint, nodes, ClientId(0));
         client.wait_ready(config.nodes.len(), limit).await?;
         Ok(())
     })

@@ -10,7 +10,6 @@ use anyhow::{bail, Context};
 use clap::Args;
 use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
 use node::config::ClusterConfig;
-use node::TransportTuning;
 use paxos::NodeId;
 
 /// Arguments of `paxbench load`.
@@ -119,14 +118,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         .build()
         .context("starting the tokio runtime")?;
     let result = rt.block_on(async {
-        let bind = if cluster.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
-            "127.0.0.1:0"
-        } else {
-            "0.0.0.0:0"
-        };
-        let endpoint =
-            node::client_endpoint_on(bind.parse().unwrap(), &certs, &TransportTuning::default())?;
-        let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+        let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
         let mut config = LoadConfig::new(endpoint, nodes, mode);
         config.workload = workload;
         config.target = target;

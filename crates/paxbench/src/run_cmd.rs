@@ -22,7 +22,6 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
 use node::config::ClusterConfig;
-use node::TransportTuning;
 use paxos::NodeId;
 
 use crate::env_info::{self, EnvInfo};
@@ -313,13 +312,7 @@ fn params_label(g: &GridPoint) -> String {
 async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
     let cluster = ClusterConfig::load(file).ok()?;
     let certs = cluster.client_certs().ok()?;
-    let endpoint = node::client_endpoint_on(
-        "127.0.0.1:0".parse().ok()?,
-        &certs,
-        &TransportTuning::default(),
-    )
-    .ok()?;
-    let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let (endpoint, nodes) = cluster.client_endpoint(&certs).ok()?;
     node::client::KvClient::new(endpoint, nodes, paxos::ClientId(0))
         .leadership()
         .await
@@ -335,9 +328,7 @@ async fn measure(
 ) -> anyhow::Result<loadgen::LoadResult> {
     let cluster = ClusterConfig::load(file)?;
     let certs = cluster.client_certs()?;
-    let endpoint =
-        node::client_endpoint_on("127.0.0.1:0".parse()?, &certs, &TransportTuning::default())?;
-    let nodes = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
+    let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
     let arrivals = if exp.load.poisson {
         Arrivals::Poisson
     } else {
