@@ -302,7 +302,11 @@ impl ClusterConfig {
                 ));
             }
         }
-        if raw.transport.threads == Some(0) || raw.transport.threads.is_some_and(|t| t > 256) {
+        if raw
+            .transport
+            .threads
+            .is_some_and(|t| !(1..=256).contains(&t))
+        {
             return Err(invalid("threads", "must be 1..=256".into()));
         }
         let client_cert = match (&raw.tls.client_cert, &raw.tls.client_key) {

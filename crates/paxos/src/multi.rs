@@ -449,7 +449,7 @@ impl Node {
                     _ => Value::Noop,
                 }
             };
-            self.propose(slot, value, true);
+            self.propose(slot, value, true, false);
             slot = slot.next();
         }
         // Announce leadership at once so followers stop campaigning.
@@ -470,7 +470,8 @@ impl Node {
     }
 
     /// Puts `value` in `slot`: straight to phase 2 when phase 1 already covers it.
-    fn propose(&mut self, slot: Slot, value: Value, phase1_done: bool) {
+    /// `partial`: a batch cut short because the queue ran out (see `Config::partial_batches`).
+    fn propose(&mut self, slot: Slot, value: Value, phase1_done: bool, partial: bool) {
         let now = self.now;
         let commit = self.log.executed();
         let (explicit, heartbeat) = (self.config.explicit_commit, self.config.heartbeat_interval);
@@ -488,7 +489,7 @@ impl Node {
                     value: value.clone(),
                     phase,
                     sent_at: now,
-                    partial: false,
+                    partial,
                 },
             );
             if !explicit {
@@ -509,7 +510,7 @@ impl Node {
                     value,
                     phase,
                     sent_at: now,
-                    partial: false,
+                    partial,
                 },
             );
             self.stats.phase1_rounds += 1;
@@ -605,12 +606,7 @@ impl Node {
             let slot = l.next_slot;
             l.next_slot = slot.next();
             let skip = self.config.skip_phase1;
-            self.propose(slot, Value::batch(batch), skip);
-            if let MultiRole::Leader(l) = &mut self.multi.role {
-                if let Some(p) = l.inflight.get_mut(&slot) {
-                    p.partial = short;
-                }
-            }
+            self.propose(slot, Value::batch(batch), skip, short);
             room -= 1;
         }
         self.announce_commit();

@@ -661,8 +661,7 @@ impl Node {
         }
         self.stats.snapshots_installed += 1;
         self.log.install(m.upto, m.state.clone());
-        let old = self.acceptor.truncate(m.upto);
-        self.log.bury(old);
+        self.truncate_acceptor(m.upto);
         self.last_snapshot = m.upto;
         self.persist(vec![Record::Snapshot {
             upto: m.upto,
@@ -749,6 +748,13 @@ impl Node {
         }
     }
 
+    /// Lets the acceptor forget every slot below `upto`; the values it held go to the log's
+    /// graveyard, to be freed a few per step.
+    fn truncate_acceptor(&mut self, upto: Slot) {
+        let old = self.acceptor.truncate(upto);
+        self.log.bury(old);
+    }
+
     /// Once the cluster has executed `snapshot_interval` slots past the last snapshot, persist a
     /// snapshot of the state and drop the log below it.
     fn maybe_snapshot(&mut self) {
@@ -762,14 +768,12 @@ impl Node {
         self.stats.snapshots_taken += 1;
         if !self.config.durable_snapshots {
             self.log.drop_below(safe);
-            let old = self.acceptor.truncate(executed);
-            self.log.bury(old);
+            self.truncate_acceptor(executed);
             self.last_snapshot = executed;
             return;
         }
         let (upto, state) = self.log.snapshot_and_truncate(safe);
-        let old = self.acceptor.truncate(upto);
-        self.log.bury(old);
+        self.truncate_acceptor(upto);
         self.last_snapshot = upto;
         self.persist(vec![Record::Snapshot { upto, state }]);
     }
