@@ -116,7 +116,8 @@ pub(crate) struct Driver {
     schedule: Option<Schedule>,
     /// Open loop: when the driver next sends (the next intended instant, but no sooner than
     /// `pacing` after the previous send); `None` when the schedule is done. Closed loop: the
-    /// start, until the first requests are sent (later ones go when replies free slots).
+    /// start, until the first requests are sent, then the deadline of a timeout that freed a
+    /// slot (slots a reply frees are refilled on the wake-up the reply itself brings).
     next_send: Option<Instant>,
     round_robin: usize,
     pacer: Pacer,
