@@ -32,8 +32,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::fmt;
+use std::str::FromStr;
+
 use paxos::{BackoffMode, NodeId, Protocol};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A cluster file that cannot be used.
@@ -70,106 +73,311 @@ pub enum ConfigError {
     },
 }
 
-/// How a node keeps its acceptor state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+/// How a node keeps its acceptor state (`none` or `fsync` in files).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Memory only: writes are acknowledged at once. A restarted node rejoins without a vote.
+    #[default]
     None,
     /// A write-ahead log, fsynced once per loop turn (group commit) before anything that reports
     /// the write leaves the node.
     Fsync,
 }
 
-#[derive(Debug, Deserialize)]
+impl Durability {
+    /// The name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::None => "none",
+            Durability::Fsync => "fsync",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = paxos::UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Durability::None, Durability::Fsync]
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| paxos::UnknownName {
+                what: "durability",
+                given: s.to_string(),
+                choices: "none or fsync",
+            })
+    }
+}
+
+/// A cluster file as it is on disk: what `paxbench certs` and the launchers write (serialized
+/// from this type, never assembled as text) and what a node reads. [`ClusterConfig::parse`]
+/// turns it into a validated [`ClusterConfig`]; [`ClusterFile::write`] writes one and reads it
+/// back through that same path.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawCluster {
-    protocol: String,
-    #[serde(default = "default_durability")]
-    durability: Durability,
-    data_dir: Option<PathBuf>,
-    wal_segment_bytes: Option<u64>,
-    tls: RawTls,
+pub struct ClusterFile {
+    /// The protocol every node runs.
+    pub protocol: Protocol,
+    /// How acceptor state is kept.
     #[serde(default)]
-    paxos: RawPaxos,
-    #[serde(default)]
-    transport: RawTransport,
-    nodes: Vec<RawNode>,
+    pub durability: Durability,
+    /// Each node keeps its files in `data_dir/node-<id>/` (default `data`, next to the file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// With `fsync`: the write-ahead log's segment size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_segment_bytes: Option<u64>,
+    /// Certificate paths.
+    pub tls: TlsFiles,
+    /// Protocol knobs.
+    #[serde(default, skip_serializing_if = "PaxosKnobs::is_empty")]
+    pub paxos: PaxosKnobs,
+    /// Transport knobs.
+    #[serde(default, skip_serializing_if = "TransportKnobs::is_empty")]
+    pub transport: TransportKnobs,
+    /// Every node.
+    pub nodes: Vec<NodeFile>,
 }
 
-fn default_durability() -> Durability {
-    Durability::None
-}
-
-#[derive(Debug, Deserialize)]
+/// `[tls]` of a cluster file: paths relative to the file's directory.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct RawTls {
-    ca: PathBuf,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
+pub struct TlsFiles {
+    /// The cluster CA certificate.
+    pub ca: PathBuf,
+    /// The client certificate (load generators, `paxbench kv`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<PathBuf>,
+    /// Its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One `[[nodes]]` entry of a cluster file.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-struct RawNode {
-    id: u32,
-    addr: String,
-    cert: PathBuf,
-    key: PathBuf,
+pub struct NodeFile {
+    /// The node id (bound into its certificate).
+    pub id: u32,
+    /// `ip:port` it binds and peers dial.
+    pub addr: String,
+    /// Its certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM).
+    pub key: PathBuf,
 }
 
-/// The protocol knobs a cluster file may set (units in the names); unset keys keep the core's
-/// defaults (see `paxos::Config`).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+impl ClusterFile {
+    /// Serializes the file to `path` and reads it back with [`ClusterConfig::load`], so what
+    /// was written is exactly what a node will accept.
+    pub fn write(&self, path: &Path) -> Result<ClusterConfig, ConfigError> {
+        self.write_with_header(path, "")
+    }
+
+    /// [`ClusterFile::write`] with `header` (comment lines) before the TOML.
+    pub fn write_with_header(
+        &self,
+        path: &Path,
+        header: &str,
+    ) -> Result<ClusterConfig, ConfigError> {
+        let text = toml::to_string(self).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: format!("cannot serialize: {e}"),
+        })?;
+        std::fs::write(path, format!("{header}{text}")).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        ClusterConfig::load(path)
+    }
+}
+
+/// The protocol knobs a cluster file's `[paxos]` (and an experiment's `[paxos]`,
+/// `[overrides.<protocol>]` and sweep axes) may set, units in the names. This type is the one
+/// definition of the knobs: unset keys keep the core's defaults (see `paxos::Config`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct RawPaxos {
+pub struct PaxosKnobs {
     /// Most commands per slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch: Option<usize>,
     /// Most payload bytes per slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_bytes: Option<usize>,
     /// Most slots in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<usize>,
     /// Most slots in flight holding a partial batch (Multi-Paxos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_batches: Option<usize>,
     /// Most commands waiting for a slot before requests are refused as overloaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queue: Option<usize>,
     /// Skip phase 1 while leader (Multi-Paxos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skip_phase1: Option<bool>,
     /// Heartbeat period, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_interval_us: Option<u64>,
     /// Election timeout, microseconds (randomized up to twice this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub election_timeout_us: Option<u64>,
     /// Retry timeout, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_timeout_us: Option<u64>,
     /// `none`, `full` or `equal` jitter.
-    pub backoff: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffMode>,
     /// Backoff base, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_base_us: Option<u64>,
     /// Backoff cap, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_cap_us: Option<u64>,
     /// Commit announcements always in their own message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explicit_commit: Option<bool>,
     /// Reply-cache window per client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_cache_per_client: Option<usize>,
     /// Slots between snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<u64>,
     /// How far a lagging node may fall behind before it is left to a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_retain_slots: Option<u64>,
     /// Seed of the node RNGs (mixed with each node id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
 }
 
+impl PaxosKnobs {
+    /// Sets every knob this sets in a core configuration (units converted).
+    pub fn apply(&self, c: &mut paxos::Config) {
+        let p = self;
+        let us = Duration::from_micros;
+        macro_rules! set {
+            ($field:ident) => {
+                if let Some(v) = p.$field {
+                    c.$field = v;
+                }
+            };
+            ($field:ident, $key:ident, $f:expr) => {
+                if let Some(v) = p.$key {
+                    c.$field = $f(v);
+                }
+            };
+        }
+        set!(max_batch);
+        set!(max_batch_bytes);
+        set!(window);
+        set!(partial_batches);
+        set!(max_queue);
+        set!(skip_phase1);
+        set!(explicit_commit);
+        set!(reply_cache_per_client);
+        set!(snapshot_interval);
+        set!(log_retain_slots);
+        set!(seed);
+        set!(heartbeat_interval, heartbeat_interval_us, us);
+        set!(election_timeout, election_timeout_us, us);
+        set!(retry_timeout, retry_timeout_us, us);
+        if let Some(mode) = p.backoff {
+            c.backoff.mode = mode;
+        }
+        if let Some(v) = p.backoff_base_us {
+            c.backoff.base = us(v);
+        }
+        if let Some(v) = p.backoff_cap_us {
+            c.backoff.cap = us(v);
+        }
+    }
+
+    /// True when no knob is set.
+    pub fn is_empty(&self) -> bool {
+        *self == PaxosKnobs::default()
+    }
+
+    /// Sets every knob that `over` sets (later layers win: an experiment's `[paxos]`, then
+    /// `[overrides.<protocol>]`, then a swept value).
+    pub fn overlay(&mut self, over: &PaxosKnobs) {
+        // Destructured without `..`, so a new knob that is not overlaid does not compile.
+        let PaxosKnobs {
+            max_batch,
+            max_batch_bytes,
+            window,
+            partial_batches,
+            max_queue,
+            skip_phase1,
+            heartbeat_interval_us,
+            election_timeout_us,
+            retry_timeout_us,
+            backoff,
+            backoff_base_us,
+            backoff_cap_us,
+            explicit_commit,
+            reply_cache_per_client,
+            snapshot_interval,
+            log_retain_slots,
+            seed,
+        } = over;
+        macro_rules! take {
+            ($($field:ident),*) => {
+                $(if $field.is_some() {
+                    self.$field = *$field;
+                })*
+            };
+        }
+        take!(
+            max_batch,
+            max_batch_bytes,
+            window,
+            partial_batches,
+            max_queue,
+            skip_phase1,
+            heartbeat_interval_us,
+            election_timeout_us,
+            retry_timeout_us,
+            backoff,
+            backoff_base_us,
+            backoff_cap_us,
+            explicit_commit,
+            reply_cache_per_client,
+            snapshot_interval,
+            log_retain_slots,
+            seed
+        );
+    }
+}
+
 /// Transport knobs (see `tls::TransportTuning` for what each does and why its default).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
-pub struct RawTransport {
+pub struct TransportKnobs {
     /// UDP payload size: ~4096 on loopback, 1200..1452 on real networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
     /// SO_RCVBUF / SO_SNDBUF in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_buffer_bytes: Option<usize>,
     /// Threads of the node's async runtime: 1 (the default) runs everything on one thread;
     /// more gives quinn's connection tasks their own workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+}
+
+impl TransportKnobs {
+    /// True when no knob is set.
+    pub fn is_empty(&self) -> bool {
+        *self == TransportKnobs::default()
+    }
 }
 
 /// One node of the cluster.
@@ -204,9 +412,9 @@ pub struct ClusterConfig {
     /// The client certificate and key, if configured.
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// Protocol knobs as written.
-    pub paxos: RawPaxos,
+    pub paxos: PaxosKnobs,
     /// Transport knobs as written.
-    pub transport: RawTransport,
+    pub transport: TransportKnobs,
     /// Every node, in file order.
     pub nodes: Vec<NodeEntry>,
 }
@@ -224,7 +432,7 @@ impl ClusterConfig {
     /// Parses and validates cluster-file text; `path` names it in errors and anchors relative
     /// paths.
     pub fn parse(path: &Path, text: &str) -> Result<ClusterConfig, ConfigError> {
-        let raw: RawCluster = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let raw: ClusterFile = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: e.to_string().trim_end().replace('\n', "\n    "),
         })?;
@@ -234,15 +442,7 @@ impl ClusterConfig {
             key: key.to_string(),
             why,
         };
-        let protocol = parse_protocol(&raw.protocol).ok_or_else(|| {
-            invalid(
-                "protocol",
-                format!(
-                    "unknown protocol {:?}: use multi-paxos, basic-paxos or unreplicated",
-                    raw.protocol
-                ),
-            )
-        })?;
+        let protocol = raw.protocol;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let resolve = |p: &Path| {
             if p.is_absolute() {
@@ -280,14 +480,6 @@ impl ClusterConfig {
                 "protocol",
                 format!("unreplicated runs on exactly one node, not {}", nodes.len()),
             ));
-        }
-        if let Some(b) = &raw.paxos.backoff {
-            parse_backoff(b).ok_or_else(|| {
-                invalid(
-                    "backoff",
-                    format!("unknown backoff {b:?}: use none, full or equal"),
-                )
-            })?;
         }
         if raw.wal_segment_bytes.is_some_and(|b| b < 4096) {
             return Err(invalid("wal_segment_bytes", "must be at least 4096".into()));
@@ -349,79 +541,15 @@ impl ClusterConfig {
     pub fn core_config(&self, id: NodeId) -> paxos::Config {
         let ids = self.nodes.iter().map(|n| n.id).collect();
         let mut c = paxos::Config::new(self.protocol, id, ids);
-        let p = &self.paxos;
-        let us = Duration::from_micros;
-        macro_rules! set {
-            ($field:ident) => {
-                if let Some(v) = p.$field {
-                    c.$field = v;
-                }
-            };
-            ($field:ident, $key:ident, $f:expr) => {
-                if let Some(v) = p.$key {
-                    c.$field = $f(v);
-                }
-            };
-        }
-        set!(max_batch);
-        set!(max_batch_bytes);
-        set!(window);
-        set!(partial_batches);
-        set!(max_queue);
-        set!(skip_phase1);
-        set!(explicit_commit);
-        set!(reply_cache_per_client);
-        set!(snapshot_interval);
-        set!(log_retain_slots);
-        set!(seed);
-        set!(heartbeat_interval, heartbeat_interval_us, us);
-        set!(election_timeout, election_timeout_us, us);
-        set!(retry_timeout, retry_timeout_us, us);
+        self.paxos.apply(&mut c);
         // Only a write-ahead log needs a copy of the state at every truncation.
         c.durable_snapshots = self.durability == Durability::Fsync;
-        if let Some(mode) = p.backoff.as_deref().and_then(parse_backoff) {
-            c.backoff.mode = mode;
-        }
-        if let Some(v) = p.backoff_base_us {
-            c.backoff.base = us(v);
-        }
-        if let Some(v) = p.backoff_cap_us {
-            c.backoff.cap = us(v);
-        }
         c
     }
 
     /// Node `id`'s own data directory.
     pub fn node_dir(&self, id: NodeId) -> PathBuf {
         self.data_dir.join(format!("node-{}", id.0))
-    }
-}
-
-/// `multi-paxos`, `basic-paxos` or `unreplicated`.
-pub fn parse_protocol(s: &str) -> Option<Protocol> {
-    match s {
-        "multi-paxos" => Some(Protocol::MultiPaxos),
-        "basic-paxos" => Some(Protocol::BasicPaxos),
-        "unreplicated" => Some(Protocol::Unreplicated),
-        _ => None,
-    }
-}
-
-/// The cluster-file name of a protocol.
-pub fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::MultiPaxos => "multi-paxos",
-        Protocol::BasicPaxos => "basic-paxos",
-        Protocol::Unreplicated => "unreplicated",
-    }
-}
-
-fn parse_backoff(s: &str) -> Option<BackoffMode> {
-    match s {
-        "none" => Some(BackoffMode::None),
-        "full" => Some(BackoffMode::Full),
-        "equal" => Some(BackoffMode::Equal),
-        _ => None,
     }
 }
 
@@ -503,7 +631,21 @@ key = "node-1-key.pem"
         let e = ClusterConfig::parse(Path::new("c.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c.toml:2: `protocol`"), "{e}");
+        assert!(
+            e.starts_with("c.toml: ")
+                && e.contains("line 2")
+                && e.contains(r#"protocol = "raft""#)
+                && e.contains("multi-paxos"),
+            "{e}"
+        );
+        let text = GOOD.replace("max_batch = 10", "backoff = \"fast\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 9") && e.contains("fast") && e.contains("equal"),
+            "{e}"
+        );
         let text = GOOD.replace("election_timeout_us = 300000", "election_timeout_us = 10");
         let e = ClusterConfig::parse(Path::new("c.toml"), &text)
             .unwrap_err()
@@ -527,5 +669,41 @@ key = "node-1-key.pem"
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_written_cluster_file_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut file: ClusterFile = toml::from_str(GOOD).unwrap();
+        file.paxos.backoff = Some(BackoffMode::Equal);
+        file.transport.threads = Some(2);
+        let path = dir.path().join("cluster.toml");
+        let config = file.write(&path).unwrap();
+        let again: ClusterFile = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(again, file);
+        assert_eq!(config.protocol, Protocol::MultiPaxos);
+        assert_eq!(
+            config.core_config(NodeId(0)).backoff.mode,
+            BackoffMode::Equal
+        );
+        assert_eq!(config.ca, dir.path().join("ca.pem"));
+    }
+
+    #[test]
+    fn overlays_set_only_what_they_name() {
+        let mut base = PaxosKnobs {
+            window: Some(8),
+            max_batch: Some(10),
+            ..PaxosKnobs::default()
+        };
+        base.overlay(&PaxosKnobs {
+            max_batch: Some(1),
+            backoff: Some(BackoffMode::None),
+            ..PaxosKnobs::default()
+        });
+        assert_eq!(base.window, Some(8));
+        assert_eq!(base.max_batch, Some(1));
+        assert_eq!(base.backoff, Some(BackoffMode::None));
+        assert!(!base.is_empty() && PaxosKnobs::default().is_empty());
     }
 }

@@ -157,7 +157,7 @@ pub async fn serve(
         rejoin_without_state: rejoin,
         codec: Codec::default(),
     };
-    info!(node = id.0, addr = %entry.addr, protocol = crate::config::protocol_name(cluster.protocol), "node starting");
+    info!(node = id.0, addr = %entry.addr, protocol = %cluster.protocol, "node starting");
     runtime::run(endpoint, config, metrics, shutdown).await?;
     Ok(())
 }

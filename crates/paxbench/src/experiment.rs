@@ -48,45 +48,37 @@
 //! ```
 //!
 //! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, and the `[workload]` keys
-//! `keys`, `zipf_theta`, `read_fraction`, `value_size`, `target`.
+//! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`.
+//!
+//! Every knob has one definition (`node::config::PaxosKnobs` for the protocol knobs, the types
+//! below for the rest). The file, each `--set` and every swept value deserialize into those
+//! types when the experiment is loaded, so a value of the wrong type, swept or not, is an error
+//! naming the file, the line and the key before anything starts (`--dry-run` shows them too);
+//! range checks apply to every point of the grid.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::Path;
 
 use anyhow::{anyhow, Context};
+use node::config::{Durability, PaxosKnobs};
+use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
-/// Knobs a `[paxos]` table (or `[overrides.<protocol>]`) may set.
-pub const PAXOS_KNOBS: &[&str] = &[
-    "max_batch",
-    "max_batch_bytes",
-    "window",
-    "partial_batches",
-    "max_queue",
-    "skip_phase1",
-    "heartbeat_interval_us",
-    "election_timeout_us",
-    "retry_timeout_us",
-    "backoff",
-    "backoff_base_us",
-    "backoff_cap_us",
-    "explicit_commit",
-    "reply_cache_per_client",
-    "snapshot_interval",
-    "log_retain_slots",
-    "seed",
-];
-
-/// Non-paxos keys a sweep may vary.
+/// Non-paxos keys a sweep may vary (every `[paxos]` knob may be swept too).
 pub const OTHER_SWEEP_KEYS: &[&str] = &[
     "nodes",
     "durability",
     "keys",
+    "distribution",
     "zipf_theta",
     "read_fraction",
     "value_size",
     "target",
 ];
+
+/// Most nodes of a cluster on one machine.
+pub const MAX_LOCAL_NODES: u32 = 9;
 
 /// A parsed, validated experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -98,7 +90,7 @@ pub struct Experiment {
     #[serde(default)]
     pub description: String,
     /// Protocols to run, each on its own cluster.
-    pub protocols: Vec<String>,
+    pub protocols: Vec<Protocol>,
     /// The latency objective that defines saturation.
     #[serde(default = "default_slo")]
     pub slo_p99_us: u64,
@@ -116,16 +108,16 @@ pub struct Experiment {
     pub cluster: ClusterSpec,
     /// Knobs for every protocol.
     #[serde(default)]
-    pub paxos: BTreeMap<String, toml::Value>,
+    pub paxos: PaxosKnobs,
     /// Knobs per protocol.
     #[serde(default)]
-    pub overrides: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    pub overrides: BTreeMap<Protocol, PaxosKnobs>,
     /// The workload.
     #[serde(default)]
     pub workload: WorkloadSpec,
     /// The load levels.
     pub load: LoadSpec,
-    /// Grid axes.
+    /// Grid axes: each key's values, checked against the key's type when the file is loaded.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
 }
@@ -137,12 +129,46 @@ pub struct ClusterSpec {
     /// Nodes of a replicated cluster.
     #[serde(default = "three")]
     pub nodes: u32,
-    /// `none` or `fsync`.
-    #[serde(default = "none")]
-    pub durability: String,
+    /// How acceptors keep their state.
+    #[serde(default)]
+    pub durability: Durability,
     /// Threads of each node's async runtime (`[transport] threads` in cluster.toml).
     #[serde(default = "one")]
     pub node_threads: u32,
+}
+
+/// How keys are drawn.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Distribution {
+    /// Every key equally likely.
+    #[default]
+    Uniform,
+    /// Zipf with `zipf_theta`.
+    Zipf,
+}
+
+/// Where the load generator sends requests: `"leader"`, `"all"` or a list of node ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// The leader (found and followed by the generator). Basic Paxos has none: every node.
+    #[default]
+    Leader,
+    /// Spread over every node.
+    All,
+    /// Spread over these nodes.
+    Nodes(Vec<u32>),
+}
+
+/// `open` or `closed`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LoadMode {
+    /// Offered rates on a fixed schedule.
+    #[default]
+    Open,
+    /// Client counts, each with `depth` outstanding.
+    Closed,
 }
 
 /// `[workload]`.
@@ -153,8 +179,8 @@ pub struct WorkloadSpec {
     #[serde(default = "default_keys")]
     pub keys: u64,
     /// `uniform` or `zipf`.
-    #[serde(default = "uniform")]
-    pub distribution: String,
+    #[serde(default)]
+    pub distribution: Distribution,
     /// Zipf skew.
     #[serde(default = "default_theta")]
     pub zipf_theta: f64,
@@ -168,8 +194,8 @@ pub struct WorkloadSpec {
     #[serde(default = "one_u64")]
     pub seed: u64,
     /// `leader`, `all`, or a list of node ids.
-    #[serde(default = "leader")]
-    pub target: toml::Value,
+    #[serde(default)]
+    pub target: TargetSpec,
 }
 
 /// `[load]`.
@@ -177,13 +203,13 @@ pub struct WorkloadSpec {
 #[serde(deny_unknown_fields)]
 pub struct LoadSpec {
     /// `open` or `closed`.
-    pub mode: String,
+    pub mode: LoadMode,
     /// Open loop: offered rates, ops/s.
     #[serde(default)]
     pub rates: Vec<f64>,
     /// Open loop: rates for one protocol instead of `rates` (Basic Paxos saturates far lower).
     #[serde(default)]
-    pub rates_by_protocol: BTreeMap<String, Vec<f64>>,
+    pub rates_by_protocol: BTreeMap<Protocol, Vec<f64>>,
     /// Open loop: Poisson arrivals instead of a constant schedule.
     #[serde(default)]
     pub poisson: bool,
@@ -221,24 +247,14 @@ fn one_u64() -> u64 {
 fn three() -> u32 {
     3
 }
-
-fn none() -> String {
-    "none".into()
-}
 fn default_keys() -> u64 {
     100_000
-}
-fn uniform() -> String {
-    "uniform".into()
 }
 fn default_theta() -> f64 {
     0.99
 }
 fn default_value_size() -> usize {
     64
-}
-fn leader() -> toml::Value {
-    toml::Value::String("leader".into())
 }
 fn default_timeout() -> u64 {
     2_000
@@ -251,7 +267,7 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             nodes: 3,
-            durability: none(),
+            durability: Durability::None,
             node_threads: 1,
         }
     }
@@ -261,13 +277,104 @@ impl Default for WorkloadSpec {
     fn default() -> Self {
         WorkloadSpec {
             keys: default_keys(),
-            distribution: uniform(),
+            distribution: Distribution::Uniform,
             zipf_theta: default_theta(),
             read_fraction: 0.0,
             value_size: default_value_size(),
             seed: 1,
-            target: leader(),
+            target: TargetSpec::Leader,
         }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetSpec::Leader => f.write_str("leader"),
+            TargetSpec::All => f.write_str("all"),
+            TargetSpec::Nodes(ids) => write!(f, "{ids:?}"),
+        }
+    }
+}
+
+impl Serialize for TargetSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TargetSpec::Nodes(ids) => ids.serialize(s),
+            named => s.serialize_str(&named.to_string()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for TargetSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Ids(Vec<u32>),
+        }
+        let why = "expected \"leader\", \"all\" or a list of node ids such as [0, 1]";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
+            Raw::Name(n) if n == "leader" => Ok(TargetSpec::Leader),
+            Raw::Name(n) if n == "all" => Ok(TargetSpec::All),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
+            Raw::Ids(ids) if ids.is_empty() => Err(serde::de::Error::custom(why)),
+            Raw::Ids(ids) => Ok(TargetSpec::Nodes(ids)),
+        }
+    }
+}
+
+impl TargetSpec {
+    /// The load generator's target for `protocol`. Basic Paxos has no leader: every node
+    /// proposes, and spreading clients over all of them is what makes the proposers contend.
+    pub fn resolve(&self, protocol: Protocol) -> loadgen::Target {
+        match self {
+            TargetSpec::All => loadgen::Target::All,
+            TargetSpec::Nodes(ids) => {
+                loadgen::Target::Nodes(ids.iter().copied().map(NodeId).collect())
+            }
+            TargetSpec::Leader if protocol == Protocol::BasicPaxos => loadgen::Target::All,
+            TargetSpec::Leader => loadgen::Target::Leader,
+        }
+    }
+}
+
+impl WorkloadSpec {
+    /// The load generator's workload; `level` varies the seed from one load level to the next.
+    pub fn resolve(&self, level: usize) -> loadgen::Workload {
+        loadgen::Workload {
+            keys: self.keys,
+            distribution: match self.distribution {
+                Distribution::Uniform => loadgen::KeyDistribution::Uniform,
+                Distribution::Zipf => loadgen::KeyDistribution::Zipf {
+                    theta: self.zipf_theta,
+                },
+            },
+            read_fraction: self.read_fraction,
+            value_size: self.value_size,
+            seed: self.seed + level as u64,
+        }
+    }
+
+    /// Range checks, as (key, why).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(0.0..=1.0).contains(&self.read_fraction) {
+            return Err((
+                "read_fraction",
+                format!("{} is not in [0, 1]", self.read_fraction),
+            ));
+        }
+        if self.keys == 0 {
+            return Err(("keys", "need at least one key".into()));
+        }
+        if self.value_size > 16 << 20 {
+            return Err(("value_size", "values of at most 16 MiB".into()));
+        }
+        if self.distribution == Distribution::Zipf && !positive(self.zipf_theta) {
+            return Err(("zipf_theta", format!("{} must be > 0", self.zipf_theta)));
+        }
+        Ok(())
     }
 }
 
@@ -276,17 +383,75 @@ impl Default for WorkloadSpec {
 #[derive(Clone, Debug, PartialEq)]
 pub struct GridPoint {
     /// The protocol.
-    pub protocol: String,
-    /// Every swept key and its value here (in sweep order).
+    pub protocol: Protocol,
+    /// Every swept key and its value here (in sweep order), as written: the point's label.
     pub params: BTreeMap<String, toml::Value>,
-    /// The resolved cluster.
+    /// The resolved cluster size.
     pub nodes: u32,
-    /// `none` or `fsync`.
-    pub durability: String,
-    /// The resolved `[paxos]` knobs (global, then per-protocol, then swept).
-    pub paxos: BTreeMap<String, toml::Value>,
+    /// How acceptors keep their state.
+    pub durability: Durability,
+    /// The resolved protocol knobs (global, then per-protocol, then swept).
+    pub paxos: PaxosKnobs,
     /// The resolved workload.
     pub workload: WorkloadSpec,
+}
+
+impl GridPoint {
+    /// Sets one swept key to `value`, typed as that key is everywhere else.
+    fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), String> {
+        fn typed<T: serde::de::DeserializeOwned>(v: &toml::Value) -> Result<T, String> {
+            v.clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| e.to_string().trim_end().replace('\n', " "))
+        }
+        let w = &mut self.workload;
+        match key {
+            "nodes" => self.nodes = typed(value)?,
+            "durability" => self.durability = typed(value)?,
+            "keys" => w.keys = typed(value)?,
+            "distribution" => w.distribution = typed(value)?,
+            "zipf_theta" => w.zipf_theta = typed(value)?,
+            "read_fraction" => w.read_fraction = typed(value)?,
+            "value_size" => w.value_size = typed(value)?,
+            "target" => w.target = typed(value)?,
+            knob => {
+                let mut one = toml::Table::new();
+                one.insert(knob.to_string(), value.clone());
+                let knobs: PaxosKnobs = typed(&toml::Value::Table(one)).map_err(|e| {
+                    if e.contains("unknown field") {
+                        format!(
+                            "not a sweepable key: sweep a [paxos] knob or one of {}",
+                            OTHER_SWEEP_KEYS.join(", ")
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+                self.paxos.overlay(&knobs);
+            }
+        }
+        Ok(())
+    }
+
+    /// Range checks of the resolved point, as (key, why).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        if !(1..=MAX_LOCAL_NODES).contains(&self.nodes) {
+            return Err((
+                "nodes",
+                format!(
+                    "{} nodes: use 1 to {MAX_LOCAL_NODES} on one machine",
+                    self.nodes
+                ),
+            ));
+        }
+        self.workload.check()?;
+        // The core's own cross-field rules (heartbeat shorter than the election timeout, ...),
+        // so a bad combination is found before a cluster refuses to start.
+        let ids: Vec<NodeId> = (0..self.nodes).map(NodeId).collect();
+        let mut core = paxos::Config::new(self.protocol, ids[0], ids);
+        self.paxos.apply(&mut core);
+        core.validate().map_err(|e| ("paxos", e.to_string()))
+    }
 }
 
 impl Experiment {
@@ -303,9 +468,9 @@ impl Experiment {
         // Parse the file alone first, so its own mistakes come back with line numbers.
         let plain: Experiment =
             toml::from_str(text).map_err(|e| anyhow!("{file}: {}", e.to_string().trim_end()))?;
-        plain
-            .validate()
-            .map_err(|(key, why)| anyhow!("{file}:{}: `{key}`: {why}", line_of(text, &key)))?;
+        plain.validate().map_err(|(table, key, why)| {
+            anyhow!("{file}:{}: `{key}`: {why}", line_of(text, table, &key))
+        })?;
         if sets.is_empty() {
             return Ok(plain);
         }
@@ -322,65 +487,39 @@ impl Experiment {
         })?;
         merged
             .validate()
-            .map_err(|(key, why)| anyhow!("{file} with --set: `{key}`: {why}"))?;
+            .map_err(|(_, key, why)| anyhow!("{file} with --set: `{key}`: {why}"))?;
         Ok(merged)
     }
 
-    fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |k: &str, why: String| Err((k.to_string(), why));
+    /// Checks everything, every grid point included; errors are (table, key, why).
+    fn validate(&self) -> Result<(), (&'static str, String, String)> {
+        let top = |k: &str, why: String| Err(("", k.to_string(), why));
         if self.name.is_empty()
             || !self
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return bad(
+            return top(
                 "name",
                 format!("{:?} must be letters, digits, - or _", self.name),
             );
         }
         if self.protocols.is_empty() {
-            return bad("protocols", "name at least one protocol".into());
-        }
-        for p in &self.protocols {
-            if node::config::parse_protocol(p).is_none() {
-                return bad(
-                    "protocols",
-                    format!("unknown protocol {p:?}: use multi-paxos, basic-paxos or unreplicated"),
-                );
-            }
+            return top("protocols", "name at least one protocol".into());
         }
         for p in self.overrides.keys() {
             if !self.protocols.contains(p) {
-                return bad(
+                return top(
                     "overrides",
                     format!("[overrides.{p}] names a protocol not in `protocols`"),
                 );
             }
         }
-        for table in std::iter::once(&self.paxos).chain(self.overrides.values()) {
-            if let Some(k) = table.keys().find(|k| !PAXOS_KNOBS.contains(&k.as_str())) {
-                return bad(
-                    k,
-                    format!("unknown knob; knobs are {}", PAXOS_KNOBS.join(", ")),
-                );
-            }
-        }
-        for (k, values) in &self.sweep {
-            if !PAXOS_KNOBS.contains(&k.as_str()) && !OTHER_SWEEP_KEYS.contains(&k.as_str()) {
-                return bad(
-                    k,
-                    "not a sweepable key (see the experiment file docs)".into(),
-                );
-            }
-            if values.is_empty() {
-                return bad(k, "a sweep axis needs at least one value".into());
-            }
-        }
         if !(finite_at_least(self.warmup_s, 0.0) && positive(self.duration_s))
             || self.duration_s > 3600.0
         {
-            return bad(
+            return top(
                 "duration_s",
                 format!(
                     "warm-up {} s and duration {} s must be >= 0 and in (0, 3600]",
@@ -389,81 +528,42 @@ impl Experiment {
             );
         }
         if self.repetitions == 0 {
-            return bad("repetitions", "must be at least 1".into());
+            return top("repetitions", "must be at least 1".into());
         }
+        let in_table =
+            |table: &'static str| move |(k, why): (&str, String)| (table, k.to_string(), why);
         if !(1..=64).contains(&self.cluster.node_threads) {
-            return bad(
+            return Err(in_table("cluster")((
                 "node_threads",
                 format!("{}: use 1 to 64", self.cluster.node_threads),
-            );
+            )));
         }
-        if !(1..=9).contains(&self.cluster.nodes) {
-            return bad(
-                "nodes",
-                format!("{} nodes: use 1 to 9 on one machine", self.cluster.nodes),
-            );
-        }
-        if !["none", "fsync"].contains(&self.cluster.durability.as_str()) {
-            return bad(
-                "durability",
-                format!("{:?}: use none or fsync", self.cluster.durability),
-            );
-        }
-        match self.load.mode.as_str() {
-            "open"
-                if self.load.rates.is_empty() || self.load.rates.iter().any(|r| !positive(*r)) =>
-            {
-                return bad("rates", "open loop needs positive rates".into())
-            }
-            "closed"
-                if self.load.clients.is_empty()
-                    || self.load.clients.contains(&0)
-                    || self.load.depth == 0 =>
-            {
-                return bad(
-                    "clients",
-                    "closed loop needs client counts and a depth of at least 1".into(),
-                )
-            }
-            "open" | "closed" => {}
-            other => return bad("mode", format!("{other:?}: use open or closed")),
-        }
-        for (p, rates) in &self.load.rates_by_protocol {
-            if !self.protocols.contains(p)
-                || rates.is_empty()
-                || rates.iter().any(|r| !positive(*r))
-            {
-                return bad(
+        self.load.check().map_err(in_table("load"))?;
+        for p in self.load.rates_by_protocol.keys() {
+            if !self.protocols.contains(p) {
+                return Err(in_table("load")((
                     "rates_by_protocol",
-                    format!("{p}: a protocol of this experiment with positive rates"),
-                );
+                    format!("{p} is not a protocol of this experiment"),
+                )));
             }
         }
-        let w = &self.workload;
-        if !["uniform", "zipf"].contains(&w.distribution.as_str()) {
-            return bad(
-                "distribution",
-                format!("{:?}: use uniform or zipf", w.distribution),
-            );
+        self.workload.check().map_err(in_table("workload"))?;
+        for (k, values) in &self.sweep {
+            if values.is_empty() {
+                return Err((
+                    "sweep",
+                    k.clone(),
+                    "a sweep axis needs at least one value".into(),
+                ));
+            }
         }
-        if !(0.0..=1.0).contains(&w.read_fraction) {
-            return bad(
-                "read_fraction",
-                format!("{} is not in [0, 1]", w.read_fraction),
-            );
-        }
-        if w.keys == 0 || w.value_size > 16 << 20 {
-            return bad(
-                "keys",
-                "need at least one key and values of at most 16 MiB".into(),
-            );
-        }
-        Ok(())
+        self.grid().map(|_| ())
     }
 
-    /// Every cluster configuration of the grid, protocol by protocol. A swept knob that one
-    /// protocol ignores (e.g. `window` for Unreplicated) is still listed for it, so tables line up.
-    pub fn grid(&self) -> Vec<GridPoint> {
+    /// Every cluster configuration of the grid, protocol by protocol, each typed and checked.
+    /// A swept knob that one protocol ignores (e.g. `window` for Unreplicated) is still listed
+    /// for it, so tables line up. Errors are (table, key, why).
+    pub fn grid(&self) -> Result<Vec<GridPoint>, (&'static str, String, String)> {
         let axes: Vec<(&String, &Vec<toml::Value>)> = self.sweep.iter().collect();
         let mut combos: Vec<BTreeMap<String, toml::Value>> = vec![BTreeMap::new()];
         for (key, values) in &axes {
@@ -479,44 +579,78 @@ impl Experiment {
                 .collect();
         }
         let mut out = Vec::new();
-        for protocol in &self.protocols {
+        for &protocol in &self.protocols {
             for params in &combos {
                 let mut paxos = self.paxos.clone();
-                if let Some(o) = self.overrides.get(protocol) {
-                    paxos.extend(o.clone());
+                if let Some(o) = self.overrides.get(&protocol) {
+                    paxos.overlay(o);
                 }
-                let mut workload = self.workload.clone();
-                let mut nodes = self.cluster.nodes;
-                let mut durability = self.cluster.durability.clone();
-                for (k, v) in params {
-                    match k.as_str() {
-                        "nodes" => nodes = v.as_integer().unwrap_or(3) as u32,
-                        "durability" => durability = v.as_str().unwrap_or("none").to_string(),
-                        "keys" => workload.keys = v.as_integer().unwrap_or(1) as u64,
-                        "zipf_theta" => workload.zipf_theta = v.as_float().unwrap_or(0.99),
-                        "read_fraction" => workload.read_fraction = as_f64(v),
-                        "value_size" => workload.value_size = v.as_integer().unwrap_or(64) as usize,
-                        "target" => workload.target = v.clone(),
-                        knob => {
-                            paxos.insert(knob.to_string(), v.clone());
-                        }
-                    }
-                }
-                if protocol == "unreplicated" {
-                    nodes = 1;
-                }
-                out.push(GridPoint {
-                    protocol: protocol.clone(),
+                let mut g = GridPoint {
+                    protocol,
                     params: params.clone(),
-                    nodes,
-                    durability,
+                    nodes: self.cluster.nodes,
+                    durability: self.cluster.durability,
                     paxos,
-                    workload,
-                });
+                    workload: self.workload.clone(),
+                };
+                for (k, v) in params {
+                    g.set(k, v)
+                        .map_err(|why| ("sweep", k.clone(), format!("value {v}: {why}")))?;
+                }
+                if protocol == Protocol::Unreplicated {
+                    g.nodes = 1;
+                }
+                g.check().map_err(|(k, why)| {
+                    let table = if params.contains_key(k) { "sweep" } else { "" };
+                    let label = params_text(params);
+                    let at = if label.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (at {label})")
+                    };
+                    (table, k.to_string(), format!("{protocol}{at}: {why}"))
+                })?;
+                out.push(g);
             }
         }
-        out
+        Ok(out)
     }
+}
+
+impl LoadSpec {
+    /// Range checks, as (key, why).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        match self.mode {
+            LoadMode::Open if self.rates.is_empty() || self.rates.iter().any(|r| !positive(*r)) => {
+                Err(("rates", "open loop needs positive rates".into()))
+            }
+            LoadMode::Closed
+                if self.clients.is_empty() || self.clients.contains(&0) || self.depth == 0 =>
+            {
+                Err((
+                    "clients",
+                    "closed loop needs client counts and a depth of at least 1".into(),
+                ))
+            }
+            _ => {
+                for (p, rates) in &self.rates_by_protocol {
+                    if rates.is_empty() || rates.iter().any(|r| !positive(*r)) {
+                        return Err(("rates_by_protocol", format!("{p}: give positive rates")));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// `k=v k=v` of swept parameters.
+pub fn params_text(params: &BTreeMap<String, toml::Value>) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A finite number above zero (NaN is not).
@@ -527,12 +661,6 @@ fn positive(x: f64) -> bool {
 /// A finite number of at least `min` (NaN is not).
 fn finite_at_least(x: f64, min: f64) -> bool {
     x.is_finite() && x >= min
-}
-
-fn as_f64(v: &toml::Value) -> f64 {
-    v.as_float()
-        .or_else(|| v.as_integer().map(|i| i as f64))
-        .unwrap_or(0.0)
 }
 
 /// Sets a dotted key in a TOML table; the value is parsed as TOML, or taken as a string.
@@ -558,17 +686,35 @@ fn apply_set(table: &mut toml::Table, set: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The 1-based line where `key` is first assigned (or its table starts), or 0.
-fn line_of(text: &str, key: &str) -> usize {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.strip_prefix(key)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-                || l.starts_with(&format!("[{key}]"))
-                || l.starts_with(&format!("[overrides.{key}]"))
-        })
-        .map_or(0, |i| i + 1)
+/// The 1-based line where `key` is assigned inside `[table]` (`""`: the top level, before any
+/// table; then anywhere), or where a table named `key` starts; 0 if neither is found.
+fn line_of(text: &str, table: &str, key: &str) -> usize {
+    let mut current = String::new();
+    let mut anywhere = 0;
+    let headers = [format!("[{key}]"), format!("[overrides.{key}]")];
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.starts_with('[') {
+            if headers.iter().any(|h| l.starts_with(h.as_str())) && anywhere == 0 {
+                anywhere = i + 1;
+            }
+            let name = l.trim_start_matches('[').split(']').next().unwrap_or("");
+            current = name.trim().to_string();
+            continue;
+        }
+        let assigns = l
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if assigns {
+            if current == table {
+                return i + 1;
+            }
+            if anywhere == 0 {
+                anywhere = i + 1;
+            }
+        }
+    }
+    anywhere
 }
 
 #[cfg(test)]
@@ -598,22 +744,18 @@ value_size = [16, 64]
     #[test]
     fn the_grid_is_every_combination_per_protocol() {
         let e = Experiment::parse(Path::new("t.toml"), QUICKISH, &[]).unwrap();
-        let grid = e.grid();
+        let grid = e.grid().unwrap();
         assert_eq!(grid.len(), 2 * 2 * 2);
         let mp: Vec<_> = grid
             .iter()
-            .filter(|g| g.protocol == "multi-paxos")
+            .filter(|g| g.protocol == Protocol::MultiPaxos)
             .collect();
-        assert!(mp
-            .iter()
-            .all(|g| g.nodes == 3 && g.paxos["window"].as_integer() == Some(8)));
+        assert!(mp.iter().all(|g| g.nodes == 3 && g.paxos.window == Some(8)));
         // The sweep wins over the per-protocol override.
-        assert!(mp
-            .iter()
-            .any(|g| g.paxos["max_batch"].as_integer() == Some(1)));
+        assert!(mp.iter().any(|g| g.paxos.max_batch == Some(1)));
         assert!(grid
             .iter()
-            .filter(|g| g.protocol == "unreplicated")
+            .filter(|g| g.protocol == Protocol::Unreplicated)
             .all(|g| g.nodes == 1));
         assert!(grid.iter().any(|g| g.workload.value_size == 16));
     }
@@ -626,7 +768,11 @@ value_size = [16, 64]
             &[],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("t.toml:7: `windw`"), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("t.toml: ") && msg.contains("line 7") && msg.contains("`windw`"),
+            "{msg}"
+        );
         let e = Experiment::parse(
             Path::new("t.toml"),
             &QUICKISH.replace("duration_s", "duraton_s"),
@@ -651,7 +797,11 @@ value_size = [16, 64]
             &[],
         )
         .unwrap_err();
-        assert!(e.to_string().contains("`mode`"), "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("line 13") && msg.contains("mode = \"ajar\"") && msg.contains("closed"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -690,5 +840,82 @@ value_size = [16, 64]
         )
         .unwrap_err();
         assert!(err.to_string().contains("node_threads"), "{err}");
+    }
+
+    #[test]
+    fn swept_values_are_typed_and_range_checked_at_load() {
+        let with_sweep = |sweep: &str| QUICKISH.replace("value_size = [16, 64]", sweep);
+        // The wrong type is an error naming the line of the sweep, the key and the value,
+        // never a default.
+        for (sweep, expect) in [
+            (r#"nodes = ["three", 5.5, 70]"#, "\"three\""),
+            ("nodes = [3, 5.5]", "5.5"),
+            ("nodes = [3, 70]", "70 nodes"),
+            (r#"window = ["wide"]"#, "\"wide\""),
+            (r#"backoff = ["fast"]"#, "fast"),
+            (r#"durability = ["paper"]"#, "paper"),
+            ("read_fraction = [0.5, 2.0]", "not in [0, 1]"),
+            (r#"target = ["everyone"]"#, "everyone"),
+            ("heartbeat_interval_us = [600000]", "heartbeat_interval"),
+        ] {
+            let e = Experiment::parse(Path::new("t.toml"), &with_sweep(sweep), &[])
+                .unwrap_err()
+                .to_string();
+            let key = sweep.split(' ').next().unwrap();
+            // The core's cross-field rules name the `[paxos]` table and the point.
+            let (line, key) = match key {
+                "heartbeat_interval_us" => (6, "paxos"),
+                key => (18, key),
+            };
+            assert!(
+                e.starts_with(&format!("t.toml:{line}: `{key}`")) && e.contains(expect),
+                "{sweep}: {e}"
+            );
+        }
+        let e = Experiment::parse(Path::new("t.toml"), &with_sweep("colour = [1]"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`colour`") && e.contains("not a sweepable key"),
+            "{e}"
+        );
+        // Good values of every typed sweep key.
+        let e = Experiment::parse(
+            Path::new("t.toml"),
+            &with_sweep(
+                r#"durability = ["none", "fsync"]
+target = ["all", [0, 1]]
+backoff = ["none", "equal"]
+distribution = ["uniform", "zipf"]"#,
+            ),
+            &[],
+        )
+        .unwrap();
+        let grid = e.grid().unwrap();
+        assert_eq!(grid.len(), 2 * 2 * 2 * 2 * 2 * 2);
+        assert!(grid.iter().any(|g| g.durability == Durability::Fsync
+            && g.workload.target == TargetSpec::Nodes(vec![0, 1])
+            && g.paxos.backoff == Some(paxos::BackoffMode::Equal)
+            && g.workload.distribution == Distribution::Zipf));
+        // --set values are typed the same way.
+        let e = Experiment::parse(
+            Path::new("t.toml"),
+            QUICKISH,
+            &["sweep.nodes=[\"x\"]".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--set") && e.contains("`nodes`") && e.contains("\"x\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_resolved_experiment_reads_back_the_same() {
+        let e = Experiment::parse(Path::new("t.toml"), QUICKISH, &[]).unwrap();
+        let text = toml::to_string_pretty(&e).unwrap();
+        let again = Experiment::parse(Path::new("config.toml"), &text, &[]).unwrap();
+        assert_eq!(again, e);
     }
 }

@@ -1,171 +1,283 @@
-//! Starting and stopping clusters for `paxbench run`, behind a seam ([`Launcher`]) so that a
-//! later launcher can start nodes on other hosts over ssh. The local launcher starts
-//! `paxbench node` processes on loopback with throwaway certificates and a temporary data
-//! directory, waits until the cluster reports ready, and stops every process it started, by pid.
+//! Starting and stopping clusters for `paxbench run`.
+//!
+//! One [`Launcher`] does everything that does not depend on where processes run: it makes the
+//! cluster's certificates on this machine (the controller), serializes a typed
+//! [`ClusterFile`] for every node with its host's address, gives each node host only the CA
+//! certificate and that node's own certificate and key (never the CA key), starts the nodes,
+//! waits until the cluster reports ready, and on stop brings every host's logs back. What does
+//! depend on it — how files get to a host, how a process is started, sampled and stopped — is
+//! a [`Backend`]: [`LocalBackend`] starts child processes on 127.0.0.1; the ssh backend starts
+//! them on other hosts.
 
-use std::collections::BTreeMap;
-use std::net::UdpSocket;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use node::client::KvClient;
-use node::config::ClusterConfig;
-use paxos::{ClientId, NodeId};
+use node::config::{
+    ClusterConfig, ClusterFile, Durability, NodeFile, PaxosKnobs, TlsFiles, TransportKnobs,
+};
+use paxos::{ClientId, NodeId, Protocol};
 
-/// What to start.
-#[derive(Clone, Debug)]
+/// What to start: one typed description of a cluster.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSetup {
-    /// `multi-paxos`, `basic-paxos` or `unreplicated`.
-    pub protocol: String,
+    /// The protocol every node runs.
+    pub protocol: Protocol,
     /// Node count.
     pub nodes: u32,
-    /// `none` or `fsync`.
-    pub durability: String,
-    /// `[paxos]` knobs.
-    pub paxos: BTreeMap<String, toml::Value>,
-    /// Threads of each node's runtime.
-    pub threads: u32,
+    /// How acceptors keep their state.
+    pub durability: Durability,
+    /// Protocol knobs.
+    pub paxos: PaxosKnobs,
+    /// Transport knobs (runtime threads, ...).
+    pub transport: TransportKnobs,
 }
 
-/// Starts clusters.
-pub trait Launcher {
-    /// Starts a cluster and returns once it is ready to serve.
-    fn start(&mut self, setup: &ClusterSetup) -> anyhow::Result<Box<dyn RunningCluster>>;
+/// A file to put into a node's working directory.
+#[derive(Clone, Debug)]
+pub struct Staged {
+    /// Its name in the working directory.
+    pub name: String,
+    /// Where it is on this machine.
+    pub from: PathBuf,
+    /// Secret (a private key): mode 0600.
+    pub secret: bool,
 }
 
-/// A cluster that is up. Dropping it stops every process it started.
-pub trait RunningCluster {
-    /// The cluster file clients use.
-    fn cluster_file(&self) -> &Path;
-    /// Each node and the pid to sample its CPU and memory from (None if remote).
-    fn pids(&self) -> Vec<(NodeId, Option<u32>)>;
+/// CPU time and memory of a process at one moment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sample {
+    /// User + system CPU time so far, seconds.
+    pub cpu_seconds: f64,
+    /// Resident set size, bytes.
+    pub rss_bytes: u64,
 }
 
-/// Starts nodes as child processes on 127.0.0.1.
-pub struct LocalLauncher {
-    /// The `paxbench` binary to run as `paxbench node`.
-    pub binary: PathBuf,
-    /// Where each cluster's certificates, data and logs go (a fresh subdirectory per cluster).
-    pub workdir: PathBuf,
+/// A process started by a [`Backend`], known by its pid on its host.
+pub trait Process {
+    /// Its pid on its own host.
+    fn pid(&self) -> u32;
+    /// Its CPU time and memory now, read on its own host (`None` once it has exited).
+    fn sample(&mut self) -> Option<Sample>;
+    /// SIGTERM to its pid, a bounded wait, then SIGKILL to its pid.
+    fn stop(&mut self) -> anyhow::Result<()>;
+}
+
+/// Where the processes of a run go, and how: everything the local and the ssh launcher do
+/// differently.
+pub trait Backend {
+    /// The host of each of `count` nodes, by name, and the address each node binds (which
+    /// peers and clients dial).
+    fn place_nodes(&mut self, count: u32) -> anyhow::Result<Vec<(String, SocketAddr)>>;
+    /// A fresh working directory `name` on `host` holding `files`; returns its path there.
+    fn stage(&mut self, host: &str, name: &str, files: &[Staged]) -> anyhow::Result<PathBuf>;
+    /// Starts `paxbench <args>` on `host` in `dir`, its stderr in `dir/<log>`.
+    fn spawn(
+        &mut self,
+        host: &str,
+        dir: &Path,
+        args: &[String],
+        log: &str,
+    ) -> anyhow::Result<Box<dyn Process>>;
+    /// Copies the `*.log` files of `dir` on `host` into `to`, then removes `dir`.
+    fn collect(&mut self, host: &str, dir: &Path, to: &Path) -> anyhow::Result<()>;
+}
+
+/// Starts clusters through a [`Backend`].
+pub struct Launcher {
+    backend: Box<dyn Backend>,
+    /// This machine's own files for the run: certificates (the CA key stays here) and each
+    /// cluster's client file.
+    workdir: PathBuf,
     /// How long to wait for readiness.
     pub ready_timeout: Duration,
     started: u32,
 }
 
-impl LocalLauncher {
-    /// A launcher running `binary`, keeping its files under `workdir`.
-    pub fn new(binary: PathBuf, workdir: PathBuf) -> Self {
-        LocalLauncher {
-            binary,
+/// One node of a running cluster.
+struct NodeProcess {
+    id: NodeId,
+    host: String,
+    dir: PathBuf,
+    process: Box<dyn Process>,
+}
+
+/// A cluster that is up. [`Cluster::stop`] (or dropping it) stops every process it started.
+pub struct Cluster {
+    /// `cluster-<n>`: names its logs directory.
+    pub name: String,
+    /// The cluster file clients on this machine use.
+    pub client_file: PathBuf,
+    nodes: Vec<NodeProcess>,
+}
+
+impl Launcher {
+    /// A launcher over `backend`, keeping this machine's files under `workdir`.
+    pub fn new(backend: Box<dyn Backend>, workdir: PathBuf) -> Self {
+        Launcher {
+            backend,
             workdir,
             ready_timeout: Duration::from_secs(30),
             started: 0,
         }
     }
-}
 
-struct LocalCluster {
-    file: PathBuf,
-    children: Vec<(NodeId, Child)>,
-}
-
-impl RunningCluster for LocalCluster {
-    fn cluster_file(&self) -> &Path {
-        &self.file
-    }
-
-    fn pids(&self) -> Vec<(NodeId, Option<u32>)> {
-        self.children
-            .iter()
-            .map(|(id, c)| (*id, Some(c.id())))
-            .collect()
-    }
-}
-
-impl Drop for LocalCluster {
-    fn drop(&mut self) {
-        for (_, child) in &mut self.children {
-            // Only processes we started, by their pid.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// A base port with `n` consecutive free UDP ports on 127.0.0.1.
-fn free_ports(n: u16, salt: u32) -> anyhow::Result<u16> {
-    let seed = (std::process::id() % 1000) as u16 * 20 + (salt % 997) as u16 * 7;
-    for attempt in 0..500u16 {
-        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(41))) % 30_000;
-        let sockets: Vec<_> = (0..n)
-            .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
-            .collect();
-        if sockets.iter().all(|s| s.is_ok()) {
-            return Ok(base);
-        }
-    }
-    bail!("no {n} consecutive free UDP ports on 127.0.0.1")
-}
-
-impl Launcher for LocalLauncher {
-    fn start(&mut self, setup: &ClusterSetup) -> anyhow::Result<Box<dyn RunningCluster>> {
+    /// Starts a cluster and returns once it is ready to serve.
+    pub fn start(&mut self, setup: &ClusterSetup) -> anyhow::Result<Cluster> {
         self.started += 1;
-        let dir = self.workdir.join(format!("cluster-{}", self.started));
-        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let base = free_ports(setup.nodes as u16, self.started)?;
-        node::write_cluster(&dir, setup.nodes, base)?;
-        let file = dir.join("cluster.toml");
-        let mut table: toml::Table = toml::from_str(&std::fs::read_to_string(&file)?)?;
-        table.insert(
-            "protocol".into(),
-            toml::Value::String(setup.protocol.clone()),
-        );
-        table.insert(
-            "durability".into(),
-            toml::Value::String(setup.durability.clone()),
-        );
-        let mut transport = toml::Table::new();
-        transport.insert("threads".into(), toml::Value::Integer(setup.threads.into()));
-        table.insert("transport".into(), toml::Value::Table(transport));
-        if !setup.paxos.is_empty() {
-            table.insert(
-                "paxos".into(),
-                toml::Value::Table(setup.paxos.clone().into_iter().collect()),
-            );
-        }
-        std::fs::write(&file, toml::to_string(&table)?)?;
-        // Validate before starting anything, so a bad knob is one clear error.
-        let config = ClusterConfig::load(&file)?;
-        let mut cluster = LocalCluster {
-            file: file.clone(),
-            children: Vec::new(),
+        let name = format!("cluster-{}", self.started);
+        let dir = self.workdir.join(&name);
+        let placed = self.backend.place_nodes(setup.nodes)?;
+        // Certificates name node ids, not addresses: the loopback file `write_cluster` writes
+        // beside them is replaced by the files below.
+        node::write_cluster(&dir, setup.nodes, 0)
+            .with_context(|| format!("making certificates in {}", dir.display()))?;
+        let nodes: Vec<NodeFile> = placed
+            .iter()
+            .enumerate()
+            .map(|(i, (_, addr))| NodeFile {
+                id: i as u32,
+                addr: addr.to_string(),
+                cert: format!("node-{i}.pem").into(),
+                key: format!("node-{i}-key.pem").into(),
+            })
+            .collect();
+        let file = |tls: TlsFiles| ClusterFile {
+            protocol: setup.protocol,
+            durability: setup.durability,
+            data_dir: None,
+            wal_segment_bytes: None,
+            tls,
+            paxos: setup.paxos.clone(),
+            transport: setup.transport.clone(),
+            nodes: nodes.clone(),
         };
-        for n in &config.nodes {
-            let log = std::fs::File::create(dir.join(format!("node-{}.log", n.id.0)))?;
-            let child = Command::new(&self.binary)
-                .args(["node", "--cluster"])
-                .arg(&file)
-                .args(["--id", &n.id.0.to_string()])
-                .env(
-                    "RUST_LOG",
-                    std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-                )
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {} node", self.binary.display()))?;
-            cluster.children.push((n.id, child));
+        // The controller's own file: every node's address and the client certificate.
+        let client_file = dir.join("client.toml");
+        let config = file(TlsFiles {
+            ca: "ca.pem".into(),
+            client_cert: Some("client.pem".into()),
+            client_key: Some("client-key.pem".into()),
+        })
+        .write(&client_file)?;
+        // What a node host gets: the CA certificate, its node's pair, and a cluster file with
+        // no client certificate.
+        let node_file = dir.join("node.toml");
+        file(TlsFiles {
+            ca: "ca.pem".into(),
+            client_cert: None,
+            client_key: None,
+        })
+        .write(&node_file)?;
+        let mut cluster = Cluster {
+            name: name.clone(),
+            client_file,
+            nodes: Vec::new(),
+        };
+        for (i, (host, _)) in placed.iter().enumerate() {
+            let staged = [
+                Staged {
+                    name: "ca.pem".into(),
+                    from: dir.join("ca.pem"),
+                    secret: false,
+                },
+                Staged {
+                    name: format!("node-{i}.pem"),
+                    from: dir.join(format!("node-{i}.pem")),
+                    secret: false,
+                },
+                Staged {
+                    name: format!("node-{i}-key.pem"),
+                    from: dir.join(format!("node-{i}-key.pem")),
+                    secret: true,
+                },
+                Staged {
+                    name: "cluster.toml".into(),
+                    from: node_file.clone(),
+                    secret: false,
+                },
+            ];
+            let node_dir = self
+                .backend
+                .stage(host, &format!("{name}-node-{i}"), &staged)?;
+            let args = [
+                "node".to_string(),
+                "--cluster".into(),
+                "cluster.toml".into(),
+                "--id".into(),
+                i.to_string(),
+            ];
+            let process = self
+                .backend
+                .spawn(host, &node_dir, &args, &format!("node-{i}.log"))
+                .with_context(|| format!("starting node {i} on {host}"))?;
+            tracing::debug!(node = i, host, pid = process.pid(), "node started");
+            cluster.nodes.push(NodeProcess {
+                id: NodeId(i as u32),
+                host: host.clone(),
+                dir: node_dir,
+                process,
+            });
         }
         wait_ready(&config, self.ready_timeout).with_context(|| {
             format!(
-                "cluster in {} never became ready (see its node-*.log)",
-                dir.display()
+                "{name} never became ready (its node logs are kept under logs/{name}/ in the results)"
             )
         })?;
-        Ok(Box::new(cluster))
+        Ok(cluster)
+    }
+
+    /// Stops every process of `cluster` and brings each host's logs back to
+    /// `logs/<cluster>/<host>/` under `results`. The logs come back even when a stop failed.
+    pub fn stop(&mut self, mut cluster: Cluster, results: &Path) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for n in &mut cluster.nodes {
+            if let Err(e) = n.process.stop() {
+                first_error.get_or_insert(e.context(format!("stopping node {}", n.id.0)));
+            }
+        }
+        for n in std::mem::take(&mut cluster.nodes) {
+            let to = results.join(logs_dir(&cluster.name, &n.host));
+            std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
+            if let Err(e) = self.backend.collect(&n.host, &n.dir, &to) {
+                first_error
+                    .get_or_insert(e.context(format!("fetching the logs of node {}", n.id.0)));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// `logs/<cluster>/<host>`, relative to the results directory.
+pub fn logs_dir(cluster: &str, host: &str) -> PathBuf {
+    Path::new("logs").join(cluster).join(host)
+}
+
+impl Cluster {
+    /// Each node's id and its CPU time and memory now, read on its own host.
+    pub fn sample(&mut self) -> Vec<(NodeId, Option<Sample>)> {
+        self.nodes
+            .iter_mut()
+            .map(|n| (n.id, n.process.sample()))
+            .collect()
+    }
+
+    /// Where the logs of this cluster go, relative to the results directory.
+    pub fn logs(&self) -> PathBuf {
+        Path::new("logs").join(&self.name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // A cluster not stopped through its launcher (an error on the way): stop its processes
+        // all the same, by pid. Its logs stay where they are.
+        for n in &mut self.nodes {
+            let _ = n.process.stop();
+        }
     }
 }
 
@@ -183,18 +295,167 @@ fn wait_ready(config: &ClusterConfig, limit: Duration) -> anyhow::Result<()> {
     })
 }
 
-/// CPU time (user + system) of a process, in seconds, from /proc.
-pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// Starts nodes as child processes on 127.0.0.1, each in its own directory under `workdir`.
+pub struct LocalBackend {
+    binary: PathBuf,
+    workdir: PathBuf,
+    placed: u32,
+}
+
+impl LocalBackend {
+    /// The host name local processes are filed under in `logs/`.
+    pub const HOST: &'static str = "local";
+
+    /// Runs `binary` (this `paxbench`) with working directories under `workdir`.
+    pub fn new(binary: PathBuf, workdir: PathBuf) -> Self {
+        LocalBackend {
+            binary,
+            workdir,
+            placed: 0,
+        }
+    }
+}
+
+impl Backend for LocalBackend {
+    fn place_nodes(&mut self, count: u32) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+        self.placed += 1;
+        let base = free_ports(count as u16, self.placed)?;
+        Ok((0..count as u16)
+            .map(|i| {
+                let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), base + i);
+                (Self::HOST.to_string(), addr)
+            })
+            .collect())
+    }
+
+    fn stage(&mut self, _host: &str, name: &str, files: &[Staged]) -> anyhow::Result<PathBuf> {
+        let dir = self.workdir.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for f in files {
+            let to = dir.join(&f.name);
+            std::fs::copy(&f.from, &to)
+                .with_context(|| format!("copying {} to {}", f.from.display(), to.display()))?;
+            #[cfg(unix)]
+            if f.secret {
+                use std::os::unix::fs::PermissionsExt as _;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    fn spawn(
+        &mut self,
+        _host: &str,
+        dir: &Path,
+        args: &[String],
+        log: &str,
+    ) -> anyhow::Result<Box<dyn Process>> {
+        let log_path = dir.join(log);
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let child = Command::new(&self.binary)
+            .args(args)
+            .current_dir(dir)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.binary.display()))?;
+        Ok(Box::new(LocalProcess { child }))
+    }
+
+    fn collect(&mut self, _host: &str, dir: &Path, to: &Path) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "log") {
+                std::fs::copy(&path, to.join(entry.file_name()))
+                    .with_context(|| format!("copying {}", path.display()))?;
+            }
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))
+    }
+}
+
+/// A child process of this one.
+struct LocalProcess {
+    child: Child,
+}
+
+impl Process for LocalProcess {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn sample(&mut self) -> Option<Sample> {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return None;
+        }
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        Some(Sample {
+            cpu_seconds: cpu_seconds(&stat, clock_ticks())?,
+            rss_bytes: rss_bytes(&status)?,
+        })
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        if self.child.try_wait()?.is_some() {
+            return Ok(());
+        }
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill has no memory preconditions; the pid is our own unreaped child, so it
+        // cannot have been reused by another process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+/// How long a stopped node has to exit after SIGTERM before it gets SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// A base port with `n` consecutive free UDP ports on 127.0.0.1.
+fn free_ports(n: u16, salt: u32) -> anyhow::Result<u16> {
+    let seed = (std::process::id() % 1000) as u16 * 20 + (salt % 997) as u16 * 7;
+    for attempt in 0..500u16 {
+        let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(41))) % 30_000;
+        let sockets: Vec<_> = (0..n)
+            .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
+            .collect();
+        if sockets.iter().all(|s| s.is_ok()) {
+            return Ok(base);
+        }
+    }
+    bail!("no {n} consecutive free UDP ports on 127.0.0.1")
+}
+
+/// CPU time (user + system) in seconds, from the text of `/proc/<pid>/stat` and the clock
+/// ticks per second of the host it was read on.
+pub fn cpu_seconds(stat: &str, ticks: f64) -> Option<f64> {
     // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
+    Some((utime + stime) / ticks)
 }
 
-fn clock_ticks() -> f64 {
+/// This machine's clock ticks per second (`getconf CLK_TCK`).
+pub fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if t > 0 {
@@ -204,9 +465,8 @@ fn clock_ticks() -> f64 {
     }
 }
 
-/// Resident memory of a process, from /proc.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+/// Resident memory in bytes, from the text of `/proc/<pid>/status`.
+pub fn rss_bytes(status: &str) -> Option<u64> {
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))?
@@ -216,4 +476,19 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
         .parse()
         .ok()?;
     Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_files_parse() {
+        let stat = "1234 (paxbench node) S 1 1234 1234 0 -1 4194560 900 0 0 0 250 50 0 0 20 0";
+        assert_eq!(cpu_seconds(stat, 100.0), Some(3.0));
+        assert_eq!(cpu_seconds("garbage", 100.0), None);
+        let status = "Name:\tpaxbench\nVmPeak:\t  9000 kB\nVmRSS:\t    2048 kB\n";
+        assert_eq!(rss_bytes(status), Some(2048 * 1024));
+        assert_eq!(rss_bytes("Name: x\n"), None);
+    }
 }

@@ -12,7 +12,7 @@
 //! was measured readable (render it with `paxbench report DIR`).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +20,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
-use node::config::ClusterConfig;
-use paxos::NodeId;
+use loadgen::{Arrivals, LoadConfig, Mode};
+use node::config::{ClusterConfig, TransportKnobs};
+use paxos::{NodeId, Protocol};
+use results::{NodeStats, Point};
 
 use crate::env_info::{self, EnvInfo};
-use crate::experiment::{Experiment, GridPoint};
-use crate::launcher::{
-    cpu_seconds, rss_bytes, ClusterSetup, Launcher, LocalLauncher, RunningCluster,
-};
+use crate::experiment::{params_text, Experiment, GridPoint, LoadMode};
+use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
 
 /// Arguments of `paxbench run`.
 #[derive(Debug, Args)]
@@ -55,13 +54,15 @@ enum Level {
 
 pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let exp = Experiment::load(&args.experiment, &args.sets)?;
-    let grid = exp.grid();
-    let levels_for = |protocol: &str| -> Vec<Level> {
-        if exp.load.mode == "open" {
+    let grid = exp
+        .grid()
+        .map_err(|(_, key, why)| anyhow::anyhow!("`{key}`: {why}"))?;
+    let levels_for = |protocol: Protocol| -> Vec<Level> {
+        if exp.load.mode == LoadMode::Open {
             let rates = exp
                 .load
                 .rates_by_protocol
-                .get(protocol)
+                .get(&protocol)
                 .unwrap_or(&exp.load.rates);
             rates.iter().map(|r| Level::Rate(*r)).collect()
         } else {
@@ -75,12 +76,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     if args.dry_run {
         print!("{}", toml::to_string_pretty(&exp)?);
         for g in &grid {
-            let n = levels_for(&g.protocol).len() as u32 * exp.repetitions;
+            let n = levels_for(g.protocol).len() as u32 * exp.repetitions;
             println!(
                 "# {} on {} node(s), {}: {n} point(s)",
                 g.protocol,
                 g.nodes,
-                params_label(g)
+                params_text(&g.params)
             );
         }
         return Ok(true);
@@ -98,7 +99,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
 
     let total = grid
         .iter()
-        .map(|g| levels_for(&g.protocol).len() as u64)
+        .map(|g| levels_for(g.protocol).len() as u64)
         .sum::<u64>()
         * u64::from(exp.repetitions);
     let bar = ProgressBar::new(total);
@@ -126,108 +127,91 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     }
     let workdir = tempfile::tempdir()?;
     let binary = std::env::current_exe().context("finding the paxbench binary")?;
-    let mut launcher = LocalLauncher::new(binary, workdir.path().to_path_buf());
+    let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
+    let mut launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
     let mut measured = 0u64;
     'outer: for g in &grid {
         for rep in 0..exp.repetitions {
             let setup = ClusterSetup {
-                protocol: g.protocol.clone(),
+                protocol: g.protocol,
                 nodes: g.nodes,
-                durability: g.durability.clone(),
+                durability: g.durability,
                 paxos: g.paxos.clone(),
-                threads: exp.cluster.node_threads,
+                transport: TransportKnobs {
+                    threads: Some(exp.cluster.node_threads as usize),
+                    ..TransportKnobs::default()
+                },
             };
             // One cluster serves the load levels in turn, until a level overloads it: requests
             // it never answered may still be queued inside, and would be the next level's
             // backlog. The level after that gets a fresh cluster.
-            let mut current: Option<Started> = None;
-            for (li, level) in levels_for(&g.protocol).iter().enumerate() {
+            let mut current: Option<Cluster> = None;
+            for (li, level) in levels_for(g.protocol).iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     if let Some(c) = current.take() {
-                        c.stop(&dir)?;
+                        launcher.stop(c, &dir)?;
                     }
                     break 'outer;
                 }
+                let label = params_text(&g.params);
                 if current.is_none() {
-                    bar.set_message(format!(
-                        "{} {} rep {rep}: starting",
-                        g.protocol,
-                        params_label(g)
-                    ));
-                    current = Some(Started::new(launcher.start(&setup)?));
+                    bar.set_message(format!("{} {label} rep {rep}: starting", g.protocol));
+                    current = Some(launcher.start(&setup)?);
                 }
-                let Started { cluster, logs, .. } = current.as_ref().expect("started above");
-                bar.set_message(format!(
-                    "{} {} rep {rep}: {level:?}",
-                    g.protocol,
-                    params_label(g)
-                ));
+                let cluster = current.as_mut().expect("started above");
+                bar.set_message(format!("{} {label} rep {rep}: {level:?}", g.protocol));
                 let point_id = format!("p{measured:04}");
-                let pids = cluster.pids();
-                let file = cluster.cluster_file().to_path_buf();
-                let multi = g.protocol == "multi-paxos";
+                let file = cluster.client_file.clone();
+                let multi = g.protocol == Protocol::MultiPaxos;
+                let leader0 = if multi {
+                    rt.block_on(leadership(&file))
+                } else {
+                    None
+                };
+                let before = cluster.sample();
+                let t0 = Instant::now();
                 let result = rt.block_on(async {
-                    let leader0 = if multi { leadership(&file).await } else { None };
-                    let cpu0: Vec<_> = pids.iter().map(|(_, p)| p.and_then(cpu_seconds)).collect();
-                    let t0 = Instant::now();
                     let stopped = stop.clone();
                     let load = measure(&file, g, &exp, *level, li);
-                    let r = tokio::select! {
+                    tokio::select! {
                         r = load => Some(r),
                         _ = async { while !stopped.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => None,
-                    };
-                    let secs = t0.elapsed().as_secs_f64();
-                    let nodes: Vec<serde_json::Value> = pids
-                        .iter()
-                        .zip(cpu0)
-                        .map(|((id, pid), c0)| {
-                            let cpu = match (c0, pid.and_then(cpu_seconds)) {
-                                (Some(a), Some(b)) => (b - a) / secs * 100.0,
-                                _ => f64::NAN,
-                            };
-                            serde_json::json!({ "id": id.0, "cpu_percent": cpu, "rss_bytes": pid.and_then(rss_bytes).unwrap_or(0) })
-                        })
-                        .collect();
-                    // Same leader at the same ballot before and after, or an election ran
-                    // during the point (its latencies include the failover).
-                    let leader_changed = multi && (leader0.is_none() || leadership(&file).await != leader0);
-                    r.map(|r| (r, nodes, leader_changed))
+                    }
                 });
-                let Some((result, nodes, leader_changed)) = result else {
+                let secs = t0.elapsed().as_secs_f64();
+                let after = cluster.sample();
+                let Some(result) = result else {
                     if let Some(c) = current.take() {
-                        c.stop(&dir)?;
+                        launcher.stop(c, &dir)?;
                     }
                     break 'outer;
                 };
                 let result = result?;
+                // Same leader at the same ballot before and after, or an election ran during
+                // the point (its latencies include the failover).
+                let leader_changed =
+                    multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
                 result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
-                let mut point = serde_json::to_value(&result.summary)?;
-                let obj = point.as_object_mut().expect("a summary is an object");
-                obj.insert("point_id".into(), point_id.clone().into());
-                obj.insert("protocol".into(), g.protocol.clone().into());
-                let mut params = serde_json::Map::new();
-                for (k, v) in &g.params {
-                    params.insert(k.clone(), serde_json::to_value(v)?);
-                }
-                match level {
-                    Level::Rate(r) => params.insert("rate".into(), (*r).into()),
-                    Level::Clients(c) => params.insert("clients".into(), (*c).into()),
-                };
-                obj.insert("params".into(), params.into());
-                obj.insert("repetition".into(), rep.into());
-                obj.insert("nodes".into(), nodes.into());
-                obj.insert("leader_changed".into(), leader_changed.into());
-                obj.insert("logs".into(), logs.display().to_string().into());
+                let point = point(PointFacts {
+                    point_id,
+                    grid: g,
+                    level: *level,
+                    repetition: rep,
+                    summary: &result.summary,
+                    nodes: node_stats(&before, &after, secs),
+                    leader_changed,
+                    logs: cluster.logs(),
+                });
                 writeln!(points, "{}", serde_json::to_string(&point)?)?;
                 points.flush()?;
                 measured += 1;
                 bar.inc(1);
                 if result.summary.timeouts + result.summary.errors > 0 {
-                    current.take().expect("started above").stop(&dir)?;
+                    launcher.stop(current.take().expect("started above"), &dir)?;
                 }
             }
             if let Some(c) = current.take() {
-                c.stop(&dir)?;
+                launcher.stop(c, &dir)?;
             }
         }
     }
@@ -256,56 +240,85 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// A running cluster and where its logs go in the results directory.
-struct Started {
-    cluster: Box<dyn RunningCluster>,
-    /// Its working directory (cluster file, node logs).
-    workdir: PathBuf,
-    /// `logs/<cluster>`, relative to the results directory.
+/// What one measured point is made of.
+struct PointFacts<'a> {
+    point_id: String,
+    grid: &'a GridPoint,
+    level: Level,
+    repetition: u32,
+    summary: &'a loadgen::LoadSummary,
+    nodes: Vec<NodeStats>,
+    leader_changed: bool,
     logs: PathBuf,
 }
 
-impl Started {
-    fn new(cluster: Box<dyn RunningCluster>) -> Started {
-        let workdir = cluster
-            .cluster_file()
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
-        let logs = Path::new("logs").join(workdir.file_name().unwrap_or_default());
-        Started {
-            cluster,
-            workdir,
-            logs,
-        }
-    }
-
-    /// Stops every process of the cluster and keeps its logs under `results`.
-    fn stop(self, results: &Path) -> anyhow::Result<()> {
-        drop(self.cluster);
-        keep_logs(&self.workdir, &results.join(&self.logs))
-    }
-}
-
-/// Copies the node logs of a stopped cluster into the results directory.
-fn keep_logs(from: &Path, to: &Path) -> anyhow::Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("creating {}", to.display()))?;
-    for entry in std::fs::read_dir(from)?.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "log") {
-            std::fs::copy(&path, to.join(entry.file_name()))
-                .with_context(|| format!("copying {}", path.display()))?;
-        }
-    }
-    Ok(())
-}
-
-fn params_label(g: &GridPoint) -> String {
-    g.params
+/// The line of `points.jsonl` for one point: the schema is `results::Point`'s.
+fn point(f: PointFacts) -> Point {
+    let s = f.summary;
+    let mut params: std::collections::BTreeMap<String, serde_json::Value> = f
+        .grid
+        .params
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(" ")
+        .map(|(k, v)| (k.clone(), toml_to_json(v)))
+        .collect();
+    match f.level {
+        Level::Rate(r) => params.insert("rate".into(), r.into()),
+        Level::Clients(c) => params.insert("clients".into(), c.into()),
+    };
+    Point {
+        point_id: f.point_id,
+        protocol: f.grid.protocol.to_string(),
+        params,
+        repetition: f.repetition,
+        offered_ops: s.offered_ops,
+        throughput_ops: s.throughput_ops,
+        p50_us: s.p50_us as f64,
+        p90_us: s.p90_us as f64,
+        p99_us: s.p99_us as f64,
+        p999_us: s.p999_us as f64,
+        max_us: s.max_us as f64,
+        mean_us: s.mean_us,
+        completed: s.completed,
+        errors: s.errors,
+        timeouts: s.timeouts,
+        send_lag_p99_us: s.send_lag_p99_us as f64,
+        generator_bound: s.generator_bound,
+        leader_changed: f.leader_changed,
+        logs: Some(f.logs.display().to_string()),
+        nodes: f.nodes,
+        extra: [
+            ("warmup_s".to_string(), s.warmup_s.into()),
+            ("duration_s".to_string(), s.duration_s.into()),
+        ]
+        .into_iter()
+        .collect(),
+    }
+}
+
+/// Each node's CPU share over `secs` and its memory at the end, from samples taken before and
+/// after the point on the node's own host.
+fn node_stats(
+    before: &[(NodeId, Option<Sample>)],
+    after: &[(NodeId, Option<Sample>)],
+    secs: f64,
+) -> Vec<NodeStats> {
+    before
+        .iter()
+        .zip(after)
+        .map(|((id, b), (_, a))| NodeStats {
+            id: id.0.into(),
+            cpu_percent: match (b, a) {
+                (Some(b), Some(a)) => (a.cpu_seconds - b.cpu_seconds) / secs * 100.0,
+                _ => f64::NAN,
+            },
+            rss_bytes: a.map_or(0, |a| a.rss_bytes),
+        })
+        .collect()
+}
+
+/// A swept TOML value as JSON (TOML has nothing JSON cannot hold but dates, kept as text).
+fn toml_to_json(v: &toml::Value) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or_else(|_| v.to_string().into())
 }
 
 /// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.
@@ -342,33 +355,8 @@ async fn measure(
         },
     };
     let mut config = LoadConfig::new(endpoint, nodes, mode);
-    let w = &g.workload;
-    config.workload = Workload {
-        keys: w.keys,
-        distribution: if w.distribution == "zipf" {
-            KeyDistribution::Zipf {
-                theta: w.zipf_theta,
-            }
-        } else {
-            KeyDistribution::Uniform
-        },
-        read_fraction: w.read_fraction,
-        value_size: w.value_size,
-        seed: w.seed + level_index as u64,
-    };
-    config.target = match &w.target {
-        toml::Value::String(s) if s == "all" => Target::All,
-        toml::Value::Array(ids) => Target::Nodes(
-            ids.iter()
-                .filter_map(|v| v.as_integer())
-                .map(|i| NodeId(i as u32))
-                .collect(),
-        ),
-        // Basic Paxos has no leader: every node proposes, and spreading clients over all of
-        // them is what makes the proposers contend.
-        _ if g.protocol == "basic-paxos" => Target::All,
-        _ => Target::Leader,
-    };
+    config.workload = g.workload.resolve(level_index);
+    config.target = g.workload.target.resolve(g.protocol);
     config.warmup = Duration::from_secs_f64(exp.warmup_s);
     config.duration = Duration::from_secs_f64(exp.duration_s);
     config.timeout = Duration::from_millis(exp.load.timeout_ms);

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
 use paxos::{BackoffMode, Bug, Protocol};
 use sim::selftest::{self_test_case, BUG_CASES};
-use sim::{contention, default_jobs, protocol_name, run_seeds, FaultProfile, SimConfig};
+use sim::{contention, default_jobs, run_seeds, FaultProfile, SimConfig};
 
 /// `println!` that stops quietly (exit status 2) when stdout is gone, e.g. piped into `head`.
 macro_rules! outln {
@@ -193,7 +193,7 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     outln!(
         "{} seeds of {} on {} nodes, faults {}: {:.1} seeds/s, {:.0} steps/s ({} threads)",
         summary.seeds(),
-        protocol_name(protocol),
+        protocol.name(),
         nodes,
         base.faults,
         summary.seeds_per_second(),
@@ -228,7 +228,7 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
         let name = format!(
             "{:?} ({}, faults {})",
             case.bug,
-            protocol_name(case.protocol),
+            case.protocol.name(),
             case.faults
         );
         match &result.caught {
@@ -241,7 +241,7 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
                 outln!("  {}", f.detail);
                 outln!(
                     "  replay: paxbench sim --protocol {} --nodes {nodes} --faults {} --bug {} --seeds {}..{}",
-                    protocol_name(case.protocol),
+                    case.protocol.name(),
                     case.faults,
                     bug_flag(case.bug),
                     f.seed,

@@ -101,7 +101,8 @@ fn run_writes_a_complete_results_directory() {
         ] {
             assert!(p.get(key).is_some(), "point lacks {key}: {p}");
         }
-        let logs = run.join(p["logs"].as_str().unwrap());
+        // logs/<cluster>/<host>/: a local run's one host is `local`.
+        let logs = run.join(p["logs"].as_str().unwrap()).join("local");
         assert!(
             std::fs::read_to_string(logs.join("node-0.log"))
                 .unwrap()

@@ -1,13 +1,21 @@
 //! The core's configuration: which protocol, who the peers are, and every protocol knob.
 
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use thiserror::Error;
 
 use crate::types::NodeId;
 
-/// Which protocol a node runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// Which protocol a node runs. Its name in files and on the command line is kebab-case
+/// (`multi-paxos`, `basic-paxos`, `unreplicated`): see [`Protocol::name`] and its `FromStr`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum Protocol {
     /// A stable leader runs phase 1 once and then only phase 2, batched and pipelined.
     MultiPaxos,
@@ -17,8 +25,14 @@ pub enum Protocol {
     Unreplicated,
 }
 
-/// How a preempted proposer (or a candidate that lost a campaign) waits before retrying.
+/// How a preempted proposer (or a candidate that lost a campaign) waits before retrying. Named
+/// `none`, `full` and `equal` in files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
 pub enum BackoffMode {
     /// Retry at once. Exists to show the livelock that backoff prevents.
     None,
@@ -37,6 +51,92 @@ pub struct Backoff {
     pub base: Duration,
     /// Largest delay (before jitter). Default 100 ms.
     pub cap: Duration,
+}
+
+/// A name that is not one of an enum's names; the message lists the ones that are.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("unknown {what} {given:?}: use {choices}")]
+pub struct UnknownName {
+    /// What kind of name it was (`protocol`, `backoff`).
+    pub what: &'static str,
+    /// The name given.
+    pub given: String,
+    /// The names that exist, comma-separated.
+    pub choices: &'static str,
+}
+
+impl Protocol {
+    /// Every protocol, in the order tables list them.
+    pub const ALL: [Protocol; 3] = [
+        Protocol::Unreplicated,
+        Protocol::MultiPaxos,
+        Protocol::BasicPaxos,
+    ];
+
+    /// The protocol's name in files, on the command line and in results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::MultiPaxos => "multi-paxos",
+            Protocol::BasicPaxos => "basic-paxos",
+            Protocol::Unreplicated => "unreplicated",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Protocol {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Protocol::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "protocol",
+                given: s.to_string(),
+                choices: "multi-paxos, basic-paxos or unreplicated",
+            })
+    }
+}
+
+impl BackoffMode {
+    /// Every mode.
+    pub const ALL: [BackoffMode; 3] = [BackoffMode::None, BackoffMode::Full, BackoffMode::Equal];
+
+    /// The mode's name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackoffMode::None => "none",
+            BackoffMode::Full => "full",
+            BackoffMode::Equal => "equal",
+        }
+    }
+}
+
+impl fmt::Display for BackoffMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for BackoffMode {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        BackoffMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "backoff",
+                given: s.to_string(),
+                choices: "none, full or equal",
+            })
+    }
 }
 
 /// A deliberately broken variant of the protocol, for the simulator's self-test: each one must be
@@ -278,6 +378,25 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_choices() {
+        for p in Protocol::ALL {
+            assert_eq!(p.to_string().parse::<Protocol>(), Ok(p));
+        }
+        for m in BackoffMode::ALL {
+            assert_eq!(m.to_string().parse::<BackoffMode>(), Ok(m));
+        }
+        let e = "raft".parse::<Protocol>().unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "unknown protocol \"raft\": use multi-paxos, basic-paxos or unreplicated"
+        );
+        assert!(
+            "Full".parse::<BackoffMode>().is_err(),
+            "names are case-sensitive"
+        );
+    }
 
     #[test]
     fn defaults_validate_and_mistakes_are_named() {

@@ -60,7 +60,7 @@ pub mod testing;
 mod types;
 
 pub use command::{Command, Op, Outcome, Reply, Value};
-pub use config::{Backoff, BackoffMode, Bug, Config, ConfigError, Protocol};
+pub use config::{Backoff, BackoffMode, Bug, Config, ConfigError, Protocol, UnknownName};
 pub use kv::{Applied, KvState};
 pub use messages::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, Learn, Message,

@@ -120,7 +120,6 @@ pub use checker::{Check, Violation};
 pub use contention::{contention, ContentionReport};
 pub use faults::FaultProfile;
 pub use simulation::{
-    default_liveness_bound, protocol_name, run, Failure, HistoryEntry, RunReport, RunStats,
-    SimConfig, Workload,
+    default_liveness_bound, run, Failure, HistoryEntry, RunReport, RunStats, SimConfig, Workload,
 };
 pub use sweep::{default_jobs, run_seeds, SweepSummary};

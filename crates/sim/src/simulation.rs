@@ -23,15 +23,6 @@ use crate::network::{Endpoint, Fate, Network};
 use crate::rng::SimRng;
 use crate::trace::{MsgBrief, Trace, TraceEvent, ValueBrief};
 
-/// The CLI name of a protocol.
-pub fn protocol_name(protocol: Protocol) -> &'static str {
-    match protocol {
-        Protocol::MultiPaxos => "multi-paxos",
-        Protocol::BasicPaxos => "basic-paxos",
-        Protocol::Unreplicated => "unreplicated",
-    }
-}
-
 /// How long, after the heal, every outstanding command has to complete (the liveness bound).
 ///
 /// Multi-Paxos needs an election (timeouts of 0.5-1 s by default, backoff between failed
@@ -218,7 +209,7 @@ impl fmt::Display for Failure {
             f,
             "FAIL seed {} ({}, {} nodes, faults {}): {} at {}",
             self.seed,
-            protocol_name(self.protocol),
+            self.protocol.name(),
             self.nodes,
             self.faults,
             self.check,

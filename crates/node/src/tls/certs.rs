@@ -6,7 +6,7 @@ use std::fs;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use paxos::NodeId;
+use paxos::{NodeId, Protocol};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -16,6 +16,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::verify::identity_of;
 use super::{Identity, TlsError};
+use crate::config::{ClusterFile, Durability, NodeFile, PaxosKnobs, TlsFiles, TransportKnobs};
 
 /// The port of node 0 when none is given; node `id` listens on `DEFAULT_BASE_PORT + id`.
 pub const DEFAULT_BASE_PORT: u16 = 7000;
@@ -197,14 +198,19 @@ impl ClusterCerts {
         for file in &self.pem_files {
             write_new(&dir.join(&file.name), file.contents.as_bytes(), file.secret)?;
         }
-        let toml = self.cluster_toml(&abs_dir.join("data"), base_port);
+        let toml = self
+            .cluster_toml(&abs_dir.join("data"), base_port)
+            .map_err(|e| TlsError::Write {
+                path: dir.join(CLUSTER_TOML),
+                source: std::io::Error::other(e),
+            })?;
         write_new(&dir.join(CLUSTER_TOML), toml.as_bytes(), false)
     }
 
-    fn cluster_toml(&self, data_dir: &Path, base_port: u16) -> String {
-        let mut out = String::new();
+    /// The `cluster.toml` text: a comment for people, then the serialized [`ClusterFile`].
+    fn cluster_toml(&self, data_dir: &Path, base_port: u16) -> Result<String, toml::ser::Error> {
         let n = self.nodes.len();
-        out.push_str(&format!(
+        let header = format!(
             "# A paxbench cluster of {n} nodes on loopback, written by `paxbench certs`.\n\
              #\n\
              # For real hosts: change each node's `addr` (certificates name node ids, not\n\
@@ -212,29 +218,36 @@ impl ClusterCerts {
              # node-<id>-key.pem to the host of node <id>, and client.pem / client-key.pem to\n\
              # the load generators. ca-key.pem only signs certificates; keep it off the nodes.\n\
              # Relative paths are resolved against this file's directory.\n\n"
-        ));
-        out.push_str("protocol = \"multi-paxos\"\n");
-        out.push_str("durability = \"none\"\n");
-        out.push_str(&format!(
-            "data_dir = {}\n\n",
-            toml_string(&data_dir.to_string_lossy())
-        ));
-        out.push_str(concat!(
-            "[tls]\n",
-            "ca = \"ca.pem\"\n",
-            "client_cert = \"client.pem\"\n",
-            "client_key = \"client-key.pem\"\n",
-        ));
-        for node in &self.nodes {
-            let id = node.id.0;
-            // Checked by `write`: base_port + id <= 65535.
-            let port = u32::from(base_port) + id;
-            out.push_str(&format!(
-                "\n[[nodes]]\nid = {id}\naddr = \"127.0.0.1:{port}\"\n\
-                 cert = \"node-{id}.pem\"\nkey = \"node-{id}-key.pem\"\n"
-            ));
-        }
-        out
+        );
+        let file = ClusterFile {
+            protocol: Protocol::MultiPaxos,
+            durability: Durability::None,
+            data_dir: Some(data_dir.to_path_buf()),
+            wal_segment_bytes: None,
+            tls: TlsFiles {
+                ca: "ca.pem".into(),
+                client_cert: Some("client.pem".into()),
+                client_key: Some("client-key.pem".into()),
+            },
+            paxos: PaxosKnobs::default(),
+            transport: TransportKnobs::default(),
+            nodes: self
+                .nodes
+                .iter()
+                .map(|node| {
+                    let id = node.id.0;
+                    // Checked by `write`: base_port + id <= 65535.
+                    let port = u32::from(base_port) + id;
+                    NodeFile {
+                        id,
+                        addr: format!("127.0.0.1:{port}"),
+                        cert: format!("node-{id}.pem").into(),
+                        key: format!("node-{id}-key.pem").into(),
+                    }
+                })
+                .collect(),
+        };
+        Ok(header + &toml::to_string(&file)?)
     }
 }
 
@@ -522,31 +535,9 @@ fn write_new(path: &Path, contents: &[u8], secret: bool) -> Result<(), TlsError>
     file.sync_all().map_err(error)
 }
 
-/// A TOML basic string: quoted, with `"`, `\` and control characters escaped.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn toml_strings_are_escaped() {
-        assert_eq!(toml_string(r#"a"b\c"#), r#""a\"b\\c""#);
-        assert_eq!(toml_string("x\ny"), r#""x\u000Ay""#);
-    }
 
     #[test]
     fn in_memory_certificates_prove_their_identities() {
