@@ -296,6 +296,75 @@ impl LoadResult {
         std::fs::write(path, out).map_err(err)
     }
 
+    /// One result from the results of several generators that ran the same window side by
+    /// side (each on its own host, each timing its own requests, so no latency spans two
+    /// clocks): histograms added interval by interval, rates and counts summed, the send lag
+    /// the worst of them, generator-bound if any was. `None` for no parts.
+    pub fn merge(parts: Vec<LoadResult>) -> Option<LoadResult> {
+        let mut parts = parts.into_iter();
+        let mut acc = parts.next()?;
+        let mut offered = acc.summary.offered_ops;
+        let (mut completed, mut errors, mut timeouts) = (
+            acc.summary.completed,
+            acc.summary.errors,
+            acc.summary.timeouts,
+        );
+        let mut throughput = acc.summary.throughput_ops;
+        let mut lag = acc.summary.send_lag_p99_us;
+        let mut bound = acc.summary.generator_bound;
+        for p in parts {
+            let add = |a: &mut Histogram<u64>, b: &Histogram<u64>| {
+                a.add(b).expect("histograms of one precision and range add");
+            };
+            add(&mut acc.merged, &p.merged);
+            add(&mut acc.send_lag, &p.send_lag);
+            for (i, h) in p.intervals.iter().enumerate() {
+                match acc.intervals.get_mut(i) {
+                    Some(mine) => add(mine, h),
+                    None => acc.intervals.push(h.clone()),
+                }
+            }
+            offered = match (offered, p.summary.offered_ops) {
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            };
+            completed += p.summary.completed;
+            errors += p.summary.errors;
+            timeouts += p.summary.timeouts;
+            throughput += p.summary.throughput_ops;
+            lag = lag.max(p.summary.send_lag_p99_us);
+            bound |= p.summary.generator_bound;
+            acc.window_start = acc.window_start.min(p.window_start);
+            acc.summary.warmup_s = acc.summary.warmup_s.max(p.summary.warmup_s);
+            acc.summary.duration_s = acc.summary.duration_s.max(p.summary.duration_s);
+        }
+        let m = &acc.merged;
+        let q = |x: f64| {
+            if m.is_empty() {
+                0
+            } else {
+                m.value_at_quantile(x)
+            }
+        };
+        acc.summary = LoadSummary {
+            offered_ops: offered,
+            throughput_ops: throughput,
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if m.is_empty() { 0 } else { m.max() },
+            mean_us: if m.is_empty() { 0.0 } else { m.mean() },
+            completed,
+            errors,
+            timeouts,
+            send_lag_p99_us: lag,
+            generator_bound: bound,
+            ..acc.summary
+        };
+        Some(acc)
+    }
+
     /// Writes [`LoadSummary`] as pretty JSON.
     pub fn write_summary_json(&self, path: &Path) -> Result<(), LoadError> {
         let text = serde_json::to_string_pretty(&self.summary).expect("plain data serializes");
@@ -439,5 +508,35 @@ mod tests {
         assert_eq!(r.summary.completed, 100);
         assert!((r.summary.throughput_ops - 100.0).abs() < 1e-9);
         assert!((5_990..=6_010).contains(&r.summary.p50_us), "{}", r.summary);
+    }
+
+    #[test]
+    fn merged_generators_add_histograms_and_sum_rates() {
+        let start = Instant::now();
+        let part = |latency_ms: u64, n: u64, lag_ms: u64| {
+            let mut rec = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1));
+            for i in 0..n {
+                let intended = start + Duration::from_micros(i * 10);
+                rec.record_send(intended, intended + Duration::from_millis(lag_ms));
+                rec.record_success(intended, intended + Duration::from_millis(latency_ms));
+            }
+            summarize(rec, Some(n as f64), SystemTime::now(), 1_000)
+        };
+        let merged = LoadResult::merge(vec![part(1, 300, 0), part(9, 100, 2)]).unwrap();
+        let s = &merged.summary;
+        assert_eq!(s.completed, 400);
+        assert_eq!(s.offered_ops, Some(400.0));
+        assert!((s.throughput_ops - 400.0).abs() < 1e-9, "{s}");
+        // Three quarters answered in 1 ms, a quarter in 9 ms: the merged p50 is 1 ms and the
+        // p90 9 ms, which neither part alone shows.
+        assert!((990..=1_010).contains(&s.p50_us), "{s}");
+        assert!((8_990..=9_010).contains(&s.p90_us), "{s}");
+        assert!(
+            s.generator_bound,
+            "the second part's sends lagged 2 ms: {s}"
+        );
+        assert!((1_990..=2_010).contains(&s.send_lag_p99_us), "{s}");
+        assert_eq!(merged.intervals[0].len(), 400);
+        assert!(LoadResult::merge(Vec::new()).is_none());
     }
 }

@@ -11,13 +11,24 @@ use hdrhistogram::Histogram;
 /// Every interval of the log at `path` merged into one histogram (µs), or `None` when the
 /// file does not exist.
 pub fn read_merged(path: &Path) -> Result<Option<Histogram<u64>>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let intervals = match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        _ => read_intervals(path)?,
     };
     let mut merged = Histogram::<u64>::new(3).expect("3 significant digits is valid");
+    for (i, h) in intervals.iter().enumerate() {
+        merged
+            .add(h)
+            .map_err(|e| anyhow!("{}: interval {i}: {e:?}", path.display()))?;
+    }
+    Ok(Some(merged))
+}
+
+/// The intervals of the log at `path`, in order (µs).
+pub fn read_intervals(path: &Path) -> Result<Vec<Histogram<u64>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut deserializer = Deserializer::new();
+    let mut out = Vec::new();
     for (i, entry) in IntervalLogIterator::new(&bytes).enumerate() {
         let entry = entry.map_err(|e| anyhow!("{}: entry {i}: {e:?}", path.display()))?;
         let LogEntry::Interval(interval) = entry else {
@@ -29,9 +40,7 @@ pub fn read_merged(path: &Path) -> Result<Option<Histogram<u64>>> {
         let h: Histogram<u64> = deserializer
             .deserialize(&mut raw.as_slice())
             .map_err(|e| anyhow!("{}: interval {i}: {e:?}", path.display()))?;
-        merged
-            .add(&h)
-            .map_err(|e| anyhow!("{}: interval {i}: {e:?}", path.display()))?;
+        out.push(h);
     }
-    Ok(Some(merged))
+    Ok(out)
 }
