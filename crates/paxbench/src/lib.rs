@@ -1,0 +1,8 @@
+//! The parts of paxbench that reach other machines, as a library so that the `paxbench`
+//! binary, its tests and later launchers share them:
+//!
+//! - [`hosts`]: the hosts file (which machines, how to reach them, what each is for);
+//! - [`shell`]: quoting for the remote shell.
+
+pub mod hosts;
+pub mod shell;
