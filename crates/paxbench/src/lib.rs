@@ -2,7 +2,10 @@
 //! binary, its tests and later launchers share them:
 //!
 //! - [`hosts`]: the hosts file (which machines, how to reach them, what each is for);
+//! - [`ssh`]: commands, copies and long-running processes on those hosts through the system's
+//!   OpenSSH client, one multiplexed connection per host;
 //! - [`shell`]: quoting for the remote shell.
 
 pub mod hosts;
 pub mod shell;
+pub mod ssh;
