@@ -10,6 +10,7 @@
 //! - `paxbench report`: re-render a results directory's tables and plots (crates/results).
 //! - `paxbench compare`: two results directories' headline tables side by side.
 //! - `paxbench load`: one open- or closed-loop load generator (crates/loadgen).
+//! - `paxbench hosts check`: whether every host of a hosts file is ready for a run over ssh.
 
 use std::process::ExitCode;
 
@@ -19,6 +20,7 @@ mod certs_cmd;
 mod compare_cmd;
 mod env_info;
 mod experiment;
+mod hosts_cmd;
 mod kv_cmd;
 mod launcher;
 mod load_cmd;
@@ -54,6 +56,8 @@ enum Command {
     Load(load_cmd::LoadArgs),
     /// Run an experiment file: start clusters, drive load, write a results directory.
     Run(run_cmd::RunArgs),
+    /// Hosts files for runs over ssh: `paxbench hosts check hosts.toml`.
+    Hosts(hosts_cmd::HostsArgs),
 }
 
 fn main() -> ExitCode {
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
         Command::Compare(args) => compare_cmd::run(&args),
         Command::Load(args) => load_cmd::run(&args),
         Command::Run(args) => run_cmd::run(&args),
+        Command::Hosts(args) => hosts_cmd::run(&args),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

@@ -1,9 +1,17 @@
 //! `paxbench node --cluster cluster.toml --id N`: runs one node until SIGINT or SIGTERM.
+//!
+//! Started over ssh, a node's stdin is the controller's lifeline: with `--exit-on-stdin-eof`
+//! the node also shuts down when its stdin ends or fails (the controller died, or its ssh
+//! session did), so no node outlives the run that started it. With
+//! `--remove-on-lifeline-loss DIR` it then also removes DIR, its working directory, so a
+//! killed controller leaves no remote directories behind either; a SIGTERM (an orderly stop,
+//! after which the controller fetches the logs) leaves DIR alone.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use clap::Args;
 use node::config::ClusterConfig;
 use paxos::NodeId;
@@ -17,10 +25,31 @@ pub struct NodeArgs {
     /// This node's id in the cluster file.
     #[arg(long)]
     pub id: u32,
+    /// Also shut down (as on SIGTERM) when stdin reaches end of file or fails: stdin is the
+    /// lifeline of a controller that started this node over ssh.
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
+    /// After a shutdown caused by the end of stdin (not after SIGTERM or SIGINT), remove this
+    /// directory and everything in it: the node's working directory.
+    #[arg(long, value_name = "DIR", requires = "exit_on_stdin_eof")]
+    pub remove_on_lifeline_loss: Option<PathBuf>,
+}
+
+/// Why the node stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Signal,
+    Lifeline,
 }
 
 pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
     let cluster = ClusterConfig::load(&args.cluster)?;
+    // Refuse a directory that must never be removed before starting anything.
+    let remove = args
+        .remove_on_lifeline_loss
+        .as_deref()
+        .map(removable)
+        .transpose()?;
     // One thread by default: the core is one task anyway, and on a machine shared with other
     // nodes and a load generator a worker pool mostly adds cross-thread wake-ups (it doubled
     // a lightly loaded node's CPU time).
@@ -35,8 +64,10 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
     .enable_all()
     .build()
     .context("starting the tokio runtime")?;
-    rt.block_on(async {
+    let lifeline = args.exit_on_stdin_eof.then(watch_stdin);
+    let reason = rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
+        let (reason_tx, reason_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -48,17 +79,106 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
                     None => std::future::pending().await,
                 }
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term => {}
+            let lost = async {
+                match lifeline {
+                    Some(rx) => {
+                        let _ = rx.await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let reason = tokio::select! {
+                _ = tokio::signal::ctrl_c() => Reason::Signal,
+                _ = term => Reason::Signal,
+                _ = lost => Reason::Lifeline,
+            };
+            match reason {
+                Reason::Lifeline => {
+                    tracing::info!("stdin closed (the controller's lifeline): shutting down")
+                }
+                Reason::Signal => tracing::info!("shutting down"),
             }
-            tracing::info!("shutting down");
+            let _ = reason_tx.send(reason);
             tx.send_replace(true);
         });
         let metrics = Arc::new(node::runtime::Metrics::default());
+        let mut reason_rx = reason_rx;
         node::serve::serve(&cluster, NodeId(args.id), metrics, rx)
             .await
-            .with_context(|| format!("node {} of {}", args.id, args.cluster.display()))
+            .with_context(|| format!("node {} of {}", args.id, args.cluster.display()))?;
+        // The reason was sent before the shutdown that ended serve().
+        anyhow::Ok(reason_rx.try_recv().ok())
     })?;
+    if let (Some(dir), Some(Reason::Lifeline)) = (remove, reason) {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("removing {} after the lifeline closed", dir.display()))?;
+        tracing::info!(dir = %dir.display(), "removed the working directory");
+    }
     Ok(true)
+}
+
+/// Resolves once stdin reaches end of file or fails; whatever arrives before is ignored.
+fn watch_stdin() -> tokio::sync::oneshot::Receiver<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("lifeline".into())
+        .spawn(move || {
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 512];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(_) => break,
+                }
+            }
+            let _ = tx.send(());
+        })
+        .expect("spawning the lifeline thread");
+    rx
+}
+
+/// The directory, canonical, if it may be removed: it exists, and it is neither `/` nor the
+/// home directory nor one of its ancestors.
+fn removable(dir: &Path) -> anyhow::Result<PathBuf> {
+    let canon = dir
+        .canonicalize()
+        .with_context(|| format!("--remove-on-lifeline-loss {}", dir.display()))?;
+    if !canon.is_dir() {
+        bail!(
+            "--remove-on-lifeline-loss {}: not a directory",
+            dir.display()
+        );
+    }
+    let home = std::env::var_os("HOME").and_then(|h| Path::new(&h).canonicalize().ok());
+    if canon.parent().is_none() || home.is_some_and(|h| h.starts_with(&canon)) {
+        bail!(
+            "--remove-on-lifeline-loss {}: refusing to remove / or a directory holding the home directory",
+            dir.display()
+        );
+    }
+    Ok(canon)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_and_home_are_never_removable() {
+        assert!(removable(Path::new("/")).is_err());
+        if let Some(home) = std::env::var_os("HOME") {
+            assert!(removable(Path::new(&home)).is_err());
+        }
+        assert!(removable(Path::new("/nonexistent/px")).is_err());
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(
+            removable(d.path()).unwrap(),
+            d.path().canonicalize().unwrap()
+        );
+        let f = d.path().join("f");
+        std::fs::write(&f, "").unwrap();
+        assert!(removable(&f).is_err());
+    }
 }
