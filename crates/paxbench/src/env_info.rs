@@ -1,5 +1,7 @@
 //! `env.json`: where and when a run was measured (host, CPU, cores, kernel, rustc, git revision
-//! and dirty flag, start and end times), so a published number can be traced to its machine.
+//! and dirty flag, start and end times, the command line), and for runs across machines one
+//! entry per host (uname, CPU, cores, kernel, clock offset, the network emulation in force), so
+//! a published number can be traced to its machines.
 
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -18,6 +20,35 @@ pub struct EnvInfo {
     pub git_dirty: bool,
     pub start: String,
     pub end: Option<String>,
+    /// `paxbench run ...` as it was started.
+    pub command_line: Vec<String>,
+    /// Every host of a run across machines (empty for a local run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<HostEnv>,
+    /// The emulated network, if the experiment asked for one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<serde_json::Value>,
+}
+
+/// One host of a run across machines, as it described itself.
+#[derive(Clone, Debug, Serialize)]
+pub struct HostEnv {
+    /// Its name in the hosts file.
+    pub name: String,
+    /// `uname -a`.
+    pub uname: String,
+    /// CPU model.
+    pub cpu_model: String,
+    /// Online cores.
+    pub cores: usize,
+    /// Kernel release.
+    pub kernel: String,
+    /// Its clock minus this machine's, µs.
+    pub clock_offset_us: i64,
+    /// Bound on the offset's error, µs.
+    pub clock_error_us: u64,
+    /// The network emulation in force there (`none`, `node`, `netem`).
+    pub network_emulation: String,
 }
 
 fn read_trim(path: &str) -> String {
@@ -56,6 +87,9 @@ impl EnvInfo {
                 .is_some_and(|s| !s.is_empty()),
             start: now_utc(),
             end: None,
+            command_line: std::env::args().collect(),
+            hosts: Vec::new(),
+            network: None,
         }
     }
 }

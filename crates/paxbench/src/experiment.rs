@@ -16,6 +16,8 @@
 //! nodes = 3                 # unreplicated always runs on 1
 //! durability = "none"       # none | fsync
 //! node_threads = 1          # each node's runtime threads (1 = one thread)
+//! hosts = "hosts.toml"      # run on these hosts over ssh (relative to this file); default: local
+//! base_port = 7000          # remote nodes listen on UDP base_port + node id
 //!
 //! [paxos]                   # knobs for every protocol (names and units as in cluster.toml)
 //! window = 32
@@ -41,6 +43,17 @@
 //! depth = 1
 //! timeout_ms = 2000
 //! pacing_us = 200           # open loop: the generator wakes at most this often
+//! hosts = ["c1"]            # generators on these hosts (default: every `client` host of the
+//!                           # hosts file; none there, or a local run: one on this machine)
+//!
+//! [network]                 # emulated links between nodes (peer traffic only)
+//! emulation = "node"        # node: inside each node, any kernel | netem: tc netem on the hosts
+//! delay_ms = 0.0            # one way, every link the region matrix does not name
+//! jitter_ms = 0.0           # uniform extra delay in [0, jitter)
+//! loss = 0.0                # share of datagrams dropped
+//! rate_mbit = 100.0         # per link (default: unlimited)
+//! regions = ["eu", "us", "ap"]   # local runs: node i's region (else the hosts file's `region`)
+//! region_delay_ms = { eu = { us = 40.0, ap = 75.0 }, us = { ap = 60.0 } }  # one way, symmetric
 //!
 //! [sweep]                   # a grid: every combination of these values
 //! max_batch = [1, 100]
@@ -120,6 +133,161 @@ pub struct Experiment {
     /// Grid axes: each key's values, checked against the key's type when the file is loaded.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// Emulated links between nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSpec>,
+}
+
+/// `[network]`: delay, jitter, loss and rate on the links between nodes.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    /// Where the emulation runs.
+    #[serde(default)]
+    pub emulation: Emulation,
+    /// One-way delay of every link the region matrix does not name, ms.
+    #[serde(default)]
+    pub delay_ms: f64,
+    /// Uniform extra delay in `[0, jitter_ms)`, ms.
+    #[serde(default)]
+    pub jitter_ms: f64,
+    /// Share of datagrams dropped, in [0, 1).
+    #[serde(default)]
+    pub loss: f64,
+    /// Bandwidth of each link, Mbit/s (default: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_mbit: Option<f64>,
+    /// Local runs: the region of node i (a hosts file gives each host's own).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regions: Vec<String>,
+    /// One-way delay between two regions, ms, given once for either direction.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub region_delay_ms: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// Which implementation applies `[network]`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Emulation {
+    /// Inside each node: a wrapper around its UDP socket holds back, drops and paces datagrams
+    /// to each peer. Works on any kernel, locally and on hosts.
+    #[default]
+    Node,
+    /// `tc netem` on each host (needs the kernel module and root or passwordless sudo).
+    Netem,
+}
+
+/// One emulated link, from node `from` to node `to`, after resolving regions.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LinkSpec {
+    /// Sending node.
+    pub from: u32,
+    /// Receiving node.
+    pub to: u32,
+    /// One-way delay, µs.
+    pub delay_us: u64,
+    /// Extra uniform delay bound, µs.
+    pub jitter_us: u64,
+    /// Share of datagrams dropped.
+    pub loss: f64,
+    /// Bytes per second, if limited.
+    pub rate_bytes_per_s: Option<u64>,
+}
+
+impl NetworkSpec {
+    /// Range checks, as (key, why).
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let ms_ok = |x: f64| x.is_finite() && (0.0..=10_000.0).contains(&x);
+        if !ms_ok(self.delay_ms) {
+            return Err(("delay_ms", format!("{} ms: use 0 to 10000", self.delay_ms)));
+        }
+        if !ms_ok(self.jitter_ms) {
+            return Err((
+                "jitter_ms",
+                format!("{} ms: use 0 to 10000", self.jitter_ms),
+            ));
+        }
+        if !(self.loss.is_finite() && (0.0..1.0).contains(&self.loss)) {
+            return Err(("loss", format!("{}: a share in [0, 1)", self.loss)));
+        }
+        if let Some(r) = self.rate_mbit {
+            if !positive(r) {
+                return Err(("rate_mbit", format!("{r}: must be > 0")));
+            }
+        }
+        for (a, row) in &self.region_delay_ms {
+            for (b, ms) in row {
+                if !ms_ok(*ms) {
+                    return Err((
+                        "region_delay_ms",
+                        format!("{a} to {b}: {ms} ms: use 0 to 10000"),
+                    ));
+                }
+                if self
+                    .region_delay_ms
+                    .get(b)
+                    .and_then(|r| r.get(a))
+                    .is_some_and(|other| a != b && other != ms)
+                {
+                    return Err((
+                        "region_delay_ms",
+                        format!(
+                            "{a} to {b} is given twice, as {ms} and as {}",
+                            self.region_delay_ms[b][a]
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The one-way delay between two regions, ms: the matrix's entry for the pair (either
+    /// way round), else `delay_ms`.
+    pub fn delay_between(&self, a: &str, b: &str) -> f64 {
+        let entry = |x: &str, y: &str| self.region_delay_ms.get(x).and_then(|r| r.get(y));
+        entry(a, b)
+            .or_else(|| entry(b, a))
+            .copied()
+            .unwrap_or(self.delay_ms)
+    }
+
+    /// Every directed link between the nodes whose regions are `regions` (node i in
+    /// `regions[i]`; an empty name is "no region": `delay_ms` applies).
+    pub fn links(&self, regions: &[String]) -> Vec<LinkSpec> {
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        let mut out = Vec::new();
+        for (i, a) in regions.iter().enumerate() {
+            for (j, b) in regions.iter().enumerate() {
+                if i == j {
+                    continue;
+                }
+                out.push(LinkSpec {
+                    from: i as u32,
+                    to: j as u32,
+                    delay_us: us(self.delay_between(a, b)),
+                    jitter_us: us(self.jitter_ms),
+                    loss: self.loss,
+                    rate_bytes_per_s: self.rate_mbit.map(|m| (m * 1e6 / 8.0) as u64),
+                });
+            }
+        }
+        out
+    }
+
+    /// Regions named by the matrix that `known` does not contain.
+    pub fn unknown_regions<'a>(&'a self, known: &[String]) -> Vec<&'a str> {
+        let mut out: Vec<&str> = self
+            .region_delay_ms
+            .iter()
+            .flat_map(|(a, row)| std::iter::once(a).chain(row.keys()))
+            .map(String::as_str)
+            .filter(|r| !known.iter().any(|k| k == r))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
 }
 
 /// `[cluster]`.
@@ -135,6 +303,12 @@ pub struct ClusterSpec {
     /// Threads of each node's async runtime (`[transport] threads` in cluster.toml).
     #[serde(default = "one")]
     pub node_threads: u32,
+    /// A hosts file (relative to the experiment file): run over ssh on those hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<std::path::PathBuf>,
+    /// Remote nodes listen on UDP `base_port + node id`.
+    #[serde(default = "default_base_port")]
+    pub base_port: u16,
 }
 
 /// How keys are drawn.
@@ -227,6 +401,10 @@ pub struct LoadSpec {
     /// latencies; coarser pacing costs the generator and the nodes fewer packets.
     #[serde(default = "default_pacing")]
     pub pacing_us: u64,
+    /// Load generators on these hosts of the hosts file, each offering an equal share (default:
+    /// every `client` host; with none, or in a local run, one generator on this machine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hosts: Option<Vec<String>>,
 }
 
 fn default_slo() -> u64 {
@@ -259,6 +437,9 @@ fn default_value_size() -> usize {
 fn default_timeout() -> u64 {
     2_000
 }
+fn default_base_port() -> u16 {
+    7000
+}
 fn default_pacing() -> u64 {
     loadgen::DEFAULT_PACING.as_micros() as u64
 }
@@ -269,6 +450,8 @@ impl Default for ClusterSpec {
             nodes: 3,
             durability: Durability::None,
             node_threads: 1,
+            hosts: None,
+            base_port: default_base_port(),
         }
     }
 }
@@ -548,6 +731,16 @@ impl Experiment {
             }
         }
         self.workload.check().map_err(in_table("workload"))?;
+        if let Some(net) = &self.network {
+            net.check().map_err(in_table("network"))?;
+            if !net.regions.is_empty() && self.cluster.hosts.is_some() {
+                return Err(in_table("network")((
+                    "regions",
+                    "with a hosts file, each host's `region` places its node; drop `regions`"
+                        .into(),
+                )));
+            }
+        }
         for (k, values) in &self.sweep {
             if values.is_empty() {
                 return Err((
@@ -557,7 +750,28 @@ impl Experiment {
                 ));
             }
         }
-        self.grid().map(|_| ())
+        let grid = self.grid()?;
+        if let Some(net) = self.network.as_ref().filter(|n| !n.regions.is_empty()) {
+            let unknown = net.unknown_regions(&net.regions);
+            if !unknown.is_empty() {
+                return Err(in_table("network")((
+                    "region_delay_ms",
+                    format!("names regions no node is in: {}", unknown.join(", ")),
+                )));
+            }
+            if let Some(g) = grid.iter().find(|g| net.regions.len() < g.nodes as usize) {
+                return Err(in_table("network")((
+                    "regions",
+                    format!(
+                        "{} region(s) for {} nodes ({}): name one per node",
+                        net.regions.len(),
+                        g.nodes,
+                        g.protocol
+                    ),
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Every cluster configuration of the grid, protocol by protocol, each typed and checked.
@@ -917,5 +1131,50 @@ distribution = ["uniform", "zipf"]"#,
         let text = toml::to_string_pretty(&e).unwrap();
         let again = Experiment::parse(Path::new("config.toml"), &text, &[]).unwrap();
         assert_eq!(again, e);
+    }
+
+    #[test]
+    fn regions_resolve_to_symmetric_one_way_delays() {
+        let text = QUICKISH.to_string()
+            + r#"
+[network]
+delay_ms = 1.0
+loss = 0.01
+rate_mbit = 80.0
+regions = ["eu", "us", "ap"]
+region_delay_ms = { eu = { us = 40.0, ap = 75.0 }, ap = { us = 60.0 } }
+"#;
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[]).unwrap();
+        let net = e.network.as_ref().unwrap();
+        let links = net.links(&net.regions);
+        assert_eq!(links.len(), 6);
+        let delay = |from, to| {
+            links
+                .iter()
+                .find(|l| l.from == from && l.to == to)
+                .unwrap()
+                .delay_us
+        };
+        assert_eq!((delay(0, 1), delay(1, 0)), (40_000, 40_000));
+        assert_eq!((delay(0, 2), delay(2, 1)), (75_000, 60_000));
+        assert!(links
+            .iter()
+            .all(|l| l.loss == 0.01 && l.rate_bytes_per_s == Some(10_000_000)));
+        // Same region, or no matrix entry: delay_ms.
+        assert_eq!(net.delay_between("eu", "eu"), 1.0);
+        for (bad, expect) in [
+            ("loss = 0.01", "loss = 1.5"),
+            (
+                r#"regions = ["eu", "us", "ap"]"#,
+                r#"regions = ["eu", "us"]"#,
+            ),
+            (r#"ap = { us = 60.0 }"#, r#"mars = { us = 60.0 }"#),
+            (r#"ap = { us = 60.0 }"#, r#"us = { eu = 41.0 }"#),
+        ] {
+            let e = Experiment::parse(Path::new("t.toml"), &text.replace(bad, expect), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.starts_with("t.toml:") && e.contains('`'), "{expect}: {e}");
+        }
     }
 }

@@ -206,7 +206,7 @@ impl Launcher {
             let args = [
                 "node".to_string(),
                 "--cluster".into(),
-                "cluster.toml".into(),
+                node_dir.join("cluster.toml").display().to_string(),
                 "--id".into(),
                 i.to_string(),
             ];

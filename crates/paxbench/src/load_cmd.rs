@@ -1,16 +1,17 @@
-//! `paxbench load --cluster cluster.toml [--rate R | --clients C --depth D] ... --out DIR`: one
-//! load generator (crates/loadgen) against a running cluster. Writes `DIR/hist.hlog` (an
-//! HdrHistogram interval log, one histogram per second, µs) and `DIR/summary.json`, and prints a
-//! one-line summary.
+//! `paxbench load --cluster cluster.toml [--rate R | --clients C --depth D | --plan plan.toml]
+//! ... --out DIR`: one load generator (crates/loadgen) against a running cluster. Writes
+//! `DIR/hist.hlog` (an HdrHistogram interval log, one histogram per second, µs) and
+//! `DIR/summary.json`, and prints a one-line summary. `--plan` takes the typed load that
+//! `paxbench run` writes for a generator on its own host; the flags build the same type.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use loadgen::{Arrivals, KeyDistribution, LoadConfig, Mode, Target, Workload};
 use node::config::ClusterConfig;
-use paxos::NodeId;
+
+use crate::experiment::{Distribution, TargetSpec, WorkloadSpec};
+use crate::plan::{LoadPlan, PlanLevel};
 
 /// Arguments of `paxbench load`.
 #[derive(Debug, Args)]
@@ -18,6 +19,9 @@ pub struct LoadArgs {
     /// The cluster file; its `[tls] client_cert` and `client_key` are used.
     #[arg(long)]
     pub cluster: PathBuf,
+    /// A load plan written by `paxbench run` (every other load flag is then ignored).
+    #[arg(long, conflicts_with_all = ["rate", "clients", "depth"])]
+    pub plan: Option<PathBuf>,
     /// Open loop: requests per second on a fixed schedule.
     #[arg(long, conflicts_with_all = ["clients", "depth"])]
     pub rate: Option<f64>,
@@ -62,13 +66,13 @@ pub struct LoadArgs {
     pub out: PathBuf,
 }
 
-fn parse_target(s: &str) -> anyhow::Result<Target> {
+fn parse_target(s: &str) -> anyhow::Result<TargetSpec> {
     Ok(match s {
-        "leader" => Target::Leader,
-        "all" => Target::All,
-        list => Target::Nodes(
+        "leader" => TargetSpec::Leader,
+        "all" => TargetSpec::All,
+        list => TargetSpec::Nodes(
             list.split(',')
-                .map(|id| id.trim().parse().map(NodeId))
+                .map(|id| id.trim().parse())
                 .collect::<Result<_, _>>()
                 .with_context(|| {
                     format!("--target {list:?}: expected leader, all, or ids like 0,1,2")
@@ -77,38 +81,56 @@ fn parse_target(s: &str) -> anyhow::Result<Target> {
     })
 }
 
-fn seconds(name: &str, s: f64) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(s).with_context(|| format!("--{name} {s}: not a duration"))
+/// The load the flags describe, as the same type `paxbench run` hands a remote generator.
+fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result<LoadPlan> {
+    let level = match (args.rate, args.clients, args.depth) {
+        (Some(rate), None, None) => PlanLevel::Open {
+            rate,
+            poisson: args.poisson,
+        },
+        (None, Some(clients), Some(depth)) => PlanLevel::Closed {
+            clients: u32::try_from(clients).context("--clients")?,
+            depth: u32::try_from(depth).context("--depth")?,
+        },
+        _ => bail!("give either --rate R (open loop) or --clients C --depth D (closed loop)"),
+    };
+    Ok(LoadPlan {
+        protocol,
+        level,
+        workload: WorkloadSpec {
+            keys: args.keys,
+            distribution: if args.zipf.is_some() {
+                Distribution::Zipf
+            } else {
+                Distribution::Uniform
+            },
+            zipf_theta: args.zipf.unwrap_or(0.99),
+            read_fraction: args.read_fraction,
+            value_size: args.value_size,
+            seed: args.seed,
+            target: parse_target(&args.target)?,
+        },
+        level_index: 0,
+        warmup_s: args.warmup,
+        duration_s: args.duration,
+        timeout_ms: args.timeout_ms,
+        pacing_us: loadgen::DEFAULT_PACING.as_micros() as u64,
+        session_base: None,
+    })
 }
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
     let cluster = ClusterConfig::load(&args.cluster)?;
     let certs = cluster.client_certs()?;
-    let mode = match (args.rate, args.clients, args.depth) {
-        (Some(rate), None, None) => Mode::Open {
-            rate,
-            arrivals: if args.poisson {
-                Arrivals::Poisson
-            } else {
-                Arrivals::Constant
-            },
-        },
-        (None, Some(clients), Some(depth)) => Mode::Closed { clients, depth },
-        _ => bail!("give either --rate R (open loop) or --clients C --depth D (closed loop)"),
+    let plan = match &args.plan {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            toml::from_str::<LoadPlan>(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?
+        }
+        None => plan_from_flags(args, cluster.protocol)?,
     };
-    let workload = Workload {
-        keys: args.keys,
-        distribution: match args.zipf {
-            Some(theta) => KeyDistribution::Zipf { theta },
-            None => KeyDistribution::Uniform,
-        },
-        read_fraction: args.read_fraction,
-        value_size: args.value_size,
-        seed: args.seed,
-    };
-    let target = parse_target(&args.target)?;
-    let warmup = seconds("warmup", args.warmup)?;
-    let duration = seconds("duration", args.duration)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
 
@@ -119,13 +141,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         .context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-        let mut config = LoadConfig::new(endpoint, nodes, mode);
-        config.workload = workload;
-        config.target = target;
-        config.warmup = warmup;
-        config.duration = duration;
-        config.timeout = Duration::from_millis(args.timeout_ms);
-        anyhow::Ok(loadgen::run(config).await?)
+        anyhow::Ok(loadgen::run(plan.config(endpoint, nodes)?).await?)
     })?;
     result.write_interval_log(&args.out.join("hist.hlog"))?;
     result.write_summary_json(&args.out.join("summary.json"))?;
@@ -139,12 +155,9 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!(parse_target("leader").unwrap(), Target::Leader);
-        assert_eq!(parse_target("all").unwrap(), Target::All);
-        assert_eq!(
-            parse_target("0, 2").unwrap(),
-            Target::Nodes(vec![NodeId(0), NodeId(2)])
-        );
+        assert_eq!(parse_target("leader").unwrap(), TargetSpec::Leader);
+        assert_eq!(parse_target("all").unwrap(), TargetSpec::All);
+        assert_eq!(parse_target("0, 2").unwrap(), TargetSpec::Nodes(vec![0, 2]));
         assert!(parse_target("first").is_err());
     }
 }

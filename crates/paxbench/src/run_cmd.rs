@@ -12,7 +12,7 @@
 //! was measured readable (render it with `paxbench report DIR`).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,14 +20,17 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use loadgen::{Arrivals, LoadConfig, Mode};
+use loadgen::LoadResult;
 use node::config::{ClusterConfig, TransportKnobs};
 use paxos::{NodeId, Protocol};
 use results::{NodeStats, Point};
 
 use crate::env_info::{self, EnvInfo};
-use crate::experiment::{params_text, Experiment, GridPoint, LoadMode};
+use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
 use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
+use crate::netem;
+use crate::plan::{LoadPlan, PlanLevel};
+use crate::remote::{RemotePlan, RemoteRun, SshBackend};
 
 /// Arguments of `paxbench run`.
 #[derive(Debug, Args)]
@@ -43,6 +46,9 @@ pub struct RunArgs {
     /// Print the resolved experiment and its grid, then stop without starting anything.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run on the hosts of this hosts file over ssh (overrides `[cluster] hosts`).
+    #[arg(long)]
+    pub hosts: Option<PathBuf>,
 }
 
 /// One load level: an open-loop rate or a closed-loop client count.
@@ -73,8 +79,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 .collect()
         }
     };
+    // Resolved against the experiment file, as its other paths are.
+    let hosts_file = args.hosts.clone().or_else(|| {
+        exp.cluster.hosts.as_ref().map(|h| {
+            args.experiment
+                .parent()
+                .map_or_else(|| h.clone(), |d| d.join(h))
+        })
+    });
+    let max_nodes = grid.iter().map(|g| g.nodes).max().unwrap_or(1);
+    let remote_plan = match &hosts_file {
+        Some(path) => Some(RemotePlan::new(path, &exp, max_nodes)?),
+        None if exp.load.hosts.as_ref().is_some_and(|h| !h.is_empty()) => {
+            bail!("`[load] hosts` names generator hosts, but the run has no hosts file: set `[cluster] hosts` or --hosts")
+        }
+        None => None,
+    };
     if args.dry_run {
         print!("{}", toml::to_string_pretty(&exp)?);
+        if let Some(p) = &remote_plan {
+            println!("# hosts: {} ({})", p.hosts.path.display(), p.describe());
+        }
         for g in &grid {
             let n = levels_for(g.protocol).len() as u32 * exp.repetitions;
             println!(
@@ -86,11 +111,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         }
         return Ok(true);
     }
+    // Every host is checked before anything is written under results/.
+    let checked = match remote_plan {
+        Some(p) => Some(p.check(&exp)?),
+        None => None,
+    };
     let dir = args.out.join(format!("{}-{}", env_info::stamp(), exp.name));
     std::fs::create_dir_all(dir.join("hist"))
         .with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("config.toml"), toml::to_string_pretty(&exp)?)?;
     let mut env = EnvInfo::capture();
+    env.network = exp.network.as_ref().map(serde_json::to_value).transpose()?;
     std::fs::write(
         dir.join("env.json"),
         serde_json::to_string_pretty(&env)? + "\n",
@@ -127,8 +158,60 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     }
     let workdir = tempfile::tempdir()?;
     let binary = std::env::current_exe().context("finding the paxbench binary")?;
-    let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
-    let mut launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
+    let mut netem = None;
+    let (mut launcher, remote) = match checked {
+        None => {
+            let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
+            let launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
+            (launcher, None)
+        }
+        Some(checked) => {
+            let run = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            bar.set_message("deploying paxbench to every host");
+            let (remote, took) = RemoteRun::deploy(
+                checked.ssh.clone(),
+                checked.hosts.clone(),
+                &binary,
+                &run,
+                exp.cluster.base_port,
+            )?;
+            eprintln!(
+                "deployed to {} host(s) in {:.1} s",
+                checked.hosts.hosts.len(),
+                took.as_secs_f64()
+            );
+            let emulation = match exp.network.as_ref().map(|n| n.emulation) {
+                None => "none",
+                Some(Emulation::Node) => "node",
+                Some(Emulation::Netem) => "netem",
+            };
+            env.hosts = remote.host_envs(&checked.offsets, emulation);
+            std::fs::write(
+                dir.join("env.json"),
+                serde_json::to_string_pretty(&env)? + "\n",
+            )?;
+            netem = match exp
+                .network
+                .as_ref()
+                .filter(|n| n.emulation == Emulation::Netem)
+            {
+                Some(net) => {
+                    let placed = checked.hosts.assign_nodes(max_nodes as usize)?;
+                    let rules =
+                        netem::rules_for(net, &placed, exp.cluster.base_port, &checked.needs_sudo);
+                    Some(netem::Installed::install(&checked.ssh, rules)?)
+                }
+                None => None,
+            };
+            let remote = Arc::new(remote);
+            let backend = SshBackend(remote.clone());
+            let launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
+            (launcher, Some((remote, checked.generators)))
+        }
+    };
     let mut measured = 0u64;
     'outer: for g in &grid {
         for rep in 0..exp.repetitions {
@@ -169,15 +252,23 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     None
                 };
                 let before = cluster.sample();
+                let load_plan = plan(g, &exp, *level, li);
                 let t0 = Instant::now();
-                let result = rt.block_on(async {
-                    let stopped = stop.clone();
-                    let load = measure(&file, g, &exp, *level, li);
-                    tokio::select! {
-                        r = load => Some(r),
-                        _ = async { while !stopped.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => None,
+                let result = match &remote {
+                    Some((remote, generators)) if !generators.is_empty() => {
+                        let client_dir = file.parent().unwrap_or(Path::new("."));
+                        let keep = dir.join("generators").join(&point_id);
+                        Some(remote.measure(generators, client_dir, &load_plan, &point_id, &keep))
                     }
-                });
+                    _ => rt.block_on(async {
+                        let stopped = stop.clone();
+                        let load = measure(&file, &load_plan);
+                        tokio::select! {
+                            r = load => Some(r),
+                            _ = async { while !stopped.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => None,
+                        }
+                    }),
+                };
                 let secs = t0.elapsed().as_secs_f64();
                 let after = cluster.sample();
                 let Some(result) = result else {
@@ -214,6 +305,16 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 launcher.stop(c, &dir)?;
             }
         }
+    }
+    if let Some(installed) = netem {
+        let netem_logs = dir.join("logs").join("netem");
+        std::fs::create_dir_all(&netem_logs)?;
+        for (name, text) in installed.remove()? {
+            std::fs::write(netem_logs.join(format!("{name}.txt")), text)?;
+        }
+    }
+    if let Some((remote, _)) = &remote {
+        remote.clean_up()?;
     }
     let interrupted = stop.load(Ordering::SeqCst);
     bar.finish_and_clear();
@@ -331,35 +432,34 @@ async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
         .await
 }
 
-/// Runs the load generator against the cluster in `file` at one level.
-async fn measure(
-    file: &std::path::Path,
-    g: &GridPoint,
-    exp: &Experiment,
-    level: Level,
-    level_index: usize,
-) -> anyhow::Result<loadgen::LoadResult> {
+/// The load of one point: what a single generator would offer.
+fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> LoadPlan {
+    LoadPlan {
+        protocol: g.protocol,
+        level: match level {
+            Level::Rate(rate) => PlanLevel::Open {
+                rate,
+                poisson: exp.load.poisson,
+            },
+            Level::Clients(clients) => PlanLevel::Closed {
+                clients,
+                depth: exp.load.depth,
+            },
+        },
+        workload: g.workload.clone(),
+        level_index,
+        warmup_s: exp.warmup_s,
+        duration_s: exp.duration_s,
+        timeout_ms: exp.load.timeout_ms,
+        pacing_us: exp.load.pacing_us,
+        session_base: None,
+    }
+}
+
+/// Runs the load generator in this process against the cluster in `file`.
+pub async fn measure(file: &std::path::Path, plan: &LoadPlan) -> anyhow::Result<LoadResult> {
     let cluster = ClusterConfig::load(file)?;
     let certs = cluster.client_certs()?;
     let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-    let arrivals = if exp.load.poisson {
-        Arrivals::Poisson
-    } else {
-        Arrivals::Constant
-    };
-    let mode = match level {
-        Level::Rate(rate) => Mode::Open { rate, arrivals },
-        Level::Clients(clients) => Mode::Closed {
-            clients: clients as usize,
-            depth: exp.load.depth as usize,
-        },
-    };
-    let mut config = LoadConfig::new(endpoint, nodes, mode);
-    config.workload = g.workload.resolve(level_index);
-    config.target = g.workload.target.resolve(g.protocol);
-    config.warmup = Duration::from_secs_f64(exp.warmup_s);
-    config.duration = Duration::from_secs_f64(exp.duration_s);
-    config.timeout = Duration::from_millis(exp.load.timeout_ms);
-    config.pacing = Duration::from_micros(exp.load.pacing_us);
-    Ok(loadgen::run(config).await?)
+    Ok(loadgen::run(plan.config(endpoint, nodes)?).await?)
 }

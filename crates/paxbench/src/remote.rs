@@ -1,0 +1,551 @@
+//! Runs across machines: the ssh [`Backend`] of the launcher, load generators on their own
+//! hosts, and what each host says about itself for `env.json`.
+//!
+//! Everything goes through [`paxbench::ssh::Ssh`] (the system's OpenSSH, one master
+//! connection per host). A run's remote files live in `~/.paxbench/runs/<run>/` on each host:
+//! one directory per node (the CA certificate, that node's pair, its cluster file, its data and
+//! its log) and one per generator and point (the client pair, the client cluster file, the
+//! load plan, and what the generator wrote). Each node is started by one ssh session whose
+//! stdin is its lifeline (`paxbench node --exit-on-stdin-eof --remove-on-lifeline-loss DIR`):
+//! a controller that dies leaves neither a node nor its directory behind.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use loadgen::LoadResult;
+use paxbench::hosts::{Host, Hosts};
+use paxbench::hosts_check::{self, CheckRequest};
+use paxbench::shell::quote;
+use paxbench::ssh::{RemoteProcess, Ssh};
+
+use crate::env_info::HostEnv;
+use crate::launcher::{cpu_seconds, rss_bytes, Backend, Process, Sample, Staged};
+use crate::plan::LoadPlan;
+
+/// One run's hosts: connections, the deployed binary, the run's directory on each host.
+/// Shared by the launcher's [`SshBackend`] and the load generators.
+pub struct RemoteRun {
+    ssh: Ssh,
+    hosts: Hosts,
+    /// Where `paxbench` is on each host (content-addressed, deployed once).
+    binaries: HashMap<String, String>,
+    /// `~/.paxbench/runs/<run>` on every host, absolute per host.
+    run_dirs: HashMap<String, String>,
+    base_port: u16,
+}
+
+impl RemoteRun {
+    /// Deploys `binary` to every host of `hosts` (skipped where that exact binary is already
+    /// there) and makes the run's directory `~/.paxbench/runs/<run>` on each. Returns the
+    /// backend and how long the deployment took.
+    pub fn deploy(
+        ssh: Ssh,
+        hosts: Hosts,
+        binary: &Path,
+        run: &str,
+        base_port: u16,
+    ) -> anyhow::Result<(RemoteRun, std::time::Duration)> {
+        let t0 = Instant::now();
+        let results: Vec<anyhow::Result<(String, String, String)>> = std::thread::scope(|s| {
+            let jobs: Vec<_> = hosts
+                .hosts
+                .iter()
+                .map(|h| {
+                    let ssh = &ssh;
+                    s.spawn(move || {
+                        let deployed = ssh.deploy_binary(h, binary)?;
+                        let home = ssh.remote_home(h)?;
+                        let dir = format!("{}/.paxbench/runs/{run}", home.trim_end_matches('/'));
+                        ssh.run(h, &format!("mkdir -p {}", quote(&dir)))?.check()?;
+                        anyhow::Ok((h.name.clone(), deployed.path, dir))
+                    })
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|j| j.join().expect("a deployment thread panicked"))
+                .collect()
+        });
+        let mut binaries = HashMap::new();
+        let mut run_dirs = HashMap::new();
+        for r in results {
+            let (name, bin, dir) = r.context("deploying paxbench")?;
+            binaries.insert(name.clone(), bin);
+            run_dirs.insert(name, dir);
+        }
+        let took = t0.elapsed();
+        Ok((
+            RemoteRun {
+                ssh,
+                hosts,
+                binaries,
+                run_dirs,
+                base_port,
+            },
+            took,
+        ))
+    }
+
+    fn host(&self, name: &str) -> anyhow::Result<&Host> {
+        self.hosts
+            .get(name)
+            .with_context(|| format!("no host {name} in {}", self.hosts.path.display()))
+    }
+
+    /// Copies `files` into a fresh directory `name` under the run's directory on `host`.
+    fn put(&self, host: &str, name: &str, files: &[Staged]) -> anyhow::Result<String> {
+        let h = self.host(host)?;
+        let dir = format!("{}/{name}", self.run_dirs[host]);
+        self.ssh
+            .run(h, &format!("mkdir -p {}", quote(&dir)))?
+            .check()?;
+        for f in files {
+            let mode = if f.secret { 0o600 } else { 0o644 };
+            self.ssh
+                .copy_to(h, &f.from, &format!("{dir}/{}", f.name), mode)
+                .with_context(|| format!("copying {} to {host}", f.name))?;
+        }
+        Ok(dir)
+    }
+
+    /// Removes the run's directory from every host (best effort: a host that cannot be
+    /// reached is named in the error).
+    pub fn clean_up(&self) -> anyhow::Result<()> {
+        let mut failed = Vec::new();
+        for h in &self.hosts.hosts {
+            let dir = &self.run_dirs[&h.name];
+            if let Err(e) = self
+                .ssh
+                .run(h, &format!("rm -rf {}", quote(dir)))
+                .and_then(|o| o.check())
+            {
+                failed.push(format!("{}: {e}", h.name));
+            }
+        }
+        if !failed.is_empty() {
+            bail!(
+                "could not remove the run's directories: {}",
+                failed.join("; ")
+            );
+        }
+        Ok(())
+    }
+
+    /// What every host says about itself, with its clock offset from the check.
+    pub fn host_envs(
+        &self,
+        offsets: &HashMap<String, (i64, u64)>,
+        emulation: &str,
+    ) -> Vec<HostEnv> {
+        self.hosts
+            .hosts
+            .iter()
+            .map(|h| {
+                let script = "uname -a; uname -r; getconf _NPROCESSORS_ONLN; \
+                              grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-";
+                let out = self
+                    .ssh
+                    .probe(h, script)
+                    .map(|o| o.stdout)
+                    .unwrap_or_default();
+                let mut lines = out.lines().map(str::trim);
+                let mut next = || lines.next().unwrap_or("unknown").to_string();
+                let (uname, kernel, cores, cpu_model) = (next(), next(), next(), next());
+                let (offset_ns, error_ns) = offsets.get(&h.name).copied().unwrap_or((0, 0));
+                HostEnv {
+                    name: h.name.clone(),
+                    uname,
+                    cpu_model,
+                    cores: cores.parse().unwrap_or(0),
+                    kernel,
+                    clock_offset_us: offset_ns / 1000,
+                    clock_error_us: error_ns.div_ceil(1000),
+                    network_emulation: emulation.to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// Runs `plan` split over the generator hosts `generators`, each against the client
+    /// cluster file `client_file` with the client pair beside it, and merges what they
+    /// measured. Each generator's `hist.hlog` and `summary.json` come back under
+    /// `keep/<host>/`.
+    pub fn measure(
+        &self,
+        generators: &[String],
+        client_dir: &Path,
+        plan: &LoadPlan,
+        point_id: &str,
+        keep: &Path,
+    ) -> anyhow::Result<LoadResult> {
+        let n = match plan.level {
+            crate::plan::PlanLevel::Closed { clients, .. } => {
+                generators.len().min(clients as usize)
+            }
+            crate::plan::PlanLevel::Open { .. } => generators.len(),
+        };
+        // Sessions of one point must differ across generators (the nodes deduplicate by
+        // session and request id); the clock keeps points and runs apart.
+        let base = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            & !0xff_ffff;
+        let parts: Vec<anyhow::Result<LoadResult>> = std::thread::scope(|s| {
+            let jobs: Vec<_> = generators[..n]
+                .iter()
+                .enumerate()
+                .map(|(i, host)| {
+                    let part = plan.share(i, n, base);
+                    s.spawn(move || self.measure_one(host, client_dir, &part, point_id, keep))
+                })
+                .collect();
+            jobs.into_iter()
+                .map(|j| j.join().expect("a generator thread panicked"))
+                .collect()
+        });
+        let parts = parts.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        LoadResult::merge(parts).context("no load generator ran")
+    }
+
+    fn measure_one(
+        &self,
+        host: &str,
+        client_dir: &Path,
+        plan: &LoadPlan,
+        point_id: &str,
+        keep: &Path,
+    ) -> anyhow::Result<LoadResult> {
+        let h = self.host(host)?;
+        let local = keep.join(host);
+        std::fs::create_dir_all(&local)?;
+        let plan_file = local.join("plan.toml");
+        std::fs::write(&plan_file, toml::to_string(plan)?)?;
+        let staged = |name: &str, secret| Staged {
+            name: name.into(),
+            from: client_dir.join(name),
+            secret,
+        };
+        let files = [
+            staged("ca.pem", false),
+            staged("client.pem", false),
+            staged("client-key.pem", true),
+            Staged {
+                name: "cluster.toml".into(),
+                from: client_dir.join("client.toml"),
+                secret: false,
+            },
+            Staged {
+                name: "plan.toml".into(),
+                from: plan_file,
+                secret: false,
+            },
+        ];
+        let dir = self.put(host, &format!("load-{point_id}"), &files)?;
+        let cmd = format!(
+            "{} load --cluster {d}/cluster.toml --plan {d}/plan.toml --out {d}/out 2>{d}/load.log",
+            quote(&self.binaries[host]),
+            d = quote(&dir)
+        );
+        // Not retried: a generator that ran must not run twice.
+        let out = self.ssh.run(h, &cmd)?;
+        for file in ["hist.hlog", "summary.json"] {
+            self.ssh
+                .fetch(h, &format!("{dir}/out/{file}"), &local)
+                .with_context(|| format!("fetching {file} from {host}"))?;
+        }
+        let _ = self.ssh.fetch(h, &format!("{dir}/load.log"), &local);
+        self.ssh
+            .run(h, &format!("rm -rf {}", quote(&dir)))?
+            .check()?;
+        // `paxbench load` exits 1 when nothing completed: its files still tell what happened.
+        if !matches!(out.code, 0 | 1) {
+            bail!(
+                "the load generator on {host} failed (exit {}): {}",
+                out.code,
+                std::fs::read_to_string(local.join("load.log")).unwrap_or_default()
+            );
+        }
+        read_result(&local)
+    }
+}
+
+/// A generator's result from the `hist.hlog` and `summary.json` it wrote.
+fn read_result(dir: &Path) -> anyhow::Result<LoadResult> {
+    let summary_path = dir.join("summary.json");
+    let summary: loadgen::LoadSummary = serde_json::from_str(
+        &std::fs::read_to_string(&summary_path)
+            .with_context(|| format!("reading {}", summary_path.display()))?,
+    )
+    .with_context(|| format!("parsing {}", summary_path.display()))?;
+    let intervals = results::read_intervals(&dir.join("hist.hlog"))?;
+    let mut merged = hdrhistogram::Histogram::<u64>::new(3).expect("3 digits is valid");
+    for h in &intervals {
+        merged.add(h).context("adding intervals")?;
+    }
+    Ok(LoadResult {
+        merged,
+        intervals,
+        // The generator kept only its send lag's p99 (in the summary).
+        send_lag: hdrhistogram::Histogram::new(3).expect("3 digits is valid"),
+        summary,
+        window_start: std::time::SystemTime::now(),
+    })
+}
+
+/// The launcher's [`Backend`] over ssh: nodes on the node hosts of the hosts file.
+pub struct SshBackend(pub Arc<RemoteRun>);
+
+impl Backend for SshBackend {
+    fn place_nodes(&mut self, count: u32) -> anyhow::Result<Vec<(String, SocketAddr)>> {
+        let hosts = self.0.hosts.assign_nodes(count as usize)?;
+        hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| {
+                let port = u32::from(self.0.base_port) + i as u32;
+                let port = u16::try_from(port).context("base_port + node id is past 65535")?;
+                Ok((h.name.clone(), SocketAddr::new(h.addr, port)))
+            })
+            .collect()
+    }
+
+    fn stage(&mut self, host: &str, name: &str, files: &[Staged]) -> anyhow::Result<PathBuf> {
+        self.0.put(host, name, files).map(PathBuf::from)
+    }
+
+    fn spawn(
+        &mut self,
+        host: &str,
+        dir: &Path,
+        args: &[String],
+        log: &str,
+    ) -> anyhow::Result<Box<dyn Process>> {
+        let h = self.0.host(host)?.clone();
+        let dir = dir.to_string_lossy().into_owned();
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        let cmd = format!(
+            "env RUST_LOG={} {} {} --exit-on-stdin-eof --remove-on-lifeline-loss {d} 2>{d}/{}",
+            quote(&rust_log),
+            quote(&self.0.binaries[host]),
+            paxbench::shell::join(args.iter().map(String::as_str)),
+            quote(log),
+            d = quote(&dir),
+        );
+        let process = self.0.ssh.spawn(&h, &cmd)?;
+        Ok(Box::new(SshProcess {
+            ssh: self.0.ssh.clone(),
+            host: h,
+            process,
+        }))
+    }
+
+    fn collect(&mut self, host: &str, dir: &Path, to: &Path) -> anyhow::Result<()> {
+        let h = self.0.host(host)?.clone();
+        let dir = dir.to_string_lossy().into_owned();
+        let logs = self
+            .0
+            .ssh
+            .probe(&h, &format!("cd {} && ls -1 -- *.log", quote(&dir)))?;
+        for name in logs.stdout.lines().filter(|l| !l.is_empty()) {
+            self.0.ssh.fetch(&h, &format!("{dir}/{name}"), to)?;
+        }
+        self.0
+            .ssh
+            .run(&h, &format!("rm -rf {}", quote(&dir)))?
+            .check()?;
+        Ok(())
+    }
+}
+
+/// A node on another host.
+struct SshProcess {
+    ssh: Ssh,
+    host: Host,
+    process: RemoteProcess,
+}
+
+impl Process for SshProcess {
+    fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    fn sample(&mut self) -> Option<Sample> {
+        if self.process.try_wait().is_some() {
+            return None;
+        }
+        let pid = self.process.pid();
+        let out = self
+            .ssh
+            .probe(
+                &self.host,
+                &format!("getconf CLK_TCK; cat /proc/{pid}/stat; cat /proc/{pid}/status"),
+            )
+            .ok()?;
+        let mut lines = out.stdout.splitn(3, '\n');
+        let ticks: f64 = lines.next()?.trim().parse().ok()?;
+        let stat = lines.next()?;
+        let status = lines.next()?;
+        Some(Sample {
+            cpu_seconds: cpu_seconds(stat, ticks)?,
+            rss_bytes: rss_bytes(status)?,
+        })
+    }
+
+    fn stop(&mut self) -> anyhow::Result<()> {
+        self.process
+            .stop()
+            .map(|_| ())
+            .with_context(|| format!("stopping pid {} on {}", self.process.pid(), self.host.name))
+    }
+}
+
+/// A run's hosts as the experiment uses them, checked for consistency but not yet contacted.
+pub struct RemotePlan {
+    /// The hosts file.
+    pub hosts: Hosts,
+    /// The hosts the load generators run on (empty: one generator on this machine).
+    pub generators: Vec<String>,
+    /// The most nodes any cluster of the run has.
+    pub max_nodes: u32,
+}
+
+/// A run's hosts after `paxbench hosts check` passed on every one of them.
+pub struct Checked {
+    /// Connections (masters open).
+    pub ssh: Ssh,
+    /// The hosts file.
+    pub hosts: Hosts,
+    /// Generator hosts.
+    pub generators: Vec<String>,
+    /// Each host's clock offset to this machine and its error bound, ns.
+    pub offsets: HashMap<String, (i64, u64)>,
+    /// Hosts on which root commands need `sudo -n` (the others log in as root).
+    pub needs_sudo: HashMap<String, bool>,
+}
+
+impl RemotePlan {
+    /// Reads the hosts file and checks it against the experiment: enough node hosts for the
+    /// largest cluster, and generator hosts that exist and have the `client` role.
+    pub fn new(
+        path: &Path,
+        exp: &crate::experiment::Experiment,
+        max_nodes: u32,
+    ) -> anyhow::Result<Self> {
+        let hosts = Hosts::load(path)?;
+        hosts.assign_nodes(max_nodes as usize)?;
+        let generators = match &exp.load.hosts {
+            Some(names) => {
+                for name in names {
+                    match hosts.get(name) {
+                        None => bail!(
+                            "`[load] hosts`: {name:?} is not a host of {}",
+                            path.display()
+                        ),
+                        Some(h) if !h.is_client() => bail!(
+                            "`[load] hosts`: host {name} of {} does not have the client role",
+                            path.display()
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                names.clone()
+            }
+            None => hosts
+                .client_hosts()
+                .iter()
+                .map(|h| h.name.clone())
+                .collect(),
+        };
+        if let Some(net) = &exp.network {
+            let regions: Vec<String> = hosts
+                .assign_nodes(max_nodes as usize)?
+                .iter()
+                .map(|h| h.region.clone().unwrap_or_default())
+                .collect();
+            let unknown = net.unknown_regions(&regions);
+            if !unknown.is_empty() {
+                bail!(
+                    "`[network] region_delay_ms` names regions no node host of {} is in: {}",
+                    path.display(),
+                    unknown.join(", ")
+                );
+            }
+        }
+        Ok(RemotePlan {
+            hosts,
+            generators,
+            max_nodes,
+        })
+    }
+
+    /// One line for `--dry-run`.
+    pub fn describe(&self) -> String {
+        let gens = if self.generators.is_empty() {
+            "one load generator on this machine".to_string()
+        } else {
+            format!("load generators on {}", self.generators.join(", "))
+        };
+        format!(
+            "{} node host(s) for up to {} node(s), {gens}",
+            self.hosts.node_hosts().len(),
+            self.max_nodes
+        )
+    }
+
+    /// Runs `paxbench hosts check` on every host, prints its table, and refuses (naming each
+    /// host and reason) unless every host passed.
+    pub fn check(self, exp: &crate::experiment::Experiment) -> anyhow::Result<Checked> {
+        let ssh = Ssh::new(&self.hosts)?;
+        let base = exp.cluster.base_port;
+        let ports = (0..self.max_nodes)
+            .map(|i| u16::try_from(u32::from(base) + i))
+            .collect::<Result<Vec<u16>, _>>()
+            .context("`[cluster] base_port` + node id is past 65535")?;
+        let req = CheckRequest {
+            ports,
+            nodes: Some(self.max_nodes as usize),
+            require_netem: exp
+                .network
+                .as_ref()
+                .is_some_and(|n| n.emulation == crate::experiment::Emulation::Netem),
+            ..CheckRequest::default()
+        };
+        let report = hosts_check::check(&self.hosts, &ssh, &req);
+        eprint!("{}", report.table());
+        if !report.ok() {
+            bail!(
+                "{}: the hosts check failed, so nothing was started or written:\n  {}",
+                self.hosts.path.display(),
+                report.failures().join("\n  ")
+            );
+        }
+        let offsets = report
+            .hosts
+            .iter()
+            .filter_map(|h| {
+                let c = h.clock.as_ref().ok()?;
+                Some((h.name.clone(), (c.offset_ns, c.error_ns)))
+            })
+            .collect();
+        let needs_sudo = report
+            .hosts
+            .iter()
+            .map(|h| {
+                (
+                    h.name.clone(),
+                    h.privilege != Some(hosts_check::Privilege::Root),
+                )
+            })
+            .collect();
+        Ok(Checked {
+            ssh,
+            hosts: self.hosts,
+            generators: self.generators,
+            offsets,
+            needs_sudo,
+        })
+    }
+}
