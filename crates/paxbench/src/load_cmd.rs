@@ -64,6 +64,13 @@ pub struct LoadArgs {
     /// Directory for hist.hlog and summary.json (created if needed).
     #[arg(long)]
     pub out: PathBuf,
+    /// Exit at once (status 3, nothing written) when stdin reaches end of file or fails:
+    /// stdin is the lifeline of a controller that started this generator over ssh.
+    #[arg(long)]
+    pub exit_on_stdin_eof: bool,
+    /// On that exit, also remove this directory (the generator's working directory).
+    #[arg(long, value_name = "DIR", requires = "exit_on_stdin_eof")]
+    pub remove_on_lifeline_loss: Option<PathBuf>,
 }
 
 fn parse_target(s: &str) -> anyhow::Result<TargetSpec> {
@@ -120,6 +127,23 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
 }
 
 pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
+    if args.exit_on_stdin_eof {
+        let remove = args
+            .remove_on_lifeline_loss
+            .as_deref()
+            .map(crate::node_cmd::removable)
+            .transpose()?;
+        let lost = crate::node_cmd::watch_stdin();
+        std::thread::spawn(move || {
+            // A dropped sender (the watcher died) counts as a lost lifeline too.
+            let _ = lost.blocking_recv();
+            if let Some(dir) = remove {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            eprintln!("stdin closed (the controller's lifeline): the load generator stops");
+            std::process::exit(3);
+        });
+    }
     let cluster = ClusterConfig::load(&args.cluster)?;
     let certs = cluster.client_certs()?;
     let plan = match &args.plan {

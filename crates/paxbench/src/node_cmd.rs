@@ -118,7 +118,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
 }
 
 /// Resolves once stdin reaches end of file or fails; whatever arrives before is ignored.
-fn watch_stdin() -> tokio::sync::oneshot::Receiver<()> {
+pub fn watch_stdin() -> tokio::sync::oneshot::Receiver<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("lifeline".into())
@@ -141,7 +141,7 @@ fn watch_stdin() -> tokio::sync::oneshot::Receiver<()> {
 
 /// The directory, canonical, if it may be removed: it exists, and it is neither `/` nor the
 /// home directory nor one of its ancestors.
-fn removable(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn removable(dir: &Path) -> anyhow::Result<PathBuf> {
     let canon = dir
         .canonicalize()
         .with_context(|| format!("--remove-on-lifeline-loss {}", dir.display()))?;

@@ -2,12 +2,12 @@
 //! hosts, and what each host says about itself for `env.json`.
 //!
 //! Everything goes through [`paxbench::ssh::Ssh`] (the system's OpenSSH, one master
-//! connection per host). A run's remote files live in `~/.paxbench/runs/<run>/` on each host:
-//! one directory per node (the CA certificate, that node's pair, its cluster file, its data and
-//! its log) and one per generator and point (the client pair, the client cluster file, the
-//! load plan, and what the generator wrote). Each node is started by one ssh session whose
-//! stdin is its lifeline (`paxbench node --exit-on-stdin-eof --remove-on-lifeline-loss DIR`):
-//! a controller that dies leaves neither a node nor its directory behind.
+//! connection per host). A run's remote files live in `~/.paxbench/runs/<run>-*/` on each
+//! host: one directory per node (the CA certificate, that node's pair, its cluster file, its
+//! data and its log) and one per generator and point (the client pair, the client cluster
+//! file, the load plan, and what the generator wrote). Every remote process is started by one
+//! ssh session whose stdin is its lifeline (`--exit-on-stdin-eof --remove-on-lifeline-loss
+//! DIR`): a controller that dies leaves neither a process nor its directory behind.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,14 +33,16 @@ pub struct RemoteRun {
     hosts: Hosts,
     /// Where `paxbench` is on each host (content-addressed, deployed once).
     binaries: HashMap<String, String>,
-    /// `~/.paxbench/runs/<run>` on every host, absolute per host.
+    /// `~/.paxbench/runs` on every host, absolute per host.
     run_dirs: HashMap<String, String>,
+    /// The run's name: every remote directory of the run is `<runs>/<run>-<what>`.
+    run: String,
     base_port: u16,
 }
 
 impl RemoteRun {
     /// Deploys `binary` to every host of `hosts` (skipped where that exact binary is already
-    /// there) and makes the run's directory `~/.paxbench/runs/<run>` on each. Returns the
+    /// there) and makes `~/.paxbench/runs` on each. Returns the
     /// backend and how long the deployment took.
     pub fn deploy(
         ssh: Ssh,
@@ -59,7 +61,7 @@ impl RemoteRun {
                     s.spawn(move || {
                         let deployed = ssh.deploy_binary(h, binary)?;
                         let home = ssh.remote_home(h)?;
-                        let dir = format!("{}/.paxbench/runs/{run}", home.trim_end_matches('/'));
+                        let dir = format!("{}/.paxbench/runs", home.trim_end_matches('/'));
                         ssh.run(h, &format!("mkdir -p {}", quote(&dir)))?.check()?;
                         anyhow::Ok((h.name.clone(), deployed.path, dir))
                     })
@@ -83,6 +85,7 @@ impl RemoteRun {
                 hosts,
                 binaries,
                 run_dirs,
+                run: run.to_string(),
                 base_port,
             },
             took,
@@ -98,7 +101,7 @@ impl RemoteRun {
     /// Copies `files` into a fresh directory `name` under the run's directory on `host`.
     fn put(&self, host: &str, name: &str, files: &[Staged]) -> anyhow::Result<String> {
         let h = self.host(host)?;
-        let dir = format!("{}/{name}", self.run_dirs[host]);
+        let dir = format!("{}/{}-{name}", self.run_dirs[host], self.run);
         self.ssh
             .run(h, &format!("mkdir -p {}", quote(&dir)))?
             .check()?;
@@ -116,10 +119,10 @@ impl RemoteRun {
     pub fn clean_up(&self) -> anyhow::Result<()> {
         let mut failed = Vec::new();
         for h in &self.hosts.hosts {
-            let dir = &self.run_dirs[&h.name];
+            let prefix = format!("{}/{}-", self.run_dirs[&h.name], self.run);
             if let Err(e) = self
                 .ssh
-                .run(h, &format!("rm -rf {}", quote(dir)))
+                .run(h, &format!("rm -rf -- {}*", quote(&prefix)))
                 .and_then(|o| o.check())
             {
                 failed.push(format!("{}: {e}", h.name));
@@ -245,29 +248,43 @@ impl RemoteRun {
         ];
         let dir = self.put(host, &format!("load-{point_id}"), &files)?;
         let cmd = format!(
-            "{} load --cluster {d}/cluster.toml --plan {d}/plan.toml --out {d}/out 2>{d}/load.log",
+            "{} load --cluster {d}/cluster.toml --plan {d}/plan.toml --out {d}/out \
+             --exit-on-stdin-eof --remove-on-lifeline-loss {d} 2>{d}/load.log",
             quote(&self.binaries[host]),
             d = quote(&dir)
         );
-        // Not retried: a generator that ran must not run twice.
-        let out = self.ssh.run(h, &cmd)?;
-        for file in ["hist.hlog", "summary.json"] {
-            self.ssh
-                .fetch(h, &format!("{dir}/out/{file}"), &local)
-                .with_context(|| format!("fetching {file} from {host}"))?;
-        }
+        // Not retried: a generator that ran must not run twice. Its ssh session is its
+        // lifeline, as a node's is.
+        let mut generator = self.ssh.spawn(h, &cmd)?;
+        let limit = std::time::Duration::from_secs_f64(
+            plan.warmup_s + plan.duration_s + plan.timeout_ms as f64 / 1000.0 + 60.0,
+        );
+        let code = match generator.wait_timeout(limit) {
+            Some(code) => code,
+            None => {
+                let _ = generator.stop();
+                bail!("the load generator on {host} did not finish within {limit:?}");
+            }
+        };
         let _ = self.ssh.fetch(h, &format!("{dir}/load.log"), &local);
+        // `paxbench load` exits 1 when nothing completed: its files still tell what happened.
+        let fetched = if matches!(code, 0 | 1) {
+            ["hist.hlog", "summary.json"].iter().try_for_each(|file| {
+                self.ssh
+                    .fetch(h, &format!("{dir}/out/{file}"), &local)
+                    .map(|_| ())
+                    .with_context(|| format!("fetching {file} from {host}"))
+            })
+        } else {
+            Err(anyhow::anyhow!(
+                "the load generator on {host} failed (exit {code}): {}",
+                std::fs::read_to_string(local.join("load.log")).unwrap_or_default()
+            ))
+        };
         self.ssh
             .run(h, &format!("rm -rf {}", quote(&dir)))?
             .check()?;
-        // `paxbench load` exits 1 when nothing completed: its files still tell what happened.
-        if !matches!(out.code, 0 | 1) {
-            bail!(
-                "the load generator on {host} failed (exit {}): {}",
-                out.code,
-                std::fs::read_to_string(local.join("load.log")).unwrap_or_default()
-            );
-        }
+        fetched?;
         read_result(&local)
     }
 }
