@@ -16,6 +16,8 @@
 //! cluster CA, ALPN `paxbench-client/1`, requests pipelined on long-lived bidirectional streams.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
+//!
+//! Status answers carry the RTT quinn measures on each peer connection.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -125,12 +127,16 @@ pub async fn run(
     let mut peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>> = HashMap::new();
     let mut incoming_conns: HashMap<NodeId, watch::Sender<Option<quinn::Connection>>> =
         HashMap::new();
+    // The connection each link uses now, for the RTTs in status answers.
+    let mut peer_conns = Vec::new();
     let mut tasks = Vec::new();
     for &peer in config.core.nodes.iter().filter(|p| **p != me) {
         let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1024);
         peers.insert(peer, tx);
         let (conn_tx, conn_rx) = watch::channel(None);
         incoming_conns.insert(peer, conn_tx);
+        let (current_tx, current_rx) = watch::channel(None);
+        peer_conns.push((peer, current_rx));
         let link = PeerLink {
             me,
             peer,
@@ -138,6 +144,7 @@ pub async fn run(
             endpoint: endpoint.clone(),
             dial: me < peer,
             accepted: conn_rx,
+            current: current_tx,
             input: input_tx.clone(),
             metrics: metrics.clone(),
             codec,
@@ -169,6 +176,7 @@ pub async fn run(
         node,
         start: Instant::now(),
         peers,
+        peer_conns,
         addrs: config.addrs,
         clients: FxHashMap::default(),
         replies: FxHashMap::default(),
@@ -195,6 +203,8 @@ struct CoreLoop {
     node: Node,
     start: Instant,
     peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>>,
+    /// Each peer link's current connection, if it has one.
+    peer_conns: Vec<(NodeId, watch::Receiver<Option<quinn::Connection>>)>,
     addrs: HashMap<NodeId, SocketAddr>,
     /// Where each client's replies go: the stream it last sent a request on.
     clients: FxHashMap<ClientId, ReplyTo>,
@@ -299,10 +309,26 @@ impl CoreLoop {
                     ballot: self.node.ballot(),
                     leader: self.node.leader(),
                     executed: self.node.executed(),
+                    peer_rtt_us: self.peer_rtts(),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
         }
+    }
+
+    /// The RTT quinn measures on each live peer connection, by peer id.
+    fn peer_rtts(&self) -> Vec<(NodeId, u64)> {
+        let mut rtts: Vec<(NodeId, u64)> = self
+            .peer_conns
+            .iter()
+            .filter_map(|(peer, conn)| {
+                let conn = conn.borrow();
+                let conn = conn.as_ref().filter(|c| c.close_reason().is_none())?;
+                Some((*peer, conn.rtt().as_micros().min(u64::MAX.into()) as u64))
+            })
+            .collect();
+        rtts.sort_unstable();
+        rtts
     }
 
     /// Drains the core and carries out its actions; with no durability, acknowledges writes at
@@ -455,6 +481,8 @@ struct PeerLink {
     endpoint: quinn::Endpoint,
     dial: bool,
     accepted: watch::Receiver<Option<quinn::Connection>>,
+    /// The connection in use, published for status answers.
+    current: watch::Sender<Option<quinn::Connection>>,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
@@ -483,6 +511,7 @@ impl PeerLink {
                 continue;
             };
             backoff = Duration::from_millis(10);
+            self.current.send_replace(Some(conn.clone()));
             if self.dial {
                 tokio::spawn(read_peer(
                     conn.clone(),
