@@ -17,7 +17,9 @@
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
 //!
-//! Status answers carry the RTT quinn measures on each peer connection.
+//! Status answers carry the RTT quinn measures on each peer connection. Each side sends a tiny
+//! QUIC datagram every [`RTT_PROBE_INTERVAL`] so that the measure stays current on a connection
+//! that otherwise only receives (see `probe_rtt` for why).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -495,6 +497,7 @@ impl PeerLink {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(10);
+        let mut probed = None;
         loop {
             let conn = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -511,6 +514,10 @@ impl PeerLink {
                 continue;
             };
             backoff = Duration::from_millis(10);
+            if probed != Some(conn.stable_id()) {
+                probed = Some(conn.stable_id());
+                tokio::spawn(probe_rtt(conn.clone()));
+            }
             self.current.send_replace(Some(conn.clone()));
             if self.dial {
                 tokio::spawn(read_peer(
@@ -598,6 +605,31 @@ impl PeerLink {
     }
 }
 
+/// How often each side of a peer connection sends an RTT probe.
+pub const RTT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Sends a 1-byte QUIC datagram on `conn` every [`RTT_PROBE_INTERVAL`] until it closes, so that
+/// [`quinn::Connection::rtt`] stays current on both sides. quinn samples the RTT only when the
+/// peer acknowledges an ack-eliciting packet this side sent, and a follower sends its leader
+/// nothing else (acknowledgements are not ack-eliciting, and quinn's keep-alive stays quiet while
+/// packets arrive): it would report the RTT of its handshake forever. The peer discards probes
+/// ([`discard_probes`]); a probe costs two small packets.
+async fn probe_rtt(conn: quinn::Connection) {
+    let mut tick = tokio::time::interval(RTT_PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if conn.send_datagram(Bytes::from_static(b"p")).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and drops the peer's RTT probes, so none wait in quinn's receive buffer.
+async fn discard_probes(conn: quinn::Connection) {
+    while conn.read_datagram().await.is_ok() {}
+}
+
 /// Reads every unidirectional stream a peer opens on `conn`: a hello naming `peer`, then
 /// messages, forwarded to the event loop in per-chunk batches.
 async fn read_peer(
@@ -607,6 +639,7 @@ async fn read_peer(
     metrics: Arc<Metrics>,
     codec: Codec,
 ) {
+    tokio::spawn(discard_probes(conn.clone()));
     while let Ok(mut recv) = conn.accept_uni().await {
         let conn = conn.clone();
         let input = input.clone();
