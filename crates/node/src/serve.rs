@@ -114,7 +114,7 @@ pub async fn serve(
         path: cluster.path.clone(),
     })?;
     let certs = NodeCerts::load(id, &cluster.ca, &entry.cert, &entry.key)?;
-    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster))?;
+    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster), None)?;
     let dir = cluster.node_dir(id);
     std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
         path: dir.clone(),
