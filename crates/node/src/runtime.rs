@@ -72,6 +72,9 @@ pub struct Metrics {
     pub requests_in: AtomicU64,
     /// Loop turns.
     pub turns: AtomicU64,
+    /// What the emulated links did (all zero without `[emulation]`); the node's endpoint counts
+    /// into it when [`crate::serve`] builds it.
+    pub emulation: Arc<crate::emulation::EmulationCounters>,
 }
 
 /// What the event loop receives from connection tasks. Client requests come in the batches
