@@ -60,7 +60,8 @@ pub struct NodeStatus {
     /// Its next slot to execute: every slot below has been executed.
     pub executed: Slot,
     /// The round-trip time, in microseconds, that QUIC measures (smoothed, ack delay
-    /// excluded) on the node's connection to each peer it has one with, by peer id.
+    /// excluded where the estimator can tell) on the node's connection to each peer it has one
+    /// with, by peer id. On a lightly used connection it reads a few ms high.
     pub peer_rtt_us: Vec<(NodeId, u64)>,
 }
 
