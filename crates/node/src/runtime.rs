@@ -611,18 +611,29 @@ impl PeerLink {
 /// How often each side of a peer connection sends an RTT probe.
 pub const RTT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Sends a 1-byte QUIC datagram on `conn` every [`RTT_PROBE_INTERVAL`] until it closes, so that
-/// [`quinn::Connection::rtt`] stays current on both sides. quinn samples the RTT only when the
-/// peer acknowledges an ack-eliciting packet this side sent, and a follower sends its leader
+/// Sends two 1-byte QUIC datagrams on `conn` every [`RTT_PROBE_INTERVAL`] until it closes, so
+/// that [`quinn::Connection::rtt`] stays current on both sides. quinn samples the RTT only when
+/// the peer acknowledges an ack-eliciting packet this side sent, and a follower sends its leader
 /// nothing else (acknowledgements are not ack-eliciting, and quinn's keep-alive stays quiet while
-/// packets arrive): it would report the RTT of its handshake forever. The peer discards probes
-/// ([`discard_probes`]); a probe costs two small packets.
+/// packets arrive): it would report the RTT of its handshake forever.
+///
+/// Two probes, a millisecond apart so that they leave in two packets, because QUIC acknowledges
+/// every second ack-eliciting packet at once. A lone probe was acknowledged when the peer's
+/// delayed-ACK timer (25 ms) fired, and the timer's lateness, which quinn cannot subtract (it
+/// caps the delay the peer reports at 25 ms), landed in every sample: idle follower pairs on
+/// loopback read 2–16 ms. The peer discards probes ([`discard_probes`]); a round costs three or
+/// four small packets.
 async fn probe_rtt(conn: quinn::Connection) {
     let mut tick = tokio::time::interval(RTT_PROBE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let probe = Bytes::from_static(b"p");
     loop {
         tick.tick().await;
-        if conn.send_datagram(Bytes::from_static(b"p")).is_err() {
+        if conn.send_datagram(probe.clone()).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if conn.send_datagram(probe.clone()).is_err() {
             return;
         }
     }

@@ -61,7 +61,7 @@ pub struct NodeStatus {
     pub executed: Slot,
     /// The round-trip time, in microseconds, that QUIC measures (smoothed, ack delay
     /// excluded where the estimator can tell) on the node's connection to each peer it has one
-    /// with, by peer id. On a lightly used connection it reads a few ms high.
+    /// with, by peer id.
     pub peer_rtt_us: Vec<(NodeId, u64)>,
 }
 
