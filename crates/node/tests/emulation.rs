@@ -112,14 +112,19 @@ fn pairs(statuses: &[NodeStatus]) -> Option<Vec<(u32, u32, f64, f64)>> {
 
 const SLOW: std::ops::RangeInclusive<f64> = 38.0..=60.0;
 const FAST_MS: f64 = 10.0;
+/// Below one emulated 20 ms delay: what neither end of an unemulated pair may reach.
+const NOT_DELAYED_MS: f64 = 20.0;
 
-/// Whether 0 <-> 1 measures about 2 x 20 ms from both ends and the other pairs stay fast.
+/// Whether 0 <-> 1 measures about 2 x 20 ms from both ends and the other pairs stay fast: the
+/// better end under 10 ms, neither end near a single 20 ms delay. (quinn's estimate is noisier
+/// on the end that sends little, a follower's: it has only the 5 probes a second, and on this
+/// loaded 2-core machine each can catch a scheduling stall; its median reached 11.7 ms once.)
 fn as_configured(pairs: &[(u32, u32, f64, f64)]) -> bool {
     pairs.iter().all(|&(a, b, x, y)| {
         if (a, b) == (0, 1) {
             SLOW.contains(&x) && SLOW.contains(&y)
         } else {
-            x < FAST_MS && y < FAST_MS
+            x.min(y) < FAST_MS && x.max(y) < NOT_DELAYED_MS
         }
     })
 }
@@ -155,14 +160,14 @@ async fn the_measured_rtt_shows_the_emulated_delay_only_where_configured() {
         assert!(
             Instant::now() < deadline,
             "RTTs (a, b, a->b ms, b->a ms) never matched 0<->1 in {SLOW:?} ms and the others \
-             under {FAST_MS} ms: {last:?}"
+             under {FAST_MS} ms at one end, {NOT_DELAYED_MS} ms at both: {last:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // It stays so: the median of ten samples over a second.
+    // It stays so: the median of ten samples over three seconds.
     let mut samples = Vec::new();
     for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
         if let Some(p) = pairs(&client.statuses().await) {
             samples.push(p);
         }
