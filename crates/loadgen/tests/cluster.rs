@@ -39,7 +39,7 @@ fn start_cluster(
     let mut endpoints = Vec::new();
     let mut addrs = HashMap::new();
     for i in 0..n {
-        let ep = node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning).unwrap();
+        let ep = node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning, None).unwrap();
         addrs.insert(NodeId(i), ep.local_addr().unwrap());
         endpoints.push(ep);
     }

@@ -33,6 +33,7 @@ async fn rtt() {
         "127.0.0.1:0".parse().unwrap(),
         certs.node(NodeId(0)).unwrap(),
         &tuning,
+        None,
     )
     .unwrap();
     let addr = ep.local_addr().unwrap();
@@ -89,6 +90,7 @@ async fn fanout() {
                 "127.0.0.1:0".parse().unwrap(),
                 certs.node(NodeId(i)).unwrap(),
                 &tuning,
+                None,
             )
             .unwrap()
         })

@@ -26,6 +26,11 @@
 //! addr = "127.0.0.1:7000"
 //! cert = "node-0.pem"
 //! key = "node-0-key.pem"
+//!
+//! [[emulation.links]]             # optional: emulated WAN links, one per directed pair
+//! from = 0                        # (see crate::emulation for every key)
+//! to = 1
+//! delay_us = 20000                # one-way; also jitter_us, loss (0..=1), rate_bytes_per_s
 //! ```
 
 use std::net::SocketAddr;
@@ -38,6 +43,8 @@ use std::str::FromStr;
 use paxos::{BackoffMode, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
+
+use crate::emulation::LinkEmulation;
 
 /// A cluster file that cannot be used.
 #[derive(Debug, Error)]
@@ -144,6 +151,9 @@ pub struct ClusterFile {
     pub transport: TransportKnobs,
     /// Every node.
     pub nodes: Vec<NodeFile>,
+    /// Emulated links between nodes (`[[emulation.links]]`; see [`crate::emulation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emulation: Option<LinkEmulation>,
 }
 
 /// `[tls]` of a cluster file: paths relative to the file's directory.
@@ -417,6 +427,8 @@ pub struct ClusterConfig {
     pub transport: TransportKnobs,
     /// Every node, in file order.
     pub nodes: Vec<NodeEntry>,
+    /// Emulated links (`[emulation]`), validated against `nodes`; `None` if the file has none.
+    pub emulation: Option<LinkEmulation>,
 }
 
 impl ClusterConfig {
@@ -501,6 +513,15 @@ impl ClusterConfig {
         {
             return Err(invalid("threads", "must be 1..=256".into()));
         }
+        if let Some(e) = &raw.emulation {
+            let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+            e.validate(&ids).map_err(|e| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line: e.line_in(text),
+                key: e.key.to_string(),
+                why: e.why,
+            })?;
+        }
         let client_cert = match (&raw.tls.client_cert, &raw.tls.client_key) {
             (Some(c), Some(k)) => Some((resolve(c), resolve(k))),
             (None, None) => None,
@@ -522,6 +543,7 @@ impl ClusterConfig {
             paxos: raw.paxos,
             transport: raw.transport,
             nodes,
+            emulation: raw.emulation,
         };
         // Cross-field checks of the core (e.g. heartbeat shorter than the election timeout).
         let first = config.nodes[0].id;
@@ -705,5 +727,55 @@ key = "node-1-key.pem"
         assert_eq!(base.max_batch, Some(1));
         assert_eq!(base.backoff, Some(BackoffMode::None));
         assert!(!base.is_empty() && PaxosKnobs::default().is_empty());
+    }
+
+    #[test]
+    fn emulated_links_parse_and_bad_entries_name_file_line_and_key() {
+        let links = "\n[[emulation.links]]\nfrom = 0\nto = 1\ndelay_us = 20000\n\n\
+                     [[emulation.links]]\nfrom = 1\nto = 0\ndelay_us = 20000\nloss = 0.05\n";
+        let c = ClusterConfig::parse(Path::new("c.toml"), &format!("{GOOD}{links}")).unwrap();
+        let e = c.emulation.expect("an [emulation] section");
+        assert_eq!(e.links.len(), 2);
+        assert_eq!(
+            (e.links[1].from, e.links[1].to, e.links[1].loss),
+            (1, 0, 0.05)
+        );
+        assert_eq!(
+            ClusterConfig::parse(Path::new("c.toml"), GOOD)
+                .unwrap()
+                .emulation,
+            None
+        );
+
+        // The second entry's loss.
+        let text = format!("{GOOD}{links}").replace("loss = 0.05", "loss = 1.5");
+        let line = 1 + text.lines().position(|l| l == "loss = 1.5").unwrap();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "c.toml:{line}: `loss`: [[emulation.links]] #2 (1 -> 0)"
+            )),
+            "{e}"
+        );
+        // A node that is not in the cluster.
+        let text = format!("{GOOD}{links}").replace("to = 0", "to = 5");
+        let line = 1 + text.lines().position(|l| l == "to = 5").unwrap();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with(&format!("c.toml:{line}: `to`:")), "{e}");
+        assert!(e.contains("node 5 is not in [[nodes]]"), "{e}");
+        // A misspelt key: the parser names its line.
+        let text = format!("{GOOD}{links}").replace("loss = 0.05", "los = 0.05");
+        let line = 1 + text.lines().position(|l| l == "los = 0.05").unwrap();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains(&format!("line {line}")) && e.contains("los"),
+            "{e}"
+        );
     }
 }

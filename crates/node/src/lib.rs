@@ -4,12 +4,15 @@
 //! - [`config`]: `cluster.toml`, parsed into a validated [`config::ClusterConfig`].
 //! - [`serve`]: runs one node of a cluster file; [`runtime`] is its event loop and connections.
 //! - [`client`]: a pipelining client that follows `NotLeader` redirects (`paxbench kv`).
+//! - [`emulation`]: emulated WAN links (delay, jitter, loss, rate per directed node pair), applied
+//!   inside the node to what it sends, for machines without `tc netem`.
 //! - `tls`: certificates, mutual TLS and the tuned QUIC endpoints.
 //! - `wal`: the write-ahead log behind `durability = "fsync"`.
 #![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
+pub mod emulation;
 pub mod runtime;
 pub mod serve;
 

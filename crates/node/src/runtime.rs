@@ -16,6 +16,10 @@
 //! cluster CA, ALPN `paxbench-client/1`, requests pipelined on long-lived bidirectional streams.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
+//!
+//! Status answers carry the RTT quinn measures on each peer connection. Each side sends a tiny
+//! QUIC datagram every [`RTT_PROBE_INTERVAL`] so that the measure stays current on a connection
+//! that otherwise only receives (see `probe_rtt` for why).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -68,6 +72,9 @@ pub struct Metrics {
     pub requests_in: AtomicU64,
     /// Loop turns.
     pub turns: AtomicU64,
+    /// What the emulated links did (all zero without `[emulation]`); the node's endpoint counts
+    /// into it when [`crate::serve`] builds it.
+    pub emulation: Arc<crate::emulation::EmulationCounters>,
 }
 
 /// What the event loop receives from connection tasks. Client requests come in the batches
@@ -125,12 +132,16 @@ pub async fn run(
     let mut peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>> = HashMap::new();
     let mut incoming_conns: HashMap<NodeId, watch::Sender<Option<quinn::Connection>>> =
         HashMap::new();
+    // The connection each link uses now, for the RTTs in status answers.
+    let mut peer_conns = Vec::new();
     let mut tasks = Vec::new();
     for &peer in config.core.nodes.iter().filter(|p| **p != me) {
         let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1024);
         peers.insert(peer, tx);
         let (conn_tx, conn_rx) = watch::channel(None);
         incoming_conns.insert(peer, conn_tx);
+        let (current_tx, current_rx) = watch::channel(None);
+        peer_conns.push((peer, current_rx));
         let link = PeerLink {
             me,
             peer,
@@ -138,6 +149,7 @@ pub async fn run(
             endpoint: endpoint.clone(),
             dial: me < peer,
             accepted: conn_rx,
+            current: current_tx,
             input: input_tx.clone(),
             metrics: metrics.clone(),
             codec,
@@ -169,6 +181,7 @@ pub async fn run(
         node,
         start: Instant::now(),
         peers,
+        peer_conns,
         addrs: config.addrs,
         clients: FxHashMap::default(),
         replies: FxHashMap::default(),
@@ -195,6 +208,8 @@ struct CoreLoop {
     node: Node,
     start: Instant,
     peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>>,
+    /// Each peer link's current connection, if it has one.
+    peer_conns: Vec<(NodeId, watch::Receiver<Option<quinn::Connection>>)>,
     addrs: HashMap<NodeId, SocketAddr>,
     /// Where each client's replies go: the stream it last sent a request on.
     clients: FxHashMap<ClientId, ReplyTo>,
@@ -299,10 +314,26 @@ impl CoreLoop {
                     ballot: self.node.ballot(),
                     leader: self.node.leader(),
                     executed: self.node.executed(),
+                    peer_rtt_us: self.peer_rtts(),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
         }
+    }
+
+    /// The RTT quinn measures on each live peer connection, by peer id.
+    fn peer_rtts(&self) -> Vec<(NodeId, u64)> {
+        let mut rtts: Vec<(NodeId, u64)> = self
+            .peer_conns
+            .iter()
+            .filter_map(|(peer, conn)| {
+                let conn = conn.borrow();
+                let conn = conn.as_ref().filter(|c| c.close_reason().is_none())?;
+                Some((*peer, conn.rtt().as_micros().min(u64::MAX.into()) as u64))
+            })
+            .collect();
+        rtts.sort_unstable();
+        rtts
     }
 
     /// Drains the core and carries out its actions; with no durability, acknowledges writes at
@@ -455,6 +486,8 @@ struct PeerLink {
     endpoint: quinn::Endpoint,
     dial: bool,
     accepted: watch::Receiver<Option<quinn::Connection>>,
+    /// The connection in use, published for status answers.
+    current: watch::Sender<Option<quinn::Connection>>,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
@@ -467,6 +500,7 @@ impl PeerLink {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut backoff = Duration::from_millis(10);
+        let mut probed = None;
         loop {
             let conn = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -483,6 +517,11 @@ impl PeerLink {
                 continue;
             };
             backoff = Duration::from_millis(10);
+            if probed != Some(conn.stable_id()) {
+                probed = Some(conn.stable_id());
+                tokio::spawn(probe_rtt(conn.clone()));
+            }
+            self.current.send_replace(Some(conn.clone()));
             if self.dial {
                 tokio::spawn(read_peer(
                     conn.clone(),
@@ -569,6 +608,42 @@ impl PeerLink {
     }
 }
 
+/// How often each side of a peer connection sends an RTT probe.
+pub const RTT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Sends two 1-byte QUIC datagrams on `conn` every [`RTT_PROBE_INTERVAL`] until it closes, so
+/// that [`quinn::Connection::rtt`] stays current on both sides. quinn samples the RTT only when
+/// the peer acknowledges an ack-eliciting packet this side sent, and a follower sends its leader
+/// nothing else (acknowledgements are not ack-eliciting, and quinn's keep-alive stays quiet while
+/// packets arrive): it would report the RTT of its handshake forever.
+///
+/// Two probes, a millisecond apart so that they leave in two packets, because QUIC acknowledges
+/// every second ack-eliciting packet at once. A lone probe was acknowledged when the peer's
+/// delayed-ACK timer (25 ms) fired, and the timer's lateness, which quinn cannot subtract (it
+/// caps the delay the peer reports at 25 ms), landed in every sample: idle follower pairs on
+/// loopback read 2–16 ms. The peer discards probes ([`discard_probes`]); a round costs three or
+/// four small packets.
+async fn probe_rtt(conn: quinn::Connection) {
+    let mut tick = tokio::time::interval(RTT_PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let probe = Bytes::from_static(b"p");
+    loop {
+        tick.tick().await;
+        if conn.send_datagram(probe.clone()).is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        if conn.send_datagram(probe.clone()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads and drops the peer's RTT probes, so none wait in quinn's receive buffer.
+async fn discard_probes(conn: quinn::Connection) {
+    while conn.read_datagram().await.is_ok() {}
+}
+
 /// Reads every unidirectional stream a peer opens on `conn`: a hello naming `peer`, then
 /// messages, forwarded to the event loop in per-chunk batches.
 async fn read_peer(
@@ -578,6 +653,7 @@ async fn read_peer(
     metrics: Arc<Metrics>,
     codec: Codec,
 ) {
+    tokio::spawn(discard_probes(conn.clone()));
     while let Ok(mut recv) = conn.accept_uni().await {
         let conn = conn.clone();
         let input = input.clone();

@@ -114,7 +114,19 @@ pub async fn serve(
         path: cluster.path.clone(),
     })?;
     let certs = NodeCerts::load(id, &cluster.ca, &entry.cert, &entry.key)?;
-    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster))?;
+    // Only peer addresses get rules: clients and load generators are never emulated.
+    let emulation = cluster.emulation.as_ref().map(|e| {
+        e.for_node(
+            id,
+            |peer| cluster.node(peer).map(|n| n.addr),
+            metrics.emulation.clone(),
+        )
+    });
+    let emulated = emulation.as_ref().is_some_and(|e| !e.is_empty());
+    if cluster.emulation.is_some() && !emulated {
+        info!(node = id.0, "no emulated links from this node");
+    }
+    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster), emulation)?;
     let dir = cluster.node_dir(id);
     std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
         path: dir.clone(),
@@ -158,6 +170,18 @@ pub async fn serve(
         codec: Codec::default(),
     };
     info!(node = id.0, addr = %entry.addr, protocol = %cluster.protocol, "node starting");
-    runtime::run(endpoint, config, metrics, shutdown).await?;
+    runtime::run(endpoint, config, metrics.clone(), shutdown).await?;
+    if emulated {
+        let s = metrics.emulation.snapshot();
+        info!(
+            node = id.0,
+            delayed = s.delayed,
+            released = s.released,
+            dropped_loss = s.dropped_loss,
+            dropped_queue_full = s.dropped_queue_full,
+            send_errors = s.send_errors,
+            "emulated links at shutdown"
+        );
+    }
     Ok(())
 }

@@ -50,7 +50,8 @@ impl TestCluster {
         let mut endpoints = Vec::new();
         let mut addrs = HashMap::new();
         for i in 0..n {
-            let ep = node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning).unwrap();
+            let ep =
+                node::endpoint(loopback(), certs.node(NodeId(i)).unwrap(), &tuning, None).unwrap();
             addrs.insert(NodeId(i), ep.local_addr().unwrap());
             endpoints.push(ep);
         }
@@ -108,6 +109,7 @@ impl TestCluster {
                 self.addrs[&id],
                 self.certs.node(id).unwrap(),
                 &TransportTuning::default(),
+                None,
             ) {
                 Ok(ep) => break ep,
                 Err(e) if Instant::now() < deadline => {
@@ -345,6 +347,7 @@ async fn bad_clients_and_peers_are_refused_while_the_cluster_serves() {
         loopback(),
         foreign_node.node(NodeId(0)).unwrap(),
         &TransportTuning::default(),
+        None,
     )
     .unwrap();
     match node::connect_node(&stranger, addr, leader).await {
@@ -372,6 +375,7 @@ async fn bad_clients_and_peers_are_refused_while_the_cluster_serves() {
             loopback(),
             cluster.certs.node(NodeId(0)).unwrap(),
             &TransportTuning::default(),
+            None,
         )
         .unwrap();
         let conn = node::connect_node(&impostor, addr, leader).await.unwrap();

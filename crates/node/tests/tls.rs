@@ -45,7 +45,7 @@ async fn dial_outcome(addr: SocketAddr, result: Result<quinn::Connection, TlsErr
 }
 
 fn node_endpoint(certs: &NodeCerts) -> quinn::Endpoint {
-    endpoint(loopback(), certs, &TransportTuning::default()).unwrap()
+    endpoint(loopback(), certs, &TransportTuning::default(), None).unwrap()
 }
 
 #[tokio::test]

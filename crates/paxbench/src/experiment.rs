@@ -49,7 +49,7 @@
 //! [network]                 # emulated links between nodes (peer traffic only)
 //! emulation = "node"        # node: inside each node, any kernel | netem: tc netem on the hosts
 //! delay_ms = 0.0            # one way, every link the region matrix does not name
-//! jitter_ms = 0.0           # uniform extra delay in [0, jitter)
+//! jitter_ms = 0.0           # each datagram's delay is uniform in delay ± jitter
 //! loss = 0.0                # share of datagrams dropped
 //! rate_mbit = 100.0         # per link (default: unlimited)
 //! regions = ["eu", "us", "ap"]   # local runs: node i's region (else the hosts file's `region`)
@@ -75,6 +75,7 @@ use std::path::Path;
 
 use anyhow::{anyhow, Context};
 use node::config::{Durability, PaxosKnobs};
+use node::emulation::{Link, LinkEmulation};
 use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -148,7 +149,7 @@ pub struct NetworkSpec {
     /// One-way delay of every link the region matrix does not name, ms.
     #[serde(default)]
     pub delay_ms: f64,
-    /// Uniform extra delay in `[0, jitter_ms)`, ms.
+    /// Each datagram's delay is uniform in `delay ± jitter_ms` (at most every link's delay), ms.
     #[serde(default)]
     pub jitter_ms: f64,
     /// Share of datagrams dropped, in [0, 1).
@@ -177,23 +178,6 @@ pub enum Emulation {
     Netem,
 }
 
-/// One emulated link, from node `from` to node `to`, after resolving regions.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct LinkSpec {
-    /// Sending node.
-    pub from: u32,
-    /// Receiving node.
-    pub to: u32,
-    /// One-way delay, µs.
-    pub delay_us: u64,
-    /// Extra uniform delay bound, µs.
-    pub jitter_us: u64,
-    /// Share of datagrams dropped.
-    pub loss: f64,
-    /// Bytes per second, if limited.
-    pub rate_bytes_per_s: Option<u64>,
-}
-
 impl NetworkSpec {
     /// Range checks, as (key, why).
     fn check(&self) -> Result<(), (&'static str, String)> {
@@ -215,8 +199,26 @@ impl NetworkSpec {
                 return Err(("rate_mbit", format!("{r}: must be > 0")));
             }
         }
+        if self.jitter_ms > self.delay_ms && self.region_delay_ms.is_empty() {
+            return Err((
+                "jitter_ms",
+                format!(
+                    "{} ms of jitter on a {} ms delay: at most the delay",
+                    self.jitter_ms, self.delay_ms
+                ),
+            ));
+        }
         for (a, row) in &self.region_delay_ms {
             for (b, ms) in row {
+                if *ms < self.jitter_ms {
+                    return Err((
+                        "jitter_ms",
+                        format!(
+                            "{} ms of jitter on the {ms} ms from {a} to {b}: at most the delay",
+                            self.jitter_ms
+                        ),
+                    ));
+                }
                 if !ms_ok(*ms) {
                     return Err((
                         "region_delay_ms",
@@ -254,7 +256,7 @@ impl NetworkSpec {
 
     /// Every directed link between the nodes whose regions are `regions` (node i in
     /// `regions[i]`; an empty name is "no region": `delay_ms` applies).
-    pub fn links(&self, regions: &[String]) -> Vec<LinkSpec> {
+    pub fn links(&self, regions: &[String]) -> Vec<Link> {
         let us = |ms: f64| (ms * 1000.0).round() as u64;
         let mut out = Vec::new();
         for (i, a) in regions.iter().enumerate() {
@@ -262,7 +264,7 @@ impl NetworkSpec {
                 if i == j {
                     continue;
                 }
-                out.push(LinkSpec {
+                out.push(Link {
                     from: i as u32,
                     to: j as u32,
                     delay_us: us(self.delay_between(a, b)),
@@ -273,6 +275,24 @@ impl NetworkSpec {
             }
         }
         out
+    }
+
+    /// The in-node emulation of a cluster whose node i is in `regions[i]`; links with nothing
+    /// to emulate are left out.
+    pub fn emulation(&self, regions: &[String]) -> LinkEmulation {
+        LinkEmulation {
+            links: self
+                .links(regions)
+                .into_iter()
+                .filter(|l| {
+                    l.delay_us > 0
+                        || l.jitter_us > 0
+                        || l.loss > 0.0
+                        || l.rate_bytes_per_s.is_some()
+                })
+                .collect(),
+            ..LinkEmulation::default()
+        }
     }
 
     /// Regions named by the matrix that `known` does not contain.

@@ -58,14 +58,24 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
                     bail!("no node of {} answered", cluster.path.display());
                 }
                 for s in &statuses {
+                    let rtts: Vec<String> = s
+                        .peer_rtt_us
+                        .iter()
+                        .map(|(p, us)| format!("{}:{:.1}ms", p.0, *us as f64 / 1000.0))
+                        .collect();
                     println!(
-                        "node {} {:?} {:?} ballot {} leader {} executed {}",
+                        "node {} {:?} {:?} ballot {} leader {} executed {} rtt {}",
                         s.node.0,
                         s.protocol,
                         s.role,
                         s.ballot,
                         s.leader.map_or("-".to_string(), |l| l.0.to_string()),
-                        s.executed.0
+                        s.executed.0,
+                        if rtts.is_empty() {
+                            "-".to_string()
+                        } else {
+                            rtts.join(",")
+                        }
                     );
                 }
                 return Ok(statuses.len() == cluster.nodes.len());

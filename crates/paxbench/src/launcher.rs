@@ -19,6 +19,7 @@ use node::client::KvClient;
 use node::config::{
     ClusterConfig, ClusterFile, Durability, NodeFile, PaxosKnobs, TlsFiles, TransportKnobs,
 };
+use node::emulation::LinkEmulation;
 use paxos::{ClientId, NodeId, Protocol};
 
 /// What to start: one typed description of a cluster.
@@ -34,6 +35,8 @@ pub struct ClusterSetup {
     pub paxos: PaxosKnobs,
     /// Transport knobs (runtime threads, ...).
     pub transport: TransportKnobs,
+    /// Emulated links between the nodes, applied inside each node.
+    pub emulation: Option<LinkEmulation>,
 }
 
 /// A file to put into a node's working directory.
@@ -154,6 +157,7 @@ impl Launcher {
             paxos: setup.paxos.clone(),
             transport: setup.transport.clone(),
             nodes: nodes.clone(),
+            emulation: setup.emulation.clone(),
         };
         // The controller's own file: every node's address and the client certificate.
         let client_file = dir.join("client.toml");

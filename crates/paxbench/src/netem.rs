@@ -18,7 +18,8 @@ use paxbench::hosts::Host;
 use paxbench::shell::quote;
 use paxbench::ssh::Ssh;
 
-use crate::experiment::{LinkSpec, NetworkSpec};
+use crate::experiment::NetworkSpec;
+use node::emulation::Link;
 
 /// Most links one host can shape: a `prio` qdisc has at most 16 bands, and band 1 is the
 /// unshaped default.
@@ -32,7 +33,7 @@ pub struct Rule {
     /// The peer node.
     pub dst: SocketAddr,
     /// Delay, jitter, loss, rate.
-    pub link: LinkSpec,
+    pub link: Link,
 }
 
 /// The rules of every node host: node i runs on `placed[i]` and listens on `base_port + i`;
@@ -89,11 +90,10 @@ pub fn setup_script(dev: &str, rules: &[Rule]) -> anyhow::Result<String> {
             bail!("netem emulation matches IPv4 peers only; {} is IPv6", r.dst);
         };
         let l = &r.link;
-        // The experiment's jitter is an extra delay uniform in [0, jitter); netem's is
-        // uniform in [-j, j] around the delay (its default distribution).
-        let mut netem = format!("delay {}us", l.delay_us + l.jitter_us / 2);
+        // delay ± jitter, uniform: netem's default distribution, as in the node's emulation.
+        let mut netem = format!("delay {}us", l.delay_us);
         if l.jitter_us > 0 {
-            netem += &format!(" {}us", l.jitter_us / 2);
+            netem += &format!(" {}us", l.jitter_us);
         }
         if l.loss > 0.0 {
             netem += &format!(" loss {:.4}%", l.loss * 100.0);
@@ -122,7 +122,7 @@ pub fn teardown_script(dev: &str) -> String {
 
 /// Packets a link's queue holds: what the delay keeps in flight at the rate (or at 1 Gbit/s
 /// of 1200-byte packets when unlimited), twice over, and never below netem's default 1000.
-fn queue_limit(l: &LinkSpec) -> u64 {
+fn queue_limit(l: &Link) -> u64 {
     let bytes_per_s = l.rate_bytes_per_s.unwrap_or(125_000_000);
     let in_flight = bytes_per_s as f64 * (l.delay_us + l.jitter_us) as f64 / 1e6 / 1200.0;
     ((in_flight * 2.0) as u64).max(1000)
@@ -223,8 +223,8 @@ fn run_root(ssh: &Ssh, host: &Host, sudo: bool, script: &str) -> anyhow::Result<
 mod tests {
     use super::*;
 
-    fn link(delay_us: u64, loss: f64, rate: Option<u64>) -> LinkSpec {
-        LinkSpec {
+    fn link(delay_us: u64, loss: f64, rate: Option<u64>) -> Link {
+        Link {
             from: 0,
             to: 1,
             delay_us,

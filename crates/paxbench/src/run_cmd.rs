@@ -22,8 +22,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use loadgen::LoadResult;
 use node::config::{ClusterConfig, TransportKnobs};
+use node::emulation::LinkEmulation;
 use paxos::{NodeId, Protocol};
-use results::{NodeStats, Point};
+use results::{LinkRtt, NodeStats, Point};
 
 use crate::env_info::{self, EnvInfo};
 use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
@@ -212,6 +213,24 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             (launcher, Some((remote, checked.generators)))
         }
     };
+    // The region of each node: from the hosts file (node i on the i-th node host), or from
+    // `[network] regions` for a local run.
+    let regions: Vec<String> = match &hosts_file {
+        Some(path) => paxbench::hosts::Hosts::load(path)?
+            .assign_nodes(max_nodes as usize)?
+            .iter()
+            .map(|h| h.region.clone().unwrap_or_default())
+            .collect(),
+        None => {
+            let mut r = exp
+                .network
+                .as_ref()
+                .map(|n| n.regions.clone())
+                .unwrap_or_default();
+            r.resize(max_nodes as usize, String::new());
+            r
+        }
+    };
     let mut measured = 0u64;
     'outer: for g in &grid {
         for rep in 0..exp.repetitions {
@@ -224,6 +243,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     threads: Some(exp.cluster.node_threads as usize),
                     ..TransportKnobs::default()
                 },
+                emulation: exp
+                    .network
+                    .as_ref()
+                    .filter(|n| n.emulation == Emulation::Node)
+                    .map(|n| n.emulation(&regions[..g.nodes as usize])),
             };
             // One cluster serves the load levels in turn, until a level overloads it: requests
             // it never answered may still be queued inside, and would be the next level's
@@ -282,6 +306,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 // the point (its latencies include the failover).
                 let leader_changed =
                     multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
+                let rtt = if g.nodes > 1 {
+                    rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
+                } else {
+                    Vec::new()
+                };
                 result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
                 let point = point(PointFacts {
                     point_id,
@@ -292,6 +321,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     nodes: node_stats(&before, &after, secs),
                     leader_changed,
                     logs: cluster.logs(),
+                    rtt,
                 });
                 writeln!(points, "{}", serde_json::to_string(&point)?)?;
                 points.flush()?;
@@ -351,6 +381,7 @@ struct PointFacts<'a> {
     nodes: Vec<NodeStats>,
     leader_changed: bool,
     logs: PathBuf,
+    rtt: Vec<LinkRtt>,
 }
 
 /// The line of `points.jsonl` for one point: the schema is `results::Point`'s.
@@ -387,6 +418,7 @@ fn point(f: PointFacts) -> Point {
         leader_changed: f.leader_changed,
         logs: Some(f.logs.display().to_string()),
         nodes: f.nodes,
+        rtt: f.rtt,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),
@@ -420,6 +452,47 @@ fn node_stats(
 /// A swept TOML value as JSON (TOML has nothing JSON cannot hold but dates, kept as text).
 fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_else(|_| v.to_string().into())
+}
+
+/// Every node's round trip to each of its peers, as its connections measure them, beside the
+/// round trip `emulation` configures for the pair.
+async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRtt> {
+    let Ok(cluster) = ClusterConfig::load(file) else {
+        return Vec::new();
+    };
+    let Ok(certs) = cluster.client_certs() else {
+        return Vec::new();
+    };
+    let Ok((endpoint, nodes)) = cluster.client_endpoint(&certs) else {
+        return Vec::new();
+    };
+    let one_way = |from: u32, to: u32| {
+        emulation?
+            .links
+            .iter()
+            .find(|l| l.from == from && l.to == to)
+            .map(|l| l.delay_us as f64)
+    };
+    let mut out = Vec::new();
+    let statuses = node::client::KvClient::new(endpoint, nodes, paxos::ClientId(0))
+        .statuses()
+        .await;
+    for status in statuses {
+        for (peer, rtt_us) in status.peer_rtt_us {
+            let (a, b) = (status.node.0, peer.0);
+            let configured = match (one_way(a, b), one_way(b, a)) {
+                (None, None) => None,
+                (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+            };
+            out.push(LinkRtt {
+                from: a,
+                to: b,
+                measured_us: rtt_us as f64,
+                configured_us: configured,
+            });
+        }
+    }
+    out
 }
 
 /// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.

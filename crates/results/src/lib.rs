@@ -47,7 +47,7 @@ use anyhow::{Context, Result};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
-pub use point::{NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS, OPEN_LOOP_LOAD_PARAMS};
+pub use point::{LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS, OPEN_LOOP_LOAD_PARAMS};
 pub use run::{Run, DEFAULT_SLO_P99_US};
 pub use summary::{csv, headline_table, markdown};
 

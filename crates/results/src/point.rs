@@ -78,6 +78,10 @@ pub struct Point {
     /// Resource use of each node during the measured window.
     #[serde(default)]
     pub nodes: Vec<NodeStats>,
+    /// Round trips between nodes at the end of the point, as each node's QUIC connection to
+    /// each peer measured them, beside the round trip the emulated links were configured for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtt: Vec<LinkRtt>,
     /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
     /// parameters in the per-point tables. They do not split groups: a measured duration that
     /// differs by a millisecond between points must not make two configurations.
@@ -95,6 +99,20 @@ pub struct NodeStats {
     pub cpu_percent: f64,
     /// Resident set size in bytes at the end of the window.
     pub rss_bytes: u64,
+}
+
+/// One node's round trip to one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkRtt {
+    /// The node that measured it.
+    pub from: u32,
+    /// The peer.
+    pub to: u32,
+    /// What the node's connection to the peer measured (quinn's smoothed RTT), µs.
+    pub measured_us: f64,
+    /// The emulated delay there and back, µs (`None`: the link was not emulated).
+    #[serde(default)]
+    pub configured_us: Option<f64>,
 }
 
 impl Point {

@@ -60,6 +60,45 @@ pub fn markdown(run: &Run) -> String {
     if run.points.iter().any(|p| p.p99_us >= run.slo_p99_us) {
         s.push_str("\n¹ p99 at or over the SLO.\n");
     }
+    s.push_str(&rtt_table(run));
+    s
+}
+
+/// Configured against measured round trips between nodes, over every point that measured
+/// them: so an emulation that did not take effect cannot go unnoticed. Empty when no point
+/// measured any.
+fn rtt_table(run: &Run) -> String {
+    let mut pairs: std::collections::BTreeMap<(u32, u32), (Option<f64>, Vec<f64>)> =
+        Default::default();
+    for p in &run.points {
+        for r in &p.rtt {
+            let (a, b) = (r.from.min(r.to), r.from.max(r.to));
+            let e = pairs.entry((a, b)).or_insert((r.configured_us, Vec::new()));
+            e.1.push(r.measured_us);
+        }
+    }
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "\n## Round trips between nodes\n\n\
+         Measured by each node's connection to its peer at the end of every point (both ends, \
+         all points): median [min–max].\n\n\
+         | nodes | configured (ms) | measured (ms) |\n|---|---:|---:|\n",
+    );
+    for ((a, b), (configured, mut measured)) in pairs {
+        measured.sort_by(f64::total_cmp);
+        let ms = |us: f64| format!("{:.1}", us / 1000.0);
+        let median = measured[measured.len() / 2];
+        let _ = writeln!(
+            s,
+            "| {a}–{b} | {} | {} [{}–{}] |",
+            configured.map_or("—".to_string(), ms),
+            ms(median),
+            ms(measured[0]),
+            ms(measured[measured.len() - 1]),
+        );
+    }
     s
 }
 

@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use bytes::Bytes;
 use paxos::{Ballot, ClientId, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
 
-use crate::coding::{put_option, put_varint, Reader, Writer};
+use crate::coding::{put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
     put_ballot, put_command, put_node, put_outcome, put_slot, read_ballot, read_command, read_node,
     read_outcome, read_slot,
@@ -45,7 +45,7 @@ pub struct ClientResponse {
 
 /// A node's answer to a status request. A launcher polls it to wait until a cluster is ready
 /// (e.g. until some node reports itself `Leader`, or every node knows the same leader).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
     /// The node answering.
     pub node: NodeId,
@@ -59,6 +59,10 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     /// Its next slot to execute: every slot below has been executed.
     pub executed: Slot,
+    /// The round-trip time, in microseconds, that QUIC measures (smoothed, ack delay
+    /// excluded where the estimator can tell) on the node's connection to each peer it has one
+    /// with, by peer id.
+    pub peer_rtt_us: Vec<(NodeId, u64)>,
 }
 
 impl ClientResponse {
@@ -173,6 +177,17 @@ fn read_role(r: &mut Reader) -> Result<Role, WireError> {
     }
 }
 
+/// `count (node rtt_us:varint)*`: a node and a varint are at least one byte each.
+fn read_peer_rtts(r: &mut Reader) -> Result<Vec<(NodeId, u64)>, WireError> {
+    let count = r.count("Status.peer_rtt_us", 2)?;
+    let mut rtts = Reader::vec_for(count);
+    for _ in 0..count {
+        let peer = read_node(r, "PeerRtt.node")?;
+        rtts.push((peer, r.varint("PeerRtt.rtt_us")?));
+    }
+    Ok(rtts)
+}
+
 impl WriteBody for ClientFrame {
     fn write_body(&self, buf: &mut Writer<'_>) {
         match self {
@@ -218,6 +233,11 @@ impl WriteBody for ResponseFrame {
                 put_ballot(buf, s.ballot);
                 put_option(buf, s.leader, put_node);
                 put_slot(buf, s.executed);
+                put_count(buf, s.peer_rtt_us.len());
+                for &(peer, rtt) in &s.peer_rtt_us {
+                    put_node(buf, peer);
+                    put_varint(buf, rtt);
+                }
             }
         }
     }
@@ -256,6 +276,7 @@ impl Frame for ResponseFrame {
                         None
                     },
                     executed: read_slot(&mut r, "Status.executed")?,
+                    peer_rtt_us: read_peer_rtts(&mut r)?,
                 };
                 (ResponseFrame::Status(status), "status")
             }

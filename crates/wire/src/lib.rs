@@ -111,7 +111,7 @@
 //! | `0x20` | Request | client | `command` |
 //! | `0x21` | StatusRequest | client | (empty) |
 //! | `0x30` | Response | response | `client request outcome leader_addr:addr` |
-//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot` |
+//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)*` |
 //!
 //! `protocol`: 0 MultiPaxos, 1 BasicPaxos, 2 Unreplicated. `role`: 0 Follower, 1 Candidate,
 //! 2 Leader, 3 Proposer, 4 Single. Snapshot entries and sessions come in no particular order, so

@@ -182,6 +182,55 @@ fn a_node_id_over_u32_is_out_of_range() {
 }
 
 #[test]
+fn bad_peer_rtts_in_a_status_are_named() {
+    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5; then the RTTs.
+    let status = |rtts: &[u8]| {
+        let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5];
+        body.extend_from_slice(rtts);
+        decode_frame::<ResponseFrame>(&mut frame(&body))
+    };
+    assert_eq!(
+        status(&[0xc8, 0x01, 1, 7]).unwrap_err(),
+        WireError::CountTooLarge {
+            field: "Status.peer_rtt_us",
+            count: 200,
+            remaining: 2
+        }
+    );
+    assert_eq!(
+        status(&[1, 1, 0x80]).unwrap_err(),
+        WireError::Truncated {
+            field: "PeerRtt.rtt_us",
+            needed: 2,
+            remaining: 1
+        }
+    );
+    assert_eq!(
+        status(&[1, 0x80, 0x80, 0x80, 0x80, 0x10, 5]).unwrap_err(),
+        WireError::OutOfRange {
+            field: "PeerRtt.node",
+            value: 1 << 32,
+            max: u32::MAX.into()
+        }
+    );
+    assert_eq!(
+        status(&[]).unwrap_err(),
+        WireError::Truncated {
+            field: "Status.peer_rtt_us",
+            needed: 1,
+            remaining: 0
+        }
+    );
+    // 1 -> 41 000 us, 2 -> 300 us.
+    match status(&[2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02]) {
+        Ok(Some(ResponseFrame::Status(s))) => {
+            assert_eq!(s.peer_rtt_us, vec![(NodeId(1), 41_000), (NodeId(2), 300)])
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_frame_body_error_consumes_only_that_frame() {
     let mut buf = frame(&[0xee]);
     encode_frame(&accept(), &mut buf).unwrap();

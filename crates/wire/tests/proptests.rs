@@ -239,17 +239,21 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
         ballot(),
         proptest::option::of(node()),
         slot(),
+        vec((node(), num()), 0..8),
     )
-        .prop_map(|(node, protocol, role, ballot, leader, executed)| {
-            ResponseFrame::Status(NodeStatus {
-                node,
-                protocol,
-                role,
-                ballot,
-                leader,
-                executed,
-            })
-        });
+        .prop_map(
+            |(node, protocol, role, ballot, leader, executed, peer_rtt_us)| {
+                ResponseFrame::Status(NodeStatus {
+                    node,
+                    protocol,
+                    role,
+                    ballot,
+                    leader,
+                    executed,
+                    peer_rtt_us,
+                })
+            },
+        );
     prop_oneof![response, status].boxed()
 }
 

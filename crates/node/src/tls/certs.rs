@@ -231,6 +231,7 @@ impl ClusterCerts {
             },
             paxos: PaxosKnobs::default(),
             transport: TransportKnobs::default(),
+            emulation: None,
             nodes: self
                 .nodes
                 .iter()

@@ -14,6 +14,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::verify::{client_config_with, server_config};
 use super::{Alpn, ClientCerts, NodeCerts, TlsError};
+use crate::emulation::NodeEmulation;
 
 /// Transport settings of a node's or client's QUIC endpoint.
 ///
@@ -216,17 +217,29 @@ impl fmt::Display for Mtu {
 /// certificates under the cluster CA) and dials other nodes with its own certificate on the
 /// peer ALPN (the default client configuration; use [`connect_node`](super::connect_node)).
 /// Must be called inside a tokio runtime.
+///
+/// With `emulation` (this node's links, see [`crate::emulation`]), what the endpoint sends to
+/// those peers' addresses is delayed, dropped and paced as the links say; everything else, and
+/// everything it receives, is untouched. `None`, or no links, is a plain socket.
 pub fn endpoint(
     bind: SocketAddr,
     certs: &NodeCerts,
     tuning: &TransportTuning,
+    emulation: Option<NodeEmulation>,
 ) -> Result<quinn::Endpoint, TlsError> {
     let mtu = tuning.mtu.resolve(Some(bind));
     let transport = Arc::new(tuning.transport_config(mtu)?);
     let server = server_config(certs, transport.clone())?;
     let client = client_config_with(&certs.as_client(), Alpn::Peer, transport)?;
     let socket = bind_socket(bind, tuning.socket_buffer_bytes)?;
-    let mut endpoint = new_endpoint(bind, tuning.endpoint_config(mtu)?, Some(server), socket)?;
+    let emulation = emulation.filter(|e| !e.is_empty());
+    let mut endpoint = new_endpoint(
+        bind,
+        tuning.endpoint_config(mtu)?,
+        Some(server),
+        socket,
+        emulation,
+    )?;
     endpoint.set_default_client_config(client);
     tracing::debug!(node = certs.id().0, %bind, mtu = ?mtu, "node endpoint ready");
     Ok(endpoint)
@@ -260,7 +273,7 @@ pub fn client_endpoint_on(
     let transport = Arc::new(tuning.transport_config(mtu)?);
     let client = client_config_with(certs, Alpn::Client, transport)?;
     let socket = bind_socket(bind, tuning.socket_buffer_bytes)?;
-    let mut endpoint = new_endpoint(bind, tuning.endpoint_config(mtu)?, None, socket)?;
+    let mut endpoint = new_endpoint(bind, tuning.endpoint_config(mtu)?, None, socket, None)?;
     endpoint.set_default_client_config(client);
     Ok(endpoint)
 }
@@ -270,10 +283,17 @@ fn new_endpoint(
     config: quinn::EndpointConfig,
     server: Option<quinn::ServerConfig>,
     socket: std::net::UdpSocket,
+    emulation: Option<NodeEmulation>,
 ) -> Result<quinn::Endpoint, TlsError> {
     let runtime = quinn::default_runtime().ok_or(TlsError::NoRuntime)?;
-    quinn::Endpoint::new(config, server, socket, runtime)
-        .map_err(|source| TlsError::Bind { addr: bind, source })
+    let error = |source| TlsError::Bind { addr: bind, source };
+    // The socket quinn's runtime would use, wrapped when this node emulates links.
+    let socket = runtime.wrap_udp_socket(socket).map_err(error)?;
+    let socket: Arc<dyn quinn::AsyncUdpSocket> = match emulation {
+        Some(e) => e.wrap(socket).map_err(error)?,
+        None => socket,
+    };
+    quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime).map_err(error)
 }
 
 /// Binds a UDP socket with large buffers (QUIC-NOTES.md lesson 3) and logs what the kernel
