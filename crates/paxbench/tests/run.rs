@@ -165,6 +165,23 @@ fn a_bad_experiment_names_file_line_and_key() {
     );
     let out = paxbench(&["run", "bad.toml", "--set", "duraton_s=1"], dir.path());
     assert!(!out.status.success());
+    // A swept value of the wrong type is an error at load time, even in a dry run.
+    std::fs::write(
+        dir.path().join("swept.toml"),
+        format!("{TINY}\n[sweep]\nnodes = [\"three\", 5.5, 70]\n"),
+    )
+    .unwrap();
+    let out = paxbench(&["run", "swept.toml", "--dry-run"], dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("swept.toml:14: `nodes`") && err.contains("\"three\""),
+        "{err}"
+    );
     assert!(
         !dir.path().join("results").exists(),
         "nothing runs when the file is wrong"
@@ -194,5 +211,72 @@ fn every_shipped_experiment_is_valid() {
     assert!(
         checked >= 7,
         "quick, batching, contention, phase1, cluster-size, value-size, durability"
+    );
+}
+
+/// `[network]` reaches the nodes through the typed path (experiment → cluster file → node),
+/// and the run measures what it got: a 10 ms one-way delay between nodes 0 and 1 reads as a
+/// round trip of about 20 ms in the points, while the other pairs stay fast.
+#[test]
+fn emulated_links_are_applied_and_their_round_trips_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let wan = r#"
+name = "wan-tiny"
+protocols = ["multi-paxos"]
+slo_p99_us = 500000
+warmup_s = 0.5
+duration_s = 1.5
+
+[paxos]
+retry_timeout_us = 200000
+
+[load]
+mode = "open"
+rates = [100]
+
+[network]
+regions = ["a", "b", "c"]
+region_delay_ms = { a = { b = 10.0 } }
+"#;
+    std::fs::write(dir.path().join("wan.toml"), wan).unwrap();
+    let out = paxbench(&["run", "wan.toml", "--out", "res"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = std::fs::read_dir(dir.path().join("res"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let points = std::fs::read_to_string(run.join("points.jsonl")).unwrap();
+    let p: serde_json::Value = serde_json::from_str(points.lines().next().unwrap()).unwrap();
+    let rtt = p["rtt"].as_array().expect("the point records round trips");
+    assert_eq!(rtt.len(), 6, "each of 3 nodes to each of its 2 peers: {p}");
+    for r in rtt {
+        let (a, b) = (r["from"].as_u64().unwrap(), r["to"].as_u64().unwrap());
+        let measured_ms = r["measured_us"].as_f64().unwrap() / 1000.0;
+        if a + b == 1 {
+            assert_eq!(r["configured_us"].as_f64(), Some(20_000.0), "{r}");
+            // Tokio's timer makes each emulated delay read 1-2 ms long; a loaded machine adds
+            // a little more.
+            assert!(
+                (19.0..40.0).contains(&measured_ms),
+                "{a}-{b}: {measured_ms} ms"
+            );
+        } else {
+            assert!(r["configured_us"].is_null(), "{r}");
+            assert!(
+                measured_ms < 10.0,
+                "{a}-{b} is not emulated: {measured_ms} ms"
+            );
+        }
+    }
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("## Round trips between nodes") && summary.contains("| 0–1 | 20.0 |"),
+        "{summary}"
     );
 }
