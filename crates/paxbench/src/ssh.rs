@@ -326,7 +326,7 @@ impl Ssh {
         mode: u32,
     ) -> Result<(), SshError> {
         let idx = self.inner.index(host)?;
-        self.inner.copy_to(idx, local, remote, mode)
+        self.inner.copy_to(idx, local, remote, mode, None)
     }
 
     /// Copies `remote` (a file, or a directory with everything in it) into `local_dir`
@@ -370,14 +370,22 @@ impl Ssh {
     }
 
     /// Puts `local_binary` on the host as `~/.paxbench/bin/<sha256>/<its file name>`, mode
-    /// 755: skipped when a file with that hash is already there, else copied under a
-    /// temporary name, renamed, and its hash checked. The hash is computed here (once per
-    /// file and modification time).
+    /// 755. The hash is computed here (once per file and modification time). A file only ever
+    /// reaches that path by a rename after its hash was checked there (where the host has
+    /// `sha256sum` or `shasum`), so a file of the right size already at that path is the
+    /// binary, and the copy is skipped.
     pub fn deploy_binary(&self, host: &Host, local_binary: &Path) -> Result<Deployed, SshError> {
         let inner = &self.inner;
         let idx = inner.index(host)?;
         let name = inner.host_name(idx);
         let sha256 = inner.sha256(name, local_binary)?;
+        let size = std::fs::metadata(local_binary)
+            .map_err(|e| SshError::Local {
+                host: name.into(),
+                what: format!("reading {}", local_binary.display()),
+                source: e,
+            })?
+            .len();
         let file = local_binary
             .file_name()
             .and_then(|f| f.to_str())
@@ -392,43 +400,25 @@ impl Ssh {
         let rel = format!(".paxbench/bin/{sha256}/{file}");
         let home = inner.remote_home(idx)?;
         let path = format!("{}/{rel}", home.trim_end_matches('/'));
-        let remote_hash = |idx| -> Result<Option<String>, SshError> {
-            // sha256sum (GNU, busybox) or shasum (macOS, BSD); nothing if the file is absent.
-            let f = quote(&rel);
-            let cmd = format!(
-                "if [ -f {f} ]; then {{ sha256sum {f} || shasum -a 256 {f}; }} 2>/dev/null | cut -c1-64; fi"
-            );
-            let out = inner
-                .retrying(|| inner.exec(idx, &cmd, inner.opts.command_timeout))?
-                .check()?;
-            let h = out.stdout.trim();
-            Ok((!h.is_empty()).then(|| h.to_string()))
-        };
-        if remote_hash(idx)?.as_deref() == Some(sha256.as_str()) {
-            return Ok(Deployed {
-                path,
-                sha256,
-                copied: false,
-            });
+        let f = quote(&rel);
+        let there = inner
+            .retrying(|| {
+                inner.exec(
+                    idx,
+                    &format!("if [ -f {f} ]; then wc -c < {f}; fi"),
+                    inner.opts.command_timeout,
+                )
+            })?
+            .check()?;
+        let copied = there.stdout.trim().parse::<u64>().ok() != Some(size);
+        if copied {
+            inner.copy_to(idx, local_binary, &rel, 0o755, Some(&sha256))?;
         }
-        inner.copy_to(idx, local_binary, &rel, 0o755)?;
-        match remote_hash(idx)? {
-            Some(h) if h == sha256 => Ok(Deployed {
-                path,
-                sha256,
-                copied: true,
-            }),
-            other => Err(SshError::Unexpected {
-                host: name.into(),
-                what: format!(
-                    "after copying {} to {path}, its sha256 there is {} instead of {sha256}",
-                    local_binary.display(),
-                    other
-                        .as_deref()
-                        .unwrap_or("unknown (no sha256sum or shasum)")
-                ),
-            }),
-        }
+        Ok(Deployed {
+            path,
+            sha256,
+            copied,
+        })
     }
 }
 
@@ -761,6 +751,7 @@ impl Inner {
         local: &Path,
         remote: &str,
         mode: u32,
+        sha256: Option<&str>,
     ) -> Result<(), SshError> {
         static COPIES: AtomicU64 = AtomicU64::new(0);
         let name = self.host_name(idx);
@@ -806,9 +797,17 @@ impl Inner {
                 )
                 .and_then(|()| {
                     let (t, f) = (quote(&tmp), quote(&rel));
+                    // With a hash: checked on the copy, before it takes the final name.
+                    let verify = sha256.map_or(String::new(), |h| {
+                        format!(
+                            "h=$({{ sha256sum {t} || shasum -a 256 {t}; }} 2>/dev/null | cut -c1-64) && \
+                             {{ [ -z \"$h\" ] || [ \"$h\" = {h} ] || \
+                             {{ echo \"the copy's sha256 is $h, not {h}\" >&2; false; }}; }} && "
+                        )
+                    });
                     self.exec(
                         idx,
-                        &format!("chmod {mode:o} {t} && mv -f {t} {f}"),
+                        &format!("chmod {mode:o} {t} && {verify}mv -f {t} {f}"),
                         self.opts.command_timeout,
                     )?
                     .check()
