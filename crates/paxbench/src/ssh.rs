@@ -331,7 +331,7 @@ impl Ssh {
 
     /// Copies `remote` (a file, or a directory with everything in it) into `local_dir`
     /// (created if missing) as `local_dir/<its last component>`, and returns that path.
-    /// Retried.
+    /// Retried; a `remote` that does not exist is an error at once.
     pub fn fetch(&self, host: &Host, remote: &str, local_dir: &Path) -> Result<PathBuf, SshError> {
         let inner = &self.inner;
         let idx = inner.index(host)?;
@@ -343,6 +343,16 @@ impl Ssh {
             what: format!("creating {}", local_dir.display()),
             source: e,
         })?;
+        // scp says 1 for every failure: find out first whether there is anything to fetch, so
+        // that only failures of ssh itself are retried.
+        let q = quote(&rel);
+        inner
+            .retrying(|| inner.exec(idx, &format!("test -e {q}"), inner.opts.command_timeout))?
+            .check()
+            .map_err(|_| SshError::Unexpected {
+                host: name.into(),
+                what: format!("nothing to fetch at {rel}"),
+            })?;
         let what = format!("fetching {rel} into {}", local_dir.display());
         inner.retrying(|| {
             inner.scp(
@@ -527,12 +537,19 @@ impl Inner {
         }
         let mut attempt = 1;
         loop {
+            let tried = Instant::now();
             match self.start_master(idx) {
                 Ok(m) => {
                     *master = Some(m);
                     return Ok(());
                 }
-                Err(e) if e.is_ssh_failure() && attempt < self.opts.attempts => {
+                // A quick failure (refused, reset, throttled by MaxStartups) may pass on a
+                // second try; one that waited out ConnectTimeout would mostly wait again.
+                Err(e)
+                    if e.is_ssh_failure()
+                        && attempt < self.opts.attempts
+                        && tried.elapsed() < self.opts.connect_timeout / 2 =>
+                {
                     std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
                     attempt += 1;
                 }

@@ -319,6 +319,11 @@ fn the_ssh_engine_deploys_spawns_stops_and_keeps_the_lifeline() {
         "{log}"
     );
     assert!(got.join("cluster.toml").exists());
+    let e = ssh
+        .fetch(n1, "no-such-dir", local.path())
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("host n1: nothing to fetch"), "{e}");
 
     // run: exit statuses are the command's; an ssh failure is not one of them.
     let out = ssh.run(n1, "echo out; echo err >&2; exit 3").unwrap();
@@ -335,7 +340,7 @@ fn the_ssh_engine_deploys_spawns_stops_and_keeps_the_lifeline() {
 
     // Sessions: long-running processes may take 8 of a connection's 10, and commands still run.
     let few = SshOptions {
-        command_timeout: Duration::from_secs(2),
+        command_timeout: Duration::from_secs(5),
         ..SshOptions::default()
     };
     let limited = Ssh::with_options(&hosts, few).unwrap();
