@@ -903,13 +903,11 @@ impl Drop for Inner {
             }
             if matches!(m.child.try_wait(), Ok(None)) {
                 // Sessions still open: ask the master to close everything, then end it.
-                let _ = Command::new("ssh")
-                    .args(self.common_args(idx, false))
+                let mut exit = Command::new("ssh");
+                exit.args(self.common_args(idx, false))
                     .args(["-O", "exit", "--", &self.hosts[idx].ssh])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                    .process_group(0);
+                let _ = run_local(&mut exit, Duration::from_secs(2));
                 let until = Instant::now() + Duration::from_secs(1);
                 while matches!(m.child.try_wait(), Ok(None)) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(10));
@@ -941,7 +939,7 @@ pub struct RemoteProcess {
     idx: usize,
     pid: u32,
     child: Child,
-    lifeline: Option<ChildStdin>,
+    lifeline: Arc<Mutex<Option<ChildStdin>>>,
     stdout: Arc<Lines>,
     stderr: Tail,
     exit: Option<i32>,
@@ -1015,7 +1013,7 @@ impl RemoteProcess {
             idx,
             pid,
             child,
-            lifeline,
+            lifeline: Arc::new(Mutex::new(lifeline)),
             stdout,
             stderr,
             exit: None,
@@ -1040,12 +1038,36 @@ impl RemoteProcess {
 
     /// Writes a line to the program's stdin (the lifeline).
     pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        let w = self.lifeline.as_mut().ok_or_else(|| {
+        let mut lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner());
+        let w = lifeline.as_mut().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the lifeline is closed")
         })?;
-        w.write_all(line.as_bytes())?;
-        w.write_all(b"\n")?;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        w.write_all(&bytes)?;
         w.flush()
+    }
+
+    /// Writes a newline to the lifeline every `every` until it is closed: the heartbeat that
+    /// `paxbench node --lifeline-timeout` waits for, so that a node whose link dropped (and
+    /// whose sshd may not notice for hours) stops by itself. Only for programs that ignore
+    /// what arrives on their stdin.
+    pub fn keep_alive(&self, every: Duration) {
+        let lifeline = Arc::downgrade(&self.lifeline);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(lifeline) = lifeline.upgrade() else {
+                return;
+            };
+            let mut g = lifeline.lock().unwrap_or_else(|e| e.into_inner());
+            let beat = g
+                .as_mut()
+                .map(|w| w.write_all(b"\n").and_then(|()| w.flush()));
+            if !matches!(beat, Some(Ok(()))) {
+                return;
+            }
+        });
     }
 
     /// The next line the program wrote to stdout (after its pid), waiting at most `limit`;
@@ -1062,7 +1084,7 @@ impl RemoteProcess {
     /// Closes the program's stdin: a program that treats it as its lifeline (`paxbench node
     /// --exit-on-stdin-eof`) then exits.
     pub fn close_lifeline(&mut self) {
-        self.lifeline = None;
+        *self.lifeline.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The session's exit status if it ended: the program's, or 255 if a signal ended it or
@@ -1480,6 +1502,15 @@ roles = ["client"]
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(ssh.inner.sha256("a", &f).unwrap(), h);
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Ssh>();
+        send_sync::<SshError>();
+        send::<RemoteProcess>();
     }
 
     #[test]
