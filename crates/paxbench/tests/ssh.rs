@@ -386,3 +386,51 @@ fn the_ssh_engine_deploys_spawns_stops_and_keeps_the_lifeline() {
         start.elapsed()
     );
 }
+
+/// A dropped link: sshd on the node's side may not notice for hours, so the node's lifeline
+/// also carries a heartbeat, and the node stops when it falls silent.
+#[test]
+fn a_node_whose_link_drops_stops_by_itself() {
+    let Some(tb) = Testbed::up(1) else { return };
+    let hosts = Hosts::load(&tb.hosts_file).unwrap();
+    let ssh = Ssh::new(&hosts).unwrap();
+    let h = &hosts.hosts[0];
+    let bin = ssh
+        .deploy_binary(h, Path::new(env!("CARGO_BIN_EXE_paxbench")))
+        .unwrap()
+        .path;
+    let home = ssh.remote_home(h).unwrap();
+    ssh.run(
+        h,
+        &format!("{} certs --out run --nodes 1 --base-port 7300", quote(&bin)),
+    )
+    .unwrap()
+    .check()
+    .unwrap();
+    let node = ssh
+        .spawn(
+            h,
+            &format!(
+                "{} node --cluster run/cluster.toml --id 0 --exit-on-stdin-eof --lifeline-timeout 2 2>run/node.log",
+                quote(&bin)
+            ),
+        )
+        .unwrap();
+    node.keep_alive(Duration::from_millis(500));
+    let pid = node.pid();
+    // Beyond the timeout, the heartbeat keeps it.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(alive(pid), "the node stopped despite its heartbeat");
+    // The host's link goes down: nothing reaches it any more, not even a TCP reset.
+    let veth = &tb.veths[0];
+    let down = Command::new("ip")
+        .args(["link", "set", veth, "down"])
+        .status()
+        .unwrap();
+    assert!(down.success());
+    let took = gone_within(pid, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("pid {pid} outlived its dropped link by 10 s"));
+    eprintln!("the node exited {took:?} after its link dropped (lifeline timeout 2 s)");
+    let log = std::fs::read_to_string(format!("{home}/run/node.log")).unwrap();
+    assert!(log.contains("nothing on stdin"), "{log}");
+}

@@ -20,6 +20,8 @@ pub struct Testbed {
     pub net: String,
     /// The uid of each host's user, in host order.
     pub uids: Vec<u32>,
+    /// The root-namespace end of each host's veth, in host order.
+    pub veths: Vec<String>,
     /// How long `up` took.
     pub up_took: Duration,
     _parent: tempfile::TempDir,
@@ -73,7 +75,12 @@ impl Testbed {
             .iter()
             .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
             .collect();
+        let veths = field("link")
+            .into_iter()
+            .filter(|l| l.starts_with("pxv"))
+            .collect();
         Some(Testbed {
+            veths,
             hosts_file: dir.join("hosts.toml"),
             ssh_config: dir.join("ssh_config"),
             dir,
