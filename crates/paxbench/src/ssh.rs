@@ -24,6 +24,13 @@
 //! commands), copies (to a temporary name, then renamed) and fetches. [`Ssh::run`] is never
 //! retried.
 //!
+//! **Lifelines.** A process started with [`Ssh::spawn`] reads a pipe from this process on its
+//! stdin. It closes when the handle is dropped or this process dies, and `paxbench node
+//! --exit-on-stdin-eof` then stops. A dropped link is noticed on this side within about 15 s,
+//! but sshd on the far side may not notice for hours; [`RemoteProcess::keep_alive`] sends a
+//! heartbeat on the lifeline, and `paxbench node --lifeline-timeout` stops when it falls
+//! silent.
+//!
 //! **Commands** are strings for the remote login shell, which must be a POSIX shell; build
 //! them with [`crate::shell::quote`] / [`crate::shell::join`]. Every `ssh` runs with
 //! `BatchMode=yes` (never a prompt), `ConnectTimeout`, `ServerAliveInterval`, in a process
