@@ -133,7 +133,7 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
             .as_deref()
             .map(crate::node_cmd::removable)
             .transpose()?;
-        let lost = crate::node_cmd::watch_stdin();
+        let lost = crate::node_cmd::watch_stdin(None);
         std::thread::spawn(move || {
             // A dropped sender (the watcher died) counts as a lost lifeline too.
             let _ = lost.blocking_recv();

@@ -2,14 +2,16 @@
 //!
 //! Started over ssh, a node's stdin is the controller's lifeline: with `--exit-on-stdin-eof`
 //! the node also shuts down when its stdin ends or fails (the controller died, or its ssh
-//! session did), so no node outlives the run that started it. With
+//! session did), so no node outlives the run that started it; with `--lifeline-timeout SECS`
+//! also when stdin stays silent that long (the controller sends a heartbeat, so this catches a
+//! dropped link that sshd has not noticed). With
 //! `--remove-on-lifeline-loss DIR` it then also removes DIR, its working directory, so a
 //! killed controller leaves no remote directories behind either; a SIGTERM (an orderly stop,
 //! after which the controller fetches the logs) leaves DIR alone.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -29,8 +31,14 @@ pub struct NodeArgs {
     /// lifeline of a controller that started this node over ssh.
     #[arg(long)]
     pub exit_on_stdin_eof: bool,
-    /// After a shutdown caused by the end of stdin (not after SIGTERM or SIGINT), remove this
-    /// directory and everything in it: the node's working directory.
+    /// With --exit-on-stdin-eof: also shut down when nothing at all arrived on stdin for
+    /// this many seconds. A controller that sends a heartbeat (a newline every second or so)
+    /// thus stops the node even when the link dropped and sshd never noticed.
+    #[arg(long, value_name = "SECS", requires = "exit_on_stdin_eof")]
+    pub lifeline_timeout: Option<f64>,
+    /// After a shutdown caused by the lifeline (stdin ended, failed or fell silent; not after
+    /// SIGTERM or SIGINT), remove this directory and everything in it: the node's working
+    /// directory.
     #[arg(long, value_name = "DIR", requires = "exit_on_stdin_eof")]
     pub remove_on_lifeline_loss: Option<PathBuf>,
 }
@@ -64,7 +72,12 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
     .enable_all()
     .build()
     .context("starting the tokio runtime")?;
-    let lifeline = args.exit_on_stdin_eof.then(watch_stdin);
+    let silence = match args.lifeline_timeout {
+        None => None,
+        Some(t) if t.is_finite() && t > 0.0 && t < 1e6 => Some(Duration::from_secs_f64(t)),
+        Some(t) => bail!("--lifeline-timeout {t}: give a number of seconds above 0"),
+    };
+    let lifeline = args.exit_on_stdin_eof.then(|| watch_stdin(silence));
     let reason = rt.block_on(async {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (reason_tx, reason_rx) = tokio::sync::oneshot::channel();
@@ -94,7 +107,7 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
             };
             match reason {
                 Reason::Lifeline => {
-                    tracing::info!("stdin closed (the controller's lifeline): shutting down")
+                    tracing::info!("the controller's lifeline (stdin) is lost: shutting down")
                 }
                 Reason::Signal => tracing::info!("shutting down"),
             }
@@ -117,22 +130,50 @@ pub fn run(args: &NodeArgs) -> anyhow::Result<bool> {
     Ok(true)
 }
 
-/// Resolves once stdin reaches end of file or fails; whatever arrives before is ignored.
-pub fn watch_stdin() -> tokio::sync::oneshot::Receiver<()> {
+/// Resolves once stdin reaches end of file or fails, or (with `silence`) once nothing arrived
+/// on it for that long; whatever arrives is ignored. Reads fd 0 directly, with poll(2), so no
+/// buffer hides what has arrived.
+pub fn watch_stdin(silence: Option<Duration>) -> tokio::sync::oneshot::Receiver<()> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("lifeline".into())
         .spawn(move || {
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = [0u8; 512];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(_) => break,
+            let why = loop {
+                if let Some(limit) = silence {
+                    let mut fd = libc::pollfd {
+                        fd: 0,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+                    // SAFETY: one valid pollfd, for the duration of the call.
+                    match unsafe { libc::poll(&mut fd, 1, ms) } {
+                        0 => break format!("nothing on stdin for {limit:?}"),
+                        r if r < 0
+                            && std::io::Error::last_os_error().kind()
+                                == std::io::ErrorKind::Interrupted =>
+                        {
+                            continue
+                        }
+                        r if r < 0 => break format!("poll: {}", std::io::Error::last_os_error()),
+                        _ => {}
+                    }
                 }
-            }
+                let mut buf = [0u8; 512];
+                // SAFETY: reads at most buf.len() bytes into buf.
+                let n = unsafe { libc::read(0, buf.as_mut_ptr().cast(), buf.len()) };
+                if n == 0 {
+                    break "end of stdin".to_string();
+                }
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    break format!("reading stdin: {e}");
+                }
+            };
+            tracing::info!(why, "lifeline lost");
             let _ = tx.send(());
         })
         .expect("spawning the lifeline thread");

@@ -24,6 +24,13 @@
 //! commands), copies (to a temporary name, then renamed) and fetches. [`Ssh::run`] is never
 //! retried.
 //!
+//! **Lifelines.** A process started with [`Ssh::spawn`] reads a pipe from this process on its
+//! stdin. It closes when the handle is dropped or this process dies, and `paxbench node
+//! --exit-on-stdin-eof` then stops. A dropped link is noticed on this side within about 15 s,
+//! but sshd on the far side may not notice for hours; [`RemoteProcess::keep_alive`] sends a
+//! heartbeat on the lifeline, and `paxbench node --lifeline-timeout` stops when it falls
+//! silent.
+//!
 //! **Commands** are strings for the remote login shell, which must be a POSIX shell; build
 //! them with [`crate::shell::quote`] / [`crate::shell::join`]. Every `ssh` runs with
 //! `BatchMode=yes` (never a prompt), `ConnectTimeout`, `ServerAliveInterval`, in a process
@@ -326,12 +333,12 @@ impl Ssh {
         mode: u32,
     ) -> Result<(), SshError> {
         let idx = self.inner.index(host)?;
-        self.inner.copy_to(idx, local, remote, mode)
+        self.inner.copy_to(idx, local, remote, mode, None)
     }
 
     /// Copies `remote` (a file, or a directory with everything in it) into `local_dir`
     /// (created if missing) as `local_dir/<its last component>`, and returns that path.
-    /// Retried.
+    /// Retried; a `remote` that does not exist is an error at once.
     pub fn fetch(&self, host: &Host, remote: &str, local_dir: &Path) -> Result<PathBuf, SshError> {
         let inner = &self.inner;
         let idx = inner.index(host)?;
@@ -343,6 +350,16 @@ impl Ssh {
             what: format!("creating {}", local_dir.display()),
             source: e,
         })?;
+        // scp says 1 for every failure: find out first whether there is anything to fetch, so
+        // that only failures of ssh itself are retried.
+        let q = quote(&rel);
+        inner
+            .retrying(|| inner.exec(idx, &format!("test -e {q}"), inner.opts.command_timeout))?
+            .check()
+            .map_err(|_| SshError::Unexpected {
+                host: name.into(),
+                what: format!("nothing to fetch at {rel}"),
+            })?;
         let what = format!("fetching {rel} into {}", local_dir.display());
         inner.retrying(|| {
             inner.scp(
@@ -370,14 +387,22 @@ impl Ssh {
     }
 
     /// Puts `local_binary` on the host as `~/.paxbench/bin/<sha256>/<its file name>`, mode
-    /// 755: skipped when a file with that hash is already there, else copied under a
-    /// temporary name, renamed, and its hash checked. The hash is computed here (once per
-    /// file and modification time).
+    /// 755. The hash is computed here (once per file and modification time). A file only ever
+    /// reaches that path by a rename after its hash was checked there (where the host has
+    /// `sha256sum` or `shasum`), so a file of the right size already at that path is the
+    /// binary, and the copy is skipped.
     pub fn deploy_binary(&self, host: &Host, local_binary: &Path) -> Result<Deployed, SshError> {
         let inner = &self.inner;
         let idx = inner.index(host)?;
         let name = inner.host_name(idx);
         let sha256 = inner.sha256(name, local_binary)?;
+        let size = std::fs::metadata(local_binary)
+            .map_err(|e| SshError::Local {
+                host: name.into(),
+                what: format!("reading {}", local_binary.display()),
+                source: e,
+            })?
+            .len();
         let file = local_binary
             .file_name()
             .and_then(|f| f.to_str())
@@ -392,43 +417,25 @@ impl Ssh {
         let rel = format!(".paxbench/bin/{sha256}/{file}");
         let home = inner.remote_home(idx)?;
         let path = format!("{}/{rel}", home.trim_end_matches('/'));
-        let remote_hash = |idx| -> Result<Option<String>, SshError> {
-            // sha256sum (GNU, busybox) or shasum (macOS, BSD); nothing if the file is absent.
-            let f = quote(&rel);
-            let cmd = format!(
-                "if [ -f {f} ]; then {{ sha256sum {f} || shasum -a 256 {f}; }} 2>/dev/null | cut -c1-64; fi"
-            );
-            let out = inner
-                .retrying(|| inner.exec(idx, &cmd, inner.opts.command_timeout))?
-                .check()?;
-            let h = out.stdout.trim();
-            Ok((!h.is_empty()).then(|| h.to_string()))
-        };
-        if remote_hash(idx)?.as_deref() == Some(sha256.as_str()) {
-            return Ok(Deployed {
-                path,
-                sha256,
-                copied: false,
-            });
+        let f = quote(&rel);
+        let there = inner
+            .retrying(|| {
+                inner.exec(
+                    idx,
+                    &format!("if [ -f {f} ]; then wc -c < {f}; fi"),
+                    inner.opts.command_timeout,
+                )
+            })?
+            .check()?;
+        let copied = there.stdout.trim().parse::<u64>().ok() != Some(size);
+        if copied {
+            inner.copy_to(idx, local_binary, &rel, 0o755, Some(&sha256))?;
         }
-        inner.copy_to(idx, local_binary, &rel, 0o755)?;
-        match remote_hash(idx)? {
-            Some(h) if h == sha256 => Ok(Deployed {
-                path,
-                sha256,
-                copied: true,
-            }),
-            other => Err(SshError::Unexpected {
-                host: name.into(),
-                what: format!(
-                    "after copying {} to {path}, its sha256 there is {} instead of {sha256}",
-                    local_binary.display(),
-                    other
-                        .as_deref()
-                        .unwrap_or("unknown (no sha256sum or shasum)")
-                ),
-            }),
-        }
+        Ok(Deployed {
+            path,
+            sha256,
+            copied,
+        })
     }
 }
 
@@ -537,12 +544,19 @@ impl Inner {
         }
         let mut attempt = 1;
         loop {
+            let tried = Instant::now();
             match self.start_master(idx) {
                 Ok(m) => {
                     *master = Some(m);
                     return Ok(());
                 }
-                Err(e) if e.is_ssh_failure() && attempt < self.opts.attempts => {
+                // A quick failure (refused, reset, throttled by MaxStartups) may pass on a
+                // second try; one that waited out ConnectTimeout would mostly wait again.
+                Err(e)
+                    if e.is_ssh_failure()
+                        && attempt < self.opts.attempts
+                        && tried.elapsed() < self.opts.connect_timeout / 2 =>
+                {
                     std::thread::sleep(Duration::from_millis(500 * u64::from(attempt)));
                     attempt += 1;
                 }
@@ -761,6 +775,7 @@ impl Inner {
         local: &Path,
         remote: &str,
         mode: u32,
+        sha256: Option<&str>,
     ) -> Result<(), SshError> {
         static COPIES: AtomicU64 = AtomicU64::new(0);
         let name = self.host_name(idx);
@@ -806,9 +821,17 @@ impl Inner {
                 )
                 .and_then(|()| {
                     let (t, f) = (quote(&tmp), quote(&rel));
+                    // With a hash: checked on the copy, before it takes the final name.
+                    let verify = sha256.map_or(String::new(), |h| {
+                        format!(
+                            "h=$({{ sha256sum {t} || shasum -a 256 {t}; }} 2>/dev/null | cut -c1-64) && \
+                             {{ [ -z \"$h\" ] || [ \"$h\" = {h} ] || \
+                             {{ echo \"the copy's sha256 is $h, not {h}\" >&2; false; }}; }} && "
+                        )
+                    });
                     self.exec(
                         idx,
-                        &format!("chmod {mode:o} {t} && mv -f {t} {f}"),
+                        &format!("chmod {mode:o} {t} && {verify}mv -f {t} {f}"),
                         self.opts.command_timeout,
                     )?
                     .check()
@@ -887,13 +910,11 @@ impl Drop for Inner {
             }
             if matches!(m.child.try_wait(), Ok(None)) {
                 // Sessions still open: ask the master to close everything, then end it.
-                let _ = Command::new("ssh")
-                    .args(self.common_args(idx, false))
+                let mut exit = Command::new("ssh");
+                exit.args(self.common_args(idx, false))
                     .args(["-O", "exit", "--", &self.hosts[idx].ssh])
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
+                    .process_group(0);
+                let _ = run_local(&mut exit, Duration::from_secs(2));
                 let until = Instant::now() + Duration::from_secs(1);
                 while matches!(m.child.try_wait(), Ok(None)) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(10));
@@ -925,7 +946,7 @@ pub struct RemoteProcess {
     idx: usize,
     pid: u32,
     child: Child,
-    lifeline: Option<ChildStdin>,
+    lifeline: Arc<Mutex<Option<ChildStdin>>>,
     stdout: Arc<Lines>,
     stderr: Tail,
     exit: Option<i32>,
@@ -999,7 +1020,7 @@ impl RemoteProcess {
             idx,
             pid,
             child,
-            lifeline,
+            lifeline: Arc::new(Mutex::new(lifeline)),
             stdout,
             stderr,
             exit: None,
@@ -1024,12 +1045,36 @@ impl RemoteProcess {
 
     /// Writes a line to the program's stdin (the lifeline).
     pub fn write_line(&mut self, line: &str) -> std::io::Result<()> {
-        let w = self.lifeline.as_mut().ok_or_else(|| {
+        let mut lifeline = self.lifeline.lock().unwrap_or_else(|e| e.into_inner());
+        let w = lifeline.as_mut().ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the lifeline is closed")
         })?;
-        w.write_all(line.as_bytes())?;
-        w.write_all(b"\n")?;
+        let mut bytes = Vec::with_capacity(line.len() + 1);
+        bytes.extend_from_slice(line.as_bytes());
+        bytes.push(b'\n');
+        w.write_all(&bytes)?;
         w.flush()
+    }
+
+    /// Writes a newline to the lifeline every `every` until it is closed: the heartbeat that
+    /// `paxbench node --lifeline-timeout` waits for, so that a node whose link dropped (and
+    /// whose sshd may not notice for hours) stops by itself. Only for programs that ignore
+    /// what arrives on their stdin.
+    pub fn keep_alive(&self, every: Duration) {
+        let lifeline = Arc::downgrade(&self.lifeline);
+        std::thread::spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(lifeline) = lifeline.upgrade() else {
+                return;
+            };
+            let mut g = lifeline.lock().unwrap_or_else(|e| e.into_inner());
+            let beat = g
+                .as_mut()
+                .map(|w| w.write_all(b"\n").and_then(|()| w.flush()));
+            if !matches!(beat, Some(Ok(()))) {
+                return;
+            }
+        });
     }
 
     /// The next line the program wrote to stdout (after its pid), waiting at most `limit`;
@@ -1046,7 +1091,7 @@ impl RemoteProcess {
     /// Closes the program's stdin: a program that treats it as its lifeline (`paxbench node
     /// --exit-on-stdin-eof`) then exits.
     pub fn close_lifeline(&mut self) {
-        self.lifeline = None;
+        *self.lifeline.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// The session's exit status if it ended: the program's, or 255 if a signal ended it or
@@ -1464,6 +1509,15 @@ roles = ["client"]
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(ssh.inner.sha256("a", &f).unwrap(), h);
+    }
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        fn send<T: Send>() {}
+        send_sync::<Ssh>();
+        send_sync::<SshError>();
+        send::<RemoteProcess>();
     }
 
     #[test]

@@ -157,6 +157,35 @@ fn sigterm_stops_the_node_but_keeps_its_directory() {
 }
 
 #[test]
+fn a_heartbeat_keeps_the_node_and_silence_stops_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::start(
+        &tmp.path().join("work"),
+        &["--exit-on-stdin-eof", "--lifeline-timeout", "1"],
+    );
+    use std::io::Write;
+    let mut stdin = node.child.stdin.take().unwrap();
+    let beating = Instant::now();
+    while beating.elapsed() < Duration::from_millis(2500) {
+        stdin.write_all(b"\n").unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        node.child.try_wait().unwrap().is_none(),
+        "the node stopped despite the heartbeat: {}",
+        node.log()
+    );
+    // Silence, with stdin still open (a link that dropped).
+    let (status, took) = node
+        .exits_within(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("still running 10 s into the silence: {}", node.log()));
+    eprintln!("the node exited {took:?} into a silence of its 1 s lifeline timeout");
+    assert!(status.success(), "{status:?}");
+    assert!(node.log().contains("nothing on stdin"), "{}", node.log());
+    drop(stdin);
+}
+
+#[test]
 fn without_the_flag_stdin_is_not_a_lifeline() {
     let tmp = tempfile::tempdir().unwrap();
     let mut node = Node::start(&tmp.path().join("work"), &[]);
