@@ -26,6 +26,12 @@ use crate::env_info::HostEnv;
 use crate::launcher::{cpu_seconds, rss_bytes, Backend, Process, Sample, Staged};
 use crate::plan::LoadPlan;
 
+/// How often the controller beats on a remote node's lifeline.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+/// A remote node that hears no heartbeat for this long stops (the link dropped, and its sshd
+/// may not notice for hours).
+const LIFELINE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One run's hosts: connections, the deployed binary, the run's directory on each host.
 /// Shared by the launcher's [`SshBackend`] and the load generators.
 pub struct RemoteRun {
@@ -344,14 +350,17 @@ impl Backend for SshBackend {
         let dir = dir.to_string_lossy().into_owned();
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
         let cmd = format!(
-            "env RUST_LOG={} {} {} --exit-on-stdin-eof --remove-on-lifeline-loss {d} 2>{d}/{}",
+            "env RUST_LOG={} {} {} --exit-on-stdin-eof --lifeline-timeout {} \
+             --remove-on-lifeline-loss {d} 2>{d}/{}",
             quote(&rust_log),
             quote(&self.0.binaries[host]),
             paxbench::shell::join(args.iter().map(String::as_str)),
+            LIFELINE_TIMEOUT.as_secs(),
             quote(log),
             d = quote(&dir),
         );
         let process = self.0.ssh.spawn(&h, &cmd)?;
+        process.keep_alive(HEARTBEAT);
         Ok(Box::new(SshProcess {
             ssh: self.0.ssh.clone(),
             host: h,

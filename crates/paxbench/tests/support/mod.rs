@@ -1,3 +1,5 @@
-//! Helpers shared by integration tests.
+//! Helpers shared by integration tests. Each test binary that includes this module uses only
+//! some of them.
+#![allow(dead_code)]
 
 pub mod testbed;
