@@ -9,9 +9,11 @@
 //! a [`Backend`]: [`LocalBackend`] starts child processes on 127.0.0.1; the ssh backend starts
 //! them on other hosts.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -91,10 +93,12 @@ pub trait Backend {
 
 /// Starts clusters through a [`Backend`].
 pub struct Launcher {
-    backend: Box<dyn Backend>,
+    backend: Rc<RefCell<Box<dyn Backend>>>,
     /// This machine's own files for the run: certificates (the CA key stays here) and each
     /// cluster's client file.
     workdir: PathBuf,
+    /// The results directory: each cluster's logs come back to `logs/<cluster>/<host>/` in it.
+    results: PathBuf,
     /// How long to wait for readiness.
     pub ready_timeout: Duration,
     started: u32,
@@ -108,21 +112,26 @@ struct NodeProcess {
     process: Box<dyn Process>,
 }
 
-/// A cluster that is up. [`Cluster::stop`] (or dropping it) stops every process it started.
+/// A cluster that is up. [`Cluster::stop`] (or dropping it, on an error path) stops every
+/// process it started and brings every host's logs back.
 pub struct Cluster {
     /// `cluster-<n>`: names its logs directory.
     pub name: String,
     /// The cluster file clients on this machine use.
     pub client_file: PathBuf,
     nodes: Vec<NodeProcess>,
+    backend: Rc<RefCell<Box<dyn Backend>>>,
+    results: PathBuf,
 }
 
 impl Launcher {
-    /// A launcher over `backend`, keeping this machine's files under `workdir`.
-    pub fn new(backend: Box<dyn Backend>, workdir: PathBuf) -> Self {
+    /// A launcher over `backend`, keeping this machine's files under `workdir` and bringing
+    /// logs back into `results`.
+    pub fn new(backend: Box<dyn Backend>, workdir: PathBuf, results: PathBuf) -> Self {
         Launcher {
-            backend,
+            backend: Rc::new(RefCell::new(backend)),
             workdir,
+            results,
             ready_timeout: Duration::from_secs(30),
             started: 0,
         }
@@ -133,7 +142,7 @@ impl Launcher {
         self.started += 1;
         let name = format!("cluster-{}", self.started);
         let dir = self.workdir.join(&name);
-        let placed = self.backend.place_nodes(setup.nodes)?;
+        let placed = self.backend.borrow_mut().place_nodes(setup.nodes)?;
         // Certificates name node ids, not addresses: the loopback file `write_cluster` writes
         // beside them is replaced by the files below.
         node::write_cluster(&dir, setup.nodes, 0)
@@ -176,10 +185,14 @@ impl Launcher {
             client_key: None,
         })
         .write(&node_file)?;
+        // From here on, however start ends, the processes started so far are stopped and
+        // their logs come back (Cluster's Drop).
         let mut cluster = Cluster {
             name: name.clone(),
             client_file,
             nodes: Vec::new(),
+            backend: self.backend.clone(),
+            results: self.results.clone(),
         };
         for (i, (host, _)) in placed.iter().enumerate() {
             let staged = [
@@ -204,9 +217,10 @@ impl Launcher {
                     secret: false,
                 },
             ];
-            let node_dir = self
-                .backend
-                .stage(host, &format!("{name}-node-{i}"), &staged)?;
+            let node_dir =
+                self.backend
+                    .borrow_mut()
+                    .stage(host, &format!("{name}-node-{i}"), &staged)?;
             let args = [
                 "node".to_string(),
                 "--cluster".into(),
@@ -216,6 +230,7 @@ impl Launcher {
             ];
             let process = self
                 .backend
+                .borrow_mut()
                 .spawn(host, &node_dir, &args, &format!("node-{i}.log"))
                 .with_context(|| format!("starting node {i} on {host}"))?;
             tracing::debug!(node = i, host, pid = process.pid(), "node started");
@@ -233,26 +248,6 @@ impl Launcher {
         })?;
         Ok(cluster)
     }
-
-    /// Stops every process of `cluster` and brings each host's logs back to
-    /// `logs/<cluster>/<host>/` under `results`. The logs come back even when a stop failed.
-    pub fn stop(&mut self, mut cluster: Cluster, results: &Path) -> anyhow::Result<()> {
-        let mut first_error = None;
-        for n in &mut cluster.nodes {
-            if let Err(e) = n.process.stop() {
-                first_error.get_or_insert(e.context(format!("stopping node {}", n.id.0)));
-            }
-        }
-        for n in std::mem::take(&mut cluster.nodes) {
-            let to = results.join(logs_dir(&cluster.name, &n.host));
-            std::fs::create_dir_all(&to).with_context(|| format!("creating {}", to.display()))?;
-            if let Err(e) = self.backend.collect(&n.host, &n.dir, &to) {
-                first_error
-                    .get_or_insert(e.context(format!("fetching the logs of node {}", n.id.0)));
-            }
-        }
-        first_error.map_or(Ok(()), Err)
-    }
 }
 
 /// `logs/<cluster>/<host>`, relative to the results directory.
@@ -261,6 +256,32 @@ pub fn logs_dir(cluster: &str, host: &str) -> PathBuf {
 }
 
 impl Cluster {
+    /// Stops every process and brings each host's logs back to `logs/<cluster>/<host>/` in
+    /// the results directory. The logs come back even when a stop failed.
+    pub fn stop(mut self) -> anyhow::Result<()> {
+        self.stop_all()
+    }
+
+    fn stop_all(&mut self) -> anyhow::Result<()> {
+        let mut first_error = None;
+        for n in &mut self.nodes {
+            if let Err(e) = n.process.stop() {
+                first_error.get_or_insert(e.context(format!("stopping node {}", n.id.0)));
+            }
+        }
+        for n in std::mem::take(&mut self.nodes) {
+            let to = self.results.join(logs_dir(&self.name, &n.host));
+            let fetched = std::fs::create_dir_all(&to)
+                .with_context(|| format!("creating {}", to.display()))
+                .and_then(|()| self.backend.borrow_mut().collect(&n.host, &n.dir, &to));
+            if let Err(e) = fetched {
+                first_error
+                    .get_or_insert(e.context(format!("fetching the logs of node {}", n.id.0)));
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Each node's id and its CPU time and memory now, read on its own host.
     pub fn sample(&mut self) -> Vec<(NodeId, Option<Sample>)> {
         self.nodes
@@ -277,10 +298,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // A cluster not stopped through its launcher (an error on the way): stop its processes
-        // all the same, by pid. Its logs stay where they are.
-        for n in &mut self.nodes {
-            let _ = n.process.stop();
+        // A cluster not stopped by `stop` (an error on the way): stop it all the same, by pid,
+        // and bring back what logs can be had.
+        if let Err(e) = self.stop_all() {
+            tracing::warn!(cluster = %self.name, error = %format!("{e:#}"), "stopping a cluster");
         }
     }
 }

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -58,24 +59,12 @@ impl RemoteRun {
         base_port: u16,
     ) -> anyhow::Result<(RemoteRun, std::time::Duration)> {
         let t0 = Instant::now();
-        let results: Vec<anyhow::Result<(String, String, String)>> = std::thread::scope(|s| {
-            let jobs: Vec<_> = hosts
-                .hosts
-                .iter()
-                .map(|h| {
-                    let ssh = &ssh;
-                    s.spawn(move || {
-                        let deployed = ssh.deploy_binary(h, binary)?;
-                        let home = ssh.remote_home(h)?;
-                        let dir = format!("{}/.paxbench/runs", home.trim_end_matches('/'));
-                        ssh.run(h, &format!("mkdir -p {}", quote(&dir)))?.check()?;
-                        anyhow::Ok((h.name.clone(), deployed.path, dir))
-                    })
-                })
-                .collect();
-            jobs.into_iter()
-                .map(|j| j.join().expect("a deployment thread panicked"))
-                .collect()
+        let results = in_parallel(&hosts.hosts, |_, h| {
+            let deployed = ssh.deploy_binary(h, binary)?;
+            let home = ssh.remote_home(h)?;
+            let dir = format!("{}/.paxbench/runs", home.trim_end_matches('/'));
+            ssh.run(h, &format!("mkdir -p {}", quote(&dir)))?.check()?;
+            anyhow::Ok((h.name.clone(), deployed.path, dir))
         });
         let mut binaries = HashMap::new();
         let mut run_dirs = HashMap::new();
@@ -189,6 +178,7 @@ impl RemoteRun {
         plan: &LoadPlan,
         point_id: &str,
         keep: &Path,
+        abort: &AtomicBool,
     ) -> anyhow::Result<LoadResult> {
         let n = match plan.level {
             crate::plan::PlanLevel::Closed { clients, .. } => {
@@ -202,18 +192,15 @@ impl RemoteRun {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             & !0xff_ffff;
-        let parts: Vec<anyhow::Result<LoadResult>> = std::thread::scope(|s| {
-            let jobs: Vec<_> = generators[..n]
-                .iter()
-                .enumerate()
-                .map(|(i, host)| {
-                    let part = plan.share(i, n, base);
-                    s.spawn(move || self.measure_one(host, client_dir, &part, point_id, keep))
-                })
-                .collect();
-            jobs.into_iter()
-                .map(|j| j.join().expect("a generator thread panicked"))
-                .collect()
+        let parts = in_parallel(&generators[..n], |i, host| {
+            self.measure_one(
+                host,
+                client_dir,
+                &plan.share(i, n, base),
+                point_id,
+                keep,
+                abort,
+            )
         });
         let parts = parts.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
         LoadResult::merge(parts).context("no load generator ran")
@@ -226,6 +213,7 @@ impl RemoteRun {
         plan: &LoadPlan,
         point_id: &str,
         keep: &Path,
+        abort: &AtomicBool,
     ) -> anyhow::Result<LoadResult> {
         let h = self.host(host)?;
         let local = keep.join(host);
@@ -265,9 +253,17 @@ impl RemoteRun {
         let limit = std::time::Duration::from_secs_f64(
             plan.warmup_s + plan.duration_s + plan.timeout_ms as f64 / 1000.0 + 60.0,
         );
-        let code = match generator.wait_timeout(limit) {
-            Some(code) => code,
-            None => {
+        let deadline = Instant::now() + limit;
+        let code = loop {
+            if let Some(code) = generator.wait_timeout(std::time::Duration::from_millis(100)) {
+                break code;
+            }
+            if abort.load(Ordering::SeqCst) {
+                let _ = generator.stop();
+                let _ = self.ssh.run(h, &format!("rm -rf {}", quote(&dir)));
+                bail!("interrupted: the load generator on {host} was stopped");
+            }
+            if Instant::now() > deadline {
                 let _ = generator.stop();
                 bail!("the load generator on {host} did not finish within {limit:?}");
             }
@@ -293,6 +289,30 @@ impl RemoteRun {
         fetched?;
         read_result(&local)
     }
+}
+
+impl Drop for RemoteRun {
+    fn drop(&mut self) {
+        // An error on the way out: remove what the run left on the hosts all the same.
+        if let Err(e) = self.clean_up() {
+            tracing::warn!(error = %format!("{e:#}"), "cleaning up the hosts");
+        }
+    }
+}
+
+/// `f(i, item)` for every item, each on a thread of its own, the results in order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    std::thread::scope(|s| {
+        let f = &f;
+        let jobs: Vec<_> = items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| s.spawn(move || f(i, item)))
+            .collect();
+        jobs.into_iter()
+            .map(|j| j.join().expect("a worker thread panicked"))
+            .collect()
+    })
 }
 
 /// A generator's result from the `hist.hlog` and `summary.json` it wrote.

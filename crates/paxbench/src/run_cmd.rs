@@ -163,7 +163,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let (mut launcher, remote) = match checked {
         None => {
             let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
-            let launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
+            let launcher =
+                Launcher::new(Box::new(backend), workdir.path().to_path_buf(), dir.clone());
             (launcher, None)
         }
         Some(checked) => {
@@ -209,7 +210,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             };
             let remote = Arc::new(remote);
             let backend = SshBackend(remote.clone());
-            let launcher = Launcher::new(Box::new(backend), workdir.path().to_path_buf());
+            let launcher =
+                Launcher::new(Box::new(backend), workdir.path().to_path_buf(), dir.clone());
             (launcher, Some((remote, checked.generators)))
         }
     };
@@ -256,7 +258,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             for (li, level) in levels_for(g.protocol).iter().enumerate() {
                 if stop.load(Ordering::SeqCst) {
                     if let Some(c) = current.take() {
-                        launcher.stop(c, &dir)?;
+                        c.stop()?;
                     }
                     break 'outer;
                 }
@@ -282,7 +284,27 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     Some((remote, generators)) if !generators.is_empty() => {
                         let client_dir = file.parent().unwrap_or(Path::new("."));
                         let keep = dir.join("generators").join(&point_id);
-                        Some(remote.measure(generators, client_dir, &load_plan, &point_id, &keep))
+                        // The generators run on their hosts while this thread keeps the
+                        // runtime turning, so a Ctrl-C is seen and stops them.
+                        std::thread::scope(|scope| {
+                            let job = scope.spawn(|| {
+                                remote.measure(
+                                    generators,
+                                    client_dir,
+                                    &load_plan,
+                                    &point_id,
+                                    &keep,
+                                    &stop,
+                                )
+                            });
+                            rt.block_on(async {
+                                while !job.is_finished() {
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                }
+                            });
+                            let r = job.join().expect("the load thread panicked");
+                            (!stop.load(Ordering::SeqCst)).then_some(r)
+                        })
                     }
                     _ => rt.block_on(async {
                         let stopped = stop.clone();
@@ -297,7 +319,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 let after = cluster.sample();
                 let Some(result) = result else {
                     if let Some(c) = current.take() {
-                        launcher.stop(c, &dir)?;
+                        c.stop()?;
                     }
                     break 'outer;
                 };
@@ -328,11 +350,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 measured += 1;
                 bar.inc(1);
                 if result.summary.timeouts + result.summary.errors > 0 {
-                    launcher.stop(current.take().expect("started above"), &dir)?;
+                    current.take().expect("started above").stop()?;
                 }
             }
             if let Some(c) = current.take() {
-                launcher.stop(c, &dir)?;
+                c.stop()?;
             }
         }
     }
