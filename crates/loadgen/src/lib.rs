@@ -338,29 +338,15 @@ impl LoadResult {
             acc.summary.warmup_s = acc.summary.warmup_s.max(p.summary.warmup_s);
             acc.summary.duration_s = acc.summary.duration_s.max(p.summary.duration_s);
         }
-        let m = &acc.merged;
-        let q = |x: f64| {
-            if m.is_empty() {
-                0
-            } else {
-                m.value_at_quantile(x)
-            }
-        };
         acc.summary = LoadSummary {
             offered_ops: offered,
             throughput_ops: throughput,
-            p50_us: q(0.5),
-            p90_us: q(0.9),
-            p99_us: q(0.99),
-            p999_us: q(0.999),
-            max_us: if m.is_empty() { 0 } else { m.max() },
-            mean_us: if m.is_empty() { 0.0 } else { m.mean() },
             completed,
             errors,
             timeouts,
             send_lag_p99_us: lag,
             generator_bound: bound,
-            ..acc.summary
+            ..acc.summary.with_latencies(&acc.merged)
         };
         Some(acc)
     }
@@ -372,6 +358,29 @@ impl LoadResult {
             path: path.display().to_string(),
             source,
         })
+    }
+}
+
+impl LoadSummary {
+    /// This summary with its latency figures (percentiles, max, mean) read from `m`; zeros
+    /// for an empty histogram.
+    fn with_latencies(&self, m: &Histogram<u64>) -> LoadSummary {
+        let q = |x: f64| {
+            if m.is_empty() {
+                0
+            } else {
+                m.value_at_quantile(x)
+            }
+        };
+        LoadSummary {
+            p50_us: q(0.5),
+            p90_us: q(0.9),
+            p99_us: q(0.99),
+            p999_us: q(0.999),
+            max_us: if m.is_empty() { 0 } else { m.max() },
+            mean_us: if m.is_empty() { 0.0 } else { m.mean() },
+            ..self.clone()
+        }
     }
 }
 
@@ -437,14 +446,6 @@ fn summarize(
     window_start: SystemTime,
     lag_limit_us: u64,
 ) -> LoadResult {
-    let m = &rec.merged;
-    let q = |x: f64| {
-        if m.is_empty() {
-            0
-        } else {
-            m.value_at_quantile(x)
-        }
-    };
     let send_lag_p99_us = if rec.send_lag.is_empty() {
         0
     } else {
@@ -454,12 +455,12 @@ fn summarize(
     let summary = LoadSummary {
         offered_ops,
         throughput_ops: rec.completed as f64 / duration_s,
-        p50_us: q(0.5),
-        p90_us: q(0.9),
-        p99_us: q(0.99),
-        p999_us: q(0.999),
-        max_us: if m.is_empty() { 0 } else { m.max() },
-        mean_us: if m.is_empty() { 0.0 } else { m.mean() },
+        p50_us: 0,
+        p90_us: 0,
+        p99_us: 0,
+        p999_us: 0,
+        max_us: 0,
+        mean_us: 0.0,
         completed: rec.completed,
         errors: rec.errors,
         timeouts: rec.timeouts,
@@ -467,7 +468,8 @@ fn summarize(
         generator_bound: send_lag_p99_us > lag_limit_us,
         warmup_s: rec.warmup().as_secs_f64(),
         duration_s,
-    };
+    }
+    .with_latencies(&rec.merged);
     LoadResult {
         merged: rec.merged,
         intervals: rec.intervals,

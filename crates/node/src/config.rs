@@ -319,27 +319,9 @@ impl PaxosKnobs {
     /// `[overrides.<protocol>]`, then a swept value).
     pub fn overlay(&mut self, over: &PaxosKnobs) {
         // Destructured without `..`, so a new knob that is not overlaid does not compile.
-        let PaxosKnobs {
-            max_batch,
-            max_batch_bytes,
-            window,
-            partial_batches,
-            max_queue,
-            skip_phase1,
-            heartbeat_interval_us,
-            election_timeout_us,
-            retry_timeout_us,
-            backoff,
-            backoff_base_us,
-            backoff_cap_us,
-            explicit_commit,
-            reply_cache_per_client,
-            snapshot_interval,
-            log_retain_slots,
-            seed,
-        } = over;
         macro_rules! take {
             ($($field:ident),*) => {
+                let PaxosKnobs { $($field),* } = over;
                 $(if $field.is_some() {
                     self.$field = *$field;
                 })*
