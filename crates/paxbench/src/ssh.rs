@@ -13,9 +13,10 @@
 //! lost link: `ServerAliveInterval` notices within about 15 s) is started again by the next
 //! operation. Dropping the [`Ssh`] ends every master and removes the directory.
 //!
-//! **Sessions.** sshd allows 10 sessions per connection by default (`MaxSessions`); the master
-//! holds one, and a per-host semaphore keeps the rest at most 9, of which long-running
-//! processes ([`Ssh::spawn`]) may hold 8, so that a command to stop one can always run.
+//! **Sessions.** sshd allows 10 sessions per connection by default (`MaxSessions`; see
+//! [`SshOptions::max_sessions`]); the master holds one, and a per-host semaphore keeps the
+//! rest at most 9, of which long-running processes ([`Ssh::spawn`]) may hold 8, so that a
+//! command to stop one can always run.
 //!
 //! **Failures.** `ssh` exits 255 when ssh itself failed (could not connect, authenticate, or
 //! lost the connection), and that is [`SshError::Ssh`], naming the host and quoting ssh's
@@ -55,7 +56,7 @@ use crate::hosts::{Host, Hosts, SshSettings};
 use crate::shell::quote;
 
 /// sshd's default `MaxSessions`: sessions one connection may carry.
-pub const MAX_SESSIONS: usize = 10;
+pub const DEFAULT_MAX_SESSIONS: usize = 10;
 
 /// What went wrong, always naming the host.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +157,9 @@ pub struct SshOptions {
     pub attempts: u32,
     /// How long [`RemoteProcess::stop`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// The hosts' sshd `MaxSessions` (at least 3): the master holds one, spawned processes
+    /// leave one for commands.
+    pub max_sessions: usize,
 }
 
 impl Default for SshOptions {
@@ -167,6 +171,7 @@ impl Default for SshOptions {
             copy_timeout: Duration::from_secs(600),
             attempts: 3,
             stop_grace: Duration::from_secs(5),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -637,7 +642,8 @@ impl Inner {
     /// Takes one of the host's sessions; `long` for a spawned process, which must leave one.
     fn acquire(self: &Arc<Self>, idx: usize, long: bool) -> Result<Permit, SshError> {
         let state = &self.states[idx];
-        let cap = MAX_SESSIONS - 1 - usize::from(long);
+        let max = self.opts.max_sessions.max(3);
+        let cap = max - 1 - usize::from(long);
         let limit = self.opts.command_timeout;
         let deadline = Instant::now() + limit;
         let mut used = state.used.lock().unwrap_or_else(|e| e.into_inner());
@@ -647,7 +653,7 @@ impl Inner {
                 return Err(SshError::Timeout {
                     host: self.host_name(idx).into(),
                     what: format!(
-                        "waiting for a free ssh session ({} in use; sshd allows {MAX_SESSIONS} per connection)",
+                        "waiting for a free ssh session ({} in use; sshd allows {max} per connection)",
                         *used + 1
                     ),
                     after: limit,
