@@ -11,11 +11,14 @@
 //! that). So `ControlPersist` is `no`: a persisting master would be a detached daemon that this
 //! process could not own, and it could expire between two operations. A master that died (a
 //! lost link: `ServerAliveInterval` notices within about 15 s) is started again by the next
-//! operation. Dropping the [`Ssh`] ends every master and removes the directory.
+//! operation. Dropping the [`Ssh`] ends every master and removes the directory; a directory
+//! left by a killed process (its masters gone with their lifelines) is removed by the next
+//! engine this user starts.
 //!
-//! **Sessions.** sshd allows 10 sessions per connection by default (`MaxSessions`); the master
-//! holds one, and a per-host semaphore keeps the rest at most 9, of which long-running
-//! processes ([`Ssh::spawn`]) may hold 8, so that a command to stop one can always run.
+//! **Sessions.** sshd allows 10 sessions per connection by default (`MaxSessions`; see
+//! [`SshOptions::max_sessions`]); the master holds one, and a per-host semaphore keeps the
+//! rest at most 9, of which long-running processes ([`Ssh::spawn`]) may hold 8, so that a
+//! command to stop one can always run.
 //!
 //! **Failures.** `ssh` exits 255 when ssh itself failed (could not connect, authenticate, or
 //! lost the connection), and that is [`SshError::Ssh`], naming the host and quoting ssh's
@@ -55,7 +58,7 @@ use crate::hosts::{Host, Hosts, SshSettings};
 use crate::shell::quote;
 
 /// sshd's default `MaxSessions`: sessions one connection may carry.
-pub const MAX_SESSIONS: usize = 10;
+pub const DEFAULT_MAX_SESSIONS: usize = 10;
 
 /// What went wrong, always naming the host.
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +159,9 @@ pub struct SshOptions {
     pub attempts: u32,
     /// How long [`RemoteProcess::stop`] waits after SIGTERM before SIGKILL.
     pub stop_grace: Duration,
+    /// The hosts' sshd `MaxSessions` (at least 3): the master holds one, spawned processes
+    /// leave one for commands.
+    pub max_sessions: usize,
 }
 
 impl Default for SshOptions {
@@ -167,6 +173,7 @@ impl Default for SshOptions {
             copy_timeout: Duration::from_secs(600),
             attempts: 3,
             stop_grace: Duration::from_secs(5),
+            max_sessions: DEFAULT_MAX_SESSIONS,
         }
     }
 }
@@ -271,12 +278,18 @@ impl Ssh {
             source,
         };
         // /tmp rather than $TMPDIR: a long TMPDIR would push socket paths past their limit.
+        let tmp = Path::new("/tmp");
+        sweep_dead_control_dirs(tmp);
         let control = tempfile::Builder::new()
-            .prefix("pxs-")
-            .tempdir_in("/tmp")
+            .prefix(CONTROL_PREFIX)
+            .tempdir_in(tmp)
             .map_err(|e| local("creating the ssh control directory in /tmp", e))?;
         std::fs::set_permissions(control.path(), std::fs::Permissions::from_mode(0o700))
             .map_err(|e| local("securing the ssh control directory", e))?;
+        if let Some(me) = process_identity(std::process::id()) {
+            std::fs::write(control.path().join(OWNER_FILE), me)
+                .map_err(|e| local("writing the ssh control directory's owner", e))?;
+        }
         Ok(Ssh {
             inner: Arc::new(Inner {
                 settings: hosts.ssh.clone(),
@@ -637,7 +650,8 @@ impl Inner {
     /// Takes one of the host's sessions; `long` for a spawned process, which must leave one.
     fn acquire(self: &Arc<Self>, idx: usize, long: bool) -> Result<Permit, SshError> {
         let state = &self.states[idx];
-        let cap = MAX_SESSIONS - 1 - usize::from(long);
+        let max = self.opts.max_sessions.max(3);
+        let cap = max - 1 - usize::from(long);
         let limit = self.opts.command_timeout;
         let deadline = Instant::now() + limit;
         let mut used = state.used.lock().unwrap_or_else(|e| e.into_inner());
@@ -647,7 +661,7 @@ impl Inner {
                 return Err(SshError::Timeout {
                     host: self.host_name(idx).into(),
                     what: format!(
-                        "waiting for a free ssh session ({} in use; sshd allows {MAX_SESSIONS} per connection)",
+                        "waiting for a free ssh session ({} in use; sshd allows {max} per connection)",
                         *used + 1
                     ),
                     after: limit,
@@ -1175,6 +1189,50 @@ impl Drop for RemoteProcess {
     }
 }
 
+/// Control directories are `/tmp/pxs-XXXXXX`; each names its owner in this file.
+const CONTROL_PREFIX: &str = "pxs-";
+const OWNER_FILE: &str = "owner";
+
+/// `pid starttime` of a live process, from /proc (None where there is no /proc): unlike the
+/// pid alone, it cannot match a later process that reused the pid.
+fn process_identity(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = stat[stat.rfind(')')? + 2..].split_whitespace().nth(19)?;
+    Some(format!("{pid} {start}"))
+}
+
+/// Removes control directories left by engines whose process was killed before it could
+/// remove them (their masters have exited by then, with their lifelines): only ours (same
+/// uid), only those whose owner file names a process that no longer runs.
+fn sweep_dead_control_dirs(tmp: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(CONTROL_PREFIX))
+            && std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+        if !ours {
+            continue;
+        }
+        let Ok(owner) = std::fs::read_to_string(path.join(OWNER_FILE)) else {
+            continue;
+        };
+        let Some(pid) = owner.split_whitespace().next().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        if process_identity(pid).as_deref() != Some(owner.trim()) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
 /// A path on the remote side for scp and the shell: `~/` stripped (relative paths are
 /// relative to the home directory anyway), and only characters that need no quoting in
 /// either scp protocol.
@@ -1509,6 +1567,33 @@ roles = ["client"]
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(ssh.inner.sha256("a", &f).unwrap(), h);
+    }
+
+    #[test]
+    fn control_directories_of_dead_processes_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dead = tmp.path().join("pxs-dead");
+        let live = tmp.path().join("pxs-live");
+        let other = tmp.path().join("unrelated");
+        for d in [&dead, &live, &other] {
+            std::fs::create_dir(d).unwrap();
+        }
+        // A pid that ran and ended: our own child's, after it was reaped.
+        let mut child = Command::new("true").spawn().unwrap();
+        let gone = child.id();
+        child.wait().unwrap();
+        std::fs::write(dead.join(OWNER_FILE), format!("{gone} 1")).unwrap();
+        let me = process_identity(std::process::id()).unwrap();
+        std::fs::write(live.join(OWNER_FILE), me).unwrap();
+        std::fs::write(other.join(OWNER_FILE), format!("{gone} 1")).unwrap();
+        sweep_dead_control_dirs(tmp.path());
+        assert!(!dead.exists());
+        assert!(live.exists());
+        assert!(other.exists());
+        // A live engine's directory names it.
+        let ssh = Ssh::new(&hosts(TWO)).unwrap();
+        let owner = std::fs::read_to_string(ssh.inner.control.path().join(OWNER_FILE)).unwrap();
+        assert_eq!(Some(owner), process_identity(std::process::id()));
     }
 
     #[test]
