@@ -505,13 +505,13 @@ impl RemotePlan {
                 .map(|h| h.name.clone())
                 .collect(),
         };
+        let plan = RemotePlan {
+            hosts,
+            generators,
+            max_nodes,
+        };
         if let Some(net) = &exp.network {
-            let regions: Vec<String> = hosts
-                .assign_nodes(max_nodes as usize)?
-                .iter()
-                .map(|h| h.region.clone().unwrap_or_default())
-                .collect();
-            let unknown = net.unknown_regions(&regions);
+            let unknown = net.unknown_regions(&plan.node_regions());
             if !unknown.is_empty() {
                 bail!(
                     "`[network] region_delay_ms` names regions no node host of {} is in: {}",
@@ -520,11 +520,17 @@ impl RemotePlan {
                 );
             }
         }
-        Ok(RemotePlan {
-            hosts,
-            generators,
-            max_nodes,
-        })
+        Ok(plan)
+    }
+
+    /// The region of each node of the largest cluster: its host's (empty for none).
+    pub fn node_regions(&self) -> Vec<String> {
+        self.hosts
+            .assign_nodes(self.max_nodes as usize)
+            .expect("checked when the plan was made")
+            .iter()
+            .map(|h| h.region.clone().unwrap_or_default())
+            .collect()
     }
 
     /// One line for `--dry-run`.

@@ -96,6 +96,20 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         }
         None => None,
     };
+    // The region of each node: from the hosts file (node i on the i-th node host), or from
+    // `[network] regions` for a local run.
+    let regions: Vec<String> = match &remote_plan {
+        Some(p) => p.node_regions(),
+        None => {
+            let mut r = exp
+                .network
+                .as_ref()
+                .map(|n| n.regions.clone())
+                .unwrap_or_default();
+            r.resize(max_nodes as usize, String::new());
+            r
+        }
+    };
     if args.dry_run {
         print!("{}", toml::to_string_pretty(&exp)?);
         if let Some(p) = &remote_plan {
@@ -213,24 +227,6 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             let launcher =
                 Launcher::new(Box::new(backend), workdir.path().to_path_buf(), dir.clone());
             (launcher, Some((remote, checked.generators)))
-        }
-    };
-    // The region of each node: from the hosts file (node i on the i-th node host), or from
-    // `[network] regions` for a local run.
-    let regions: Vec<String> = match &hosts_file {
-        Some(path) => paxbench::hosts::Hosts::load(path)?
-            .assign_nodes(max_nodes as usize)?
-            .iter()
-            .map(|h| h.region.clone().unwrap_or_default())
-            .collect(),
-        None => {
-            let mut r = exp
-                .network
-                .as_ref()
-                .map(|n| n.regions.clone())
-                .unwrap_or_default();
-            r.resize(max_nodes as usize, String::new());
-            r
         }
     };
     let mut measured = 0u64;
