@@ -255,7 +255,7 @@ pub enum TlsError {
     #[error("QUIC crypto: {0}")]
     NoInitialCipherSuite(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     /// The MTU setting is out of range: 1200 <= initial <= max, and max × 10 must stay under
-    /// 64 KiB, because quinn-udp silently drops larger GSO batches (QUIC-NOTES lesson 4).
+    /// 64 KiB, because quinn-udp silently drops larger GSO batches.
     #[error(
         "MTU initial {initial} / max {max} out of range: need 1200 <= initial <= max <= {}",
         Mtu::GSO_LIMIT

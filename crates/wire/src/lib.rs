@@ -13,8 +13,8 @@
 //! # Using it
 //!
 //! [`encode_frame`] appends one length-prefixed frame to a `BytesMut`, so a writer task can
-//! coalesce every frame of a loop turn into one buffer and one write (see QUIC-NOTES: one frame
-//! per write is ~40× slower). To send one message to several peers, encode it once and clone the
+//! coalesce every frame of a loop turn into one buffer and one write (with quinn, one frame per
+//! write was measured ~40× slower). To send one message to several peers, encode it once and clone the
 //! frozen `Bytes`. [`decode_frame`] takes the next whole frame off the front of a read buffer, or
 //! returns `Ok(None)` when more bytes are needed. Keys and values in decoded frames are slices of
 //! the read buffer, not copies.

@@ -1,7 +1,9 @@
 //! QUIC transport tuning for many small messages, and building the endpoints.
 //!
-//! The defaults come from the measurements in `shared/QUIC-NOTES.md` (quinn 0.11.12 on
-//! loopback, 2 cores); each field cites the lines that justify it.
+//! The defaults come from measurements of quinn 0.11.12 made before this project began (on
+//! loopback, 2 cores, client and server pinned); each field says what was measured. They were
+//! not all re-measured here: `cargo run --release -p node --example transport` re-measures the
+//! ones that matter most.
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,14 +21,14 @@ use crate::emulation::NodeEmulation;
 /// Transport settings of a node's or client's QUIC endpoint.
 ///
 /// Generic segmentation offload (GSO) and receive offload stay on, as quinn sets them: turning
-/// GSO off cost 3–4× (QUIC-NOTES.md line 26). Congestion control, ACK frequency and the uni
+/// GSO off cost 3–4×. Congestion control, ACK frequency and the uni
 /// stream limit stay at quinn's defaults; they barely mattered (line 36).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TransportTuning {
     /// SO_RCVBUF and SO_SNDBUF asked for on the UDP socket. Default 4 MiB: with the kernel's
     /// 208 KiB default, loopback dropped packets and each loss was a congestion event; 4 MiB
     /// buffers plus MTU 4096 took a leader with 2 peers from 6.2 M to 11.7 M committed
-    /// slots/s (QUIC-NOTES.md lines 16–17, 27–29). The kernel may cap it (`net.core.rmem_max`,
+    /// slots/s. The kernel may cap it (`net.core.rmem_max`,
     /// `wmem_max`; 4 MiB on the measuring machine); what was granted is logged.
     pub socket_buffer_bytes: usize,
     /// UDP payload sizes (quinn's "MTU"). Default [`Mtu::Auto`]: 4096 on a loopback-bound
@@ -112,7 +114,7 @@ impl TransportTuning {
     }
 
     /// quinn's endpoint configuration: the largest UDP payload we accept, advertised to peers,
-    /// must cover our MTU upper bound on both ends (QUIC-NOTES.md line 31).
+    /// must cover our MTU upper bound on both ends.
     fn endpoint_config(&self, (_, max): (u16, u16)) -> Result<quinn::EndpointConfig, TlsError> {
         let mut config = quinn::EndpointConfig::default();
         // quinn's default (1472) already covers a 1452 upper bound; only raise it.
@@ -127,7 +129,7 @@ pub enum Mtu {
     /// [`Mtu::Loopback`] if the endpoint is bound to a loopback address (it can reach nothing
     /// else), otherwise [`Mtu::Network`].
     Auto,
-    /// 4096 bytes, fixed: doubled loopback throughput (QUIC-NOTES.md line 30).
+    /// 4096 bytes, fixed: doubled loopback throughput.
     Loopback,
     /// Start at 1200 (what every QUIC path must carry) and discover up to 1452 (a 1500-byte
     /// Ethernet MTU less IPv6 and UDP headers).
@@ -145,7 +147,7 @@ pub enum Mtu {
 impl Mtu {
     /// The largest MTU allowed: quinn sends up to 10 segments in one GSO batch and quinn-udp
     /// silently drops batches over 64 KiB, which collapsed throughput at 8192
-    /// (QUIC-NOTES.md lines 31–32).
+    ///.
     pub const GSO_LIMIT: u16 = 6553;
     /// [`Mtu::Loopback`]'s size.
     pub const LOOPBACK: u16 = 4096;
@@ -296,7 +298,7 @@ fn new_endpoint(
     quinn::Endpoint::new_with_abstract_socket(config, server, socket, runtime).map_err(error)
 }
 
-/// Binds a UDP socket with large buffers (QUIC-NOTES.md lesson 3) and logs what the kernel
+/// Binds a UDP socket with large buffers and logs what the kernel
 /// granted. An IPv6 socket is made dual-stack, or the bind fails, so that an unspecified IPv6
 /// address reaches IPv4 nodes too.
 fn bind_socket(bind: SocketAddr, buffer_bytes: usize) -> Result<std::net::UdpSocket, TlsError> {
