@@ -94,6 +94,9 @@ pub const OTHER_SWEEP_KEYS: &[&str] = &[
 /// Most nodes of a cluster on one machine.
 pub const MAX_LOCAL_NODES: u32 = 9;
 
+/// Most nodes of a cluster on hosts (the hosts file must also have room for them).
+pub const MAX_NODES: u32 = 64;
+
 /// A parsed, validated experiment.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -637,14 +640,16 @@ impl GridPoint {
     }
 
     /// Range checks of the resolved point, as (key, why).
-    fn check(&self) -> Result<(), (&'static str, String)> {
-        if !(1..=MAX_LOCAL_NODES).contains(&self.nodes) {
+    fn check(&self, on_hosts: bool) -> Result<(), (&'static str, String)> {
+        let (max, where_) = if on_hosts {
+            (MAX_NODES, "on hosts")
+        } else {
+            (MAX_LOCAL_NODES, "on one machine")
+        };
+        if !(1..=max).contains(&self.nodes) {
             return Err((
                 "nodes",
-                format!(
-                    "{} nodes: use 1 to {MAX_LOCAL_NODES} on one machine",
-                    self.nodes
-                ),
+                format!("{} nodes: use 1 to {max} {where_}", self.nodes),
             ));
         }
         self.workload.check()?;
@@ -834,7 +839,7 @@ impl Experiment {
                 if protocol == Protocol::Unreplicated {
                     g.nodes = 1;
                 }
-                g.check().map_err(|(k, why)| {
+                g.check(self.cluster.hosts.is_some()).map_err(|(k, why)| {
                     let table = if params.contains_key(k) { "sweep" } else { "" };
                     let label = params_text(params);
                     let at = if label.is_empty() {

@@ -60,7 +60,15 @@ enum Level {
 }
 
 pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
-    let exp = Experiment::load(&args.experiment, &args.sets)?;
+    // --hosts is `[cluster] hosts` (absolute, so that it is not read relative to the
+    // experiment file), so that config.toml records it and node counts are checked for hosts.
+    let mut sets = args.sets.clone();
+    if let Some(h) = &args.hosts {
+        let h = std::path::absolute(h).with_context(|| format!("--hosts {}", h.display()))?;
+        let path = toml::Value::String(h.display().to_string());
+        sets.push(format!("cluster.hosts={path}"));
+    }
+    let exp = Experiment::load(&args.experiment, &sets)?;
     let grid = exp
         .grid()
         .map_err(|(_, key, why)| anyhow::anyhow!("`{key}`: {why}"))?;
@@ -81,12 +89,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         }
     };
     // Resolved against the experiment file, as its other paths are.
-    let hosts_file = args.hosts.clone().or_else(|| {
-        exp.cluster.hosts.as_ref().map(|h| {
-            args.experiment
-                .parent()
-                .map_or_else(|| h.clone(), |d| d.join(h))
-        })
+    let hosts_file = exp.cluster.hosts.as_ref().map(|h| {
+        args.experiment
+            .parent()
+            .map_or_else(|| h.clone(), |d| d.join(h))
     });
     let max_nodes = grid.iter().map(|g| g.nodes).max().unwrap_or(1);
     let remote_plan = match &hosts_file {
