@@ -44,6 +44,8 @@ pub struct RemoteRun {
     run_dirs: HashMap<String, String>,
     /// The run's name: every remote directory of the run is `<runs>/<run>-<what>`.
     run: String,
+    /// Each host's clock minus this machine's, and the error bound, ns (from the check).
+    offsets: HashMap<String, (i64, u64)>,
     base_port: u16,
 }
 
@@ -52,12 +54,12 @@ impl RemoteRun {
     /// there) and makes `~/.paxbench/runs` on each. Returns the
     /// backend and how long the deployment took.
     pub fn deploy(
-        ssh: Ssh,
-        hosts: Hosts,
+        checked: &Checked,
         binary: &Path,
         run: &str,
         base_port: u16,
     ) -> anyhow::Result<(RemoteRun, std::time::Duration)> {
+        let (ssh, hosts) = (checked.ssh.clone(), checked.hosts.clone());
         let t0 = Instant::now();
         let results = in_parallel(&hosts.hosts, |_, h| {
             let deployed = ssh.deploy_binary(h, binary)?;
@@ -81,6 +83,7 @@ impl RemoteRun {
                 binaries,
                 run_dirs,
                 run: run.to_string(),
+                offsets: checked.offsets.clone(),
                 base_port,
             },
             took,
@@ -133,11 +136,7 @@ impl RemoteRun {
     }
 
     /// What every host says about itself, with its clock offset from the check.
-    pub fn host_envs(
-        &self,
-        offsets: &HashMap<String, (i64, u64)>,
-        emulation: &str,
-    ) -> Vec<HostEnv> {
+    pub fn host_envs(&self, emulation: &str) -> Vec<HostEnv> {
         self.hosts
             .hosts
             .iter()
@@ -152,7 +151,7 @@ impl RemoteRun {
                 let mut lines = out.lines().map(str::trim);
                 let mut next = || lines.next().unwrap_or("unknown").to_string();
                 let (uname, kernel, cores, cpu_model) = (next(), next(), next(), next());
-                let (offset_ns, error_ns) = offsets.get(&h.name).copied().unwrap_or((0, 0));
+                let (offset_ns, error_ns) = self.offsets.get(&h.name).copied().unwrap_or((0, 0));
                 HostEnv {
                     name: h.name.clone(),
                     uname,
@@ -287,7 +286,7 @@ impl RemoteRun {
             .run(h, &format!("rm -rf {}", quote(&dir)))?
             .check()?;
         fetched?;
-        read_result(&local)
+        read_result(&local, self.offsets.get(host).map_or(0, |o| o.0))
     }
 }
 
@@ -315,15 +314,24 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync)
     })
 }
 
-/// A generator's result from the `hist.hlog` and `summary.json` it wrote.
-fn read_result(dir: &Path) -> anyhow::Result<LoadResult> {
+/// A generator's result from the `hist.hlog` and `summary.json` it wrote; `offset_ns` (its
+/// host's clock minus this machine's) puts the window's start on this machine's clock.
+fn read_result(dir: &Path, offset_ns: i64) -> anyhow::Result<LoadResult> {
     let summary_path = dir.join("summary.json");
     let summary: loadgen::LoadSummary = serde_json::from_str(
         &std::fs::read_to_string(&summary_path)
             .with_context(|| format!("reading {}", summary_path.display()))?,
     )
     .with_context(|| format!("parsing {}", summary_path.display()))?;
-    let intervals = results::read_intervals(&dir.join("hist.hlog"))?;
+    let (start, intervals) = results::read_interval_log(&dir.join("hist.hlog"))?;
+    let offset = std::time::Duration::from_nanos(offset_ns.unsigned_abs());
+    let window_start = start.map(|t| {
+        if offset_ns >= 0 {
+            t - offset
+        } else {
+            t + offset
+        }
+    });
     let mut merged = hdrhistogram::Histogram::<u64>::new(3).expect("3 digits is valid");
     for h in &intervals {
         merged.add(h).context("adding intervals")?;
@@ -333,8 +341,10 @@ fn read_result(dir: &Path) -> anyhow::Result<LoadResult> {
         intervals,
         // The generator kept only its send lag's p99 (in the summary).
         send_lag: hdrhistogram::Histogram::new(3).expect("3 digits is valid"),
+        window_start: window_start.unwrap_or_else(|| {
+            std::time::SystemTime::now() - std::time::Duration::from_secs_f64(summary.duration_s)
+        }),
         summary,
-        window_start: std::time::SystemTime::now(),
     })
 }
 

@@ -193,13 +193,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             bar.set_message("deploying paxbench to every host");
-            let (remote, took) = RemoteRun::deploy(
-                checked.ssh.clone(),
-                checked.hosts.clone(),
-                &binary,
-                &run,
-                exp.cluster.base_port,
-            )?;
+            let (remote, took) = RemoteRun::deploy(&checked, &binary, &run, exp.cluster.base_port)?;
             eprintln!(
                 "deployed to {} host(s) in {:.1} s",
                 checked.hosts.hosts.len(),
@@ -210,7 +204,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 Some(Emulation::Node) => "node",
                 Some(Emulation::Netem) => "netem",
             };
-            env.hosts = remote.host_envs(&checked.offsets, emulation);
+            env.hosts = remote.host_envs(emulation);
             std::fs::write(
                 dir.join("env.json"),
                 serde_json::to_string_pretty(&env)? + "\n",

@@ -25,6 +25,10 @@ duration_s = 1.5
 [load]
 mode = "open"
 rates = [500, 2000]
+
+# The test bed's node hosts are in regions eu, us and ap: only eu-us is slowed down.
+[network]
+region_delay_ms = { eu = { us = 5.0 } }
 "#;
 
 fn paxbench() -> Command {
@@ -155,6 +159,20 @@ fn runs_over_ssh_bring_back_everything_and_leave_nothing_behind() {
         .iter()
         .find(|p| p["protocol"] == "multi-paxos")
         .unwrap();
+    // The hosts' regions placed the nodes for the emulated links: n1 (eu) - n2 (us) is slow.
+    for r in multi["rtt"].as_array().unwrap() {
+        let pair = (r["from"].as_u64().unwrap(), r["to"].as_u64().unwrap());
+        let measured_ms = r["measured_us"].as_f64().unwrap() / 1000.0;
+        if matches!(pair, (0, 1) | (1, 0)) {
+            assert_eq!(r["configured_us"].as_f64(), Some(10_000.0), "{r}");
+            assert!(
+                (9.5..30.0).contains(&measured_ms),
+                "{pair:?}: {measured_ms} ms"
+            );
+        } else {
+            assert!(r["configured_us"].is_null(), "{r}");
+        }
+    }
     let logs = dir.join(multi["logs"].as_str().unwrap());
     for (host, id) in [("n1", 0), ("n2", 1), ("n3", 2)] {
         let log = std::fs::read_to_string(logs.join(host).join(format!("node-{id}.log")))

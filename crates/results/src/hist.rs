@@ -1,6 +1,7 @@
 //! Reading `hist/<point_id>.hlog`: HdrHistogram interval logs, one interval per second.
 
 use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
@@ -26,13 +27,25 @@ pub fn read_merged(path: &Path) -> Result<Option<Histogram<u64>>> {
 
 /// The intervals of the log at `path`, in order (µs).
 pub fn read_intervals(path: &Path) -> Result<Vec<Histogram<u64>>> {
+    read_interval_log(path).map(|(_, intervals)| intervals)
+}
+
+/// The start time the log at `path` records (its writer's clock), if it has one, and its
+/// intervals in order (µs).
+pub fn read_interval_log(path: &Path) -> Result<(Option<SystemTime>, Vec<Histogram<u64>>)> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut deserializer = Deserializer::new();
     let mut out = Vec::new();
+    let mut start = None;
     for (i, entry) in IntervalLogIterator::new(&bytes).enumerate() {
         let entry = entry.map_err(|e| anyhow!("{}: entry {i}: {e:?}", path.display()))?;
-        let LogEntry::Interval(interval) = entry else {
-            continue;
+        let interval = match entry {
+            LogEntry::Interval(interval) => interval,
+            LogEntry::StartTime(t) => {
+                start = Some(UNIX_EPOCH + t);
+                continue;
+            }
+            LogEntry::BaseTime(_) => continue,
         };
         let raw = base64::engine::general_purpose::STANDARD
             .decode(interval.encoded_histogram())
@@ -42,5 +55,5 @@ pub fn read_intervals(path: &Path) -> Result<Vec<Histogram<u64>>> {
             .map_err(|e| anyhow!("{}: interval {i}: {e:?}", path.display()))?;
         out.push(h);
     }
-    Ok(out)
+    Ok((start, out))
 }

@@ -45,7 +45,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
-pub use hist::{read_intervals, read_merged};
+pub use hist::{read_interval_log, read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS, OPEN_LOOP_LOAD_PARAMS};
 pub use run::{Run, DEFAULT_SLO_P99_US};
