@@ -281,8 +281,9 @@ async fn single_node() -> (
 /// At a low rate the generator sends every request of its schedule, each timed from its own
 /// intended instant, and reports how late the sends left. How precisely they leave is a
 /// measurement, printed here, not a bound: on an idle 2-core machine the median send lag was
-/// 10-60 µs, but on the same machine shared and busy it read 260-450 µs, with the pacer's own
-/// wake-ups still within ~90 µs (`pacer::tests::wakes_soon_after_its_instant` checks those).
+/// 10-60 µs, but on the same machine shared and busy it read 260-450 µs while a thread
+/// sleeping 200 µs still woke within ~90 µs (`pacer::tests::wakes_soon_after_its_instant`
+/// checks the pacer's own wake-ups).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_low_rate_open_loop_sends_its_whole_schedule() {
     let _turn = SERIAL.lock().await;
