@@ -151,16 +151,12 @@ impl Installed {
             let script = setup_script(&dev, &rules)?;
             run_root(ssh, &host, sudo, &script)
                 .with_context(|| format!("installing netem on {} ({dev})", host.name))?;
-            let before = run_root(
-                ssh,
-                &host,
-                sudo,
-                &format!("tc -s qdisc show dev {}", quote(&dev)),
-            )?;
+            // Recorded before anything else can fail, so that Drop removes it.
+            installed.on.push((host.clone(), dev.clone(), sudo));
+            let before = counters(ssh, &host, sudo, &dev)?;
             installed
                 .counters
                 .push((format!("{}-before", host.name), before));
-            installed.on.push((host, dev, sudo));
         }
         Ok(installed)
     }
@@ -169,12 +165,7 @@ impl Installed {
     pub fn remove(mut self) -> anyhow::Result<Vec<(String, String)>> {
         let mut first_error = None;
         for (host, dev, sudo) in std::mem::take(&mut self.on) {
-            match run_root(
-                &self.ssh,
-                &host,
-                sudo,
-                &format!("tc -s qdisc show dev {}", quote(&dev)),
-            ) {
+            match counters(&self.ssh, &host, sudo, &dev) {
                 Ok(after) => self.counters.push((format!("{}-after", host.name), after)),
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -208,6 +199,16 @@ fn route_device(ssh: &Ssh, host: &Host, to: IpAddr) -> anyhow::Result<String> {
         .find(|w| w[0] == "dev")
         .map(|w| w[1].to_string())
         .with_context(|| format!("{}: no route to {to}: {}", host.name, out.stdout.trim()))
+}
+
+/// `tc -s qdisc show` of `dev`: what each qdisc sent and dropped so far.
+fn counters(ssh: &Ssh, host: &Host, sudo: bool, dev: &str) -> anyhow::Result<String> {
+    run_root(
+        ssh,
+        host,
+        sudo,
+        &format!("tc -s qdisc show dev {}", quote(dev)),
+    )
 }
 
 fn run_root(ssh: &Ssh, host: &Host, sudo: bool, script: &str) -> anyhow::Result<String> {
