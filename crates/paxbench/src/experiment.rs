@@ -181,6 +181,16 @@ pub enum Emulation {
     Netem,
 }
 
+impl Emulation {
+    /// The name in experiment files and in `env.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Emulation::Node => "node",
+            Emulation::Netem => "netem",
+        }
+    }
+}
+
 impl NetworkSpec {
     /// Range checks, as (key, why).
     fn check(&self) -> Result<(), (&'static str, String)> {

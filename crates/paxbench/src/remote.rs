@@ -112,6 +112,14 @@ impl RemoteRun {
         Ok(dir)
     }
 
+    /// Removes `dir` and everything in it from `host`.
+    fn remove(&self, host: &Host, dir: &str) -> anyhow::Result<()> {
+        self.ssh
+            .run(host, &format!("rm -rf -- {}", quote(dir)))?
+            .check()?;
+        Ok(())
+    }
+
     /// Removes the run's directory from every host (best effort: a host that cannot be
     /// reached is named in the error).
     pub fn clean_up(&self) -> anyhow::Result<()> {
@@ -259,7 +267,7 @@ impl RemoteRun {
             }
             if abort.load(Ordering::SeqCst) {
                 let _ = generator.stop();
-                let _ = self.ssh.run(h, &format!("rm -rf {}", quote(&dir)));
+                let _ = self.remove(h, &dir);
                 bail!("interrupted: the load generator on {host} was stopped");
             }
             if Instant::now() > deadline {
@@ -282,9 +290,7 @@ impl RemoteRun {
                 std::fs::read_to_string(local.join("load.log")).unwrap_or_default()
             ))
         };
-        self.ssh
-            .run(h, &format!("rm -rf {}", quote(&dir)))?
-            .check()?;
+        self.remove(h, &dir)?;
         fetched?;
         read_result(&local, self.offsets.get(host).map_or(0, |o| o.0))
     }
@@ -408,11 +414,7 @@ impl Backend for SshBackend {
         for name in logs.stdout.lines().filter(|l| !l.is_empty()) {
             self.0.ssh.fetch(&h, &format!("{dir}/{name}"), to)?;
         }
-        self.0
-            .ssh
-            .run(&h, &format!("rm -rf {}", quote(&dir)))?
-            .check()?;
-        Ok(())
+        self.0.remove(&h, &dir)
     }
 }
 

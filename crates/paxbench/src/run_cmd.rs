@@ -199,11 +199,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 checked.hosts.hosts.len(),
                 took.as_secs_f64()
             );
-            let emulation = match exp.network.as_ref().map(|n| n.emulation) {
-                None => "none",
-                Some(Emulation::Node) => "node",
-                Some(Emulation::Netem) => "netem",
-            };
+            let emulation = exp.network.as_ref().map_or("none", |n| n.emulation.name());
             env.hosts = remote.host_envs(emulation);
             std::fs::write(
                 dir.join("env.json"),
@@ -475,13 +471,7 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
 /// Every node's round trip to each of its peers, as its connections measure them, beside the
 /// round trip `emulation` configures for the pair.
 async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRtt> {
-    let Ok(cluster) = ClusterConfig::load(file) else {
-        return Vec::new();
-    };
-    let Ok(certs) = cluster.client_certs() else {
-        return Vec::new();
-    };
-    let Ok((endpoint, nodes)) = cluster.client_endpoint(&certs) else {
+    let Some(mut client) = status_client(file) else {
         return Vec::new();
     };
     let one_way = |from: u32, to: u32| {
@@ -492,9 +482,7 @@ async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRt
             .map(|l| l.delay_us as f64)
     };
     let mut out = Vec::new();
-    let statuses = node::client::KvClient::new(endpoint, nodes, paxos::ClientId(0))
-        .statuses()
-        .await;
+    let statuses = client.statuses().await;
     for status in statuses {
         for (peer, rtt_us) in status.peer_rtt_us {
             let (a, b) = (status.node.0, peer.0);
@@ -515,12 +503,20 @@ async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRt
 
 /// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.
 async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
+    status_client(file)?.leadership().await
+}
+
+/// A client of the cluster in `file` for status requests (it never issues a command, so its
+/// session id does not matter). Must be called inside a tokio runtime.
+fn status_client(file: &Path) -> Option<node::client::KvClient> {
     let cluster = ClusterConfig::load(file).ok()?;
     let certs = cluster.client_certs().ok()?;
     let (endpoint, nodes) = cluster.client_endpoint(&certs).ok()?;
-    node::client::KvClient::new(endpoint, nodes, paxos::ClientId(0))
-        .leadership()
-        .await
+    Some(node::client::KvClient::new(
+        endpoint,
+        nodes,
+        paxos::ClientId(0),
+    ))
 }
 
 /// The load of one point: what a single generator would offer.
