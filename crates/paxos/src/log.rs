@@ -92,6 +92,16 @@ impl Log {
         Some((slot, value))
     }
 
+    /// Counts the next slot as executed without holding a value for it (a node with no peers
+    /// executes at once and keeps nothing); returns that slot.
+    pub(crate) fn skip_executed(&mut self) -> Slot {
+        debug_assert!(self.chosen.is_empty(), "a node that skips keeps no log");
+        let slot = self.executed;
+        self.executed = slot.next();
+        self.start = self.executed;
+        slot
+    }
+
     /// First unchosen slot at or after `executed` (Basic Paxos proposes there).
     pub(crate) fn first_unchosen(&self) -> Slot {
         let mut slot = self.executed;

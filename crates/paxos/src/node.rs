@@ -171,10 +171,7 @@ impl Node {
         if let Some(outcome) = self.log.kv.cached(cmd.client, cmd.request) {
             self.reply(cmd.client, cmd.request, outcome);
         } else if self.config.protocol == Protocol::Unreplicated {
-            let slot = self.log.executed();
-            let value = Value::batch(vec![cmd]);
-            self.log.learn(slot, value);
-            self.execute_ready_marking(true);
+            self.execute_alone(cmd);
         } else if self.pending.contains(&(cmd.client, cmd.request)) {
             self.stats.ignored += 1;
         } else if self.takes_requests() && self.queue.len() >= self.config.max_queue {
@@ -696,10 +693,6 @@ impl Node {
 
     /// Executes every chosen slot in order; the node that took a request answers it.
     pub(crate) fn execute_ready(&mut self) {
-        self.execute_ready_marking(false);
-    }
-
-    fn execute_ready_marking(&mut self, always_reply: bool) {
         while let Some((slot, value)) = self.log.next_to_execute() {
             match &value {
                 Value::Noop => self.stats.noops += 1,
@@ -712,7 +705,7 @@ impl Node {
                             }
                             Applied::Duplicate(o) => o,
                         };
-                        if always_reply || self.pending.remove(&(cmd.client, cmd.request)) {
+                        if self.pending.remove(&(cmd.client, cmd.request)) {
                             self.reply(cmd.client, cmd.request, outcome);
                         }
                     }
@@ -723,6 +716,24 @@ impl Node {
             }
         }
         self.maybe_snapshot();
+    }
+
+    /// Unreplicated: the only node executes a command at once, in the next slot, and keeps no
+    /// log of it (no peer will ever ask for it). Holding every executed command cost about
+    /// 260 bytes of memory per command, without bound.
+    fn execute_alone(&mut self, cmd: Command) {
+        let slot = self.log.skip_executed();
+        let outcome = match self.log.kv.apply(&cmd) {
+            Applied::Fresh(o) => {
+                self.stats.commands_executed += 1;
+                o
+            }
+            Applied::Duplicate(o) => o,
+        };
+        self.reply(cmd.client, cmd.request, outcome);
+        if self.config.trace_execution {
+            self.executed_trace.push((slot, Value::batch(vec![cmd])));
+        }
     }
 
     /// A peer reported how far it executed.

@@ -403,6 +403,35 @@ fn unreplicated_answers_at_once() {
     assert_eq!(outcome_of(&c, &p), vec![Outcome::Done]);
 }
 
+/// The baseline every result is normalised against holds nothing per executed command: after
+/// 20,000 puts it holds no log at all, and a retry is still answered from the reply cache.
+#[test]
+fn unreplicated_holds_no_log_of_what_it_executed() {
+    let mut c = LocalCluster::new(Protocol::Unreplicated, 1, |_| {});
+    for request in 1..=20_000 {
+        let key = format!("k{}", request % 100);
+        c.request(NodeId(0), put(1, request, key.as_bytes(), b"v"));
+        if request % 1_000 == 0 {
+            c.run();
+        }
+    }
+    c.run();
+    let n = &c.nodes[0];
+    assert_eq!(c.replies.len(), 20_000);
+    assert_eq!(n.executed(), Slot(20_000));
+    assert_eq!(n.log_len(), 0, "an unreplicated node keeps no log");
+    assert_eq!(n.kv().len(), 100);
+    let retry = put(1, 20_000, b"k0", b"other");
+    c.request(NodeId(0), retry.clone());
+    c.run();
+    assert_eq!(outcome_of(&c, &retry).last(), Some(&Outcome::Done));
+    assert_eq!(n_get(&c, b"k0"), Some(bytes::Bytes::from_static(b"v")));
+}
+
+fn n_get(c: &LocalCluster, key: &[u8]) -> Option<bytes::Bytes> {
+    c.nodes[0].kv().get(key).cloned()
+}
+
 #[test]
 fn truncation_keeps_memory_bounded_and_a_restarted_node_catches_up_from_a_snapshot() {
     // With durable snapshots (fsync) and without (durability none: truncation copies nothing and
