@@ -235,7 +235,10 @@ impl Driver {
     }
 
     fn client_id(&self, session: usize) -> ClientId {
-        ClientId(self.cfg.session_base.wrapping_add(session as u64))
+        ClientId::new(
+            self.cfg.sessions_created,
+            self.cfg.session_base.wrapping_add(session as u64),
+        )
     }
 
     fn pending(&mut self, (s, id): Key) -> Option<&mut Pending> {
@@ -493,7 +496,7 @@ impl Driver {
     }
 
     fn handle_reply(&mut self, reply: Reply, at: Instant) {
-        let session = reply.client.0.wrapping_sub(self.cfg.session_base);
+        let session = reply.client.nonce().wrapping_sub(self.cfg.session_base);
         let Ok(session) = usize::try_from(session) else {
             return; // Not one of ours.
         };

@@ -139,9 +139,14 @@ pub struct LoadConfig {
     /// more per packet. Below `1 / pacing` requests/s every request is sent at its own instant.
     /// Zero wakes for every request.
     pub pacing: Duration,
-    /// The first client session id; later sessions count up from it. Must not collide with
-    /// another client of the same cluster (default: derived from the clock and the process id).
+    /// The nonce of the first client session; later sessions count up from it. Must not
+    /// collide with another client's sessions begun in the same millisecond (default: 32 bits
+    /// derived from the clock and the process id, the low 16 left for the session count).
     pub session_base: u64,
+    /// When this generator's sessions began (ns since the UNIX epoch; default: when the
+    /// configuration was made). Session ids carry it, so that the nodes can expire sessions
+    /// safely (see `paxos::KvState`).
+    pub sessions_created: paxos::Time,
 }
 
 impl LoadConfig {
@@ -161,8 +166,11 @@ impl LoadConfig {
             timeout: Duration::from_secs(2),
             max_redirects: 10,
             pacing: DEFAULT_PACING,
-            // Room for 2^16 sessions per run; the clock and pid keep runs apart.
-            session_base: (nanos ^ (u64::from(std::process::id()) << 40)) & !0xffff,
+            // Room for 2^16 sessions per run; the clock and pid keep runs begun in the same
+            // millisecond apart. 32 bits keep the id short on the wire.
+            session_base: u64::from((nanos ^ (u64::from(std::process::id()) << 20)) as u32)
+                & !0xffff,
+            sessions_created: paxos::Time(nanos),
         }
     }
 

@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use node::client::Connection;
 use node::runtime::{self, Metrics, RuntimeConfig};
 use node::{ClusterCerts, TransportTuning};
-use paxos::{Accepted, Ballot, ClientId, Command, Message, NodeId, Op, Protocol, RequestId, Slot};
+use paxos::{Accepted, Ballot, Command, Message, NodeId, Op, Protocol, RequestId, Slot};
 use wire::{ClientFrame, Codec, ResponseFrame};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -54,7 +54,7 @@ async fn rtt() {
     let mut samples = Vec::new();
     for i in 0..20_000u64 {
         let cmd = Command {
-            client: ClientId(1),
+            client: node::client::new_session(1),
             request: RequestId(i + 1),
             op: Op::Put {
                 key: Bytes::from_static(b"key"),

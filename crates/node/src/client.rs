@@ -170,6 +170,17 @@ impl Connection {
     }
 }
 
+/// A new client session numbered `nonce`, begun now by this machine's clock. Session ids carry
+/// their creation time, which is what lets the nodes expire silent sessions safely (see
+/// `paxos::KvState`); a session id made without it counts as created at time zero and its
+/// commands are answered `Expired`.
+pub fn new_session(nonce: u64) -> ClientId {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    ClientId::new(paxos::Time(now), nonce)
+}
+
 /// A key-value client of a whole cluster: sends each request to the node it believes leads and
 /// follows `NotLeader` redirects (with the address the node supplies, or the cluster map).
 pub struct KvClient {

@@ -257,6 +257,9 @@ pub struct PaxosKnobs {
     /// Reply-cache window per client.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_cache_per_client: Option<usize>,
+    /// A client session silent this long is dropped, milliseconds (default 60 000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout_ms: Option<u64>,
     /// Slots between snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<u64>,
@@ -299,6 +302,7 @@ impl PaxosKnobs {
         set!(heartbeat_interval, heartbeat_interval_us, us);
         set!(election_timeout, election_timeout_us, us);
         set!(retry_timeout, retry_timeout_us, us);
+        set!(session_timeout, session_timeout_ms, Duration::from_millis);
         if let Some(mode) = p.backoff {
             c.backoff.mode = mode;
         }
@@ -342,6 +346,7 @@ impl PaxosKnobs {
             backoff_cap_us,
             explicit_commit,
             reply_cache_per_client,
+            session_timeout_ms,
             snapshot_interval,
             log_retain_slots,
             seed

@@ -180,6 +180,9 @@ pub async fn run(
     let mut core = CoreLoop {
         node,
         start: Instant::now(),
+        epoch: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64),
         peers,
         peer_conns,
         addrs: config.addrs,
@@ -207,6 +210,10 @@ pub async fn run(
 struct CoreLoop {
     node: Node,
     start: Instant,
+    /// The wall clock at `start`, ns since the UNIX epoch: the core's time is this plus the
+    /// monotonic time since `start`, so it never goes backwards and the batch stamps of
+    /// different nodes are comparable (they expire client sessions; see `paxos::KvState`).
+    epoch: u64,
     peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>>,
     /// Each peer link's current connection, if it has one.
     peer_conns: Vec<(NodeId, watch::Receiver<Option<quinn::Connection>>)>,
@@ -226,11 +233,12 @@ struct CoreLoop {
 
 impl CoreLoop {
     fn now(&self) -> Time {
-        Time(self.start.elapsed().as_nanos() as u64)
+        Time(self.epoch + self.start.elapsed().as_nanos() as u64)
     }
 
     fn instant(&self, t: Time) -> tokio::time::Instant {
-        tokio::time::Instant::from_std(self.start + Duration::from_nanos(t.as_nanos()))
+        let since_start = t.as_nanos().saturating_sub(self.epoch);
+        tokio::time::Instant::from_std(self.start + Duration::from_nanos(since_start))
     }
 
     async fn run(

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use node::client::{Connection, KvClient};
 use node::runtime::{self, Metrics, RuntimeConfig};
 use node::{ClusterCerts, TransportTuning};
-use paxos::{ClientId, NodeId, Op, Outcome, Protocol, Role};
+use paxos::{NodeId, Op, Outcome, Protocol, Role};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -128,7 +128,7 @@ impl TestCluster {
                 .unwrap();
         let mut nodes: Vec<_> = self.addrs.iter().map(|(k, v)| (*k, *v)).collect();
         nodes.sort();
-        KvClient::new(ep, nodes, ClientId(id))
+        KvClient::new(ep, nodes, node::client::new_session(id))
     }
 
     /// Waits (polling status, at most `limit`) until one live node leads and every live node

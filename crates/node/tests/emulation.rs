@@ -14,7 +14,7 @@ use bytes::Bytes;
 use node::client::{Connection, KvClient};
 use node::config::ClusterConfig;
 use node::runtime::Metrics;
-use paxos::{ClientId, NodeId, Op, Outcome};
+use paxos::{NodeId, Op, Outcome};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wire::NodeStatus;
@@ -81,7 +81,7 @@ impl Cluster {
     fn client(&self, session: u64) -> KvClient {
         let certs = self.config.client_certs().unwrap();
         let (endpoint, nodes) = self.config.client_endpoint(&certs).unwrap();
-        KvClient::new(endpoint, nodes, ClientId(session))
+        KvClient::new(endpoint, nodes, node::client::new_session(session))
     }
 
     async fn stop(self) {

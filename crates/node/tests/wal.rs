@@ -31,7 +31,7 @@ fn value(n: usize, seed: u64) -> Value {
     Value::batch(
         (0..n)
             .map(|i| Command {
-                client: ClientId(seed),
+                client: ClientId(seed.into()),
                 request: RequestId(i as u64),
                 op: Op::Put {
                     key: Bytes::from(format!("key-{seed:06}-{i:05}")),
@@ -51,7 +51,7 @@ fn accept(slot: u64, round: u64, commands: usize) -> Record {
 }
 
 fn snapshot(upto: u64) -> Record {
-    let mut state = KvState::new(16);
+    let mut state = KvState::new(16, paxos::DEFAULT_SESSION_TIMEOUT);
     state.apply(&Command {
         client: ClientId(1),
         request: RequestId(upto),

@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use node::config::ClusterConfig;
-use paxos::{ClientId, Op, Outcome};
+use paxos::{Op, Outcome};
 
 /// Arguments of `paxbench kv`.
 #[derive(Debug, Args)]
@@ -39,11 +39,10 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
         let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-        // A fresh session id per invocation, so request ids never collide with an earlier run.
-        let session = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_nanos() as u64;
-        let mut client = node::client::KvClient::new(endpoint, nodes, ClientId(session));
+        // A fresh session per invocation (its id carries the time it began, its nonce the pid),
+        // so request ids never collide with an earlier run.
+        let session = node::client::new_session(u64::from(std::process::id()));
+        let mut client = node::client::KvClient::new(endpoint, nodes, session);
         let b = |s: &str| Bytes::copy_from_slice(s.as_bytes());
         let op = match &args.op {
             KvOp::Put { key, value } => Op::Put {

@@ -96,6 +96,7 @@ enum BugArg {
     AcceptLowerBallot,
     SkipRecovery,
     CommitWithoutQuorum,
+    ResurrectExpiredSessions,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -127,6 +128,7 @@ impl From<BugArg> for Bug {
             BugArg::AcceptLowerBallot => Bug::AcceptLowerBallot,
             BugArg::SkipRecovery => Bug::SkipRecovery,
             BugArg::CommitWithoutQuorum => Bug::CommitWithoutQuorum,
+            BugArg::ResurrectExpiredSessions => Bug::ResurrectExpiredSessions,
         }
     }
 }
@@ -137,6 +139,7 @@ fn bug_flag(bug: Bug) -> &'static str {
         Bug::AcceptLowerBallot => "accept-lower-ballot",
         Bug::SkipRecovery => "skip-recovery",
         Bug::CommitWithoutQuorum => "commit-without-quorum",
+        Bug::ResurrectExpiredSessions => "resurrect-expired-sessions",
     }
 }
 

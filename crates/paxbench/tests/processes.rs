@@ -14,7 +14,7 @@ use bytes::Bytes;
 use node::client::KvClient;
 use node::config::ClusterConfig;
 use node::TransportTuning;
-use paxos::{ClientId, NodeId, Op, Outcome};
+use paxos::{NodeId, Op, Outcome};
 
 struct Nodes {
     cluster: PathBuf,
@@ -120,7 +120,7 @@ fn client(cluster: &Path, session: u64) -> KvClient {
     KvClient::new(
         ep,
         c.nodes.iter().map(|n| (n.id, n.addr)).collect(),
-        ClientId(session),
+        node::client::new_session(session),
     )
 }
 
@@ -265,6 +265,7 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
         .unwrap();
 
     let value = Bytes::from(vec![0x5a; 64]);
+    let session = node::client::new_session(9);
     let depth = 512u64;
     let (mut sent, mut done, mut max_rss, mut max_wal, mut leader_changes) =
         (0u64, 0u64, 0u64, 0u64, 0u32);
@@ -283,7 +284,7 @@ async fn memory_and_disk_stay_bounded_under_sustained_load() {
                 value: value.clone(),
             };
             let cmd = PaxCommand {
-                client: ClientId(9),
+                client: session,
                 request: RequestId(sent),
                 op,
             };

@@ -65,13 +65,14 @@ fn the_self_test_catches_every_bug_variant() {
         "AcceptLowerBallot",
         "SkipRecovery",
         "CommitWithoutQuorum",
+        "ResurrectExpiredSessions",
     ] {
         assert!(
             text.contains(&format!("caught {bug}")),
             "{bug} missing:\n{text}"
         );
     }
-    assert_eq!(text.lines().last(), Some("4 passed, 0 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("5 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -91,7 +91,7 @@ impl Node {
         }
         self.basic.retry_at = None;
         let own = if !self.queue.is_empty() {
-            Some(Value::batch(self.cut_batch()))
+            Some(Value::stamped(self.now, self.cut_batch()))
         } else if self
             .basic
             .hole_since

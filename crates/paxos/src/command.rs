@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::types::{ClientId, NodeId, RequestId};
+use crate::types::{ClientId, NodeId, RequestId, Time};
 
 /// One operation on the key-value state machine.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -45,7 +45,25 @@ pub enum Value {
     /// Fills a hole that a new leader (or a Basic Paxos proposer) found with no value.
     Noop,
     /// Commands decided together in one slot, executed in order.
-    Batch(Arc<[Command]>),
+    Batch(Batch),
+}
+
+/// Commands decided together in one slot, and when their proposer cut them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Batch {
+    /// The proposer's time when it cut the batch. Execution takes the highest stamp so far as
+    /// the state machine's clock, so every replica expires client sessions at the same slot.
+    pub stamp: Time,
+    /// The commands, executed in order.
+    pub commands: Arc<[Command]>,
+}
+
+impl std::ops::Deref for Batch {
+    type Target = [Command];
+
+    fn deref(&self) -> &[Command] {
+        &self.commands
+    }
 }
 
 /// The result of a command, as sent back to the client.
@@ -101,9 +119,18 @@ impl Op {
 }
 
 impl Value {
-    /// A batch of the given commands.
+    /// A batch of `commands` cut at `stamp`.
+    pub fn stamped(stamp: Time, commands: Vec<Command>) -> Value {
+        Value::Batch(Batch {
+            stamp,
+            commands: commands.into(),
+        })
+    }
+
+    /// A batch of `commands` stamped with time zero (tests and tools; proposers use
+    /// [`Value::stamped`]).
     pub fn batch(commands: Vec<Command>) -> Value {
-        Value::Batch(commands.into())
+        Value::stamped(Time::ZERO, commands)
     }
 
     /// The commands in this value (none for a no-op).

@@ -152,6 +152,9 @@ pub enum Bug {
     SkipRecovery,
     /// A leader that counts a value chosen after a single Accepted (no quorum).
     CommitWithoutQuorum,
+    /// A state machine that starts any unknown session afresh, even one created longer than
+    /// the session timeout ago (so a late retry of a dropped session runs again).
+    ResurrectExpiredSessions,
 }
 
 /// Configuration of one node. Durations are `Duration`; the TOML layer above names units.
@@ -205,6 +208,10 @@ pub struct Config {
     /// below the window is answered [`crate::Outcome::Expired`] instead of being executed, because
     /// bounded memory cannot tell "executed long ago" from "never executed" there.
     pub reply_cache_per_client: usize,
+    /// A client session silent this long (by the log's clock: the proposers' batch stamps) is
+    /// dropped, and a late request of it is answered [`crate::Outcome::Expired`], never
+    /// executed again (see [`crate::KvState`]). Default 60 s.
+    pub session_timeout: Duration,
     /// Most commands a node holds waiting for a slot. A request that finds the queue full is
     /// answered [`crate::Outcome::Overloaded`] at once instead of waiting: under overload the
     /// excess is refused rather than every request queueing past its client's timeout, and a
@@ -286,6 +293,7 @@ impl Config {
             retry_timeout: Duration::from_millis(50),
             explicit_commit: false,
             reply_cache_per_client: 4096,
+            session_timeout: crate::kv::DEFAULT_SESSION_TIMEOUT,
             max_queue: 10_000,
             snapshot_interval: 10_000,
             log_retain_slots: 100_000,
@@ -346,6 +354,7 @@ impl Config {
             ("heartbeat_interval", self.heartbeat_interval),
             ("election_timeout", self.election_timeout),
             ("retry_timeout", self.retry_timeout),
+            ("session_timeout", self.session_timeout),
         ] {
             if value.is_zero() {
                 return Err(ConfigError::Zero(name));

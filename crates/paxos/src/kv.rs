@@ -2,6 +2,7 @@
 //! makes execution exactly-once.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
@@ -76,27 +77,66 @@ impl std::fmt::Debug for Key {
 }
 
 use crate::command::{Command, Op, Outcome};
-use crate::types::{ClientId, RequestId};
+use crate::types::{ClientId, RequestId, Time};
 
 /// The key-value map and the reply cache. Every replica applies the same commands in the same
 /// order, so every replica holds the same `KvState` at the same slot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// # Session expiry
+///
+/// A client session that has been silent for `session_timeout` is dropped, so a sweep that
+/// starts new generators at every level holds memory flat. Expiry is decided from the log
+/// alone, never from a replica's own clock: each batch carries its proposer's time
+/// ([`crate::Batch::stamp`]), and the state machine's clock is the highest stamp executed so
+/// far. Every replica therefore drops the same sessions at the same slot.
+///
+/// A request of a dropped session must never run again. The session's id carries the time it
+/// was created ([`ClientId::created`]), and a session is only ever dropped once the clock has
+/// passed `created + session_timeout` (its last activity is counted from no earlier than its
+/// creation). So a request whose session is unknown is answered [`Outcome::Expired`] if its
+/// session was created more than `session_timeout` before the clock, and starts a new session
+/// otherwise: a session that was dropped can never be started again. This holds whatever the
+/// clocks of clients and proposers say; a client whose clock runs more than `session_timeout`
+/// behind the proposers' only ever hears `Expired`.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KvState {
     map: KeyMap,
     sessions: FxHashMap<ClientId, Session>,
     /// How many replies each client session keeps (see [`crate::Config::reply_cache_per_client`]).
     cache_limit: usize,
+    /// A session silent this long is dropped (see [`crate::Config::session_timeout`]).
+    session_timeout: Duration,
+    /// The highest batch stamp executed: the clock sessions expire by.
+    clock: Time,
+    /// When the clock next looks for sessions to drop (a quarter timeout after the last look).
+    next_sweep: Time,
+    /// The self-test's broken variant: unknown sessions always start afresh.
+    resurrect: bool,
 }
 
+impl Default for KvState {
+    fn default() -> Self {
+        KvState::new(1, DEFAULT_SESSION_TIMEOUT)
+    }
+}
+
+/// The session timeout of [`KvState::default`] and [`crate::Config::default`].
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// What one client session remembers: the replies of its most recent `cache_limit` request ids,
-/// as a window `[base, base + replies.len())` indexed by request id. Clients number requests in
-/// increasing order, so the window slides forward and lookups need no hashing. A request below
-/// the window was executed (or abandoned) long ago and its reply is gone: it is answered
-/// [`Outcome::Expired`] and never executed.
+/// as a window `[base, base + replies.len())` indexed by request id, and when it was last
+/// active on the state machine's clock. Clients number requests in increasing order, so the
+/// window slides forward and lookups need no hashing. A request below the window was executed
+/// (or abandoned) long ago and its reply is gone: it is answered [`Outcome::Expired`] and never
+/// executed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Session {
-    base: u64,
-    replies: VecDeque<Option<Outcome>>,
+pub struct Session {
+    /// The first request id the window covers.
+    pub base: u64,
+    /// Replies from `base` on (`None`: not executed).
+    pub replies: VecDeque<Option<Outcome>>,
+    /// The clock when the session last executed a command (never before its creation).
+    pub last_active: Time,
 }
 
 impl Session {
@@ -142,16 +182,42 @@ pub enum Applied {
 }
 
 impl KvState {
-    /// An empty map whose sessions keep `cache_limit` replies each.
-    pub fn new(cache_limit: usize) -> Self {
+    /// An empty map whose sessions keep `cache_limit` replies each and expire after
+    /// `session_timeout` of silence.
+    pub fn new(cache_limit: usize, session_timeout: Duration) -> Self {
         KvState {
             map: KeyMap::default(),
             sessions: FxHashMap::default(),
             cache_limit: cache_limit.max(1),
+            session_timeout,
+            clock: Time::ZERO,
+            next_sweep: Time::ZERO,
+            resurrect: false,
         }
     }
 
-    /// Executes a command unless this `(client, request)` ran before.
+    /// The self-test's broken variant ([`crate::Bug::ResurrectExpiredSessions`]).
+    #[doc(hidden)]
+    pub fn resurrect_expired_sessions(&mut self) {
+        self.resurrect = true;
+    }
+
+    /// Moves the clock to a batch's stamp (it never goes back) and, a quarter timeout after the
+    /// last look, drops every session silent for longer than the timeout. Called before each
+    /// batch executes, with the batch's stamp.
+    pub fn tick(&mut self, stamp: Time) {
+        self.clock = self.clock.max(stamp);
+        if self.clock < self.next_sweep {
+            return;
+        }
+        let (clock, timeout) = (self.clock, self.session_timeout);
+        self.sessions
+            .retain(|_, s| clock.0.saturating_sub(s.last_active.0) <= timeout.as_nanos() as u64);
+        self.next_sweep = clock + (timeout / 4).max(Duration::from_millis(1));
+    }
+
+    /// Executes a command unless this `(client, request)` ran before (or belongs to an expired
+    /// session).
     pub fn apply(&mut self, cmd: &Command) -> Applied {
         if let Some(previous) = self.cached(cmd.client, cmd.request) {
             return Applied::Duplicate(previous);
@@ -174,18 +240,40 @@ impl KvState {
                 Outcome::Done
             }
         };
-        let limit = self.cache_limit;
-        self.sessions
-            .entry(cmd.client)
-            .or_default()
-            .record(cmd.request, outcome.clone(), limit);
+        let (limit, clock) = (self.cache_limit, self.clock);
+        let session = self.sessions.entry(cmd.client).or_default();
+        // Counted from no earlier than its creation: that is what makes a dropped session
+        // impossible to start again (see the type's docs).
+        session.last_active = session.last_active.max(clock).max(cmd.client.created());
+        session.record(cmd.request, outcome.clone(), limit);
         Applied::Fresh(outcome)
     }
 
-    /// The reply of a request that was already executed, if any (`Expired` if it is older than
-    /// the cache remembers).
+    /// The reply of a request that was already executed, if any: `Expired` if it is older than
+    /// the cache remembers, or if its session is unknown and was created more than the session
+    /// timeout before the clock (it may have been dropped).
     pub fn cached(&self, client: ClientId, request: RequestId) -> Option<Outcome> {
-        self.sessions.get(&client)?.lookup(request)
+        match self.sessions.get(&client) {
+            Some(session) => session.lookup(request),
+            None => {
+                let expired = client
+                    .created()
+                    .0
+                    .saturating_add(self.session_timeout.as_nanos() as u64)
+                    < self.clock.0;
+                (expired && !self.resurrect).then_some(Outcome::Expired)
+            }
+        }
+    }
+
+    /// The state machine's clock: the highest batch stamp executed.
+    pub fn clock(&self) -> Time {
+        self.clock
+    }
+
+    /// How many client sessions are kept.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Reads a key directly (for tests and checkers; clients read through the log).
@@ -221,50 +309,71 @@ impl KvState {
         self.cache_limit
     }
 
-    /// Every client session: the first request id its window covers and the cached replies
-    /// from there on (`None` for ids not executed), for encoding a snapshot.
-    pub fn sessions(
-        &self,
-    ) -> impl Iterator<Item = (ClientId, RequestId, &VecDeque<Option<Outcome>>)> {
-        self.sessions
-            .iter()
-            .map(|(c, s)| (*c, RequestId(s.base), &s.replies))
+    /// How long a silent session is kept.
+    pub fn session_timeout(&self) -> Duration {
+        self.session_timeout
     }
 
-    /// Rebuilds a state from its parts (the inverse of [`KvState::entries`] and
-    /// [`KvState::sessions`], for decoding a snapshot).
+    /// When the clock next looks for sessions to drop.
+    pub fn next_sweep(&self) -> Time {
+        self.next_sweep
+    }
+
+    /// Every client session, for encoding a snapshot.
+    pub fn sessions(&self) -> impl Iterator<Item = (ClientId, &Session)> {
+        self.sessions.iter().map(|(c, s)| (*c, s))
+    }
+
+    /// Rebuilds a state from its parts (the inverse of the accessors above, for decoding a
+    /// snapshot).
     pub fn from_parts(
-        cache_limit: usize,
+        limits: SessionLimits,
         entries: impl IntoIterator<Item = (Bytes, Bytes)>,
-        sessions: impl IntoIterator<Item = (ClientId, RequestId, VecDeque<Option<Outcome>>)>,
+        sessions: impl IntoIterator<Item = (ClientId, Session)>,
     ) -> Self {
         KvState {
             map: entries
                 .into_iter()
                 .map(|(k, v)| (Key::copy_of(&k), v))
                 .collect(),
-            sessions: sessions
-                .into_iter()
-                .map(|(c, base, replies)| {
-                    (
-                        c,
-                        Session {
-                            base: base.0,
-                            replies,
-                        },
-                    )
-                })
-                .collect(),
-            cache_limit: cache_limit.max(1),
+            sessions: sessions.into_iter().collect(),
+            cache_limit: limits.cache_limit.max(1),
+            session_timeout: limits.session_timeout,
+            clock: limits.clock,
+            next_sweep: limits.next_sweep,
+            resurrect: false,
         }
     }
+
+    /// The session settings and clocks of this state (for encoding a snapshot).
+    pub fn limits(&self) -> SessionLimits {
+        SessionLimits {
+            cache_limit: self.cache_limit,
+            session_timeout: self.session_timeout,
+            clock: self.clock,
+            next_sweep: self.next_sweep,
+        }
+    }
+}
+
+/// A state's session settings and clocks, as a snapshot carries them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLimits {
+    /// Replies kept per session.
+    pub cache_limit: usize,
+    /// A session silent this long is dropped.
+    pub session_timeout: Duration,
+    /// The highest batch stamp executed.
+    pub clock: Time,
+    /// When the clock next looks for sessions to drop.
+    pub next_sweep: Time,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn put(client: u64, request: u64, key: &'static str, value: &'static str) -> Command {
+    fn put(client: u128, request: u64, key: &'static str, value: &'static str) -> Command {
         Command {
             client: ClientId(client),
             request: RequestId(request),
@@ -277,7 +386,7 @@ mod tests {
 
     #[test]
     fn a_retried_request_is_not_executed_twice() {
-        let mut kv = KvState::new(8);
+        let mut kv = KvState::new(8, DEFAULT_SESSION_TIMEOUT);
         assert_eq!(
             kv.apply(&put(1, 1, "k", "a")),
             Applied::Fresh(Outcome::Done)
@@ -296,7 +405,7 @@ mod tests {
 
     #[test]
     fn short_and_long_keys_are_stored_and_found_alike() {
-        let mut kv = KvState::new(8);
+        let mut kv = KvState::new(8, DEFAULT_SESSION_TIMEOUT);
         let keys: Vec<Bytes> = [0, 1, INLINE_KEY - 1, INLINE_KEY, INLINE_KEY + 1, 300]
             .iter()
             .map(|&n| Bytes::from(vec![b'k'; n]))
@@ -326,17 +435,17 @@ mod tests {
             );
         }
         let rebuilt = KvState::from_parts(
-            8,
+            kv.limits(),
             kv.entries()
                 .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone())),
-            kv.sessions().map(|(c, b, w)| (c, b, w.clone())),
+            kv.sessions().map(|(c, s)| (c, s.clone())),
         );
         assert_eq!(rebuilt, kv);
     }
 
     #[test]
     fn evicted_replies_are_expired_not_re_executed() {
-        let mut kv = KvState::new(2);
+        let mut kv = KvState::new(2, DEFAULT_SESSION_TIMEOUT);
         for r in 1..=3 {
             kv.apply(&put(7, r, "k", "v"));
         }
@@ -352,7 +461,7 @@ mod tests {
 
     #[test]
     fn out_of_order_ids_inside_the_window_are_remembered_and_jumps_stay_bounded() {
-        let mut kv = KvState::new(4);
+        let mut kv = KvState::new(4, DEFAULT_SESSION_TIMEOUT);
         kv.apply(&put(1, 5, "k", "a"));
         kv.apply(&put(1, 3, "k", "b"));
         assert_eq!(kv.cached(ClientId(1), RequestId(3)), Some(Outcome::Done));
@@ -368,15 +477,104 @@ mod tests {
             Some(Outcome::Done)
         );
         assert!(
-            kv.sessions().all(|(_, _, w)| w.len() <= 4),
+            kv.sessions().all(|(_, s)| s.replies.len() <= 4),
             "the window never exceeds the limit"
         );
         let rebuilt = KvState::from_parts(
-            4,
+            kv.limits(),
             kv.entries()
                 .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone())),
-            kv.sessions().map(|(c, b, w)| (c, b, w.clone())),
+            kv.sessions().map(|(c, s)| (c, s.clone())),
         );
         assert_eq!(rebuilt, kv);
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn session(created_s: u64, nonce: u64) -> u128 {
+        ClientId::new(Time(created_s * SECOND), nonce).0
+    }
+
+    #[test]
+    fn a_silent_session_is_dropped_and_its_late_requests_are_expired_not_re_run() {
+        let mut kv = KvState::new(8, Duration::from_secs(10));
+        let (a, b) = (session(100, 1), session(100, 2));
+        kv.tick(Time(100 * SECOND));
+        assert_eq!(
+            kv.apply(&put(a, 1, "k", "a1")),
+            Applied::Fresh(Outcome::Done)
+        );
+        assert_eq!(
+            kv.apply(&put(b, 1, "j", "b1")),
+            Applied::Fresh(Outcome::Done)
+        );
+        // b stays active; a falls silent.
+        for t in [104, 108, 112] {
+            kv.tick(Time(t * SECOND));
+            kv.apply(&put(b, t, "j", "b"));
+        }
+        assert_eq!(kv.session_count(), 1, "a was dropped after 10 s of silence");
+        // A's retry of request 1, and a new request of a, are never executed.
+        assert_eq!(
+            kv.apply(&put(a, 1, "k", "again")),
+            Applied::Duplicate(Outcome::Expired)
+        );
+        assert_eq!(
+            kv.apply(&put(a, 2, "k", "new")),
+            Applied::Duplicate(Outcome::Expired)
+        );
+        assert_eq!(kv.get(b"k").unwrap().as_ref(), b"a1");
+        assert_eq!(
+            kv.session_count(),
+            1,
+            "an expired session never starts again"
+        );
+        // A session created recently is welcome.
+        let c = session(111, 3);
+        assert_eq!(
+            kv.apply(&put(c, 1, "k", "c1")),
+            Applied::Fresh(Outcome::Done)
+        );
+    }
+
+    #[test]
+    fn a_session_whose_clock_runs_ahead_is_kept_until_the_log_passes_its_creation() {
+        // Created at 200 s by its own clock while the proposers say 100 s: its activity counts
+        // from 200 s, so it is dropped only after 210 s, and expired for ever after.
+        let mut kv = KvState::new(8, Duration::from_secs(10));
+        let ahead = session(200, 1);
+        kv.tick(Time(100 * SECOND));
+        assert_eq!(
+            kv.apply(&put(ahead, 1, "k", "v")),
+            Applied::Fresh(Outcome::Done)
+        );
+        kv.tick(Time(205 * SECOND));
+        assert_eq!(kv.session_count(), 1);
+        kv.tick(Time(211 * SECOND));
+        kv.tick(Time(214 * SECOND));
+        assert_eq!(kv.session_count(), 0);
+        assert_eq!(
+            kv.apply(&put(ahead, 1, "k", "x")),
+            Applied::Duplicate(Outcome::Expired)
+        );
+        assert_eq!(
+            kv.cached(ClientId(ahead), RequestId(9)),
+            Some(Outcome::Expired)
+        );
+    }
+
+    #[test]
+    fn sessions_and_clocks_survive_a_snapshot() {
+        let mut kv = KvState::new(4, Duration::from_secs(10));
+        kv.tick(Time(50 * SECOND));
+        kv.apply(&put(session(49, 1), 1, "k", "v"));
+        let rebuilt = KvState::from_parts(
+            kv.limits(),
+            kv.entries()
+                .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone())),
+            kv.sessions().map(|(c, s)| (c, s.clone())),
+        );
+        assert_eq!(rebuilt, kv);
+        assert_eq!(rebuilt.clock(), Time(50 * SECOND));
     }
 }

@@ -59,9 +59,9 @@ mod storage;
 pub mod testing;
 mod types;
 
-pub use command::{Command, Op, Outcome, Reply, Value};
+pub use command::{Batch, Command, Op, Outcome, Reply, Value};
 pub use config::{Backoff, BackoffMode, Bug, Config, ConfigError, Protocol, UnknownName};
-pub use kv::{Applied, KvState};
+pub use kv::{Applied, KvState, Session, SessionLimits, DEFAULT_SESSION_TIMEOUT};
 pub use messages::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, Learn, Message,
     MessageKind, Nack, Prepare, PrepareScope, Promise, Snapshot,

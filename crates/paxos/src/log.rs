@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn truncated_values_are_freed_a_few_per_step() {
-        let mut log = Log::new(KvState::new(8), None);
+        let mut log = Log::new(KvState::new(8, crate::kv::DEFAULT_SESSION_TIMEOUT), None);
         let value = Value::batch(vec![crate::testing::put(1, 1, b"k", b"v")]);
         for i in 0..10_000 {
             assert!(log.learn(Slot(i), value.clone()));
@@ -211,7 +211,7 @@ mod tests {
         assert!(steps < 300, "a backlog drains geometrically: {steps} steps");
         assert_eq!(
             Arc::strong_count(match &value {
-                Value::Batch(b) => b,
+                Value::Batch(b) => &b.commands,
                 Value::Noop => unreachable!(),
             }),
             1,
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn executes_in_order_and_stops_at_a_hole() {
-        let mut log = Log::new(KvState::new(8), None);
+        let mut log = Log::new(KvState::new(8, crate::kv::DEFAULT_SESSION_TIMEOUT), None);
         assert!(log.learn(Slot(1), Value::Noop));
         assert!(log.next_to_execute().is_none(), "slot 0 is a hole");
         assert_eq!(log.first_unchosen(), Slot(0));

@@ -606,7 +606,7 @@ impl Node {
             let slot = l.next_slot;
             l.next_slot = slot.next();
             let skip = self.config.skip_phase1;
-            self.propose(slot, Value::batch(batch), skip, short);
+            self.propose(slot, Value::stamped(self.now, batch), skip, short);
             room -= 1;
         }
         self.announce_commit();

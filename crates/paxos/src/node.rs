@@ -100,10 +100,13 @@ impl Node {
         let accept_lower = config.bug == Some(Bug::AcceptLowerBallot);
         let forget = config.bug == Some(Bug::ForgetPromiseOnRestart);
         let acceptor = Acceptor::recover(&durable, accept_lower, forget);
-        let kv = match &durable.snapshot {
+        let mut kv = match &durable.snapshot {
             Some((_, state)) => (**state).clone(),
-            None => KvState::new(config.reply_cache_per_client),
+            None => KvState::new(config.reply_cache_per_client, config.session_timeout),
         };
+        if config.bug == Some(Bug::ResurrectExpiredSessions) {
+            kv.resurrect_expired_sessions();
+        }
         let log = Log::new(kv, durable.snapshot.clone());
         let start = log.executed();
         let seed = config.seed ^ (u64::from(config.id.0) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -696,8 +699,9 @@ impl Node {
         while let Some((slot, value)) = self.log.next_to_execute() {
             match &value {
                 Value::Noop => self.stats.noops += 1,
-                Value::Batch(cmds) => {
-                    for cmd in cmds.iter() {
+                Value::Batch(batch) => {
+                    self.log.kv.tick(batch.stamp);
+                    for cmd in batch.iter() {
                         let outcome = match self.log.kv.apply(cmd) {
                             Applied::Fresh(o) => {
                                 self.stats.commands_executed += 1;
@@ -723,6 +727,7 @@ impl Node {
     /// 260 bytes of memory per command, without bound.
     fn execute_alone(&mut self, cmd: Command) {
         let slot = self.log.skip_executed();
+        self.log.kv.tick(self.now);
         let outcome = match self.log.kv.apply(&cmd) {
             Applied::Fresh(o) => {
                 self.stats.commands_executed += 1;
@@ -732,7 +737,8 @@ impl Node {
         };
         self.reply(cmd.client, cmd.request, outcome);
         if self.config.trace_execution {
-            self.executed_trace.push((slot, Value::batch(vec![cmd])));
+            self.executed_trace
+                .push((slot, Value::stamped(self.now, vec![cmd])));
         }
     }
 

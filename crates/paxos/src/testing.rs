@@ -185,7 +185,7 @@ impl LocalCluster {
 pub fn put(client: u64, request: u64, key: &[u8], value: &[u8]) -> Command {
     use bytes::Bytes;
     Command {
-        client: crate::ClientId(client),
+        client: crate::ClientId(client.into()),
         request: crate::RequestId(request),
         op: crate::Op::Put {
             key: Bytes::copy_from_slice(key),
@@ -197,7 +197,7 @@ pub fn put(client: u64, request: u64, key: &[u8], value: &[u8]) -> Command {
 /// A get of `key` for `client`'s request `request`.
 pub fn get(client: u64, request: u64, key: &[u8]) -> Command {
     Command {
-        client: crate::ClientId(client),
+        client: crate::ClientId(client.into()),
         request: crate::RequestId(request),
         op: crate::Op::Get {
             key: bytes::Bytes::copy_from_slice(key),

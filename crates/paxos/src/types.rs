@@ -23,15 +23,52 @@ pub struct Ballot {
 pub struct Slot(pub u64);
 
 /// A client session. Request ids are unique per client.
+///
+/// The high 64 bits are when the session began, in milliseconds since the UNIX epoch on the
+/// client's clock ([`ClientId::created`]); the low 64 bits tell apart sessions that began in
+/// the same millisecond ([`ClientId::nonce`]). The replicas drop a session that has been silent
+/// for [`crate::Config::session_timeout`], and its creation time is what lets them answer a
+/// late request of a dropped session `Expired` instead of executing it again (see
+/// [`crate::KvState`]). A plain number (`ClientId(9)`) is a session created at time zero.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct ClientId(pub u64);
+pub struct ClientId(pub u128);
+
+impl ClientId {
+    /// The session `nonce`, begun at `created` (kept to the millisecond, rounded down).
+    pub fn new(created: Time, nonce: u64) -> ClientId {
+        ClientId((u128::from(created.0 / 1_000_000) << 64) | u128::from(nonce))
+    }
+
+    /// When the session began, as its client said (to the millisecond).
+    pub fn created(self) -> Time {
+        Time(((self.0 >> 64) as u64).saturating_mul(1_000_000))
+    }
+
+    /// The creation time as carried: milliseconds since the epoch.
+    pub fn created_ms(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+
+    /// What tells it apart from sessions begun in the same millisecond.
+    pub fn nonce(self) -> u64 {
+        self.0 as u64
+    }
+
+    /// The session with this creation time (ms) and nonce, as decoded from the wire.
+    pub fn from_parts(created_ms: u64, nonce: u64) -> ClientId {
+        ClientId((u128::from(created_ms) << 64) | u128::from(nonce))
+    }
+}
 
 /// A request of one client; exactly-once execution is keyed by `(ClientId, RequestId)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RequestId(pub u64);
 
-/// A point in time, in nanoseconds since an epoch chosen by the caller (the simulator's virtual
-/// clock, or the runtime's start instant). The core never reads a clock: time is an argument.
+/// A point in time, in nanoseconds since an epoch chosen by the caller: the simulator's virtual
+/// clock, or (in the runtime) the UNIX epoch, measured as the wall clock at start plus the
+/// monotonic time since, so it never goes backwards. The core never reads a clock: time is an
+/// argument. Batches carry their proposer's time ([`crate::Batch::stamp`]), which is what
+/// expires client sessions the same way on every replica.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Time(pub u64);
 

@@ -428,6 +428,51 @@ fn unreplicated_holds_no_log_of_what_it_executed() {
     assert_eq!(n_get(&c, b"k0"), Some(bytes::Bytes::from_static(b"v")));
 }
 
+/// A silent session is dropped on every replica at the same slot, by the log's clock, and a
+/// late retry of its request is answered `Expired`, never executed again; an active session is
+/// kept. For each protocol.
+#[test]
+fn silent_sessions_expire_alike_on_every_replica_and_are_never_re_executed() {
+    for (protocol, n) in [
+        (Protocol::MultiPaxos, 3),
+        (Protocol::BasicPaxos, 3),
+        (Protocol::Unreplicated, 1),
+    ] {
+        let mut c = LocalCluster::new(protocol, n, |c| {
+            c.session_timeout = Duration::from_secs(1);
+        });
+        let to = if protocol == Protocol::MultiPaxos {
+            c.elect(5 * SECOND).unwrap()
+        } else {
+            NodeId(0)
+        };
+        let silent = put(1, 1, b"k", b"first");
+        c.request(to, silent.clone());
+        c.run();
+        assert_eq!(outcome_of(&c, &silent), vec![Outcome::Done], "{protocol}");
+        for r in 1..=30 {
+            c.advance(Duration::from_millis(100));
+            c.request(to, put(2, r, b"j", b"busy"));
+            c.run();
+        }
+        c.advance(Duration::from_millis(200));
+        let counts: Vec<usize> = c.nodes.iter().map(|n| n.kv().session_count()).collect();
+        assert!(
+            counts.iter().all(|&k| k == 1),
+            "{protocol}: sessions {counts:?}"
+        );
+        let retry = put(1, 1, b"k", b"again");
+        c.request(to, retry.clone());
+        c.run();
+        assert_eq!(
+            outcome_of(&c, &retry).last(),
+            Some(&Outcome::Expired),
+            "{protocol}"
+        );
+        assert_eq!(n_get(&c, b"k"), Some(bytes::Bytes::from_static(b"first")));
+    }
+}
+
 fn n_get(c: &LocalCluster, key: &[u8]) -> Option<bytes::Bytes> {
     c.nodes[0].kv().get(key).cloned()
 }

@@ -29,11 +29,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::time::Duration;
 
 use bytes::Bytes;
 use paxos::{
     Ballot, ClientId, Command, Durable, KvState, Message, NodeId, Op, Outcome, PrepareScope,
-    Record, RequestId, Slot, Value,
+    Record, RequestId, Slot, Time, Value,
 };
 
 /// Names a checker: what a failure is a failure of.
@@ -168,13 +169,36 @@ pub fn describe_value(value: &Value) -> String {
 }
 
 /// An independent model of the replicated key-value store: a plain map, fed the chosen log in
-/// slot order, deduplicating by (client, request) with no cache limit.
-#[derive(Clone, Debug, Default)]
+/// slot order, deduplicating by (client, request) with no cache limit, and expiring client
+/// sessions as `paxos::KvState` documents it: the clock is the highest batch stamp; at the
+/// first batch at or past the next sweep time, every session silent for longer than the
+/// timeout is dropped and the next sweep is a quarter timeout later; a command of an unknown
+/// session created more than the timeout before the clock is answered `Expired` and not run.
+#[derive(Clone, Debug)]
 pub struct Reference {
     map: BTreeMap<Bytes, Bytes>,
     /// The outcome of each command at its first position in the log.
     results: HashMap<(ClientId, RequestId), (Slot, Outcome)>,
     next: Slot,
+    /// Live sessions and when each was last active (never before its creation).
+    sessions: HashMap<ClientId, Time>,
+    session_timeout: Duration,
+    clock: Time,
+    next_sweep: Time,
+}
+
+impl Default for Reference {
+    fn default() -> Self {
+        Reference {
+            map: BTreeMap::new(),
+            results: HashMap::new(),
+            next: Slot(0),
+            sessions: HashMap::new(),
+            session_timeout: paxos::DEFAULT_SESSION_TIMEOUT,
+            clock: Time::ZERO,
+            next_sweep: Time::ZERO,
+        }
+    }
 }
 
 impl Reference {
@@ -204,11 +228,27 @@ impl Reference {
     /// Replays every chosen slot from `next` on, as far as there is no gap.
     pub fn advance(&mut self, chosen: &BTreeMap<Slot, Value>) {
         while let Some(value) = chosen.get(&self.next) {
+            if let Value::Batch(batch) = value {
+                self.clock = self.clock.max(batch.stamp);
+                if self.clock >= self.next_sweep {
+                    let (clock, timeout) = (self.clock, self.session_timeout);
+                    self.sessions
+                        .retain(|_, last| clock.saturating_since(*last) <= timeout);
+                    self.next_sweep = clock + (timeout / 4).max(Duration::from_millis(1));
+                }
+            }
             for cmd in value.commands() {
                 let id = (cmd.client, cmd.request);
                 if self.results.contains_key(&id) {
                     continue;
                 }
+                let known = self.sessions.contains_key(&cmd.client);
+                if !known && cmd.client.created() + self.session_timeout < self.clock {
+                    self.results.insert(id, (self.next, Outcome::Expired));
+                    continue;
+                }
+                let last = self.sessions.entry(cmd.client).or_insert(Time::ZERO);
+                *last = (*last).max(self.clock).max(cmd.client.created());
                 let outcome = match &cmd.op {
                     Op::Get { key } => Outcome::Value(self.map.get(key).cloned()),
                     Op::Put { key, value } => {
@@ -258,6 +298,8 @@ pub struct Checkers {
     chosen_by_execution: bool,
     votes: BTreeMap<Slot, Vec<Vote>>,
     chosen: BTreeMap<Slot, Value>,
+    /// The latest batch stamp of any chosen value.
+    latest_stamp: Time,
     issued: HashMap<(ClientId, RequestId), Op>,
     views: Vec<NodeView>,
     reference: Reference,
@@ -279,7 +321,19 @@ impl Checkers {
             issued: HashMap::new(),
             views,
             reference: Reference::new(start),
+            latest_stamp: Time::ZERO,
         }
+    }
+
+    /// Whether a session is expired by the rule of `paxos::KvState`, against the latest stamp
+    /// of any chosen value (a node's clock is never past the stamps it executed, all chosen).
+    fn session_expired(&self, client: ClientId) -> bool {
+        client.created() + self.reference.session_timeout < self.latest_stamp
+    }
+
+    /// The nodes' session timeout, for the reference's model of session expiry.
+    pub fn set_session_timeout(&mut self, timeout: Duration) {
+        self.reference.session_timeout = timeout;
     }
 
     fn index(&self, node: NodeId) -> usize {
@@ -498,6 +552,9 @@ impl Checkers {
                 ));
             }
         }
+        if let Value::Batch(b) = &value {
+            self.latest_stamp = self.latest_stamp.max(b.stamp);
+        }
         self.chosen.insert(slot, value);
         self.reference.advance(&self.chosen);
         Ok(())
@@ -568,6 +625,11 @@ impl Checkers {
             ));
         };
         let Some((slot, expected)) = self.reference.result(client, request) else {
+            if *outcome == Outcome::Expired && self.session_expired(client) {
+                // Answered from the node's own state: its session was created more than the
+                // timeout before a stamp the node executed, so it is expired for good.
+                return Ok(());
+            }
             return Err(Violation::new(
                 Check::ExactlyOnceReplies,
                 format!(
@@ -653,7 +715,7 @@ mod tests {
 
     fn put(client: u64, request: u64, key: &'static str, value: &'static str) -> Command {
         Command {
-            client: ClientId(client),
+            client: ClientId(client.into()),
             request: RequestId(request),
             op: Op::Put {
                 key: Bytes::from_static(key.as_bytes()),
@@ -664,7 +726,7 @@ mod tests {
 
     fn get(client: u64, request: u64, key: &'static str) -> Command {
         Command {
-            client: ClientId(client),
+            client: ClientId(client.into()),
             request: RequestId(request),
             op: Op::Get {
                 key: Bytes::from_static(key.as_bytes()),
@@ -977,7 +1039,7 @@ mod tests {
             &batch(std::slice::from_ref(&x)),
         )
         .unwrap();
-        let mut kv = KvState::new(16);
+        let mut kv = KvState::new(16, paxos::DEFAULT_SESSION_TIMEOUT);
         // Behind the reference: not compared.
         c.compare_state(n(0), Slot(0), &kv).unwrap();
         assert_eq!(

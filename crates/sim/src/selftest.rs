@@ -27,7 +27,9 @@ pub struct BugCase {
 /// - `SkipRecovery` needs a leader change after values were accepted: Multi-Paxos under
 ///   `crashes` (which kill the leader mid-batch).
 /// - `CommitWithoutQuorum` needs nothing but load; `lossy` makes the missing quorum likelier.
-pub const BUG_CASES: [BugCase; 4] = [
+/// - `ResurrectExpiredSessions` needs a retry that arrives after its session was dropped:
+///   clients cut off by `partitions` for longer than a short session timeout.
+pub const BUG_CASES: [BugCase; 5] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -47,6 +49,11 @@ pub const BUG_CASES: [BugCase; 4] = [
         bug: Bug::CommitWithoutQuorum,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Lossy,
+    },
+    BugCase {
+        bug: Bug::ResurrectExpiredSessions,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Partitions,
     },
 ];
 

@@ -174,6 +174,8 @@ pub struct RunStats {
     pub mid_batch_kills: u64,
     /// Client re-sends after a timeout.
     pub client_retries: u64,
+    /// Times a client began a new session after an `Expired` answer.
+    pub sessions_renewed: u64,
     /// The latest time a command completed.
     pub last_completion: Time,
     /// Each node's counters at the end (of its current incarnation).
@@ -455,6 +457,7 @@ impl Simulation {
             SimRng::stream(cfg.seed, STREAM_NETWORK),
         );
         let (configs, knobs) = node_configs(&cfg, &ids);
+        let session_timeout = configs[0].session_timeout;
         let nodes = ids
             .iter()
             .zip(configs)
@@ -473,7 +476,9 @@ impl Simulation {
         let keys = (0..cfg.workload.keys.max(1))
             .map(|k| Bytes::from(format!("k{k}")))
             .collect();
-        let checkers = Checkers::new(ids.clone(), Slot(0), cfg.protocol == Protocol::Unreplicated);
+        let mut checkers =
+            Checkers::new(ids.clone(), Slot(0), cfg.protocol == Protocol::Unreplicated);
+        checkers.set_session_timeout(session_timeout);
         Simulation {
             trace: Trace::new(cfg.trace_len),
             rng_clients: SimRng::stream(cfg.seed, STREAM_CLIENTS),
@@ -678,7 +683,7 @@ impl Simulation {
                 self.cfg.heal_after * 2 / per_stream
             });
             self.clients.push(Client {
-                id: ClientId(c as u64 + 1),
+                id: ClientId::new(Time::ZERO, c as u64 + 1),
                 home,
                 next_request: 1,
                 issued: 0,
@@ -1045,7 +1050,7 @@ impl Simulation {
     }
 
     fn reply(&mut self, from: NodeId, reply: Reply) {
-        let client = reply.client.0.wrapping_sub(1) as usize;
+        let client = reply.client.nonce().wrapping_sub(1) as usize;
         if client >= self.clients.len() {
             // A reply for a client that does not exist is caught when it "arrives".
             self.schedule(self.now, Event::Reply { from, reply });
@@ -1157,7 +1162,7 @@ impl Simulation {
     }
 
     fn client_reply(&mut self, from: NodeId, reply: Reply) -> Verdict {
-        let c = reply.client.0.wrapping_sub(1) as usize;
+        let c = reply.client.nonce().wrapping_sub(1) as usize;
         self.trace.push(
             self.now,
             TraceEvent::Reply {
@@ -1220,12 +1225,19 @@ impl Simulation {
                 );
             }
             outcome => {
+                let now = self.now;
                 let client = &mut self.clients[c];
                 let p = client
                     .outstanding
                     .remove(&reply.request)
                     .expect("outstanding");
                 client.home = from_index;
+                if outcome == Outcome::Expired && p.cmd.client == client.id {
+                    // The session may have been dropped: later requests go in a new one (its
+                    // request ids keep counting, so they never meet the old session's).
+                    client.id = ClientId::new(now, c as u64 + 1);
+                    self.stats.sessions_renewed += 1;
+                }
                 let think = client.think;
                 self.history[p.history].response = Some((self.now, outcome));
                 self.stats.completed += 1;
@@ -1402,9 +1414,14 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.durable_snapshots = !rng.chance(0.3);
         base.partial_batches = *rng.pick(&[1, 2, 32]);
         base.max_queue = *rng.pick(&[3, 10_000]);
+        base.session_timeout = *rng.pick(&[
+            paxos::DEFAULT_SESSION_TIMEOUT,
+            Duration::from_secs(2),
+            Duration::from_millis(300),
+        ]);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} backoff={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1416,6 +1433,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.durable_snapshots,
         base.partial_batches,
         base.max_queue,
+        base.session_timeout,
         base.backoff.mode,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );

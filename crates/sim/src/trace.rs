@@ -34,7 +34,7 @@ impl ValueBrief {
             Value::Noop => ValueBrief::Noop,
             Value::Batch(cmds) => ValueBrief::Batch {
                 len: cmds.len() as u32,
-                client: cmds.first().map_or(0, |c| c.client.0),
+                client: cmds.first().map_or(0, |c| c.client.nonce()),
                 request: cmds.first().map_or(0, |c| c.request.0),
             },
         }

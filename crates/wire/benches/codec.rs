@@ -12,7 +12,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use paxos::{
-    Accept, Accepted, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Value,
+    Accept, Accepted, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Time, Value,
 };
 use wire::{decode_frame, encode_frame};
 
@@ -22,7 +22,8 @@ const FRAMES: usize = 16;
 fn accept_batch() -> Message {
     let cmds = (0..100u64)
         .map(|i| Command {
-            client: ClientId(1000 + i % 8),
+            // A session begun in December 2026 with a generator's 32-bit nonce.
+            client: ClientId::new(Time(1_796_000_000_000_000_000), 0x9e37_0000 + i % 8),
             request: RequestId(1_000_000 + i),
             op: Op::Put {
                 key: Bytes::from(format!("key-{i:012}").into_bytes()),
@@ -33,7 +34,7 @@ fn accept_batch() -> Message {
     Message::Accept(Accept {
         ballot: Ballot::new(7, NodeId(1)),
         slot: Slot(123_456),
-        value: Value::batch(cmds),
+        value: Value::stamped(Time(1_796_000_001_000_000_000), cmds),
         commit: Slot(123_440),
         truncate: Slot(113_000),
     })

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::Bytes;
-use paxos::{Ballot, ClientId, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
+use paxos::{Ballot, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
 
 use crate::coding::{put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
@@ -220,7 +220,7 @@ impl WriteBody for ResponseFrame {
         match self {
             ResponseFrame::Response(resp) => {
                 buf.put_u8(tag::RESPONSE);
-                put_varint(buf, resp.reply.client.0);
+                crate::command::put_client(buf, resp.reply.client);
                 put_varint(buf, resp.reply.request.0);
                 put_outcome(buf, &resp.reply.outcome);
                 put_addr(buf, resp.leader_addr);
@@ -250,7 +250,7 @@ impl Frame for ResponseFrame {
         let mut r = Reader::new(body);
         let (frame, kind) = match r.u8("frame tag")? {
             tag::RESPONSE => {
-                let client = ClientId(r.varint("Reply.client")?);
+                let client = crate::command::read_client(&mut r, "Reply.client")?;
                 let request = RequestId(r.varint("Reply.request")?);
                 let outcome = read_outcome(&mut r)?;
                 let leader_addr = read_addr(&mut r)?;

@@ -1,13 +1,13 @@
 //! Encoding of the core's vocabulary that several frames share: ids, ballots, commands, log
 //! values and outcomes.
 
-use paxos::{Ballot, ClientId, Command, NodeId, Op, Outcome, RequestId, Slot, Value};
+use paxos::{Ballot, ClientId, Command, NodeId, Op, Outcome, RequestId, Slot, Time, Value};
 
 use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::error::WireError;
 
 /// Smallest encoding of a command: client, request, op tag, key length.
-pub(crate) const MIN_COMMAND_LEN: usize = 4;
+pub(crate) const MIN_COMMAND_LEN: usize = 5;
 /// Smallest encoding of a value (a no-op).
 pub(crate) const MIN_VALUE_LEN: usize = 1;
 /// Smallest encoding of a ballot.
@@ -60,9 +60,22 @@ pub(crate) fn read_ballot(r: &mut Reader, field: &'static str) -> Result<Ballot,
     Ok(Ballot { round, node })
 }
 
+/// A client session id: its creation time (ms since the epoch), then its nonce (two varints).
+#[inline]
+pub(crate) fn put_client(buf: &mut Writer<'_>, client: ClientId) {
+    put_varint(buf, client.created_ms());
+    put_varint(buf, client.nonce());
+}
+
+#[inline]
+pub(crate) fn read_client(r: &mut Reader, field: &'static str) -> Result<ClientId, WireError> {
+    let created_ms = r.varint(field)?;
+    Ok(ClientId::from_parts(created_ms, r.varint(field)?))
+}
+
 /// A command: client, request, then the operation (tag, key, value for a put).
 pub(crate) fn put_command(buf: &mut Writer<'_>, cmd: &Command) {
-    put_varint(buf, cmd.client.0);
+    put_client(buf, cmd.client);
     put_varint(buf, cmd.request.0);
     match &cmd.op {
         Op::Get { key } => {
@@ -83,7 +96,7 @@ pub(crate) fn put_command(buf: &mut Writer<'_>, cmd: &Command) {
 
 #[inline]
 pub(crate) fn read_command(r: &mut Reader) -> Result<Command, WireError> {
-    let client = ClientId(r.varint("Command.client")?);
+    let client = read_client(r, "Command.client")?;
     let request = RequestId(r.varint("Command.request")?);
     let op = match r.u8("Op tag")? {
         OP_GET => Op::Get {
@@ -105,15 +118,16 @@ pub(crate) fn read_command(r: &mut Reader) -> Result<Command, WireError> {
     })
 }
 
-/// A log value: `0x00` for a no-op, or `0x01`, a count and the commands.
+/// A log value: `0x00` for a no-op, or `0x01`, the batch's stamp, a count and the commands.
 pub(crate) fn put_value(buf: &mut Writer<'_>, value: &Value) {
     match value {
         Value::Noop => buf.put_u8(VALUE_NOOP),
         Value::Batch(cmds) => {
             // One reservation for the whole batch: payload plus a generous per-command overhead.
             let payload: usize = cmds.iter().map(|c| c.op.payload_len()).sum();
-            buf.reserve(1 + 10 + payload + cmds.len() * 24);
+            buf.reserve(1 + 20 + payload + cmds.len() * 32);
             buf.put_u8(VALUE_BATCH);
+            put_varint(buf, cmds.stamp.0);
             put_count(buf, cmds.len());
             for cmd in cmds.iter() {
                 put_command(buf, cmd);
@@ -126,12 +140,13 @@ pub(crate) fn read_value(r: &mut Reader) -> Result<Value, WireError> {
     match r.u8("Value tag")? {
         VALUE_NOOP => Ok(Value::Noop),
         VALUE_BATCH => {
+            let stamp = Time(r.varint("Value.stamp")?);
             let count = r.count("Value.commands", MIN_COMMAND_LEN)?;
             let mut cmds = Reader::vec_for(count);
             for _ in 0..count {
                 cmds.push(read_command(r)?);
             }
-            Ok(Value::batch(cmds))
+            Ok(Value::stamped(stamp, cmds))
         }
         tag => Err(WireError::UnknownTag { what: "Value", tag }),
     }

@@ -2,17 +2,18 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use paxos::{
-    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, ClientId, Commit, Heartbeat, KvState,
-    Learn, Message, Nack, NodeId, Prepare, PrepareScope, Promise, RequestId, Snapshot,
+    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, KvState, Learn,
+    Message, Nack, NodeId, Prepare, PrepareScope, Promise, Session, SessionLimits, Snapshot, Time,
 };
 
 use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
-    put_ballot, put_node, put_outcome, put_slot, put_value, read_ballot, read_node, read_outcome,
-    read_slot, read_value, MIN_BALLOT_LEN, MIN_VALUE_LEN,
+    put_ballot, put_client, put_node, put_outcome, put_slot, put_value, read_ballot, read_client,
+    read_node, read_outcome, read_slot, read_value, MIN_BALLOT_LEN, MIN_VALUE_LEN,
 };
 use crate::error::WireError;
 use crate::frame::{tag, Frame, WriteBody};
@@ -63,11 +64,16 @@ fn read_scope(r: &mut Reader, field: &'static str) -> Result<PrepareScope, WireE
     }
 }
 
-/// A snapshot's state: cache limit, the key-value entries, then the client sessions (client,
-/// first request id of its reply window, then one optional outcome per id in the window).
+/// A snapshot's state: cache limit, session timeout (ns), clock and next sweep, the key-value
+/// entries, then the client sessions (client, when it was last active, first request id of its
+/// reply window, then one optional outcome per id in the window).
 pub(crate) fn put_state(buf: &mut Writer<'_>, state: &KvState) {
-    buf.reserve(state.payload_bytes() + 4 * state.len() + 16);
-    put_varint(buf, state.cache_limit() as u64);
+    buf.reserve(state.payload_bytes() + 4 * state.len() + 40);
+    let limits = state.limits();
+    put_varint(buf, limits.cache_limit as u64);
+    put_varint(buf, limits.session_timeout.as_nanos() as u64);
+    put_varint(buf, limits.clock.0);
+    put_varint(buf, limits.next_sweep.0);
     put_count(buf, state.len());
     for (key, value) in state.entries() {
         put_bytes(buf, key);
@@ -75,29 +81,36 @@ pub(crate) fn put_state(buf: &mut Writer<'_>, state: &KvState) {
     }
     // `sessions()` is an iterator without a known length; count first so the decoder can check
     // the count against the frame before it allocates.
-    put_count(buf, state.sessions().count());
-    for (client, base, replies) in state.sessions() {
-        put_varint(buf, client.0);
-        put_varint(buf, base.0);
-        put_count(buf, replies.len());
-        for outcome in replies {
+    put_count(buf, state.session_count());
+    for (client, session) in state.sessions() {
+        put_client(buf, client);
+        put_varint(buf, session.last_active.0);
+        put_varint(buf, session.base);
+        put_count(buf, session.replies.len());
+        for outcome in &session.replies {
             put_option(buf, outcome.as_ref(), put_outcome);
         }
     }
 }
 
 pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
-    let cache_limit = r.varint_usize("Snapshot.cache_limit")?;
+    let limits = SessionLimits {
+        cache_limit: r.varint_usize("Snapshot.cache_limit")?,
+        session_timeout: Duration::from_nanos(r.varint("Snapshot.session_timeout")?),
+        clock: Time(r.varint("Snapshot.clock")?),
+        next_sweep: Time(r.varint("Snapshot.next_sweep")?),
+    };
     let count = r.count("Snapshot.entries", 2)?;
     let mut entries = Reader::vec_for(count);
     for _ in 0..count {
         entries.push((r.bytes("Snapshot.key")?, r.bytes("Snapshot.value")?));
     }
-    let count = r.count("Snapshot.sessions", 3)?;
+    let count = r.count("Snapshot.sessions", 5)?;
     let mut sessions = Reader::vec_for(count);
     for _ in 0..count {
-        let client = ClientId(r.varint("Session.client")?);
-        let base = RequestId(r.varint("Session.base")?);
+        let client = read_client(r, "Session.client")?;
+        let last_active = Time(r.varint("Session.last_active")?);
+        let base = r.varint("Session.base")?;
         let n = r.count("Session.replies", 1)?;
         let mut replies = VecDeque::from(Reader::vec_for(n));
         for _ in 0..n {
@@ -108,9 +121,16 @@ pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
             };
             replies.push_back(reply);
         }
-        sessions.push((client, base, replies));
+        sessions.push((
+            client,
+            Session {
+                base,
+                replies,
+                last_active,
+            },
+        ));
     }
-    Ok(KvState::from_parts(cache_limit, entries, sessions))
+    Ok(KvState::from_parts(limits, entries, sessions))
 }
 
 fn put_message(buf: &mut Writer<'_>, msg: &Message) {

@@ -129,7 +129,10 @@ pub fn decode_record(body: Bytes) -> Result<Record, WireError> {
 mod tests {
     use std::collections::VecDeque;
 
-    use paxos::{Ballot, ClientId, Command, KvState, NodeId, Op, Outcome, RequestId, Slot, Value};
+    use paxos::{
+        Ballot, ClientId, Command, KvState, NodeId, Op, Outcome, RequestId, Session, SessionLimits,
+        Slot, Time, Value,
+    };
     use proptest::collection::vec;
     use proptest::prelude::*;
 
@@ -144,38 +147,66 @@ mod tests {
     }
 
     fn value() -> impl Strategy<Value = Value> {
-        let command = (any::<u64>(), any::<u64>(), bytes(), bytes(), 0u8..3).prop_map(
-            |(client, request, key, value, op)| Command {
-                client: ClientId(client),
+        let command = (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            bytes(),
+            bytes(),
+            0u8..3,
+        )
+            .prop_map(|(created_ms, nonce, request, key, value, op)| Command {
+                client: ClientId::from_parts(created_ms, nonce),
                 request: RequestId(request),
                 op: match op {
                     0 => Op::Get { key },
                     1 => Op::Put { key, value },
                     _ => Op::Delete { key },
                 },
-            },
-        );
-        prop_oneof![Just(Value::Noop), vec(command, 0..8).prop_map(Value::batch),]
+            });
+        prop_oneof![
+            Just(Value::Noop),
+            (any::<u64>(), vec(command, 0..8))
+                .prop_map(|(stamp, cmds)| Value::stamped(Time(stamp), cmds)),
+        ]
     }
 
     fn state() -> impl Strategy<Value = Arc<KvState>> {
-        let session = (any::<u64>(), any::<u64>(), vec(any::<bool>(), 0..4)).prop_map(
-            |(client, base, replies)| {
+        let session = (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            vec(any::<bool>(), 0..4),
+        )
+            .prop_map(|(created_ms, last_active, base, replies)| {
                 let replies: VecDeque<Option<Outcome>> = replies
                     .into_iter()
                     .map(|r| r.then_some(Outcome::Done))
                     .collect();
-                (ClientId(client), RequestId(base), replies)
-            },
-        );
+                let session = Session {
+                    base,
+                    replies,
+                    last_active: Time(last_active),
+                };
+                (ClientId::from_parts(created_ms, 7), session)
+            });
         (
             1usize..100,
+            any::<(u64, u64, u64)>(),
             vec((bytes(), bytes()), 0..6),
             vec(session, 0..3),
         )
-            .prop_map(|(limit, entries, sessions)| {
-                Arc::new(KvState::from_parts(limit, entries, sessions))
-            })
+            .prop_map(
+                |(cache_limit, (timeout, clock, next_sweep), entries, sessions)| {
+                    let limits = SessionLimits {
+                        cache_limit,
+                        session_timeout: std::time::Duration::from_nanos(timeout),
+                        clock: Time(clock),
+                        next_sweep: Time(next_sweep),
+                    };
+                    Arc::new(KvState::from_parts(limits, entries, sessions))
+                },
+            )
     }
 
     fn record() -> impl Strategy<Value = Record> {

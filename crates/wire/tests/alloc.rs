@@ -101,6 +101,7 @@ fn forged_counts_do_not_reserve_what_they_claim() {
     let mut buf = BytesMut::with_capacity(body_len + 4);
     buf.put_u32(body_len as u32);
     buf.put_slice(&[0x03, 0x01, 0x01, 0x01, 0x00, 0x00, 0x01]); // Accept, ballot, slots, batch tag
+    buf.put_u8(0x00); // the batch's stamp
     buf.put_slice(&[0x80, 0x80, 0x08]); // count 2^17
     buf.put_u8(0xff); // a command whose client varint never ends
     buf.resize(body_len + 4, 0xff);
@@ -138,8 +139,10 @@ fn a_forged_reply_window_does_not_reserve_what_it_claims() {
     let body_len = 1 << 20;
     let mut buf = BytesMut::with_capacity(body_len + 4);
     buf.put_u32(body_len as u32);
-    buf.put_slice(&[0x0a, 0x00, 0x01, 0x00, 0x01]); // Snapshot: upto, cache limit, no entries, 1 session
-    buf.put_slice(&[0x01, 0x00, 0x80, 0x80, 0x3f]); // client 1, base 0, ~2^20 replies
+    // Snapshot: upto, cache limit, session timeout, clock, next sweep, no entries, 1 session
+    buf.put_slice(&[0x0a, 0x00, 0x01, 0x01, 0x00, 0x00, 0x00, 0x01]);
+    // client (created 0, nonce 1), last active 0, base 0, ~2^20 replies
+    buf.put_slice(&[0x00, 0x01, 0x00, 0x00, 0x80, 0x80, 0x3f]);
     buf.put_u8(0x07); // a reply whose option byte is invalid
     buf.resize(body_len + 4, 0);
     let (res, bytes) = allocated_by(|| decode_frame::<Message>(&mut buf));

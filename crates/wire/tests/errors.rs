@@ -144,8 +144,8 @@ fn bad_inner_tags_are_named() {
             tag: 7
         }
     );
-    // A request whose op tag is 9.
-    let err = decode_frame::<ClientFrame>(&mut frame(&[0x20, 1, 1, 9])).unwrap_err();
+    // A request (client created 1, nonce 1, request 1) whose op tag is 9.
+    let err = decode_frame::<ClientFrame>(&mut frame(&[0x20, 1, 1, 1, 9])).unwrap_err();
     assert_eq!(err, WireError::UnknownTag { what: "Op", tag: 9 });
     // A status with role 200.
     let err = decode_frame::<ResponseFrame>(&mut frame(&[0x31, 1, 0, 200])).unwrap_err();

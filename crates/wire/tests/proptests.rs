@@ -1,7 +1,6 @@
 //! Property tests: every frame round-trips, streams decode however the bytes are split, and no
 //! input, however broken, makes a decoder panic.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use paxos::{
     Accept, Accepted, AcceptedEntry, Ballot, CatchUp, ChosenEntry, ClientId, Command, Commit,
     Heartbeat, KvState, Learn, Message, Nack, NodeId, Op, Outcome, Prepare, PrepareScope, Promise,
-    Protocol, Reply, RequestId, Role, Slot, Snapshot, Value,
+    Protocol, Reply, RequestId, Role, Session, SessionLimits, Slot, Snapshot, Time, Value,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -57,9 +56,9 @@ fn op() -> BoxedStrategy<Op> {
 }
 
 fn command() -> BoxedStrategy<Command> {
-    (num(), num(), op())
-        .prop_map(|(c, r, op)| Command {
-            client: ClientId(c),
+    (num(), num(), num(), op())
+        .prop_map(|(created_ms, nonce, r, op)| Command {
+            client: ClientId::from_parts(created_ms, nonce),
             request: RequestId(r),
             op,
         })
@@ -67,7 +66,11 @@ fn command() -> BoxedStrategy<Command> {
 }
 
 fn value() -> BoxedStrategy<Value> {
-    prop_oneof![1 => Just(Value::Noop), 4 => vec(command(), 0..12).prop_map(Value::batch)].boxed()
+    prop_oneof![
+        1 => Just(Value::Noop),
+        4 => (num(), vec(command(), 0..12)).prop_map(|(t, c)| Value::stamped(Time(t), c))
+    ]
+    .boxed()
 }
 
 fn outcome() -> BoxedStrategy<Outcome> {
@@ -82,18 +85,37 @@ fn outcome() -> BoxedStrategy<Outcome> {
 }
 
 fn kv_state() -> BoxedStrategy<KvState> {
-    let session = (num(), num(), vec(proptest::option::of(outcome()), 0..5)).prop_map(
-        |(client, base, replies)| {
-            let replies: VecDeque<Option<Outcome>> = replies.into_iter().collect();
-            (ClientId(client), RequestId(base), replies)
-        },
-    );
+    let session = (
+        num(),
+        num(),
+        num(),
+        vec(proptest::option::of(outcome()), 0..5),
+    )
+        .prop_map(|(created_ms, last_active, base, replies)| {
+            let session = Session {
+                base,
+                replies: replies.into_iter().collect(),
+                last_active: Time(last_active),
+            };
+            (ClientId::from_parts(created_ms, base ^ 1), session)
+        });
     (
         1usize..10_000,
+        (num(), num(), num()),
         vec((bytes(), bytes()), 0..10),
         vec(session, 0..5),
     )
-        .prop_map(|(limit, entries, sessions)| KvState::from_parts(limit, entries, sessions))
+        .prop_map(
+            |(cache_limit, (timeout, clock, next_sweep), entries, sessions)| {
+                let limits = SessionLimits {
+                    cache_limit,
+                    session_timeout: std::time::Duration::from_nanos(timeout),
+                    clock: Time(clock),
+                    next_sweep: Time(next_sweep),
+                };
+                KvState::from_parts(limits, entries, sessions)
+            },
+        )
         .boxed()
 }
 
@@ -219,14 +241,14 @@ fn role() -> BoxedStrategy<Role> {
 
 fn response_frame() -> BoxedStrategy<ResponseFrame> {
     let response = (
-        num(),
+        (num(), num()),
         num(),
         outcome(),
         proptest::option::of(any::<SocketAddr>()),
     )
-        .prop_map(|(client, request, outcome, leader_addr)| {
+        .prop_map(|((created_ms, nonce), request, outcome, leader_addr)| {
             let reply = Reply {
-                client: ClientId(client),
+                client: ClientId::from_parts(created_ms, nonce),
                 request: RequestId(request),
                 outcome,
             };
