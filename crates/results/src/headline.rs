@@ -343,6 +343,7 @@ mod tests {
             slo_p99_us: 1000.0,
             env: Vec::new(),
             points,
+            timelines: Default::default(),
         };
         let rows = headlines(&run);
         let labels: Vec<String> = rows.iter().map(Headline::label).collect();

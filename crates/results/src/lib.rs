@@ -7,7 +7,15 @@
 //! env.json         host, CPU, cores, kernel, rustc, git revision, start/end
 //! points.jsonl     one Point per line (see Point for the schema)
 //! hist/<point_id>.hlog   HdrHistogram interval log (µs, 3 significant digits, 1 s intervals)
+//! timeline/<point_id>.csv           runs with faults: the measured window in buckets
+//!                                   (t_ms,width_ms,completions,errors,timeouts,p50_us,p99_us)
+//! timeline/<point_id>.markers.csv   its fault starts/ends and leader changes (t_ms,kind,label)
 //! ```
+//!
+//! A point with faults also carries, in points.jsonl, `faults` (every fault tried, applied or
+//! not, with its error), `availability` (see [`Availability`]) and `linearizable` (the
+//! checker's verdict, see [`LinearizabilityResult`]). All three are optional, so older files
+//! load unchanged. See [`timeline`] for the CSV formats.
 //!
 //! [`render`] reads those and (re)writes what is derived from them:
 //!
@@ -16,7 +24,16 @@
 //! summary.csv      the per-point table, machine-readable
 //! plots/throughput-latency.svg   p50 and p99 vs throughput, one line per protocol/config
 //! plots/latency-cdf.svg          latency by percentile at each protocol's saturation point
+//! plots/timeline-<point_id>.svg  per point with a timeline and a fault (or a marker):
+//!                                completions and failures per second, p99/p50, markers
 //! ```
+//!
+//! With faults, `summary.md` gains an Availability section (per protocol, configuration and
+//! load level: longest gap, recovery, p99 before → after, failed requests, linearizability,
+//! links to the timeline plots) with a warning line for each fault that was not applied (or
+//! not undone cleanly), and
+//! `summary.csv` the same figures per point. `availability` is recomputed from `timeline/`
+//! whenever that is there, so `paxbench report` re-derives it from the raw files.
 //!
 //! Definitions used throughout:
 //!
@@ -32,6 +49,7 @@
 //!
 //! [`compare`] puts two runs' headline tables side by side.
 
+mod availability;
 mod compare;
 mod headline;
 mod hist;
@@ -39,20 +57,31 @@ mod plot;
 mod point;
 mod run;
 mod summary;
+pub mod timeline;
+mod timeline_plot;
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
+pub use availability::{fault_windows, Availability, FaultWindow};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
-pub use point::{LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS, OPEN_LOOP_LOAD_PARAMS};
+pub use point::{
+    FaultRecord, LinearizabilityResult, LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS,
+    LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
+};
 pub use run::{Run, DEFAULT_SLO_P99_US};
 pub use summary::{csv, headline_table, markdown};
+pub use timeline::{
+    read_timeline, write_timeline, Marker, MarkerKind, Timeline, TimelineRow, TIMELINE_DIR,
+};
+pub use timeline_plot::{timeline_plot_name, timeline_svg};
 
-/// Reads the raw files of the results directory `dir` and writes `summary.md`, `summary.csv`
-/// and `plots/*.svg` into it. Returns the loaded run.
+/// Reads the raw files of the results directory `dir` (points.jsonl, config.toml, env.json,
+/// hist/, timeline/) and writes `summary.md`, `summary.csv` and `plots/*.svg` into it. Returns
+/// the loaded run.
 pub fn render(dir: &Path) -> Result<Run> {
     let run = Run::load(dir)?;
     write(&dir.join("summary.md"), &markdown(&run))?;

@@ -15,23 +15,24 @@ use crate::headline::{groups, median_of, Group};
 use crate::hist::read_merged;
 use crate::run::Run;
 use crate::summary::fmt_num;
+use crate::timeline_plot::{has_timeline_plot, timeline_plot_name, timeline_svg};
 
 /// File name of the throughput–latency plot under `plots/`.
 pub const THROUGHPUT_LATENCY: &str = "throughput-latency.svg";
 /// File name of the latency CDF plot under `plots/`.
 pub const LATENCY_CDF: &str = "latency-cdf.svg";
 
-const SIZE: (u32, u32) = (1200, 600);
+pub(crate) const SIZE: (u32, u32) = (1200, 600);
 /// Size of legend text (px).
 const LEGEND_FONT: u32 = 16;
 
 /// Width of the legend panel on the right of a plot, so that no legend hides a line: room for
 /// the longest label (about 0.55 em per character in a sans-serif face).
-fn legend_width<'a>(labels: impl Iterator<Item = &'a str>) -> u32 {
+pub(crate) fn legend_width<'a>(labels: impl Iterator<Item = &'a str>) -> u32 {
     let chars = labels.map(|l| l.chars().count()).max().unwrap_or(0) as u32;
     (48 + chars * LEGEND_FONT * 55 / 100).clamp(160, SIZE.0 / 2)
 }
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Okabe–Ito (without its yellow, too faint on white), then Paul Tol's darker muted colours:
 /// distinguishable with the common colour-vision deficiencies.
@@ -51,7 +52,7 @@ const COLOURS: &[RGBColor] = &[
 ];
 
 /// The colour of the `i`th line: [`COLOURS`], then plotters' 99-colour palette.
-fn colour(i: usize) -> RGBColor {
+pub(crate) fn colour(i: usize) -> RGBColor {
     match COLOURS.get(i) {
         Some(c) => *c,
         None => {
@@ -90,7 +91,7 @@ fn curves(groups: &[Group<'_>]) -> Vec<Curve> {
 }
 
 /// Key points 1, 2, 5 × 10^k inside `lo..hi`.
-fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let mut ticks = Vec::new();
     let mut decade = 10f64.powf(lo.log10().floor());
     while decade <= hi {
@@ -106,7 +107,7 @@ fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
 }
 
 /// A latency in µs as `850 µs`, `1.5 ms`, `2 s`.
-fn fmt_latency(us: f64) -> String {
+pub(crate) fn fmt_latency(us: f64) -> String {
     if us >= 1e6 {
         format!("{} s", fmt_num(us / 1e6))
     } else if us >= 1e3 {
@@ -116,12 +117,28 @@ fn fmt_latency(us: f64) -> String {
     }
 }
 
-/// Writes `plots/throughput-latency.svg` and `plots/latency-cdf.svg` for `run`.
+/// Writes `plots/throughput-latency.svg`, `plots/latency-cdf.svg` and a
+/// `plots/timeline-<point_id>.svg` per point with a timeline and a fault or a marker, for
+/// `run`.
 pub fn render(run: &Run, plots_dir: &Path) -> Result<()> {
     std::fs::create_dir_all(plots_dir)?;
     let groups = groups(run);
     throughput_latency(run, &groups, &plots_dir.join(THROUGHPUT_LATENCY))?;
     latency_cdf(run, &groups, &plots_dir.join(LATENCY_CDF))?;
+    for g in &groups {
+        for p in g.points.iter().filter(|p| has_timeline_plot(run, p)) {
+            let title = format!(
+                "{}: {} load {} rep {} ({})",
+                run.name,
+                g.label(),
+                fmt_num(p.load_level()),
+                p.repetition,
+                p.point_id
+            );
+            let path = plots_dir.join(timeline_plot_name(&p.point_id));
+            timeline_svg(&title, &run.timelines[&p.point_id], &path)?;
+        }
+    }
     Ok(())
 }
 
@@ -321,14 +338,17 @@ fn latency_cdf(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()> {
 }
 
 /// One line of a legend.
-struct Entry {
-    label: String,
-    style: ShapeStyle,
-    dashed: bool,
+pub(crate) struct Entry {
+    pub(crate) label: String,
+    pub(crate) style: ShapeStyle,
+    pub(crate) dashed: bool,
 }
 
 /// Draws `entries` one per row in `area`, a panel beside the plot.
-fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, entries: &[Entry]) -> Result<()> {
+pub(crate) fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    entries: &[Entry],
+) -> Result<()> {
     let text =
         TextStyle::from((FONT, LEGEND_FONT).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
     // Rows of 26 px, squeezed when there are so many lines that they would not fit.
@@ -362,7 +382,7 @@ fn percentile_label(x: f64) -> String {
     format!("{q:.digits$}%")
 }
 
-fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+pub(crate) fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting: {e:?}")
 }
 

@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::availability::{Availability, FaultWindow};
+
 /// Names of swept parameters that set the load level of a closed-loop point, in order of
 /// preference. An open-loop point's load level is its `offered_ops`.
 pub const CLOSED_LOOP_LOAD_PARAMS: &[&str] = &["clients", "concurrency", "outstanding", "load"];
@@ -82,6 +84,16 @@ pub struct Point {
     /// each peer measured them, beside the round trip the emulated links were configured for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rtt: Vec<LinkRtt>,
+    /// Every fault the run tried to inject during the measured window, applied or not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultRecord>,
+    /// Availability figures from the point's timeline (`timeline/<point_id>.csv`), when it had
+    /// a fault. `paxbench report` recomputes them from the timeline when that file is there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability: Option<Availability>,
+    /// The verdict of the linearizability check of the point's client history, if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linearizable: Option<LinearizabilityResult>,
     /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
     /// parameters in the per-point tables. They do not split groups: a measured duration that
     /// differs by a millisecond between points must not make two configurations.
@@ -115,7 +127,101 @@ pub struct LinkRtt {
     pub configured_us: Option<f64>,
 }
 
+/// One fault the run tried to inject during a point's measured window.
+///
+/// Times are seconds from the start of the measured window, the origin of the point's timeline
+/// (negative: during the warm-up).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecord {
+    /// What was done, as configured: `kill`, `pause`, `partition`...
+    pub action: String,
+    /// Whom it was aimed at, as configured: `leader`, `follower`, `2`...
+    #[serde(default)]
+    pub target: String,
+    /// The node the target resolved to; `None` when it did not resolve to one node.
+    #[serde(default)]
+    pub node: Option<u32>,
+    /// When it was applied (or was to be).
+    pub at_s: f64,
+    /// When it was undone (restart, resume, heal); `None` when it was not undone in the window.
+    #[serde(default)]
+    pub end_s: Option<f64>,
+    /// Whether it took effect. A record without this field counts as not applied, so that it
+    /// is reported rather than trusted.
+    #[serde(default)]
+    pub applied: bool,
+    /// What went wrong applying or undoing it.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl FaultRecord {
+    /// When it was in force (ms), or `None` if it was not applied.
+    pub fn window(&self) -> Option<FaultWindow> {
+        self.applied.then(|| FaultWindow {
+            start_ms: self.at_s * 1000.0,
+            end_ms: self.end_s.map(|e| e * 1000.0),
+        })
+    }
+
+    /// `kill leader at 2 s–4 s`: what was configured, without the resolved node.
+    pub fn describe(&self) -> String {
+        let mut s = self.action.clone();
+        if !self.target.is_empty() {
+            let _ = write!(s, " {}", self.target);
+        }
+        let _ = write!(s, " at {} s", seconds(self.at_s));
+        if let Some(end) = self.end_s {
+            let _ = write!(s, "–{} s", seconds(end));
+        }
+        s
+    }
+
+    /// Whether it failed, wholly or in part: not applied, or an error undoing it.
+    pub fn failed(&self) -> bool {
+        !self.applied || self.error.is_some()
+    }
+}
+
+fn seconds(s: f64) -> String {
+    // Shortest text that reads back as the same number: 2, 2.5, 0.125.
+    format!("{s}")
+}
+
+/// `verdict` of a [`LinearizabilityResult`] whose history is linearizable.
+pub const LINEARIZABLE: &str = "linearizable";
+/// `verdict` of a [`LinearizabilityResult`] whose history is not.
+pub const VIOLATION: &str = "violation";
+/// `verdict` of a [`LinearizabilityResult`] that could not decide (budget exhausted...).
+pub const UNKNOWN: &str = "unknown";
+
+/// The outcome of checking a point's client history for linearizability, as plain data (the
+/// results crate does not depend on the checker).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinearizabilityResult {
+    /// [`LINEARIZABLE`], [`VIOLATION`] or [`UNKNOWN`].
+    pub verdict: String,
+    /// What the checker said: the offending operations of a violation, why it gave up.
+    #[serde(default)]
+    pub detail: String,
+    /// Operations in the history checked.
+    #[serde(default)]
+    pub operations: u64,
+    /// How long the check took (ms).
+    #[serde(default, deserialize_with = "nan_if_null")]
+    pub elapsed_ms: f64,
+    /// True when the history was cut short (a recording limit), so only part was checked.
+    #[serde(default)]
+    pub history_truncated: bool,
+}
+
 impl Point {
+    /// Whether the point has anything for the availability table: faults, availability
+    /// figures or a linearizability verdict.
+    pub fn has_fault_data(&self) -> bool {
+        !self.faults.is_empty() || self.availability.is_some() || self.linearizable.is_some()
+    }
+
     /// Every swept parameter: `params` plus unknown top-level fields, by name.
     pub fn swept(&self) -> BTreeMap<String, Value> {
         let mut all = self.params.clone();

@@ -1,11 +1,14 @@
 //! A results directory loaded into memory: points, config and environment.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use crate::availability::{fault_windows, Availability};
 use crate::point::Point;
+use crate::timeline::{read_timeline, Timeline};
 
 /// The latency SLO when `config.toml` has no `slo_p99_us`.
 pub const DEFAULT_SLO_P99_US: f64 = 10_000.0;
@@ -25,6 +28,8 @@ pub struct Run {
     pub env: Vec<(String, String)>,
     /// Every line of points.jsonl, in file order.
     pub points: Vec<Point>,
+    /// The timelines of the points that have one (`timeline/<point_id>.csv`), by point id.
+    pub timelines: BTreeMap<String, Timeline>,
 }
 
 /// The env.json keys shown in headers, each with the spellings accepted for it.
@@ -44,8 +49,12 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
 ];
 
 impl Run {
-    /// Reads `points.jsonl`, `config.toml` and `env.json` from `dir`. Only points.jsonl is
-    /// required.
+    /// Reads `points.jsonl`, `config.toml`, `env.json` and `timeline/` from `dir`. Only
+    /// points.jsonl is required.
+    ///
+    /// A point with a timeline and applied faults gets its [`Point::availability`] recomputed
+    /// from them, so that `paxbench report` derives it from the raw files like every other
+    /// figure; without a timeline the figures stored in points.jsonl stand.
     pub fn load(dir: &Path) -> Result<Run> {
         let points_path = dir.join("points.jsonl");
         let text = std::fs::read_to_string(&points_path)
@@ -65,6 +74,17 @@ impl Run {
                     return Err(e).with_context(|| format!("{}:{}", points_path.display(), i + 1))
                 }
             }
+        }
+
+        let mut timelines = BTreeMap::new();
+        for p in &mut points {
+            let Some(timeline) = read_timeline(dir, &p.point_id)? else {
+                continue;
+            };
+            if let Some(a) = Availability::compute(&timeline, &fault_windows(&p.faults)) {
+                p.availability = Some(a);
+            }
+            timelines.insert(p.point_id.clone(), timeline);
         }
 
         let config_path = dir.join("config.toml");
@@ -103,6 +123,7 @@ impl Run {
             slo_p99_us,
             env,
             points,
+            timelines,
         })
     }
 
