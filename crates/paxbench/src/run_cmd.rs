@@ -540,6 +540,7 @@ fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> Lo
         timeout_ms: exp.load.timeout_ms,
         pacing_us: exp.load.pacing_us,
         session_base: None,
+        history: None,
     }
 }
 
