@@ -26,6 +26,7 @@ use paxos::{ClientId, Command, NodeId, Outcome, Reply, RequestId, Role};
 use tokio::sync::mpsc;
 use wire::{ClientFrame, ResponseFrame};
 
+use crate::history::EntryId;
 use crate::pacer::{earliest, Pacer};
 use crate::record::Recorder;
 use crate::schedule::Schedule;
@@ -57,6 +58,8 @@ struct Pending {
     node: usize,
     redirects: u32,
     timed_out: bool,
+    /// Its entry in the history, if it is recorded.
+    hist: Option<EntryId>,
 }
 
 /// One client session: its unanswered requests, by request id.
@@ -93,8 +96,9 @@ struct Lane {
 struct Batch {
     frames: Vec<ClientFrame>,
     /// The intended send times of the first sends among `frames` (re-sends after a redirect
-    /// do not count toward the send lag).
-    first_sends: Vec<Instant>,
+    /// do not count toward the send lag), and their history entries: a first send is the
+    /// operation's invocation.
+    first_sends: Vec<(Instant, Option<EntryId>)>,
 }
 
 pub(crate) struct Driver {
@@ -178,8 +182,12 @@ impl Driver {
             Mode::Open { rate, arrivals } => Some(Schedule::new(rate, arrivals, cfg.workload.seed)),
             Mode::Closed { .. } => None,
         };
+        let mut rec = Recorder::new(start, cfg.warmup, cfg.duration);
+        if let Some(cap) = cfg.history {
+            rec = rec.with_history(cap, expected_requests(&cfg));
+        }
         let mut d = Driver {
-            rec: Recorder::new(start, cfg.warmup, cfg.duration),
+            rec,
             end: start + cfg.warmup + cfg.duration,
             start,
             conns: vec![None; n],
@@ -352,7 +360,7 @@ impl Driver {
                     sched.next_offset();
                     let lane = self.round_robin % self.lanes.len();
                     self.round_robin += 1;
-                    self.issue(lane, self.start + next);
+                    self.issue(lane, self.start + next, now);
                 }
                 let next = self.schedule.as_ref().expect("open loop").peek();
                 self.next_send =
@@ -369,7 +377,7 @@ impl Driver {
                 for lane in 0..self.lanes.len() {
                     while self.lanes[lane].live < depth {
                         let freed = self.lanes[lane].freed.pop_front();
-                        self.issue(lane, freed.map_or(now, |t| t.min(now)));
+                        self.issue(lane, freed.map_or(now, |t| t.min(now)), now);
                     }
                     self.lanes[lane].freed.clear();
                 }
@@ -377,7 +385,9 @@ impl Driver {
         }
     }
 
-    fn issue(&mut self, lane_ix: usize, intended: Instant) {
+    /// Issues the next request of `lane_ix`, meant for `intended`, at `now` (it is sent at
+    /// the next flush).
+    fn issue(&mut self, lane_ix: usize, intended: Instant, now: Instant) {
         let lane = &self.lanes[lane_ix];
         // The current session's ring spans its oldest unanswered request to the last issued.
         if self.sessions[lane.session].ring.len() as u64 + 1 >= SESSION_WINDOW {
@@ -395,14 +405,19 @@ impl Driver {
         let cmd = Command {
             client,
             request: RequestId(lane.next),
-            op: lane.ops.next_op(),
+            op: lane.ops.next_op(client.nonce(), lane.next),
         };
         let key = (lane.session, lane.next);
         let node = lane.node;
+        let hist = self
+            .rec
+            .history
+            .as_mut()
+            .and_then(|h| h.invoke(client.nonce(), &cmd.op, now));
         self.deadlines.push_back((intended + self.cfg.timeout, key));
         let batch = &mut self.batches[node];
         batch.frames.push(ClientFrame::Request(cmd.clone()));
-        batch.first_sends.push(intended);
+        batch.first_sends.push((intended, hist));
         let session = &mut self.sessions[key.0];
         debug_assert_eq!(session.base + session.ring.len() as u64, key.1);
         session.ring.push_back(Some(Pending {
@@ -411,6 +426,7 @@ impl Driver {
             node,
             redirects: 0,
             timed_out: false,
+            hist,
         }));
     }
 
@@ -420,7 +436,9 @@ impl Driver {
                 continue;
             }
             if !self.ensure_connection(node).await {
-                // Unreachable node: these requests stay pending and time out.
+                // Unreachable node: these requests stay pending and time out. (Their history
+                // entries keep the issue instant as their invocation: never sent, they cannot
+                // have taken effect, and an unknown outcome allows for that.)
                 let batch = &mut self.batches[node];
                 batch.frames.clear();
                 batch.first_sends.clear();
@@ -428,8 +446,11 @@ impl Driver {
             }
             let now = Instant::now();
             let batch = &mut self.batches[node];
-            for &intended in &batch.first_sends {
+            for &(intended, hist) in &batch.first_sends {
                 self.rec.record_send(intended, now);
+                if let (Some(id), Some(h)) = (hist, self.rec.history.as_mut()) {
+                    h.sent(id, now);
+                }
             }
             batch.first_sends.clear();
             let capacity = batch.frames.capacity();
@@ -460,7 +481,7 @@ impl Driver {
         let p = self.pending(key).expect("a live request");
         debug_assert!(!p.timed_out);
         p.timed_out = true;
-        let intended = p.intended;
+        let (intended, hist) = (p.intended, p.hist);
         self.lanes[lane].live -= 1;
         if closed {
             self.lanes[lane].freed.push_back(deadline);
@@ -468,7 +489,15 @@ impl Driver {
             // else would wake the driver before the end of the run).
             self.next_send = Some(self.next_send.map_or(deadline, |t| t.min(deadline)));
         }
-        self.rec.record_timeout(intended);
+        self.rec.record_timeout(intended, deadline);
+        self.record_gave_up(hist, deadline);
+    }
+
+    /// The history's record of giving up on a request at `at` (its outcome is unknown).
+    fn record_gave_up(&mut self, hist: Option<EntryId>, at: Instant) {
+        if let (Some(id), Some(h)) = (hist, self.rec.history.as_mut()) {
+            h.gave_up(id, at);
+        }
     }
 
     /// Forgets a request answered at `at`, freeing its slot unless its timeout already did.
@@ -520,13 +549,17 @@ impl Driver {
             Outcome::Value(_) | Outcome::Done => {
                 let p = self.finish(key, at).expect("present above");
                 self.rec.record_success(p.intended, at);
+                if let (Some(id), Some(h)) = (p.hist, self.rec.history.as_mut()) {
+                    h.answered(id, &reply.outcome, at);
+                }
             }
             Outcome::NotLeader { leader } => {
                 p.redirects += 1;
                 let (redirects, from) = (p.redirects, p.node);
                 if redirects > self.cfg.max_redirects {
                     let p = self.finish(key, at).expect("present above");
-                    self.rec.record_error(p.intended);
+                    self.rec.record_error(p.intended, at);
+                    self.record_gave_up(p.hist, at);
                     return;
                 }
                 let leader = leader.and_then(|l| self.node_ix(l));
@@ -553,7 +586,8 @@ impl Driver {
             // Refused (the node's queue was full) or of unknown outcome: an error either way.
             Outcome::Expired | Outcome::Overloaded => {
                 let p = self.finish(key, at).expect("present above");
-                self.rec.record_error(p.intended);
+                self.rec.record_error(p.intended, at);
+                self.record_gave_up(p.hist, at);
             }
         }
     }
@@ -578,6 +612,19 @@ impl Driver {
                 self.time_out(key, deadline);
             }
         }
+    }
+}
+
+/// About how many requests a run issues, to reserve its history: the schedule's count for
+/// open loop; for closed loop, which depends on the system's speed, a guess of 64 Ki (the
+/// history grows past it as needed).
+fn expected_requests(cfg: &LoadConfig) -> usize {
+    match cfg.mode {
+        Mode::Open { rate, .. } => {
+            let s = (cfg.warmup + cfg.duration).as_secs_f64();
+            (rate * s * 1.05 + 16.0).min(usize::MAX as f64 / 2.0) as usize
+        }
+        Mode::Closed { .. } => 1 << 16,
     }
 }
 

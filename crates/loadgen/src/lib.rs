@@ -11,10 +11,13 @@
 //!   connection. The send lag in the summary shows how late sends left.
 //! - **Closed loop** ([`Mode::Closed`]): C clients, each keeping D requests outstanding; a
 //!   request is timed from the moment its slot freed.
-//! - **Workload** ([`workload::Workload`]): key count, uniform or zipf keys, read fraction,
-//!   value size, seed. [`Target`] picks the nodes: the leader, all nodes (Basic Paxos
-//!   contention), or a list. `NotLeader` redirects are followed, re-sending the same request id
-//!   (execution is exactly-once per client and request).
+//! - **Workload** ([`workload::Workload`]): key count, uniform or zipf keys, a share of
+//!   operations on a few hot keys (the conflict knob: reads and writes of one key overlap),
+//!   read fraction, value size, seed. Every written value is unique to its write (it starts
+//!   with the session and request id), so a read names the write it saw. [`Target`] picks the
+//!   nodes: the leader, all nodes (Basic Paxos contention), or a list. `NotLeader` redirects
+//!   are followed, re-sending the same request id (execution is exactly-once per client and
+//!   request).
 //! - **Recording** ([`record::Recorder`]): µs, 3 significant digits, one histogram per second of
 //!   the measured window plus the merged one, after a discarded warm-up. Requests are assigned
 //!   to the window and intervals by their intended send time. Errors and timeouts are counted;
@@ -22,6 +25,19 @@
 //!   one (its late latency is not recorded).
 //! - **Self-measurement**: the lag of each send behind its schedule goes into its own histogram;
 //!   [`LoadSummary::generator_bound`] says when the generator, not the system, set the pace.
+//! - **Timeline** ([`timeline::Timeline`]): the measured window in 100 ms buckets
+//!   ([`TIMELINE_BUCKET`]), each with the completions, errors and timeouts that *happened* in
+//!   it and a small latency histogram, so a fault during the run shows as the buckets where
+//!   nothing completed.
+//! - **History** ([`history::History`], on with [`LoadConfig::history`]): every operation the
+//!   clients sent from the start of the load, with its invocation (the actual send) and return
+//!   instants and what it was told (`Unknown` for anything but a definite success), for a
+//!   linearizability check by `lincheck`. Bounded by a cap; a capped history stays sound (see
+//!   [`history`]).
+//!
+//! Files ([`LoadResult::write_files`]): `hist.hlog` (interval log), `summary.json`
+//! ([`LoadSummary`]), `timeline.json` ([`timeline`] has the format) and, with a history,
+//! `history.jsonl` ([`history`] has the format).
 //!
 //! [`run`] is the library entry point (the experiment runner calls it in-process); `paxbench
 //! load` is its command line.
@@ -36,13 +52,28 @@ use hdrhistogram::Histogram;
 use paxos::NodeId;
 
 mod driver;
+pub mod history;
 mod pacer;
 pub mod record;
 pub mod schedule;
+pub mod timeline;
 pub mod workload;
 
+pub use history::History;
+/// The history types ([`History::ops`] are `lincheck::Operation`s).
+pub use lincheck;
 pub use schedule::Arrivals;
-pub use workload::{KeyDistribution, Workload};
+pub use timeline::{Timeline, TimelineBucket, TIMELINE_BUCKET};
+pub use workload::{value_id, KeyDistribution, Workload};
+
+/// The interval log's file name in a generator's output directory.
+pub const INTERVAL_LOG_FILE: &str = "hist.hlog";
+/// The summary's file name.
+pub const SUMMARY_FILE: &str = "summary.json";
+/// The timeline's file name.
+pub const TIMELINE_FILE: &str = "timeline.json";
+/// The history's file name (written only when a history was recorded).
+pub const HISTORY_FILE: &str = "history.jsonl";
 
 /// How far beyond one pacing interval the send-lag p99 may go before a run counts as
 /// generator-bound, in µs. A healthy generator sends within [`LoadConfig::pacing`] (coalescing
@@ -76,6 +107,14 @@ pub enum LoadError {
         path: String,
         /// Why.
         source: std::io::Error,
+    },
+    /// Reading a result file failed, or it is not what a generator writes.
+    #[error("cannot read {path}: {why}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        why: String,
     },
 }
 
@@ -147,6 +186,13 @@ pub struct LoadConfig {
     /// configuration was made). Session ids carry it, so that the nodes can expire sessions
     /// safely (see `paxos::KvState`).
     pub sessions_created: paxos::Time,
+    /// Record the clients' history ([`history::History`]) of at most this many operations,
+    /// from the start of the load, warm-up included (default `None`: off). Past the cap no
+    /// new operation is recorded and the history is truncated soundly (see [`history`]).
+    /// Each recorded operation holds about 130 bytes plus its key and value (shared with the
+    /// request) until the run ends, and room for `min(cap, expected requests)` is reserved at
+    /// the start.
+    pub history: Option<usize>,
 }
 
 impl LoadConfig {
@@ -171,6 +217,7 @@ impl LoadConfig {
             session_base: u64::from((nanos ^ (u64::from(std::process::id()) << 20)) as u32)
                 & !0xffff,
             sessions_created: paxos::Time(nanos),
+            history: None,
         }
     }
 
@@ -204,17 +251,12 @@ impl LoadConfig {
                 )));
             }
         }
-        let w = &self.workload;
-        if w.keys == 0 || !(0.0..=1.0).contains(&w.read_fraction) {
-            return bad("keys must be >= 1 and read_fraction in [0, 1]");
-        }
-        if let KeyDistribution::Zipf { theta } = w.distribution {
-            if !(theta > 0.0 && theta.is_finite()) {
-                return bad("zipf theta must be > 0");
-            }
-        }
+        self.workload.validate().map_err(LoadError::Invalid)?;
         if self.duration.is_zero() || self.timeout.is_zero() {
             return bad("duration and timeout must be positive");
+        }
+        if self.history == Some(0) {
+            return bad("a history needs a cap of at least one operation");
         }
         Ok(())
     }
@@ -270,6 +312,11 @@ pub struct LoadResult {
     pub summary: LoadSummary,
     /// Wall-clock time at which the measured window began (the interval log's base time).
     pub window_start: SystemTime,
+    /// The measured window in [`TIMELINE_BUCKET`]s, by the instant events happened.
+    pub timeline: Timeline,
+    /// What the clients saw, when [`LoadConfig::history`] asked for it. Its instants are ns
+    /// from its `origin_unix_ns`, the load's start ([`history`] has the details).
+    pub history: Option<History>,
 }
 
 impl LoadResult {
@@ -306,9 +353,15 @@ impl LoadResult {
 
     /// One result from the results of several generators that ran the same window side by
     /// side (each on its own host, each timing its own requests, so no latency spans two
-    /// clocks): histograms added interval by interval, rates and counts summed, the send lag
-    /// the worst of them, generator-bound if any was. `None` for no parts.
+    /// clocks): histograms added interval by interval and timeline bucket by bucket (by
+    /// index from each generator's own window start), rates and counts summed, the send lag
+    /// the worst of them, generator-bound if any was. Histories are concatenated onto the
+    /// earliest origin among them (session ids differ between generators); if any was
+    /// truncated the merged one is, at the earliest cutoff, with every part's later reads
+    /// dropped (see [`history`]); if any part has no history the merged result has none (a
+    /// history missing a generator's writes cannot be checked). `None` for no parts.
     pub fn merge(parts: Vec<LoadResult>) -> Option<LoadResult> {
+        let histories: Option<Vec<History>> = parts.iter().map(|p| p.history.clone()).collect();
         let mut parts = parts.into_iter();
         let mut acc = parts.next()?;
         let mut offered = acc.summary.offered_ops;
@@ -332,6 +385,7 @@ impl LoadResult {
                     None => acc.intervals.push(h.clone()),
                 }
             }
+            acc.timeline.add(&p.timeline);
             offered = match (offered, p.summary.offered_ops) {
                 (Some(a), Some(b)) => Some(a + b),
                 _ => None,
@@ -356,7 +410,45 @@ impl LoadResult {
             generator_bound: bound,
             ..acc.summary.with_latencies(&acc.merged)
         };
+        acc.history = histories.and_then(History::merge);
         Some(acc)
+    }
+
+    /// Writes `timeline.json` ([`timeline`] has the format).
+    pub fn write_timeline(&self, path: &Path) -> Result<(), LoadError> {
+        self.timeline.write_json(path)
+    }
+
+    /// Writes `history.jsonl` ([`history`] has the format) if there is a history; returns
+    /// whether it wrote one.
+    pub fn write_history(&self, path: &Path) -> Result<bool, LoadError> {
+        match &self.history {
+            Some(h) => h.write_jsonl(path).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Writes every result file into `dir` (which must exist): [`INTERVAL_LOG_FILE`],
+    /// [`SUMMARY_FILE`], [`TIMELINE_FILE`], and [`HISTORY_FILE`] if there is a history.
+    pub fn write_files(&self, dir: &Path) -> Result<(), LoadError> {
+        self.write_interval_log(&dir.join(INTERVAL_LOG_FILE))?;
+        self.write_summary_json(&dir.join(SUMMARY_FILE))?;
+        self.write_timeline(&dir.join(TIMELINE_FILE))?;
+        self.write_history(&dir.join(HISTORY_FILE))?;
+        Ok(())
+    }
+
+    /// Reads the timeline and (if the file is there) the history that
+    /// [`LoadResult::write_files`] wrote into `dir`. The interval log and summary are read
+    /// by their own readers (`results::read_interval_log`, serde).
+    pub fn read_timeline_and_history(dir: &Path) -> Result<(Timeline, Option<History>), LoadError> {
+        let timeline = Timeline::read_json(&dir.join(TIMELINE_FILE))?;
+        let path = dir.join(HISTORY_FILE);
+        let history = path
+            .exists()
+            .then(|| History::read_jsonl(&path))
+            .transpose()?;
+        Ok((timeline, history))
     }
 
     /// Writes [`LoadSummary`] as pretty JSON.
@@ -449,7 +541,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
 }
 
 fn summarize(
-    rec: record::Recorder,
+    mut rec: record::Recorder,
     offered_ops: Option<f64>,
     window_start: SystemTime,
     lag_limit_us: u64,
@@ -478,12 +570,22 @@ fn summarize(
         duration_s,
     }
     .with_latencies(&rec.merged);
+    let origin = window_start - rec.warmup();
+    let origin_unix_ns = origin
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos().min(u128::from(u64::MAX)) as u64);
+    let history = rec
+        .history
+        .take()
+        .map(|h| h.finish(rec.warmup(), origin_unix_ns));
     LoadResult {
         merged: rec.merged,
         intervals: rec.intervals,
         send_lag: rec.send_lag,
         summary,
         window_start,
+        timeline: rec.timeline,
+        history,
     }
 }
 
@@ -548,5 +650,91 @@ mod tests {
         assert!((1_990..=2_010).contains(&s.send_lag_p99_us), "{s}");
         assert_eq!(merged.intervals[0].len(), 400);
         assert!(LoadResult::merge(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn merged_results_add_timelines_and_concatenate_histories() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let put = |client: u64| paxos::Op::Put {
+            key: bytes::Bytes::from_static(b"k"),
+            value: bytes::Bytes::from(client.to_be_bytes().to_vec()),
+        };
+        let get = paxos::Op::Get {
+            key: bytes::Bytes::from_static(b"k"),
+        };
+        // Generator A: no cap reached; a write at 10 ms, a read answered at 300 ms, one
+        // completion in timeline bucket 2 and a timeout in bucket 4.
+        let mut a = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1))
+            .with_history(100, 10);
+        let h = a.history.as_mut().unwrap();
+        let w = h.invoke(1, &put(1), at(10)).unwrap();
+        h.answered(w, &paxos::Outcome::Done, at(20));
+        let r = h.invoke(1, &get, at(200)).unwrap();
+        h.answered(r, &paxos::Outcome::Value(None), at(300));
+        a.record_success(at(200), at(250));
+        a.record_timeout(at(100), at(450));
+        // Generator B, started 100 ms later (its window_start is 100 ms later): its cap of
+        // one is reached at its own 50 ms, i.e. 150 ms on A's clock, before A's read returned.
+        let mut b = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1))
+            .with_history(1, 10);
+        let h = b.history.as_mut().unwrap();
+        let w = h.invoke(2, &put(2), at(5)).unwrap();
+        assert!(h.invoke(2, &put(3), at(50)).is_none());
+        h.answered(w, &paxos::Outcome::Done, at(30));
+        b.record_success(at(200), at(290));
+        let t = SystemTime::now();
+        let ra = summarize(a, None, t, 1_000);
+        let rb = summarize(b, None, t + Duration::from_millis(100), 1_000);
+        assert!(!ra.history.as_ref().unwrap().truncated);
+        let m = LoadResult::merge(vec![ra, rb]).unwrap();
+        assert_eq!(m.timeline.buckets.len(), 10);
+        assert_eq!(m.timeline.buckets[2].completed, 2);
+        assert_eq!(m.timeline.buckets[2].latency.len(), 2);
+        assert_eq!(m.timeline.buckets[4].timeouts, 1);
+        let h = m.history.unwrap();
+        assert!(h.truncated, "B was truncated, so the merged history is");
+        assert_eq!(h.cutoff_ns, Some(150_000_000));
+        assert_eq!(h.window_offset_ns, 0);
+        // A's write and B's write (shifted by 100 ms); A's read, answered at 300 ms, after
+        // B's cutoff, is dropped: it might have seen B's unrecorded write.
+        let got: Vec<(u64, u64)> = h.ops.iter().map(|o| (o.client, o.invoked_ns)).collect();
+        assert_eq!(got, vec![(1, 10_000_000), (2, 105_000_000)]);
+
+        // A part without a history leaves the merged result without one.
+        let plain = || {
+            let rec = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1));
+            summarize(rec, None, t, 1_000)
+        };
+        let with = {
+            let rec = record::Recorder::new(start, Duration::ZERO, Duration::from_secs(1))
+                .with_history(10, 10);
+            summarize(rec, None, t, 1_000)
+        };
+        assert!(LoadResult::merge(vec![with, plain()])
+            .unwrap()
+            .history
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn configurations_with_bad_knobs_are_refused() {
+        let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let nodes = vec![(NodeId(0), "127.0.0.1:1".parse().unwrap())];
+        let mode = Mode::Closed {
+            clients: 1,
+            depth: 1,
+        };
+        let mut c = LoadConfig::new(ep, nodes, mode);
+        assert!(c.validate().is_ok());
+        c.history = Some(0);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("history needs a cap"), "{e}");
+        c.history = Some(1);
+        c.workload.hot_fraction = 0.5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("hot_fraction 0.5 needs hot_keys >= 1"), "{e}");
+        c.workload.hot_keys = 3;
+        assert!(c.validate().is_ok());
     }
 }

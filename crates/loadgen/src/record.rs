@@ -6,10 +6,17 @@
 //! intended time), failed (`errors`) or given up on (`timeouts`). A request that times out and is
 //! answered later stays a timeout; its late latency is not recorded as a success (it is in
 //! neither the histograms nor `completed`).
+//!
+//! Beside them, the [`Timeline`] files each event under the 100 ms bucket of the instant it
+//! happened (see [`crate::timeline`]), and, when asked for, a [`HistoryRecorder`] keeps what
+//! the clients saw (see [`crate::history`]).
 
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::history::HistoryRecorder;
+use crate::timeline::Timeline;
 
 /// Latency and send-lag accounting for one run.
 #[derive(Debug)]
@@ -24,6 +31,10 @@ pub struct Recorder {
     pub(crate) completed: u64,
     pub(crate) errors: u64,
     pub(crate) timeouts: u64,
+    /// Events of the measured window by the 100 ms bucket they happened in.
+    pub(crate) timeline: Timeline,
+    /// What the clients saw, if asked for.
+    pub(crate) history: Option<HistoryRecorder>,
 }
 
 /// Latencies up to an hour, 3 significant digits; longer ones saturate at an hour (`max_us`
@@ -51,7 +62,22 @@ impl Recorder {
             completed: 0,
             errors: 0,
             timeouts: 0,
+            timeline: Timeline::new(duration),
+            history: None,
         }
+    }
+
+    /// Also records a history of at most `cap` operations from `start` on, with room
+    /// reserved for `min(cap, expected)`.
+    pub fn with_history(mut self, cap: usize, expected: usize) -> Self {
+        self.history = Some(HistoryRecorder::new(self.start, cap, expected));
+        self
+    }
+
+    /// The timeline bucket of an event at `at`, if it is inside the measured window.
+    fn bucket(&mut self, at: Instant) -> Option<&mut crate::timeline::TimelineBucket> {
+        let since = at.checked_duration_since(self.start + self.warmup)?;
+        self.timeline.bucket_mut(since)
     }
 
     /// Which interval of the measured window a request intended at `intended` belongs to, or
@@ -63,25 +89,40 @@ impl Recorder {
 
     /// A request answered at `done` that was meant to be sent at `intended`.
     pub fn record_success(&mut self, intended: Instant, done: Instant) {
+        let us = micros(done.saturating_duration_since(intended));
         if let Some(i) = self.interval_of(intended) {
-            let us = micros(done.saturating_duration_since(intended));
             self.intervals[i].saturating_record(us);
             self.merged.saturating_record(us);
             self.completed += 1;
         }
-    }
-
-    /// A request that failed (e.g. `Expired`, or too many redirects).
-    pub fn record_error(&mut self, intended: Instant) {
-        if self.interval_of(intended).is_some() {
-            self.errors += 1;
+        if let Some(b) = self.bucket(done) {
+            b.completed += 1;
+            // `record`, not `saturating_record`: the bucket's histogram grows to fit (saturating
+            // would clamp to its current, small, range).
+            if b.latency.record(us).is_err() {
+                b.latency.saturating_record(us);
+            }
         }
     }
 
-    /// A request that got no answer within the timeout.
-    pub fn record_timeout(&mut self, intended: Instant) {
+    /// A request meant for `intended` that failed at `at` (e.g. `Expired`, or too many
+    /// redirects).
+    pub fn record_error(&mut self, intended: Instant, at: Instant) {
+        if self.interval_of(intended).is_some() {
+            self.errors += 1;
+        }
+        if let Some(b) = self.bucket(at) {
+            b.errors += 1;
+        }
+    }
+
+    /// A request meant for `intended` that got no answer by its deadline `deadline`.
+    pub fn record_timeout(&mut self, intended: Instant, deadline: Instant) {
         if self.interval_of(intended).is_some() {
             self.timeouts += 1;
+        }
+        if let Some(b) = self.bucket(deadline) {
+            b.timeouts += 1;
         }
     }
 
@@ -159,11 +200,48 @@ mod tests {
         let at = |ms| start + Duration::from_millis(ms);
         rec.record_success(at(500), at(501)); // warm-up
         rec.record_success(at(1_000), at(1_002)); // interval 0
-        rec.record_timeout(at(2_100)); // interval 1
-        rec.record_error(at(3_499)); // interval 2
+        rec.record_timeout(at(2_100), at(2_200)); // interval 1
+        rec.record_error(at(3_499), at(3_500)); // interval 2
         rec.record_success(at(3_500), at(3_501)); // after the window
         assert_eq!((rec.completed, rec.errors, rec.timeouts), (1, 1, 1));
         assert_eq!(rec.intervals[0].len(), 1);
         assert_eq!(rec.merged.max(), 2_000);
+    }
+
+    #[test]
+    fn the_timeline_files_events_under_the_bucket_they_happened_in() {
+        let start = Instant::now();
+        let mut rec = Recorder::new(start, Duration::from_secs(1), Duration::from_secs(1));
+        assert_eq!(rec.timeline.buckets.len(), 10);
+        let at = |ms| start + Duration::from_millis(ms);
+        // Meant for the warm-up, answered 30 ms into the window: in bucket 0 of the timeline,
+        // not in the summary's counts.
+        rec.record_success(at(990), at(1_030));
+        // Meant for bucket 1, answered in bucket 3.
+        rec.record_success(at(1_150), at(1_350));
+        rec.record_success(at(1_310), at(1_311));
+        // A timeout is filed under its deadline, an error under its reply.
+        rec.record_timeout(at(1_100), at(1_420));
+        rec.record_error(at(1_500), at(1_999));
+        // After the window: in the summary (by intended time), not in the timeline.
+        rec.record_success(at(1_950), at(2_000));
+        let b = &rec.timeline.buckets;
+        assert_eq!(b[0].completed, 1);
+        assert!(
+            (39_500..=40_500).contains(&b[0].p50_us().unwrap()),
+            "{:?}",
+            b[0].p50_us()
+        );
+        assert_eq!(b[1].completed, 0);
+        assert_eq!(b[3].completed, 2);
+        assert!((195_000..=205_000).contains(&b[3].latency.max()));
+        assert!(b[3].p50_us().unwrap() <= 1_010, "{:?}", b[3].p50_us());
+        assert_eq!((b[4].timeouts, b[9].errors), (1, 1));
+        let sum = |f: fn(&crate::timeline::TimelineBucket) -> u64| b.iter().map(f).sum::<u64>();
+        assert_eq!(
+            (sum(|b| b.completed), sum(|b| b.timeouts), sum(|b| b.errors)),
+            (3, 1, 1)
+        );
+        assert_eq!((rec.completed, rec.timeouts, rec.errors), (3, 1, 1));
     }
 }

@@ -1,9 +1,10 @@
 //! The load generator against an in-process 3-node Multi-Paxos cluster over real quinn on
 //! loopback: 2 s of open-loop load at a modest rate to the leader, then 2 s of closed loop spread
 //! over all nodes (so `NotLeader` redirects are followed). Checks counts, that the interval log
-//! parses back with hdrhistogram's reader, and that the summary JSON has every field. The only
-//! timing assertions are the pacer's, with bounds a loaded machine still meets (see there); the
-//! cluster tests take turns so they do not load each other.
+//! parses back with hdrhistogram's reader, and that the summary JSON has every field. A closed
+//! loop on hot keys records a history, which is checked for being well formed (not yet for
+//! linearizability). The only timing assertions are the pacer's, with bounds a loaded machine
+//! still meets (see there); the cluster tests take turns so they do not load each other.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
+use lincheck::{Call, Ret};
 use loadgen::{Arrivals, KeyDistribution, LoadConfig, LoadResult, Mode, Target, Workload};
 use node::client::Connection;
 use node::runtime::{self, Metrics, RuntimeConfig};
@@ -188,6 +190,7 @@ async fn open_and_closed_loop_against_a_three_node_multi_paxos_cluster() {
         read_fraction: 0.2,
         value_size: 64,
         seed: 5,
+        ..Workload::default()
     };
 
     let mut open = LoadConfig::new(
@@ -398,5 +401,155 @@ async fn a_closed_loop_keeps_going_when_nothing_answers() {
     // The connection attempt holds the driver for its 500 ms limit; after that every 10 ms
     // timeout frees the slot for the next request: dozens, not the one issued at the start.
     assert!(s.timeouts >= 20, "{s}");
+    shutdown.send_replace(true);
+}
+
+/// A closed loop with half reads on a few hot keys, spread over all three nodes of a
+/// Multi-Paxos cluster (so two thirds of the requests are redirected), recording a history
+/// from the start of the warm-up. The history must be well formed: every operation returned
+/// after it was invoked, every read saw either nothing or a value some recorded `Put` of that
+/// key wrote (and that `Put` was invoked before the read returned), writes carry their own
+/// ids, a redirected request is one operation, and the operations add up to the summary's
+/// counts. Then a small cap: the history is truncated by the cap rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_loop_on_hot_keys_records_a_well_formed_history() {
+    use std::collections::HashMap;
+    let _turn = SERIAL.lock().await;
+    let (certs, nodes, shutdown) = start_cluster(Protocol::MultiPaxos, 3);
+    let ep =
+        node::client_endpoint_on(loopback(), certs.client(), &TransportTuning::default()).unwrap();
+    wait_for_leader(&ep, &nodes).await;
+    let (clients, depth) = (4usize, 4usize);
+    let config = |history: usize, duration: Duration| {
+        let mut c = LoadConfig::new(ep.clone(), nodes.clone(), Mode::Closed { clients, depth });
+        c.workload = Workload {
+            keys: 1_000,
+            read_fraction: 0.5,
+            hot_keys: 4,
+            hot_fraction: 0.5,
+            seed: 9,
+            ..Workload::default()
+        };
+        c.target = Target::All;
+        c.warmup = Duration::from_millis(300);
+        c.duration = duration;
+        c.history = Some(history);
+        c
+    };
+    let r = loadgen::run(config(1_000_000, Duration::from_millis(1_500)))
+        .await
+        .unwrap();
+    let s = &r.summary;
+    eprintln!("closed loop with a history: {s}");
+    assert!(s.completed > 100, "{s}");
+    let h = r.history.as_ref().expect("a history was asked for");
+    assert!(!h.truncated && h.cutoff_ns.is_none());
+    assert_eq!(h.window_offset_ns, 300_000_000);
+
+    // Every write has its own value, naming its session; keep them by key.
+    let mut written: HashMap<&[u8], HashMap<&[u8], u64>> = HashMap::new();
+    for op in &h.ops {
+        if let Call::Put(v) = &op.call {
+            let (client, _request) = loadgen::value_id(v).expect("a value carries its id");
+            assert_eq!(client, op.client);
+            let prev = written
+                .entry(op.key.as_slice())
+                .or_default()
+                .insert(v.as_slice(), op.invoked_ns);
+            assert!(prev.is_none(), "a value written twice");
+        }
+    }
+    let (mut reads_seen, mut hot_ops) = (0, 0);
+    for op in &h.ops {
+        // The generator drained: everything returned or was given up on.
+        let ret = op
+            .returned_ns
+            .expect("every operation was answered or given up on");
+        assert!(op.invoked_ns <= ret, "{op:?}");
+        if op.key.as_slice() < b"key-0000000004".as_slice() {
+            hot_ops += 1;
+        }
+        match (&op.call, &op.ret) {
+            (Call::Get, Ret::Read(Some(v))) => {
+                let invoked = written
+                    .get(op.key.as_slice())
+                    .and_then(|w| w.get(v.as_slice()))
+                    .unwrap_or_else(|| panic!("a read saw a value no recorded put wrote: {op:?}"));
+                assert!(
+                    *invoked <= ret,
+                    "a read saw a write invoked after it returned"
+                );
+                reads_seen += 1;
+            }
+            (Call::Get, Ret::Read(None) | Ret::Unknown) => {}
+            (Call::Put(_), Ret::Done | Ret::Unknown) => {}
+            other => panic!("an outcome that does not fit its call: {other:?}"),
+        }
+    }
+    assert!(
+        reads_seen > 10,
+        "reads and writes of hot keys should meet: {reads_seen}"
+    );
+    assert!(
+        hot_ops * 3 > h.ops.len(),
+        "{hot_ops} of {} on hot keys",
+        h.ops.len()
+    );
+
+    // The warm-up is in the history; from the window on, the operations are the summary's
+    // requests. The summary counts requests *meant* for the window; at most one per slot
+    // (clients × depth) was meant for the warm-up and sent in the window. A redirected
+    // request counted twice would put two thirds of them over.
+    let slots = (clients * depth) as u64;
+    let in_window = |definite: Option<bool>| {
+        h.ops
+            .iter()
+            .filter(|o| o.invoked_ns >= h.window_offset_ns)
+            .filter(|o| definite.is_none_or(|d| d == (o.ret != Ret::Unknown)))
+            .count() as u64
+    };
+    assert!(
+        h.ops.iter().any(|o| o.invoked_ns < h.window_offset_ns),
+        "warm-up"
+    );
+    let total = s.completed + s.errors + s.timeouts;
+    let (all, done, unknown) = (
+        in_window(None),
+        in_window(Some(true)),
+        in_window(Some(false)),
+    );
+    assert!((total..=total + slots).contains(&all), "{all} ops vs {s}");
+    assert!(
+        (s.completed..=s.completed + slots).contains(&done),
+        "{done} vs {s}"
+    );
+    let failed = s.errors + s.timeouts;
+    assert!(
+        (failed..=failed + slots).contains(&unknown),
+        "{unknown} vs {s}"
+    );
+
+    // The timeline: 15 buckets; it counts completions by arrival, so it differs from the
+    // summary only by the requests in flight at the window's edges.
+    assert_eq!(r.timeline.buckets.len(), 15);
+    let tl: u64 = r.timeline.buckets.iter().map(|b| b.completed).sum();
+    assert!(tl.abs_diff(s.completed) <= slots, "timeline {tl} vs {s}");
+    assert!(r
+        .timeline
+        .buckets
+        .iter()
+        .all(|b| b.completed == 0 || b.p99_us().is_some()));
+
+    // A cap of 200: truncated, writes kept, only reads that returned before the cutoff.
+    let r = loadgen::run(config(200, Duration::from_millis(500)))
+        .await
+        .unwrap();
+    let h = r.history.unwrap();
+    let cutoff = h.cutoff_ns.expect("the cap was reached");
+    assert!(h.truncated && h.ops.len() <= 200, "{}", h.ops.len());
+    assert!(h.ops.iter().any(|o| matches!(o.call, Call::Put(_))));
+    for op in h.ops.iter().filter(|o| o.call == Call::Get) {
+        assert!(op.returned_ns.is_some_and(|r| r < cutoff), "{op:?}");
+    }
     shutdown.send_replace(true);
 }

@@ -570,6 +570,7 @@ impl WorkloadSpec {
             read_fraction: self.read_fraction,
             value_size: self.value_size,
             seed: self.seed + level as u64,
+            ..loadgen::Workload::default()
         }
     }
 

@@ -1,8 +1,11 @@
 //! `paxbench load --cluster cluster.toml [--rate R | --clients C --depth D | --plan plan.toml]
 //! ... --out DIR`: one load generator (crates/loadgen) against a running cluster. Writes
-//! `DIR/hist.hlog` (an HdrHistogram interval log, one histogram per second, µs) and
-//! `DIR/summary.json`, and prints a one-line summary. `--plan` takes the typed load that
-//! `paxbench run` writes for a generator on its own host; the flags build the same type.
+//! `DIR/hist.hlog` (an HdrHistogram interval log, one histogram per second, µs),
+//! `DIR/summary.json`, `DIR/timeline.json` (100 ms buckets: completions, errors, timeouts,
+//! latency; see `loadgen::timeline`) and, with a history (`--history N` or the plan's
+//! `history`), `DIR/history.jsonl` (what the clients saw; see `loadgen::history`), and prints a
+//! one-line summary. `--plan` takes the typed load that `paxbench run` writes for a generator
+//! on its own host; the flags build the same type.
 
 use std::path::PathBuf;
 
@@ -20,7 +23,7 @@ pub struct LoadArgs {
     #[arg(long)]
     pub cluster: PathBuf,
     /// A load plan written by `paxbench run` (every other load flag is then ignored).
-    #[arg(long, conflicts_with_all = ["rate", "clients", "depth"])]
+    #[arg(long, conflicts_with_all = ["rate", "clients", "depth", "history"])]
     pub plan: Option<PathBuf>,
     /// Open loop: requests per second on a fixed schedule.
     #[arg(long, conflicts_with_all = ["clients", "depth"])]
@@ -61,7 +64,12 @@ pub struct LoadArgs {
     /// A request unanswered this long after its intended send time counts as a timeout.
     #[arg(long, default_value_t = 2_000)]
     pub timeout_ms: u64,
-    /// Directory for hist.hlog and summary.json (created if needed).
+    /// Record the clients' history, at most this many operations (warm-up included), into
+    /// history.jsonl.
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
+    /// Directory for hist.hlog, summary.json, timeline.json and history.jsonl (created if
+    /// needed).
     #[arg(long)]
     pub out: PathBuf,
     /// Exit at once (status 3, nothing written) when stdin reaches end of file or fails:
@@ -123,6 +131,7 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
         timeout_ms: args.timeout_ms,
         pacing_us: loadgen::DEFAULT_PACING.as_micros() as u64,
         session_base: None,
+        history: args.history,
     })
 }
 
@@ -144,6 +153,13 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
             std::process::exit(3);
         });
     }
+    let result = measure(args)?;
+    println!("{}", result.summary);
+    Ok(result.summary.completed > 0)
+}
+
+/// Runs the load the arguments describe and writes its files into `--out`.
+fn measure(args: &LoadArgs) -> anyhow::Result<loadgen::LoadResult> {
     let cluster = ClusterConfig::load(&args.cluster)?;
     let certs = cluster.client_certs()?;
     let plan = match &args.plan {
@@ -167,10 +183,8 @@ pub fn run(args: &LoadArgs) -> anyhow::Result<bool> {
         let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
         anyhow::Ok(loadgen::run(plan.config(endpoint, nodes)?).await?)
     })?;
-    result.write_interval_log(&args.out.join("hist.hlog"))?;
-    result.write_summary_json(&args.out.join("summary.json"))?;
-    println!("{}", result.summary);
-    Ok(result.summary.completed > 0)
+    result.write_files(&args.out)?;
+    Ok(result)
 }
 
 #[cfg(test)]
@@ -183,5 +197,139 @@ mod tests {
         assert_eq!(parse_target("all").unwrap(), TargetSpec::All);
         assert_eq!(parse_target("0, 2").unwrap(), TargetSpec::Nodes(vec![0, 2]));
         assert!(parse_target("first").is_err());
+    }
+
+    /// `paxbench load --plan` with a history, against a one-node Unreplicated cluster in this
+    /// process: every file is written, and `read_result` (what the controller does with a
+    /// remote generator's files) reads the timeline and the history back equal to what was
+    /// measured; a clock offset moves the window start and nothing else.
+    #[test]
+    fn a_plan_with_a_history_writes_every_file_and_they_read_back_equal() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        node::write_cluster(dir.path(), 1, port).unwrap();
+        let file = dir.path().join("cluster.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let unreplicated =
+            text.replace("protocol = \"multi-paxos\"", "protocol = \"unreplicated\"");
+        assert_ne!(text, unreplicated, "{text}");
+        std::fs::write(&file, unreplicated).unwrap();
+
+        let cluster = ClusterConfig::load(&file).unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let node = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async {
+                    let metrics = std::sync::Arc::new(node::runtime::Metrics::default());
+                    node::serve::serve(&cluster, paxos::NodeId(0), metrics, stopped).await
+                })
+        });
+        let cluster = ClusterConfig::load(&file).unwrap();
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let certs = cluster.client_certs().unwrap();
+                let (ep, nodes) = cluster.client_endpoint(&certs).unwrap();
+                let mut c = node::client::KvClient::new(ep, nodes, paxos::ClientId(1));
+                c.wait_ready(1, std::time::Duration::from_secs(20))
+                    .await
+                    .unwrap();
+            });
+
+        let plan = LoadPlan {
+            protocol: paxos::Protocol::Unreplicated,
+            level: PlanLevel::Closed {
+                clients: 2,
+                depth: 2,
+            },
+            workload: WorkloadSpec {
+                keys: 20,
+                read_fraction: 0.5,
+                ..WorkloadSpec::default()
+            },
+            level_index: 0,
+            warmup_s: 0.2,
+            duration_s: 0.5,
+            timeout_ms: 1_000,
+            pacing_us: 200,
+            session_base: None,
+            history: Some(1_000_000),
+        };
+        let plan_file = dir.path().join("plan.toml");
+        std::fs::write(&plan_file, toml::to_string(&plan).unwrap()).unwrap();
+        let out = dir.path().join("out");
+        let args = LoadArgs {
+            cluster: file,
+            plan: Some(plan_file),
+            rate: None,
+            clients: None,
+            depth: None,
+            poisson: false,
+            duration: 10.0,
+            warmup: 2.0,
+            keys: 100_000,
+            zipf: None,
+            read_fraction: 0.0,
+            value_size: 64,
+            target: "leader".into(),
+            seed: 1,
+            timeout_ms: 2_000,
+            history: None,
+            out: out.clone(),
+            exit_on_stdin_eof: false,
+            remove_on_lifeline_loss: None,
+        };
+        let measured = measure(&args).unwrap();
+        stop.send_replace(true);
+        node.join().unwrap().unwrap();
+
+        for f in [
+            "hist.hlog",
+            "summary.json",
+            "timeline.json",
+            "history.jsonl",
+        ] {
+            assert!(out.join(f).is_file(), "{f} was not written");
+        }
+        assert!(measured.summary.completed > 0, "{}", measured.summary);
+        let h = measured.history.as_ref().unwrap();
+        assert!(h.ops.len() as u64 >= measured.summary.completed);
+        assert!(h.ops.iter().any(|o| o.ret == loadgen::lincheck::Ret::Done));
+        assert!(h
+            .ops
+            .iter()
+            .any(|o| matches!(o.ret, loadgen::lincheck::Ret::Read(_))));
+        assert_eq!(measured.timeline.buckets.len(), 5);
+        assert!(measured.timeline.buckets.iter().any(|b| b.completed > 0));
+
+        let back = crate::remote::read_result(&out, 0).unwrap();
+        assert_eq!(back.summary, measured.summary);
+        assert_eq!(back.timeline, measured.timeline);
+        assert_eq!(back.history, measured.history);
+        // Another host's clock, 5 s ahead: the window and the history's origin are 5 s earlier
+        // on ours; the timeline and the history's instants (relative to them) are unchanged.
+        let ahead = crate::remote::read_result(&out, 5_000_000_000).unwrap();
+        assert_eq!(
+            back.window_start
+                .duration_since(ahead.window_start)
+                .unwrap(),
+            std::time::Duration::from_secs(5)
+        );
+        assert_eq!(ahead.timeline, measured.timeline);
+        let (h, ahead_h) = (back.history.unwrap(), ahead.history.unwrap());
+        assert_eq!(h.origin_unix_ns - ahead_h.origin_unix_ns, 5_000_000_000);
+        assert_eq!(
+            (h.ops, h.window_offset_ns),
+            (ahead_h.ops, ahead_h.window_offset_ns)
+        );
     }
 }

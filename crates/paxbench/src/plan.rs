@@ -35,6 +35,11 @@ pub struct LoadPlan {
     /// nodes deduplicate by session and request id). `None`: derived from clock and pid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_base: Option<u64>,
+    /// Record the clients' history, at most this many operations
+    /// (`loadgen::LoadConfig::history`); the generator then writes `history.jsonl`. `None`:
+    /// no history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<usize>,
 }
 
 /// A generator's load level.
@@ -92,11 +97,13 @@ impl LoadPlan {
         if let Some(base) = self.session_base {
             config.session_base = base;
         }
+        config.history = self.history;
         Ok(config)
     }
 
     /// This plan split over `n` generators, the `i`-th share: the rate (or the clients) divided
-    /// as evenly as it goes, its own sessions and its own workload seed.
+    /// as evenly as it goes, its own sessions and its own workload seed. Each records its own
+    /// history with the whole cap (a merged history is truncated if any part is).
     pub fn share(&self, i: usize, n: usize, session_base: u64) -> LoadPlan {
         let mut part = self.clone();
         part.level = match self.level {
@@ -132,6 +139,7 @@ mod tests {
             timeout_ms: 2000,
             pacing_us: 200,
             session_base: None,
+            history: None,
         }
     }
 
@@ -174,7 +182,14 @@ mod tests {
         })
         .share(1, 2, 77);
         let text = toml::to_string(&p).unwrap();
+        assert!(!text.contains("history"), "{text}");
         assert_eq!(toml::from_str::<LoadPlan>(&text).unwrap(), p);
+        let with = LoadPlan {
+            history: Some(5_000),
+            ..p.clone()
+        };
+        let text = toml::to_string(&with).unwrap();
+        assert_eq!(toml::from_str::<LoadPlan>(&text).unwrap(), with);
         let bad = text.replace("depth = 8", "depth = \"deep\"");
         assert!(toml::from_str::<LoadPlan>(&bad).is_err());
     }

@@ -176,8 +176,8 @@ impl RemoteRun {
 
     /// Runs `plan` split over the generator hosts `generators`, each against the client
     /// cluster file `client_file` with the client pair beside it, and merges what they
-    /// measured. Each generator's `hist.hlog` and `summary.json` come back under
-    /// `keep/<host>/`.
+    /// measured. Each generator's `hist.hlog`, `summary.json`, `timeline.json` and (when the
+    /// plan asks for a history) `history.jsonl` come back under `keep/<host>/`.
     pub fn measure(
         &self,
         generators: &[String],
@@ -278,7 +278,7 @@ impl RemoteRun {
         let _ = self.ssh.fetch(h, &format!("{dir}/load.log"), &local);
         // `paxbench load` exits 1 when nothing completed: its files still tell what happened.
         let fetched = if matches!(code, 0 | 1) {
-            ["hist.hlog", "summary.json"].iter().try_for_each(|file| {
+            generator_files(plan).iter().try_for_each(|file| {
                 self.ssh
                     .fetch(h, &format!("{dir}/out/{file}"), &local)
                     .map(|_| ())
@@ -320,16 +320,37 @@ fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync)
     })
 }
 
-/// A generator's result from the `hist.hlog` and `summary.json` it wrote; `offset_ns` (its
-/// host's clock minus this machine's) puts the window's start on this machine's clock.
-fn read_result(dir: &Path, offset_ns: i64) -> anyhow::Result<LoadResult> {
-    let summary_path = dir.join("summary.json");
+/// The files a remote generator running `plan` writes, which the controller fetches.
+fn generator_files(plan: &LoadPlan) -> Vec<&'static str> {
+    let mut files = vec![
+        loadgen::INTERVAL_LOG_FILE,
+        loadgen::SUMMARY_FILE,
+        loadgen::TIMELINE_FILE,
+    ];
+    if plan.history.is_some() {
+        files.push(loadgen::HISTORY_FILE);
+    }
+    files
+}
+
+/// A generator's result from the `hist.hlog`, `summary.json`, `timeline.json` and (if it is
+/// there) `history.jsonl` it wrote; `offset_ns` (its host's clock minus this machine's) puts
+/// the window's start and the history's origin on this machine's clock. The timeline needs no
+/// shift (its buckets count from the window's start), nor do the history's instants (they count
+/// from its origin, which moves; `LoadResult::merge` applies the shift when it puts several
+/// generators on one origin).
+pub(crate) fn read_result(dir: &Path, offset_ns: i64) -> anyhow::Result<LoadResult> {
+    let summary_path = dir.join(loadgen::SUMMARY_FILE);
     let summary: loadgen::LoadSummary = serde_json::from_str(
         &std::fs::read_to_string(&summary_path)
             .with_context(|| format!("reading {}", summary_path.display()))?,
     )
     .with_context(|| format!("parsing {}", summary_path.display()))?;
-    let (start, intervals) = results::read_interval_log(&dir.join("hist.hlog"))?;
+    let (start, intervals) = results::read_interval_log(&dir.join(loadgen::INTERVAL_LOG_FILE))?;
+    let (timeline, mut history) = LoadResult::read_timeline_and_history(dir)?;
+    if let Some(h) = &mut history {
+        h.shift_origin(offset_ns);
+    }
     let offset = std::time::Duration::from_nanos(offset_ns.unsigned_abs());
     let window_start = start.map(|t| {
         if offset_ns >= 0 {
@@ -351,6 +372,8 @@ fn read_result(dir: &Path, offset_ns: i64) -> anyhow::Result<LoadResult> {
             std::time::SystemTime::now() - std::time::Duration::from_secs_f64(summary.duration_s)
         }),
         summary,
+        timeline,
+        history,
     })
 }
 

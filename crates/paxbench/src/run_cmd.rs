@@ -433,6 +433,9 @@ fn point(f: PointFacts) -> Point {
         logs: Some(f.logs.display().to_string()),
         nodes: f.nodes,
         rtt: f.rtt,
+        faults: Vec::new(),
+        availability: None,
+        linearizable: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),
@@ -540,6 +543,7 @@ fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> Lo
         timeout_ms: exp.load.timeout_ms,
         pacing_us: exp.load.pacing_us,
         session_base: None,
+        history: None,
     }
 }
 
