@@ -1,0 +1,385 @@
+//! The search for a linearization of one key's sub-history (Wing & Gong's tree search with
+//! Lowe's cache of visited configurations, as Porcupine and Knossos run it).
+//!
+//! The operations' call and return events are put in one doubly linked list, in time order
+//! (at equal instants calls come first, so a return at the very instant of another's call
+//! leaves the two concurrent). The list always holds the events of the operations not yet
+//! linearized. Walking it from the head, every call met before the first return belongs to an
+//! operation that may come next: everything that returned before it was invoked is already
+//! linearized. The search tries those candidates in turn: a candidate the model accepts is
+//! linearized (its events lifted out of the list, the move pushed on a stack) and the walk
+//! starts again from the head; meeting a return means the operation it closes can no longer be
+//! placed, so the last move is undone (its events put back, dancing-links style) and the walk
+//! goes on after the call that was undone. The stack running empty means no linearization
+//! exists.
+//!
+//! A configuration is the set of linearized operations plus the model's state; the future of
+//! the search depends on nothing else. Every configuration entered is recorded in a hash set
+//! and never entered twice. The set is a bitset, hashed incrementally (Zobrist: the XOR of a
+//! random word per member), so a lookup costs one hash probe and, on a hit, one comparison of
+//! bitsets.
+//!
+//! Operations whose outcome is unknown have a call and no return: they may be linearized at any
+//! point after their call, or never, and the search succeeds as soon as every *completed*
+//! operation is linearized.
+//!
+//! Three reductions keep realistic histories cheap; each is exact (it never changes the answer):
+//!
+//! * An unknown write that no completed read could observe (no read of its value returns at or
+//!   after its invocation) is dropped: in any linearization, what follows it up to the next write
+//!   reads its value, so nothing can follow it but another write, which does not care.
+//! * A read the model accepts is linearized at once, and never tried later instead: it leaves
+//!   the state as it was, and everything that must precede it is already linearized, so if any
+//!   linearization exists from here, one exists that places this read next. So when that branch
+//!   fails, the configuration it left from fails too.
+//! * A state no remaining read can observe (no read still to be linearized returns it) is
+//!   replaced, in the configuration, by one "dead" state: from there every future is the same.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::time::Instant;
+
+use crate::model::{self, Effect, Interner, Value, ABSENT, DEAD};
+use crate::Operation;
+
+/// How the search of one sub-history ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// A linearization exists.
+    Linearizable,
+    /// None exists: the search was exhaustive.
+    Violation,
+    /// The deadline passed first.
+    OutOfTime,
+    /// The cache of visited configurations outgrew [`MAX_CACHE_BYTES`] first.
+    OutOfMemory,
+}
+
+/// The cache of visited configurations is given up on beyond about this many bytes.
+pub(crate) const MAX_CACHE_BYTES: usize = 2 << 30;
+
+/// The deadline is read once in this many steps (a power of two).
+const STEPS_PER_CLOCK_READ: u64 = 256;
+
+const NIL: usize = usize::MAX;
+const HEAD: usize = 0;
+
+/// One operation as the search sees it.
+#[derive(Clone, Copy, Debug)]
+struct Op {
+    effect: Effect,
+    /// Whether it must be linearized (it completed); unknown writes need not be.
+    completed: bool,
+}
+
+/// A call or return event in the linked list.
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    prev: usize,
+    next: usize,
+    /// The operation's number in `Search::ops`.
+    op: usize,
+    /// For a call: the node of its return, or `NIL` (unknown outcome). `NIL` for a return.
+    ret: usize,
+    is_call: bool,
+}
+
+/// One move on the search stack.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    /// The call node linearized.
+    call: usize,
+    /// The state before it.
+    state: Value,
+    /// A read linearized eagerly: when its branch fails, the configuration below fails too.
+    forced: bool,
+}
+
+/// Checks one key's operations (all on the same key, any order) against the register model.
+/// Unknown `Get`s are ignored. `deadline`: `None` for none.
+pub(crate) fn check(ops: &[&Operation], deadline: Option<Instant>) -> Outcome {
+    match Search::new(ops) {
+        Some(mut search) => search.run(deadline),
+        None => Outcome::Linearizable,
+    }
+}
+
+struct Search {
+    ops: Vec<Op>,
+    nodes: Vec<Node>,
+    /// Per value: how many completed reads of it are not linearized yet.
+    reads_left: Vec<u32>,
+    /// Per operation: its random word in the Zobrist hash of a set.
+    zobrist: Vec<u64>,
+}
+
+impl Search {
+    /// Prepares the search, or `None` when there is nothing to linearize.
+    fn new(history: &[&Operation]) -> Option<Search> {
+        let mut values = Interner::default();
+        let effects: Vec<(&Operation, Effect)> = history
+            .iter()
+            .filter_map(|op| model::effect(op, &mut values).map(|e| (*op, e)))
+            .collect();
+
+        // Per value, the latest return of a completed read of it.
+        let mut last_read = vec![None::<u64>; values.len()];
+        for (op, effect) in &effects {
+            if let (Effect::Read(v), Some(r)) = (effect, op.returned_ns) {
+                let slot = &mut last_read[*v as usize];
+                *slot = Some(slot.map_or(r, |s| s.max(r)));
+            }
+        }
+
+        let mut ops = Vec::with_capacity(effects.len());
+        let mut events: Vec<(u64, bool, usize)> = Vec::with_capacity(2 * effects.len());
+        let mut reads_left = vec![0u32; values.len()];
+        for (op, effect) in effects {
+            let completed = crate::is_completed(op);
+            if !completed {
+                let Effect::Write(v) = effect else {
+                    continue; // not reached: unknown reads have no effect
+                };
+                // Dropped unless some completed read of its value could follow it.
+                if last_read[v as usize].is_none_or(|r| r < op.invoked_ns) {
+                    continue;
+                }
+            }
+            if let Effect::Read(v) = effect {
+                reads_left[v as usize] += 1;
+            }
+            let id = ops.len();
+            ops.push(Op { effect, completed });
+            // (time, is_return, op): calls sort before returns at the same instant.
+            events.push((op.invoked_ns, false, id));
+            if completed {
+                if let Some(r) = op.returned_ns {
+                    events.push((r, true, id));
+                }
+            }
+        }
+        if ops.iter().all(|op| !op.completed) {
+            return None;
+        }
+        events.sort_unstable();
+
+        let mut nodes = Vec::with_capacity(events.len() + 1);
+        nodes.push(Node {
+            prev: NIL,
+            next: NIL,
+            op: NIL,
+            ret: NIL,
+            is_call: false,
+        });
+        let mut return_node = vec![NIL; ops.len()];
+        for (i, &(_, is_return, op)) in events.iter().enumerate() {
+            let me = i + 1;
+            nodes[me - 1].next = me;
+            nodes.push(Node {
+                prev: me - 1,
+                next: NIL,
+                op,
+                ret: NIL,
+                is_call: !is_return,
+            });
+            if is_return {
+                return_node[op] = me;
+            }
+        }
+        for node in nodes.iter_mut().skip(1) {
+            if node.is_call {
+                node.ret = return_node[node.op];
+            }
+        }
+
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let zobrist = (0..ops.len()).map(|_| splitmix64(&mut seed)).collect();
+        Some(Search {
+            ops,
+            nodes,
+            reads_left,
+            zobrist,
+        })
+    }
+
+    /// Takes call node `c` and its return out of the list.
+    fn lift(&mut self, c: usize) {
+        self.unlink(c);
+        let r = self.nodes[c].ret;
+        if r != NIL {
+            self.unlink(r);
+        }
+    }
+
+    /// Puts back what `lift(c)` took out; lifts are undone in reverse order.
+    fn unlift(&mut self, c: usize) {
+        let r = self.nodes[c].ret;
+        if r != NIL {
+            self.relink(r);
+        }
+        self.relink(c);
+    }
+
+    fn unlink(&mut self, n: usize) {
+        let Node { prev, next, .. } = self.nodes[n];
+        self.nodes[prev].next = next;
+        if next != NIL {
+            self.nodes[next].prev = prev;
+        }
+    }
+
+    fn relink(&mut self, n: usize) {
+        let Node { prev, next, .. } = self.nodes[n];
+        self.nodes[prev].next = n;
+        if next != NIL {
+            self.nodes[next].prev = n;
+        }
+    }
+
+    /// The state as the cache sees it: one value for all that no remaining read can observe.
+    fn canonical(&self, state: Value) -> Value {
+        if state == DEAD || self.reads_left[state as usize] == 0 {
+            DEAD
+        } else {
+            state
+        }
+    }
+
+    fn run(&mut self, deadline: Option<Instant>) -> Outcome {
+        let must = self.ops.iter().filter(|op| op.completed).count();
+        let words = self.ops.len().div_ceil(64);
+        let mut linearized = vec![0u64; words];
+        let mut hash = 0u64;
+        let mut done = 0usize;
+        let mut state = self.canonical(ABSENT);
+        let mut stack: Vec<Frame> = Vec::with_capacity(self.ops.len());
+        let mut cache = Cache::default();
+        let entry_bytes = words * 8 + 48;
+        let mut cur = self.nodes[HEAD].next;
+        let mut steps = 0u64;
+
+        loop {
+            if done == must {
+                return Outcome::Linearizable;
+            }
+            steps += 1;
+            if steps % STEPS_PER_CLOCK_READ == 0 {
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Outcome::OutOfTime;
+                }
+                if cache.len.saturating_mul(entry_bytes) > MAX_CACHE_BYTES {
+                    return Outcome::OutOfMemory;
+                }
+            }
+
+            let mut backtrack = cur == NIL || !self.nodes[cur].is_call;
+            if !backtrack {
+                let node = self.nodes[cur];
+                let op = self.ops[node.op];
+                match model::step(state, op.effect) {
+                    None => cur = node.next,
+                    Some(next) => {
+                        let is_read = matches!(op.effect, Effect::Read(_));
+                        if let Effect::Read(v) = op.effect {
+                            self.reads_left[v as usize] -= 1;
+                        }
+                        let next = self.canonical(next);
+                        linearized[node.op / 64] |= 1 << (node.op % 64);
+                        hash ^= self.zobrist[node.op];
+                        if cache.insert(hash, next, &linearized) {
+                            stack.push(Frame {
+                                call: cur,
+                                state,
+                                forced: is_read,
+                            });
+                            state = next;
+                            done += usize::from(op.completed);
+                            self.lift(cur);
+                            cur = self.nodes[HEAD].next;
+                        } else {
+                            linearized[node.op / 64] &= !(1 << (node.op % 64));
+                            hash ^= self.zobrist[node.op];
+                            if let Effect::Read(v) = op.effect {
+                                self.reads_left[v as usize] += 1;
+                            }
+                            // A read seen before here fails from here: so does this configuration.
+                            backtrack = is_read;
+                            cur = node.next;
+                        }
+                    }
+                }
+            }
+            if backtrack {
+                loop {
+                    let Some(frame) = stack.pop() else {
+                        return Outcome::Violation;
+                    };
+                    let op_id = self.nodes[frame.call].op;
+                    let op = self.ops[op_id];
+                    self.unlift(frame.call);
+                    linearized[op_id / 64] &= !(1 << (op_id % 64));
+                    hash ^= self.zobrist[op_id];
+                    if let Effect::Read(v) = op.effect {
+                        self.reads_left[v as usize] += 1;
+                    }
+                    done -= usize::from(op.completed);
+                    state = frame.state;
+                    if !frame.forced {
+                        cur = self.nodes[frame.call].next;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The visited configurations: (set of linearized operations, canonical state).
+#[derive(Default)]
+struct Cache {
+    /// Keyed by the mix of the set's Zobrist hash and the state; collisions share a bucket.
+    buckets: HashMap<u64, Vec<(Value, Box<[u64]>)>, BuildHasherDefault<PassThrough>>,
+    len: usize,
+}
+
+impl Cache {
+    /// Records the configuration; false if it was already there.
+    fn insert(&mut self, hash: u64, state: Value, set: &[u64]) -> bool {
+        let mut mixed = hash ^ u64::from(state).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+        let key = splitmix64(&mut mixed);
+        let bucket = self.buckets.entry(key).or_default();
+        if bucket.iter().any(|(s, b)| *s == state && **b == *set) {
+            return false;
+        }
+        bucket.push((state, set.into()));
+        self.len += 1;
+        true
+    }
+}
+
+/// The cache keys are already well mixed: hash them as they are.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8 | self.0 >> 56) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Steele, Lea & Flood's SplitMix64: advances `state` and returns a well-mixed word.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
