@@ -57,13 +57,15 @@
 //!
 //! For a violation, the failing key's sub-history is shrunk by delta debugging, within what is
 //! left of the budget, to a *1-minimal* set of operations: not linearizable itself, while
-//! dropping any one of its operations leaves a linearizable history. An operation is dropped
-//! together with what depends on it: dropping the last `Put` of a value also drops the
-//! completed `Get`s that returned that value (otherwise every read would shrink to itself, a
-//! read of a value nobody wrote). So a stale read shrinks to the write it missed, the write it
-//! saw, and itself; a read of a value that was never written shrinks to just that read. If the
-//! budget runs out while shrinking, the set reported is still not linearizable, but
-//! [`Verdict::Violation::minimal`] is false.
+//! dropping any one of its operations leaves a linearizable history. A write is dropped
+//! together with the reads that could have read from it: the completed `Get`s that returned
+//! its value (absence, for a `Delete`) and returned at or after its invocation. Otherwise every
+//! violation would shrink to a lone read whose write was dropped, which says nothing; and
+//! dropped this way, a linearizable history stays linearizable, so the set reported is a
+//! violation that was in the history, not one that dropping made. A stale read shrinks to the
+//! write it missed, the write it saw, and itself; a read of a value that was never written
+//! shrinks to just that read. If the budget runs out while shrinking, the set reported is still
+//! not linearizable, but [`Verdict::Violation::minimal`] is false.
 //!
 //! ```
 //! use lincheck::{check, Call, Operation, Ret, Verdict};
@@ -87,8 +89,9 @@ mod model;
 mod search;
 mod shrink;
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
 pub use model::Register;
@@ -321,15 +324,12 @@ pub fn check(history: &[Operation], budget: Duration) -> Result<Report, HistoryE
     let deadline = start.checked_add(budget);
     validate(history)?;
 
-    let mut by_key: BTreeMap<&[u8], Vec<&Operation>> = BTreeMap::new();
-    for op in history {
-        by_key.entry(op.key.as_slice()).or_default().push(op);
-    }
+    let by_key = partition(history);
     let keys = by_key.len();
 
     let mut keys_checked = 0;
     let mut verdict = Verdict::Linearizable;
-    for (key, ops) in &by_key {
+    for &(key, ref ops) in &by_key {
         let give_up = |why: &str| Verdict::Unknown {
             reason: format!(
                 "{why} after {keys_checked} of {keys} keys were found linearizable \
@@ -374,4 +374,20 @@ pub fn check(history: &[Operation], budget: Duration) -> Result<Report, HistoryE
         keys_checked,
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     })
+}
+
+/// The history's operations per key, in key order (each key's in history order).
+fn partition(history: &[Operation]) -> Vec<(&[u8], Vec<&Operation>)> {
+    let mut index: HashMap<&[u8], usize, BuildHasherDefault<model::WordHasher>> =
+        HashMap::default();
+    let mut groups: Vec<(&[u8], Vec<&Operation>)> = Vec::new();
+    for op in history {
+        let i = *index.entry(op.key.as_slice()).or_insert_with(|| {
+            groups.push((op.key.as_slice(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(op);
+    }
+    groups.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    groups
 }

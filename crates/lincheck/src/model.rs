@@ -7,6 +7,7 @@
 //! nothing here assumes that values are unique per write.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::{Call, Operation, Ret};
 
@@ -71,7 +72,7 @@ pub(crate) fn step(state: Value, effect: Effect) -> Option<Value> {
 /// Numbers the distinct values of one key's sub-history.
 #[derive(Default)]
 pub(crate) struct Interner<'a> {
-    ids: HashMap<&'a [u8], Value>,
+    ids: HashMap<&'a [u8], Value, BuildHasherDefault<WordHasher>>,
 }
 
 impl<'a> Interner<'a> {
@@ -99,5 +100,51 @@ pub(crate) fn effect<'a>(op: &'a Operation, values: &mut Interner<'a>) -> Option
         (Call::Get, _) => None,
         (Call::Put(v), _) => Some(Effect::Write(values.intern(Some(v)))),
         (Call::Delete, _) => Some(Effect::Write(ABSENT)),
+    }
+}
+
+/// A fast, non-cryptographic hasher for short byte strings (the multiply-rotate scheme of
+/// rustc's FxHasher, with a final mix): interning is on the hot path of every key, and the keys of this table are
+/// values from the history, not chosen against it.
+#[derive(Default)]
+pub(crate) struct WordHasher(u64);
+
+impl WordHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7C_C1_B7_27_22_0A_95);
+    }
+}
+
+impl Hasher for WordHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        // The multiply carries low bits up only: without this final mix (MurmurHash3's), values
+        // sharing a prefix would share the low bits the table indexes by.
+        let mut z = self.0;
+        z = (z ^ (z >> 33)).wrapping_mul(0xFF51_AFD7_ED55_8CCD);
+        z = (z ^ (z >> 33)).wrapping_mul(0xC4CE_B9FE_1A85_EC53);
+        z ^ (z >> 33)
+    }
+
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
     }
 }

@@ -111,6 +111,17 @@ struct Search {
     reads_left: Vec<u32>,
     /// Per operation: its random word in the Zobrist hash of a set.
     zobrist: Vec<u64>,
+    /// The configuration: the linearized operations (a bitset, and its Zobrist hash) ...
+    linearized: Vec<u64>,
+    hash: u64,
+    /// ... and the canonical state of the register.
+    state: Value,
+    /// How many completed operations are linearized.
+    done: usize,
+    /// The moves that led here.
+    stack: Vec<Frame>,
+    /// Every configuration entered so far.
+    cache: Cache,
 }
 
 impl Search {
@@ -194,12 +205,20 @@ impl Search {
 
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let zobrist = (0..ops.len()).map(|_| splitmix64(&mut seed)).collect();
-        Some(Search {
+        let mut search = Search {
+            linearized: vec![0; ops.len().div_ceil(64)],
+            hash: 0,
+            state: ABSENT,
+            done: 0,
+            stack: Vec::with_capacity(ops.len()),
+            cache: Cache::new(ops.len()),
             ops,
             nodes,
             reads_left,
             zobrist,
-        })
+        };
+        search.state = search.canonical(ABSENT);
+        Some(search)
     }
 
     /// Takes call node `c` and its return out of the list.
@@ -247,19 +266,13 @@ impl Search {
 
     fn run(&mut self, deadline: Option<Instant>) -> Outcome {
         let must = self.ops.iter().filter(|op| op.completed).count();
-        let words = self.ops.len().div_ceil(64);
-        let mut linearized = vec![0u64; words];
-        let mut hash = 0u64;
-        let mut done = 0usize;
-        let mut state = self.canonical(ABSENT);
-        let mut stack: Vec<Frame> = Vec::with_capacity(self.ops.len());
-        let mut cache = Cache::default();
-        let entry_bytes = words * 8 + 48;
         let mut cur = self.nodes[HEAD].next;
+        // Whether the configuration was just entered: look for a read to take first.
+        let mut fresh = true;
         let mut steps = 0u64;
 
         loop {
-            if done == must {
+            if self.done == must {
                 return Outcome::Linearizable;
             }
             steps += 1;
@@ -267,63 +280,47 @@ impl Search {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Outcome::OutOfTime;
                 }
-                if cache.len.saturating_mul(entry_bytes) > MAX_CACHE_BYTES {
+                if self.cache.bytes() > MAX_CACHE_BYTES || self.cache.len() >= u32::MAX as usize {
                     return Outcome::OutOfMemory;
                 }
             }
 
-            let mut backtrack = cur == NIL || !self.nodes[cur].is_call;
-            if !backtrack {
-                let node = self.nodes[cur];
-                let op = self.ops[node.op];
-                match model::step(state, op.effect) {
-                    None => cur = node.next,
-                    Some(next) => {
-                        let is_read = matches!(op.effect, Effect::Read(_));
-                        if let Effect::Read(v) = op.effect {
-                            self.reads_left[v as usize] -= 1;
-                        }
-                        let next = self.canonical(next);
-                        linearized[node.op / 64] |= 1 << (node.op % 64);
-                        hash ^= self.zobrist[node.op];
-                        if cache.insert(hash, next, &linearized) {
-                            stack.push(Frame {
-                                call: cur,
-                                state,
-                                forced: is_read,
-                            });
-                            state = next;
-                            done += usize::from(op.completed);
-                            self.lift(cur);
+            let backtrack = if fresh {
+                fresh = false;
+                match self.acceptable_read() {
+                    // A read is never worse first (see the module docs): take it, or, if that
+                    // configuration was seen, give this one up.
+                    Some(c) => match self.linearize(c) {
+                        Some(()) => {
                             cur = self.nodes[HEAD].next;
-                        } else {
-                            linearized[node.op / 64] &= !(1 << (node.op % 64));
-                            hash ^= self.zobrist[node.op];
-                            if let Effect::Read(v) = op.effect {
-                                self.reads_left[v as usize] += 1;
-                            }
-                            // A read seen before here fails from here: so does this configuration.
-                            backtrack = is_read;
-                            cur = node.next;
+                            fresh = true;
+                            false
                         }
-                    }
+                        None => true,
+                    },
+                    None => false,
                 }
-            }
+            } else if cur == NIL || !self.nodes[cur].is_call {
+                true
+            } else {
+                let node = self.nodes[cur];
+                // Reads were tried by `acceptable_read`: only writes can be accepted here.
+                if matches!(self.ops[node.op].effect, Effect::Write(_))
+                    && self.linearize(cur).is_some()
+                {
+                    cur = self.nodes[HEAD].next;
+                    fresh = true;
+                } else {
+                    cur = node.next;
+                }
+                false
+            };
+
             if backtrack {
                 loop {
-                    let Some(frame) = stack.pop() else {
+                    let Some(frame) = self.undo() else {
                         return Outcome::Violation;
                     };
-                    let op_id = self.nodes[frame.call].op;
-                    let op = self.ops[op_id];
-                    self.unlift(frame.call);
-                    linearized[op_id / 64] &= !(1 << (op_id % 64));
-                    hash ^= self.zobrist[op_id];
-                    if let Effect::Read(v) = op.effect {
-                        self.reads_left[v as usize] += 1;
-                    }
-                    done -= usize::from(op.completed);
-                    state = frame.state;
                     if !frame.forced {
                         cur = self.nodes[frame.call].next;
                         break;
@@ -332,27 +329,124 @@ impl Search {
             }
         }
     }
+
+    /// The call node of a read that may come next and that the current state satisfies.
+    fn acceptable_read(&self) -> Option<usize> {
+        let mut n = self.nodes[HEAD].next;
+        while n != NIL && self.nodes[n].is_call {
+            if self.ops[self.nodes[n].op].effect == Effect::Read(self.state) {
+                return Some(n);
+            }
+            n = self.nodes[n].next;
+        }
+        None
+    }
+
+    /// Linearizes the operation of call node `c` next, unless the model rejects it or the
+    /// configuration it leads to was seen before (`None`, and nothing changed).
+    fn linearize(&mut self, c: usize) -> Option<()> {
+        let id = self.nodes[c].op;
+        let op = self.ops[id];
+        let next = model::step(self.state, op.effect)?;
+        if let Effect::Read(v) = op.effect {
+            self.reads_left[v as usize] -= 1;
+        }
+        let next = self.canonical(next);
+        self.linearized[id / 64] |= 1 << (id % 64);
+        self.hash ^= self.zobrist[id];
+        if !self.cache.insert(self.hash, next, &self.linearized) {
+            self.linearized[id / 64] &= !(1 << (id % 64));
+            self.hash ^= self.zobrist[id];
+            if let Effect::Read(v) = op.effect {
+                self.reads_left[v as usize] += 1;
+            }
+            return None;
+        }
+        self.stack.push(Frame {
+            call: c,
+            state: self.state,
+            forced: matches!(op.effect, Effect::Read(_)),
+        });
+        self.state = next;
+        self.done += usize::from(op.completed);
+        self.lift(c);
+        Some(())
+    }
+
+    /// Undoes the last move, and returns it (`None`: there was none).
+    fn undo(&mut self) -> Option<Frame> {
+        let frame = self.stack.pop()?;
+        let id = self.nodes[frame.call].op;
+        let op = self.ops[id];
+        self.unlift(frame.call);
+        self.linearized[id / 64] &= !(1 << (id % 64));
+        self.hash ^= self.zobrist[id];
+        if let Effect::Read(v) = op.effect {
+            self.reads_left[v as usize] += 1;
+        }
+        self.done -= usize::from(op.completed);
+        self.state = frame.state;
+        Some(frame)
+    }
 }
 
-/// The visited configurations: (set of linearized operations, canonical state).
-#[derive(Default)]
+/// The visited configurations: (set of linearized operations, canonical state), in flat
+/// arrays so that recording one allocates nothing (amortised), and dropping the cache frees a
+/// handful of blocks rather than one per configuration.
 struct Cache {
-    /// Keyed by the mix of the set's Zobrist hash and the state; collisions share a bucket.
-    buckets: HashMap<u64, Vec<(Value, Box<[u64]>)>, BuildHasherDefault<PassThrough>>,
-    len: usize,
+    /// Words per set.
+    words: usize,
+    /// From the mix of a set's Zobrist hash and the state to the latest entry with that mix.
+    heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
+    /// Per entry: the previous entry with the same mix (`u32::MAX`: none), its state, its set.
+    next: Vec<u32>,
+    states: Vec<Value>,
+    sets: Vec<u64>,
 }
 
 impl Cache {
+    /// A cache for sets of `ops` operations, sized for a search that linearizes each once (as
+    /// that of a mostly sequential history does), up to 16 MiB of sets.
+    fn new(ops: usize) -> Cache {
+        let words = ops.div_ceil(64);
+        Cache {
+            words,
+            heads: HashMap::with_capacity_and_hasher(ops, Default::default()),
+            next: Vec::with_capacity(ops),
+            states: Vec::with_capacity(ops),
+            sets: Vec::with_capacity((ops * words).min(1 << 21)),
+        }
+    }
+
+    /// How many configurations are recorded.
+    fn len(&self) -> usize {
+        self.states.len()
+    }
+
+    /// About how many bytes the cache holds.
+    fn bytes(&self) -> usize {
+        // An entry: its set, its state and link, and about 16 bytes of the hash table.
+        self.len() * (self.words * 8 + 24)
+    }
+
     /// Records the configuration; false if it was already there.
     fn insert(&mut self, hash: u64, state: Value, set: &[u64]) -> bool {
         let mut mixed = hash ^ u64::from(state).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let key = splitmix64(&mut mixed);
-        let bucket = self.buckets.entry(key).or_default();
-        if bucket.iter().any(|(s, b)| *s == state && **b == *set) {
-            return false;
+        let id = u32::try_from(self.len()).unwrap_or(u32::MAX);
+        let head = self.heads.entry(key).or_insert(u32::MAX);
+        let mut i = *head;
+        while i != u32::MAX {
+            let at = i as usize;
+            if self.states[at] == state && self.sets[at * self.words..][..self.words] == *set {
+                return false;
+            }
+            i = self.next[at];
         }
-        bucket.push((state, set.into()));
-        self.len += 1;
+        self.next.push(*head);
+        *head = id;
+        self.states.push(state);
+        self.sets.extend_from_slice(set);
         true
     }
 }
@@ -367,7 +461,7 @@ impl Hasher for PassThrough {
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
-            self.0 = (self.0 << 8 | self.0 >> 56) ^ u64::from(b);
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
         }
     }
     fn write_u64(&mut self, n: u64) {

@@ -2,17 +2,19 @@
 //!
 //! Dropping operations one at a time and keeping every drop after which the rest still fails
 //! would end, for a register, in a useless answer: a lone `Get` that returned a value, with the
-//! `Put` that wrote it dropped, is not linearizable by itself. So operations are dropped
-//! together with what depends on them: dropping the last `Put` of a value (no other remaining
-//! operation writes the same bytes) also drops the completed `Get`s that returned that value.
-//! A `Get` of a value that nothing in the history ever wrote stays a violation on its own, and is
-//! shrunk to just that.
+//! `Put` that wrote it dropped, is not linearizable by itself. So a write is dropped together
+//! with the reads that could have read from it: the completed `Get`s that returned its value
+//! (absence, for a `Delete`) and returned at or after its invocation. Dropped that way, a
+//! linearizable history stays linearizable (take a linearization: the reads that read from the
+//! dropped write go with it, and every other read still follows the same write), so any set the
+//! shrinking reports is a violation that was in the history, not one made by dropping. A `Get`
+//! of a value that nothing ever wrote stays a violation on its own, and shrinks to just that.
 //!
 //! The search is Zeller's ddmin, simplified: drop chunks of the remaining operations (in
 //! invocation order) of halving size, keeping each drop after which the rest is still not
 //! linearizable, then drop single operations, pass after pass, until a whole pass drops nothing.
 //! The result is then *1-minimal*: not linearizable, while dropping any one of its operations
-//! (with the reads that depend on it, as above) leaves a linearizable history.
+//! (with the reads that could have read from it, as above) leaves a linearizable history.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -71,22 +73,23 @@ pub(crate) fn shrink<'a>(ops: &[&'a Operation], deadline: Option<Instant>) -> Sh
     }
 }
 
-/// `alive` less the operations at `drop`, and less the completed `Get`s whose value only the
-/// dropped operations wrote.
+/// `alive` less the operations at `drop`, and less the completed `Get`s that could have read
+/// from a dropped write: same value (absent, for a `Delete`), returned at or after the write's
+/// invocation.
 pub(crate) fn without<'a>(
     alive: &[&'a Operation],
     drop: std::ops::Range<usize>,
 ) -> Vec<&'a Operation> {
-    let mut writers: HashMap<&[u8], (usize, usize)> = HashMap::new(); // (remaining, dropped)
-    for (i, op) in alive.iter().enumerate() {
-        if let Call::Put(v) = &op.call {
-            let w = writers.entry(v.as_slice()).or_default();
-            if drop.contains(&i) {
-                w.1 += 1;
-            } else {
-                w.0 += 1;
-            }
-        }
+    // Per value written by a dropped write, the earliest such write's invocation.
+    let mut earliest: HashMap<Option<&[u8]>, u64> = HashMap::new();
+    for op in &alive[drop.clone()] {
+        let value = match &op.call {
+            Call::Put(v) => Some(v.as_slice()),
+            Call::Delete => None,
+            Call::Get => continue,
+        };
+        let t = earliest.entry(value).or_insert(op.invoked_ns);
+        *t = (*t).min(op.invoked_ns);
     }
     alive
         .iter()
@@ -95,13 +98,8 @@ pub(crate) fn without<'a>(
             if drop.contains(i) {
                 return false;
             }
-            match (&op.call, &op.ret) {
-                (Call::Get, Ret::Read(Some(v))) => {
-                    // Kept unless its value lost its last writer just now.
-                    writers
-                        .get(v.as_slice())
-                        .is_none_or(|&(left, gone)| left > 0 || gone == 0)
-                }
+            match (&op.ret, op.returned_ns) {
+                (Ret::Read(v), Some(r)) => earliest.get(&v.as_deref()).is_none_or(|&w| r < w),
                 _ => true,
             }
         })

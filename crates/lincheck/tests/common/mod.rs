@@ -166,15 +166,24 @@ fn orders(
     false
 }
 
-/// `ops` less `ops[i]`, and less the completed reads of a value that only `ops[i]` wrote.
+/// `ops` less `ops[i]` and, if it is a write, less the completed reads that could have read
+/// from it (its value, absent for a delete; returned at or after its invocation).
 pub fn drop_with_dependents(ops: &[Operation], i: usize) -> Vec<Operation> {
-    let mut rest: Vec<Operation> = ops.to_vec();
-    let gone = rest.remove(i);
-    if let Call::Put(v) = &gone.call {
-        let still_written = rest.iter().any(|o| o.call == Call::Put(v.clone()));
-        if !still_written {
-            rest.retain(|o| o.ret != Ret::Read(Some(v.clone())));
-        }
-    }
-    rest
+    let gone = &ops[i];
+    let value = match &gone.call {
+        Call::Put(v) => Some(Some(v.clone())),
+        Call::Delete => Some(None),
+        Call::Get => None,
+    };
+    ops.iter()
+        .enumerate()
+        .filter(|&(j, o)| {
+            j != i
+                && !(value
+                    .as_ref()
+                    .is_some_and(|v| o.ret == Ret::Read(v.clone()))
+                    && o.returned_ns.is_some_and(|r| r >= gone.invoked_ns))
+        })
+        .map(|(_, o)| o.clone())
+        .collect()
 }
