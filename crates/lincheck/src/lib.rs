@@ -51,7 +51,7 @@
 //! the verdict is [`Verdict::Unknown`], never `Linearizable`; a violation found in time is
 //! reported even if later keys were not reached (keys are checked in order and the first
 //! violating key ends the check). The search also gives up, with `Unknown`, if its cache of
-//! visited configurations outgrows about 2 GiB.
+//! visited configurations outgrows about 1 GiB (its peak footprint can be about twice that).
 //!
 //! # The minimal set
 //!

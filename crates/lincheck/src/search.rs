@@ -56,7 +56,7 @@ pub(crate) enum Outcome {
 }
 
 /// The cache of visited configurations is given up on beyond about this many bytes.
-pub(crate) const MAX_CACHE_BYTES: usize = 2 << 30;
+pub(crate) const MAX_CACHE_BYTES: usize = 1 << 30;
 
 /// The deadline is read once in this many steps (a power of two).
 const STEPS_PER_CLOCK_READ: u64 = 256;
@@ -111,9 +111,8 @@ struct Search {
     reads_left: Vec<u32>,
     /// Per operation: its random word in the Zobrist hash of a set.
     zobrist: Vec<u64>,
-    /// The configuration: the linearized operations (a bitset, and its Zobrist hash) ...
-    linearized: Vec<u64>,
-    hash: u64,
+    /// The configuration: the linearized operations ...
+    linearized: Set,
     /// ... and the canonical state of the register.
     state: Value,
     /// How many completed operations are linearized.
@@ -128,10 +127,13 @@ impl Search {
     /// Prepares the search, or `None` when there is nothing to linearize.
     fn new(history: &[&Operation]) -> Option<Search> {
         let mut values = Interner::default();
-        let effects: Vec<(&Operation, Effect)> = history
+        let mut effects: Vec<(&Operation, Effect)> = history
             .iter()
             .filter_map(|op| model::effect(op, &mut values).map(|e| (*op, e)))
             .collect();
+        // Operations are numbered in invocation order, so that linearized sets are mostly a
+        // prefix (see `Set`).
+        effects.sort_by_key(|(op, _)| op.invoked_ns);
 
         // Per value, the latest return of a completed read of it.
         let mut last_read = vec![None::<u64>; values.len()];
@@ -206,8 +208,7 @@ impl Search {
         let mut seed = 0x9E37_79B9_7F4A_7C15u64;
         let zobrist = (0..ops.len()).map(|_| splitmix64(&mut seed)).collect();
         let mut search = Search {
-            linearized: vec![0; ops.len().div_ceil(64)],
-            hash: 0,
+            linearized: Set::new(ops.len()),
             state: ABSENT,
             done: 0,
             stack: Vec::with_capacity(ops.len()),
@@ -352,11 +353,9 @@ impl Search {
             self.reads_left[v as usize] -= 1;
         }
         let next = self.canonical(next);
-        self.linearized[id / 64] |= 1 << (id % 64);
-        self.hash ^= self.zobrist[id];
-        if !self.cache.insert(self.hash, next, &self.linearized) {
-            self.linearized[id / 64] &= !(1 << (id % 64));
-            self.hash ^= self.zobrist[id];
+        self.linearized.insert(id, self.zobrist[id]);
+        if !self.cache.insert(next, &self.linearized) {
+            self.linearized.remove(id, self.zobrist[id]);
             if let Effect::Read(v) = op.effect {
                 self.reads_left[v as usize] += 1;
             }
@@ -379,8 +378,7 @@ impl Search {
         let id = self.nodes[frame.call].op;
         let op = self.ops[id];
         self.unlift(frame.call);
-        self.linearized[id / 64] &= !(1 << (id % 64));
-        self.hash ^= self.zobrist[id];
+        self.linearized.remove(id, self.zobrist[id]);
         if let Effect::Read(v) = op.effect {
             self.reads_left[v as usize] += 1;
         }
@@ -390,63 +388,137 @@ impl Search {
     }
 }
 
+/// A set of operations (numbered in invocation order), with what the cache needs of it kept up
+/// to date: its Zobrist hash, and its compact form. Sets the search meets are mostly a prefix
+/// (everything invoked long ago is linearized) plus a few of the operations under way, so a set
+/// is stored as where its prefix ends (in words) and the words from there to its last member:
+/// a few words, however long the history.
+struct Set {
+    bits: Vec<u64>,
+    /// The XOR of the members' Zobrist words.
+    hash: u64,
+    /// The lowest non-member (or `len`).
+    first_gap: usize,
+    /// One past the highest word that has a member (0: empty).
+    top: usize,
+    len: usize,
+}
+
+impl Set {
+    fn new(len: usize) -> Set {
+        Set {
+            bits: vec![0; len.div_ceil(64)],
+            hash: 0,
+            first_gap: 0,
+            top: 0,
+            len,
+        }
+    }
+
+    fn insert(&mut self, i: usize, zobrist: u64) {
+        self.bits[i / 64] |= 1 << (i % 64);
+        self.hash ^= zobrist;
+        self.top = self.top.max(i / 64 + 1);
+        if i == self.first_gap {
+            // Skip the run of members that starts here.
+            while self.first_gap < self.len {
+                let (w, b) = (self.first_gap / 64, self.first_gap % 64);
+                let run = (!(self.bits[w] >> b)).trailing_zeros() as usize;
+                self.first_gap += run.min(64 - b);
+                if run < 64 - b {
+                    break;
+                }
+            }
+            self.first_gap = self.first_gap.min(self.len);
+        }
+    }
+
+    fn remove(&mut self, i: usize, zobrist: u64) {
+        self.bits[i / 64] &= !(1 << (i % 64));
+        self.hash ^= zobrist;
+        self.first_gap = self.first_gap.min(i);
+        while self.top > 0 && self.bits[self.top - 1] == 0 {
+            self.top -= 1;
+        }
+    }
+
+    /// The compact form: the word where the prefix of members ends (every word before it is
+    /// full), and the words from there to the last that has a member. Two sets are equal iff
+    /// their compact forms are.
+    fn compact(&self) -> (usize, &[u64]) {
+        let start = self.first_gap / 64;
+        (start, &self.bits[start..self.top.max(start)])
+    }
+}
+
 /// The visited configurations: (set of linearized operations, canonical state), in flat
 /// arrays so that recording one allocates nothing (amortised), and dropping the cache frees a
 /// handful of blocks rather than one per configuration.
 struct Cache {
-    /// Words per set.
-    words: usize,
     /// From the mix of a set's Zobrist hash and the state to the latest entry with that mix.
     heads: HashMap<u64, u32, BuildHasherDefault<PassThrough>>,
-    /// Per entry: the previous entry with the same mix (`u32::MAX`: none), its state, its set.
-    next: Vec<u32>,
-    states: Vec<Value>,
-    sets: Vec<u64>,
+    entries: Vec<Entry>,
+    /// The entries' sets, in compact form, end to end.
+    words: Vec<u64>,
+}
+
+/// One visited configuration.
+struct Entry {
+    state: Value,
+    /// The previous entry with the same mix (`u32::MAX`: none).
+    next: u32,
+    /// The set's compact form: where its prefix ends, and its words in `Cache::words`.
+    start: usize,
+    at: usize,
+    len: usize,
 }
 
 impl Cache {
-    /// A cache for sets of `ops` operations, sized for a search that linearizes each once (as
-    /// that of a mostly sequential history does), up to 16 MiB of sets.
+    /// A cache sized for a search of `ops` operations that linearizes each about once (as that
+    /// of a mostly sequential history does).
     fn new(ops: usize) -> Cache {
-        let words = ops.div_ceil(64);
         Cache {
-            words,
             heads: HashMap::with_capacity_and_hasher(ops, Default::default()),
-            next: Vec::with_capacity(ops),
-            states: Vec::with_capacity(ops),
-            sets: Vec::with_capacity((ops * words).min(1 << 21)),
+            entries: Vec::with_capacity(ops),
+            words: Vec::with_capacity(2 * ops),
         }
     }
 
     /// How many configurations are recorded.
     fn len(&self) -> usize {
-        self.states.len()
+        self.entries.len()
     }
 
     /// About how many bytes the cache holds.
     fn bytes(&self) -> usize {
-        // An entry: its set, its state and link, and about 16 bytes of the hash table.
-        self.len() * (self.words * 8 + 24)
+        // An entry, about 16 bytes of the hash table, and the words of the sets.
+        self.len() * (std::mem::size_of::<Entry>() + 16) + self.words.len() * 8
     }
 
     /// Records the configuration; false if it was already there.
-    fn insert(&mut self, hash: u64, state: Value, set: &[u64]) -> bool {
-        let mut mixed = hash ^ u64::from(state).wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    fn insert(&mut self, state: Value, set: &Set) -> bool {
+        let mut mixed = set.hash ^ u64::from(state).wrapping_mul(0xD6E8_FEB8_6659_FD93);
         let key = splitmix64(&mut mixed);
+        let (start, words) = set.compact();
         let id = u32::try_from(self.len()).unwrap_or(u32::MAX);
         let head = self.heads.entry(key).or_insert(u32::MAX);
         let mut i = *head;
         while i != u32::MAX {
-            let at = i as usize;
-            if self.states[at] == state && self.sets[at * self.words..][..self.words] == *set {
+            let e = &self.entries[i as usize];
+            if e.state == state && e.start == start && self.words[e.at..][..e.len] == *words {
                 return false;
             }
-            i = self.next[at];
+            i = e.next;
         }
-        self.next.push(*head);
+        self.entries.push(Entry {
+            state,
+            next: *head,
+            start,
+            at: self.words.len(),
+            len: words.len(),
+        });
         *head = id;
-        self.states.push(state);
-        self.sets.extend_from_slice(set);
+        self.words.extend_from_slice(words);
         true
     }
 }
@@ -476,4 +548,43 @@ pub(crate) fn splitmix64(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The compact form is canonical: random inserts and removes, checked against the plain
+    /// bitset after every change, lengths around word boundaries.
+    #[test]
+    fn compact_form_follows_the_set() {
+        let mut seed = 7;
+        for len in [1, 63, 64, 65, 130, 200] {
+            let mut set = Set::new(len);
+            let mut plain = vec![false; len];
+            let mut seen: HashMap<(usize, Vec<u64>), Vec<bool>> = HashMap::new();
+            for _ in 0..5_000 {
+                let i = (splitmix64(&mut seed) % len as u64) as usize;
+                // Mostly grow from the bottom, as the search does.
+                let grow = splitmix64(&mut seed) % 3 != 0;
+                if grow != plain[i] {
+                    if grow {
+                        set.insert(i, 1 << (i % 64));
+                    } else {
+                        set.remove(i, 1 << (i % 64));
+                    }
+                    plain[i] = grow;
+                }
+                let gap = plain.iter().position(|&b| !b).unwrap_or(len);
+                assert_eq!(set.first_gap, gap);
+                let top = plain.iter().rposition(|&b| b).map_or(0, |i| i / 64 + 1);
+                assert_eq!(set.top, top);
+                let (start, words) = set.compact();
+                let form = (start, words.to_vec());
+                // Equal compact forms only for equal sets.
+                let before = seen.entry(form).or_insert_with(|| plain.clone());
+                assert_eq!(*before, plain);
+            }
+        }
+    }
 }
