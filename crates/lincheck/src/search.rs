@@ -15,9 +15,11 @@
 //!
 //! A configuration is the set of linearized operations plus the model's state; the future of
 //! the search depends on nothing else. Every configuration entered is recorded in a hash set
-//! and never entered twice. The set is a bitset, hashed incrementally (Zobrist: the XOR of a
-//! random word per member), so a lookup costs one hash probe and, on a hit, one comparison of
-//! bitsets.
+//! and never entered twice. A set is hashed incrementally (Zobrist: the XOR of a random word per
+//! member) and stored compactly, as where its prefix of members ends plus the words from there
+//! to its last member (operations are numbered in invocation order, and the sets met are nearly
+//! all "everything invoked long ago, plus a few under way"): a lookup costs one hash probe and,
+//! on a hit, the comparison of a word or two, however long the key's history.
 //!
 //! Operations whose outcome is unknown have a call and no return: they may be linearized at any
 //! point after their call, or never, and the search succeeds as soon as every *completed*
@@ -26,12 +28,15 @@
 //! Three reductions keep realistic histories cheap; each is exact (it never changes the answer):
 //!
 //! * An unknown write that no completed read could observe (no read of its value returns at or
-//!   after its invocation) is dropped: in any linearization, what follows it up to the next write
-//!   reads its value, so nothing can follow it but another write, which does not care.
-//! * A read the model accepts is linearized at once, and never tried later instead: it leaves
-//!   the state as it was, and everything that must precede it is already linearized, so if any
-//!   linearization exists from here, one exists that places this read next. So when that branch
-//!   fails, the configuration it left from fails too.
+//!   after its invocation) is dropped: whatever came between it and the next write would have
+//!   to read its value, so only a write can follow it, and a write does not care what it
+//!   overwrites.
+//! * When a configuration is entered, a read that the state satisfies is looked for among all
+//!   the candidates and linearized first, and never tried later instead: it leaves the state as
+//!   it was, and everything that must precede it is already linearized, so if any linearization
+//!   exists from here, one exists that places this read next. So when that branch fails, the
+//!   configuration it left from fails too. (This is what makes "many concurrent writes, each
+//!   read back" linear rather than exponential.)
 //! * A state no remaining read can observe (no read still to be linearized returns it) is
 //!   replaced, in the configuration, by one "dead" state: from there every future is the same.
 

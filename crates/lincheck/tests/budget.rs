@@ -123,3 +123,42 @@ fn easy_wide_concurrency_is_decided() {
     let report = check(&history, Duration::from_secs(20)).unwrap();
     assert_eq!(report.verdict, Verdict::Linearizable);
 }
+
+#[test]
+fn a_hopeless_key_does_not_hide_a_violation_on_a_later_one() {
+    // Key "k" is hopeless; key "z", after it in key order, is a violation found at once.
+    let mut history = pathological(250);
+    history.extend([put(1, "z", "x", 0, 10), get(2, "z", None, 20, 30)]);
+    let start = Instant::now();
+    let report = check(&history, Duration::from_millis(400)).unwrap();
+    assert!(
+        matches!(&report.verdict, Verdict::Violation { key, .. } if key == "z"),
+        "{}",
+        report.verdict
+    );
+    // Found in the first pass, long before the budget ran out.
+    assert!(
+        start.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn unknown_names_what_was_left_undecided() {
+    let mut history = pathological(250);
+    for k in 0..3 {
+        let key = format!("z{k}");
+        history.extend([put(1, &key, "x", 0, 10), get(2, &key, Some("x"), 20, 30)]);
+    }
+    let report = check(&history, Duration::from_millis(50)).unwrap();
+    assert_eq!((report.keys, report.keys_checked), (4, 3));
+    let Verdict::Unknown { reason } = &report.verdict else {
+        panic!("expected unknown, got {}", report.verdict);
+    };
+    assert!(reason.contains("key k (302 operations)"), "{reason}");
+    assert!(
+        reason.contains("3 of 4 keys were found linearizable"),
+        "{reason}"
+    );
+}
