@@ -13,7 +13,7 @@
 //! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost;
 //! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
 //! must match the node id bound to the sender's certificate. Clients: any certificate of the
-//! cluster CA, ALPN `paxbench-client/1`, requests pipelined on long-lived bidirectional streams.
+//! cluster CA, ALPN `paxbench-client/2`, requests pipelined on long-lived bidirectional streams.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
 //!
@@ -315,6 +315,7 @@ impl CoreLoop {
                     leader: self.node.leader(),
                     executed: self.node.executed(),
                     peer_rtt_us: self.peer_rtts(),
+                    emulation: None,
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
@@ -714,7 +715,7 @@ async fn read_peer(
 }
 
 /// Accepts connections: peers (ALPN `paxbench-peer/1`, a node certificate of the cluster) and
-/// clients (ALPN `paxbench-client/1`, any certificate of the cluster CA).
+/// clients (ALPN `paxbench-client/2`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,
@@ -812,6 +813,13 @@ impl Acceptor {
                                 if input.send(Input::Status(reply_to.clone())).await.is_err() {
                                     return;
                                 }
+                            }
+                            Ok(Some(ClientFrame::Impair(_))) => {
+                                // Refused, never ignored, until nodes can impose faults.
+                                let why = "this node cannot impose impairments".to_string();
+                                let _ = reply_to
+                                    .tx
+                                    .try_send(vec![ResponseFrame::Impaired(Err(why))]);
                             }
                             Err(e) => {
                                 bad = Some(e);
