@@ -663,7 +663,7 @@ async fn connection_task(
                         return;
                     }
                 }
-                Ok(ResponseFrame::Status(_)) => {}
+                Ok(ResponseFrame::Status(_) | ResponseFrame::Impaired(_)) => {}
                 Err(e) => {
                     let _ = events.send(Event::Lost { node, why: e.to_string() });
                     return;

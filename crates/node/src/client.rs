@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId, Role};
 use thiserror::Error;
-use wire::{ClientFrame, ClientResponse, Codec, NodeStatus, ResponseFrame};
+use wire::{ClientFrame, ClientResponse, Codec, Impairment, NodeStatus, ResponseFrame};
 
 use crate::tls;
 
@@ -64,6 +64,22 @@ pub enum ClientError {
     /// The leader's queue was full: the request was not taken (retrying it is safe).
     #[error("the leader is overloaded (its queue of waiting commands is full); retry later")]
     Overloaded,
+    /// An impairment was refused: by this client before sending it (a loss that is not a
+    /// probability, a peer listed twice), or by the node (no `[emulation]` section, a peer
+    /// that is not in its cluster, too long a delay). The node keeps the impairment it had.
+    #[error("impairment of node {} refused: {why}", node.0)]
+    Impair {
+        /// The node.
+        node: NodeId,
+        /// Why, as the node or the check said it.
+        why: String,
+    },
+    /// No node with this id in the cluster map.
+    #[error("no node {} in the cluster", node.0)]
+    UnknownNode {
+        /// The id asked for.
+        node: NodeId,
+    },
 }
 
 /// A stream to one node.
@@ -116,13 +132,8 @@ impl Connection {
                     source,
                 })?;
         }
-        self.send
-            .write_all(&out)
-            .await
-            .map_err(|e| ClientError::Lost {
-                node: self.node,
-                why: e.to_string(),
-            })
+        let written = self.send.write_all(&out).await;
+        written.map_err(|e| self.lost(e))
     }
 
     /// The next frame from the node.
@@ -138,19 +149,27 @@ impl Connection {
                     })
                 }
             }
-            let chunk = self
-                .recv
-                .read_chunk(usize::MAX, true)
-                .await
-                .map_err(|e| ClientError::Lost {
-                    node: self.node,
-                    why: e.to_string(),
-                })?
+            let read = self.recv.read_chunk(usize::MAX, true).await;
+            let chunk = read
+                .map_err(|e| self.lost(e))?
                 .ok_or_else(|| ClientError::Lost {
                     node: self.node,
                     why: "stream finished".into(),
                 })?;
             self.buf.extend_from_slice(&chunk.bytes);
+        }
+    }
+
+    /// The connection broke: why, with the node's close reason when it closed it (a node that
+    /// refuses a frame says what was wrong with it there).
+    fn lost(&self, e: impl std::fmt::Display) -> ClientError {
+        let why = match self.conn.close_reason() {
+            Some(reason) => format!("{e}: {reason}"),
+            None => e.to_string(),
+        };
+        ClientError::Lost {
+            node: self.node,
+            why,
         }
     }
 
@@ -160,6 +179,30 @@ impl Connection {
         loop {
             if let ResponseFrame::Status(s) = self.recv().await? {
                 return Ok(s);
+            }
+        }
+    }
+
+    /// Replaces the node's whole impairment (see [`wire::Impairment`]; [`Impairment::none`]
+    /// lifts every fault) and waits until the node applied it. The impairment is checked here
+    /// first ([`Impairment::check`]), so that a bad one is refused with a
+    /// [`ClientError::Impair`] rather than by closing the connection; the node's refusals
+    /// (no `[emulation]` section, unknown peer, too long a delay) come back the same way.
+    ///
+    /// Each node impairs only what it sends: a partition needs an impairment on every node of
+    /// both sides ([`crate::emulation::partition`]).
+    ///
+    /// It waits for the answer as long as the connection lives, like [`Connection::status`];
+    /// [`KvClient::impair`] bounds the wait.
+    pub async fn impair(&mut self, impairment: Impairment) -> Result<(), ClientError> {
+        let node = self.node;
+        impairment
+            .check()
+            .map_err(|why| ClientError::Impair { node, why })?;
+        self.send(&[ClientFrame::Impair(impairment)]).await?;
+        loop {
+            if let ResponseFrame::Impaired(result) = self.recv().await? {
+                return result.map_err(|why| ClientError::Impair { node, why });
             }
         }
     }
@@ -366,6 +409,39 @@ impl KvClient {
             .filter(|s| s.role == Role::Leader)
             .map(|s| (s.node, s.ballot))
             .max_by_key(|&(_, ballot)| ballot)
+    }
+
+    /// Replaces node `node`'s whole impairment, on a connection to that node itself, within
+    /// `connect_timeout` to connect and 2 s for the answer; see [`Connection::impair`].
+    pub async fn impair(
+        &mut self,
+        node: NodeId,
+        impairment: Impairment,
+    ) -> Result<(), ClientError> {
+        let addr = self
+            .nodes
+            .iter()
+            .find(|(n, _)| *n == node)
+            .map(|&(_, a)| a)
+            .ok_or(ClientError::UnknownNode { node })?;
+        self.connect(node, addr).await?;
+        let conn = self.conns.get_mut(&node).expect("inserted above");
+        match tokio::time::timeout(Duration::from_secs(2), conn.impair(impairment)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                if !matches!(e, ClientError::Impair { .. }) {
+                    self.conns.remove(&node);
+                }
+                Err(e)
+            }
+            Err(_) => {
+                self.conns.remove(&node);
+                Err(ClientError::Lost {
+                    node,
+                    why: "no answer to the impairment within 2 s".into(),
+                })
+            }
+        }
     }
 
     /// The status of every node that answers.

@@ -27,6 +27,8 @@
 //! cert = "node-0.pem"
 //! key = "node-0-key.pem"
 //!
+//! [emulation]                     # optional; even empty, it gives every node an emulated
+//!                                 # socket on which faults can be imposed during a run
 //! [[emulation.links]]             # optional: emulated WAN links, one per directed pair
 //! from = 0                        # (see crate::emulation for every key)
 //! to = 1
@@ -415,6 +417,8 @@ pub struct ClusterConfig {
     /// Every node, in file order.
     pub nodes: Vec<NodeEntry>,
     /// Emulated links (`[emulation]`), validated against `nodes`; `None` if the file has none.
+    /// `Some` with no links still wraps every node's socket, so that faults can be imposed
+    /// ([`crate::emulation`], "Faults").
     pub emulation: Option<LinkEmulation>,
 }
 
@@ -733,6 +737,9 @@ key = "node-1-key.pem"
                 .emulation,
             None
         );
+        // An empty section is a section: the nodes get emulated sockets, for faults.
+        let c = ClusterConfig::parse(Path::new("c.toml"), &format!("{GOOD}\n[emulation]\n"));
+        assert_eq!(c.unwrap().emulation, Some(LinkEmulation::default()));
 
         // The second entry's loss.
         let text = format!("{GOOD}{links}").replace("loss = 0.05", "loss = 1.5");

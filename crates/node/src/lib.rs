@@ -5,7 +5,8 @@
 //! - [`serve`]: runs one node of a cluster file; [`runtime`] is its event loop and connections.
 //! - [`client`]: a pipelining client that follows `NotLeader` redirects (`paxbench kv`).
 //! - [`emulation`]: emulated WAN links (delay, jitter, loss, rate per directed node pair), applied
-//!   inside the node to what it sends, for machines without `tc netem`.
+//!   inside the node to what it sends, for machines without `tc netem`; and faults imposed on
+//!   them during a run (partition, extra delay, extra loss), set over the client connection.
 //! - `tls`: certificates, mutual TLS and the tuned QUIC endpoints.
 //! - `wal`: the write-ahead log behind `durability = "fsync"`.
 #![warn(missing_docs)]

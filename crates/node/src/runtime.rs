@@ -13,7 +13,9 @@
 //! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost;
 //! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
 //! must match the node id bound to the sender's certificate. Clients: any certificate of the
-//! cluster CA, ALPN `paxbench-client/1`, requests pipelined on long-lived bidirectional streams.
+//! cluster CA, ALPN `paxbench-client/2`, requests pipelined on long-lived bidirectional streams.
+//! A client's `Impair` frame is the socket's business, not the core's: the stream's reader hands
+//! it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
 //!
@@ -32,7 +34,10 @@ use paxos::{Action, ClientId, Command, Message, Node, NodeId, PersistToken, Reco
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
-use wire::{ClientFrame, ClientResponse, Codec, NodeStatus, PeerFrame, PeerHello, ResponseFrame};
+use wire::{
+    ClientFrame, ClientResponse, Codec, EmulationStatus, NodeStatus, PeerFrame, PeerHello,
+    ResponseFrame,
+};
 
 use crate::tls::{self, Remote};
 
@@ -49,7 +54,7 @@ pub mod close {
 }
 
 /// Closes a connection that broke the rules, with a logged reason and a counter.
-fn refuse(conn: &quinn::Connection, counter: &AtomicU64, code: u32, reason: &'static str) {
+fn refuse(conn: &quinn::Connection, counter: &AtomicU64, code: u32, reason: &str) {
     counter.fetch_add(1, Ordering::Relaxed);
     warn!(remote = %conn.remote_address(), reason, "closing a connection");
     conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
@@ -75,6 +80,10 @@ pub struct Metrics {
     /// What the emulated links did (all zero without `[emulation]`); the node's endpoint counts
     /// into it when [`crate::serve`] builds it.
     pub emulation: Arc<crate::emulation::EmulationCounters>,
+    /// The impairments of the emulated links, set by clients' [`ClientFrame::Impair`] frames;
+    /// the node's emulated socket attaches to it when [`crate::serve`] builds it (without
+    /// `[emulation]` nothing does, and impairments are refused).
+    pub faults: Arc<crate::emulation::LinkFaults>,
 }
 
 /// What the event loop receives from connection tasks. Client requests come in the batches
@@ -323,10 +332,21 @@ impl CoreLoop {
                     leader: self.node.leader(),
                     executed: self.node.executed(),
                     peer_rtt_us: self.peer_rtts(),
+                    emulation: self.emulation_status(),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
         }
+    }
+
+    /// The impairment in force and what it dropped, if the node has an emulated link.
+    fn emulation_status(&self) -> Option<EmulationStatus> {
+        let impairment = self.metrics.faults.current()?;
+        let dropped_fault = self.metrics.emulation.dropped_fault.load(Ordering::Relaxed);
+        Some(EmulationStatus {
+            impairment,
+            dropped_fault,
+        })
     }
 
     /// The RTT quinn measures on each live peer connection, by peer id.
@@ -722,7 +742,7 @@ async fn read_peer(
 }
 
 /// Accepts connections: peers (ALPN `paxbench-peer/1`, a node certificate of the cluster) and
-/// clients (ALPN `paxbench-client/1`, any certificate of the cluster CA).
+/// clients (ALPN `paxbench-client/2`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,
@@ -801,6 +821,7 @@ impl Acceptor {
             let metrics = self.metrics.clone();
             let conn = conn.clone();
             let codec = self.codec;
+            let me = self.me;
             tokio::spawn(async move {
                 let mut recv = recv;
                 let mut buf = BytesMut::new();
@@ -821,6 +842,20 @@ impl Acceptor {
                                     return;
                                 }
                             }
+                            Ok(Some(ClientFrame::Impair(impairment))) => {
+                                // The socket's business, not the core's: applied here.
+                                let result = metrics.faults.set(me, &impairment);
+                                if let Err(e) = &result {
+                                    warn!(error = %e, "impairment refused");
+                                }
+                                let answer =
+                                    ResponseFrame::Impaired(result.map_err(|e| e.to_string()));
+                                // Awaited (this is the stream's reader, not the core): the
+                                // answer is never dropped for a full queue.
+                                if reply_to.tx.send(vec![answer]).await.is_err() {
+                                    return;
+                                }
+                            }
                             Err(e) => {
                                 bad = Some(e);
                                 break;
@@ -838,7 +873,9 @@ impl Acceptor {
                     }
                     if let Some(e) = bad {
                         warn!(error = %e, "bad frame from client");
-                        refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, "bad frame");
+                        // The client is told what was wrong in the close reason.
+                        let reason = format!("bad frame: {e}");
+                        refuse(&conn, &metrics.bad_frames, close::BAD_FRAME, &reason);
                         return;
                     }
                 }

@@ -114,18 +114,19 @@ pub async fn serve(
         path: cluster.path.clone(),
     })?;
     let certs = NodeCerts::load(id, &cluster.ca, &entry.cert, &entry.key)?;
-    // Only peer addresses get rules: clients and load generators are never emulated.
+    // Only peer addresses get rules: clients and load generators are never emulated. With an
+    // `[emulation]` section, even one without links, the socket is wrapped so that faults can
+    // be imposed on it (`metrics.faults`).
+    let nodes: Vec<(NodeId, SocketAddr)> = cluster.nodes.iter().map(|n| (n.id, n.addr)).collect();
     let emulation = cluster.emulation.as_ref().map(|e| {
         e.for_node(
             id,
-            |peer| cluster.node(peer).map(|n| n.addr),
+            &nodes,
             metrics.emulation.clone(),
+            metrics.faults.clone(),
         )
     });
-    let emulated = emulation.as_ref().is_some_and(|e| !e.is_empty());
-    if cluster.emulation.is_some() && !emulated {
-        info!(node = id.0, "no emulated links from this node");
-    }
+    let emulated = emulation.is_some();
     let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster), emulation)?;
     let dir = cluster.node_dir(id);
     std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
@@ -178,6 +179,7 @@ pub async fn serve(
             delayed = s.delayed,
             released = s.released,
             dropped_loss = s.dropped_loss,
+            dropped_fault = s.dropped_fault,
             dropped_queue_full = s.dropped_queue_full,
             send_errors = s.send_errors,
             "emulated links at shutdown"

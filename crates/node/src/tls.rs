@@ -1,7 +1,7 @@
 //! Certificates, mutual TLS and the QUIC endpoint of a node.
 //!
 //! One quinn [`Endpoint`](quinn::Endpoint) per node serves both peers and clients; ALPN tells
-//! them apart ([`Alpn::Peer`] = `paxbench-peer/1`, [`Alpn::Client`] = `paxbench-client/1`). Every
+//! them apart ([`Alpn::Peer`] = `paxbench-peer/1`, [`Alpn::Client`] = `paxbench-client/2`). Every
 //! connection is mutual TLS under a cluster CA that [`ClusterCerts`] makes (`paxbench certs`
 //! writes it to a directory with [`write_cluster`]; local runs keep a throwaway one in memory).
 //!
@@ -24,10 +24,12 @@ pub use handshake::{accept_incoming, authorize, connect_node, peer_identity};
 pub use transport::{client_endpoint, client_endpoint_on, endpoint, Mtu, TransportTuning};
 pub use verify::client_config;
 
-/// ALPN protocol id for node-to-node (peer) connections.
-pub const PEER_ALPN: &[u8] = b"paxbench-peer/1";
-/// ALPN protocol id for client connections (load generators, `paxbench kv`).
-pub const CLIENT_ALPN: &[u8] = b"paxbench-client/1";
+/// ALPN protocol id for node-to-node (peer) connections: the wire crate's, which versions the
+/// peer frames.
+pub const PEER_ALPN: &[u8] = wire::PEER_ALPN;
+/// ALPN protocol id for client connections (load generators, `paxbench kv`): the wire crate's,
+/// which versions the client frames.
+pub const CLIENT_ALPN: &[u8] = wire::CLIENT_ALPN;
 /// Application close code with which a node closes a connection whose certificate may not use
 /// the ALPN it negotiated (a client certificate on the peer ALPN). The reason bytes say why.
 pub const REFUSED_CLOSE_CODE: quinn::VarInt = quinn::VarInt::from_u32(0x7062_0001);
@@ -111,7 +113,7 @@ impl std::fmt::Display for Identity {
 pub enum Alpn {
     /// `paxbench-peer/1`: node-to-node traffic; only node certificates may use it.
     Peer,
-    /// `paxbench-client/1`: client requests; any cluster certificate may use it.
+    /// `paxbench-client/2`: client requests; any cluster certificate may use it.
     Client,
 }
 

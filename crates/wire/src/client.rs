@@ -5,7 +5,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use bytes::Bytes;
 use paxos::{Ballot, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
 
-use crate::coding::{put_count, put_option, put_varint, Reader, Writer};
+use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
     put_ballot, put_command, put_node, put_outcome, put_slot, read_ballot, read_command, read_node,
     read_outcome, read_slot,
@@ -22,6 +22,13 @@ pub enum ClientFrame {
     /// Ask for the node's [`NodeStatus`] (answered with [`ResponseFrame::Status`]). Status
     /// answers carry no id: keep at most one status request outstanding per stream.
     StatusRequest,
+    /// Replace the node's whole [`Impairment`] (an empty one lifts everything): the faults it
+    /// imposes, from now on, on what it sends to each peer, on top of its configured emulated
+    /// links. Answered with [`ResponseFrame::Impaired`], which carries no id either: keep at
+    /// most one outstanding per stream. A node without an emulated link (no `[emulation]`
+    /// section in its cluster file) answers with an error. The decoder refuses a loss outside
+    /// `0..=1` or NaN; the node checks the rest (peers of its cluster, bounded delays).
+    Impair(Impairment),
 }
 
 /// What a node sends back to a client.
@@ -31,6 +38,9 @@ pub enum ResponseFrame {
     Response(ClientResponse),
     /// The answer to a [`ClientFrame::StatusRequest`].
     Status(NodeStatus),
+    /// The answer to a [`ClientFrame::Impair`]: `Ok` once the node applies the new impairment
+    /// to what it sends from then on, or why it refused it (and kept the one it had).
+    Impaired(Result<(), String>),
 }
 
 /// The core's [`Reply`] plus what only the runtime knows: where the leader can be reached.
@@ -63,6 +73,122 @@ pub struct NodeStatus {
     /// excluded where the estimator can tell) on the node's connection to each peer it has one
     /// with, by peer id.
     pub peer_rtt_us: Vec<(NodeId, u64)>,
+    /// The node's emulated link, if it has one (its cluster file has an `[emulation]`
+    /// section): the impairment in force and what it dropped. `None`: no emulated link, so an
+    /// impairment would be refused.
+    pub emulation: Option<EmulationStatus>,
+}
+
+/// What a node's emulated link reports in its [`NodeStatus`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EmulationStatus {
+    /// The impairment in force, as the last accepted [`ClientFrame::Impair`] set it (empty
+    /// when none was, or after a restart).
+    pub impairment: Impairment,
+    /// Datagrams the impairments dropped since the node started: every datagram to a blocked
+    /// peer, and those the impairment's loss drew (the configured loss of `[emulation]` is
+    /// counted apart). A harness compares two readings to see that a fault took effect.
+    pub dropped_fault: u64,
+}
+
+/// Faults a node imposes at run time on what it sends, peer by peer, on top of the links its
+/// `[emulation]` section configures. Set with [`ClientFrame::Impair`], which replaces the whole
+/// set; a peer that is not listed is not impaired.
+///
+/// Each node impairs only what **it sends**. To partition nodes A and B, tell A to block B *and*
+/// B to block A; to cut a node off, tell it to block every peer and every peer to block it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Impairment {
+    /// One entry per impaired peer, by node id; each peer at most once.
+    pub links: Vec<(NodeId, LinkImpairment)>,
+}
+
+/// What a node does, on top of the configured link, to what it sends to one peer.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LinkImpairment {
+    /// Drop everything sent to the peer: this node's half of a partition.
+    pub blocked: bool,
+    /// Microseconds added to the link's one-way delay.
+    pub extra_delay_us: u64,
+    /// Probability in `0..=1` that a datagram is dropped, drawn independently of the link's
+    /// configured loss.
+    pub loss: f64,
+}
+
+/// `loss` is never NaN in a decoded frame (the decoder refuses it) nor in an impairment a node
+/// or [`Impairment::check`] accepts, and only NaN breaks the reflexivity of `f64` equality.
+impl Eq for LinkImpairment {}
+
+impl LinkImpairment {
+    /// Drop everything to the peer.
+    pub const BLOCKED: LinkImpairment = LinkImpairment {
+        blocked: true,
+        extra_delay_us: 0,
+        loss: 0.0,
+    };
+
+    /// Add `us` microseconds of one-way delay.
+    pub fn delay_us(us: u64) -> Self {
+        LinkImpairment {
+            extra_delay_us: us,
+            ..Self::default()
+        }
+    }
+
+    /// Drop a share `p` (`0..=1`) of the datagrams.
+    pub fn loss(p: f64) -> Self {
+        LinkImpairment {
+            loss: p,
+            ..Self::default()
+        }
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_none(&self) -> bool {
+        !self.blocked && self.extra_delay_us == 0 && self.loss == 0.0
+    }
+}
+
+impl Impairment {
+    /// No impairment: what lifts every fault.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// The same impairment on the links to every node of `peers`.
+    pub fn to_each(peers: impl IntoIterator<Item = NodeId>, link: LinkImpairment) -> Self {
+        Impairment {
+            links: peers.into_iter().map(|p| (p, link)).collect(),
+        }
+    }
+
+    /// Whether it impairs nothing.
+    pub fn is_empty(&self) -> bool {
+        self.links.iter().all(|(_, l)| l.is_none())
+    }
+
+    /// The impairment of the link to `peer`, if it is listed.
+    pub fn link(&self, peer: NodeId) -> Option<&LinkImpairment> {
+        self.links.iter().find(|(p, _)| *p == peer).map(|(_, l)| l)
+    }
+
+    /// What can be checked without knowing the cluster: every loss in `0..=1` (not NaN), and
+    /// no peer listed twice. A node checks besides that every peer is one of its cluster and
+    /// that delays stay bounded.
+    pub fn check(&self) -> Result<(), String> {
+        for (i, (peer, l)) in self.links.iter().enumerate() {
+            if !(0.0..=1.0).contains(&l.loss) {
+                return Err(format!(
+                    "link to node {}: loss {} is not a probability in 0..=1",
+                    peer.0, l.loss
+                ));
+            }
+            if self.links[..i].iter().any(|(p, _)| p == peer) {
+                return Err(format!("node {} is listed twice", peer.0));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl ClientResponse {
@@ -188,6 +314,50 @@ fn read_peer_rtts(r: &mut Reader) -> Result<Vec<(NodeId, u64)>, WireError> {
     Ok(rtts)
 }
 
+/// Smallest encoding of one impaired link: node, blocked, extra delay, loss.
+const MIN_LINK_IMPAIRMENT_LEN: usize = 1 + 1 + 1 + 8;
+
+/// `count (node blocked:u8 extra_delay_us:varint loss:f64be)*`.
+fn put_impairment(buf: &mut Writer<'_>, imp: &Impairment) {
+    put_count(buf, imp.links.len());
+    for (peer, l) in &imp.links {
+        put_node(buf, *peer);
+        buf.put_u8(u8::from(l.blocked));
+        put_varint(buf, l.extra_delay_us);
+        buf.put_slice(&l.loss.to_bits().to_be_bytes());
+    }
+}
+
+fn read_impairment(r: &mut Reader) -> Result<Impairment, WireError> {
+    let count = r.count("Impairment.links", MIN_LINK_IMPAIRMENT_LEN)?;
+    let mut links = Reader::vec_for(count);
+    for _ in 0..count {
+        let peer = read_node(r, "LinkImpairment.node")?;
+        let blocked = r.option("LinkImpairment.blocked")?;
+        let extra_delay_us = r.varint("LinkImpairment.extra_delay_us")?;
+        let loss = f64::from_bits(u64::from_be_bytes(r.array("LinkImpairment.loss")?));
+        if !(0.0..=1.0).contains(&loss) {
+            return Err(WireError::BadValue {
+                field: "LinkImpairment.loss",
+                value: loss.to_string(),
+                expected: "a probability in 0..=1",
+            });
+        }
+        links.push((
+            peer,
+            LinkImpairment {
+                blocked,
+                extra_delay_us,
+                loss,
+            },
+        ));
+    }
+    Ok(Impairment { links })
+}
+
+const IMPAIRED_OK: u8 = 0;
+const IMPAIRED_ERR: u8 = 1;
+
 impl WriteBody for ClientFrame {
     fn write_body(&self, buf: &mut Writer<'_>) {
         match self {
@@ -196,6 +366,10 @@ impl WriteBody for ClientFrame {
                 put_command(buf, cmd);
             }
             ClientFrame::StatusRequest => buf.put_u8(tag::STATUS_REQUEST),
+            ClientFrame::Impair(imp) => {
+                buf.put_u8(tag::IMPAIR);
+                put_impairment(buf, imp);
+            }
         }
     }
 }
@@ -208,6 +382,7 @@ impl Frame for ClientFrame {
         let (frame, kind) = match r.u8("frame tag")? {
             tag::REQUEST => (ClientFrame::Request(read_command(&mut r)?), "request"),
             tag::STATUS_REQUEST => (ClientFrame::StatusRequest, "status request"),
+            tag::IMPAIR => (ClientFrame::Impair(read_impairment(&mut r)?), "impair"),
             t => return Err(tag::unexpected(t, Self::KIND)),
         };
         r.finish(kind)?;
@@ -237,6 +412,20 @@ impl WriteBody for ResponseFrame {
                 for &(peer, rtt) in &s.peer_rtt_us {
                     put_node(buf, peer);
                     put_varint(buf, rtt);
+                }
+                put_option(buf, s.emulation.as_ref(), |buf, e| {
+                    put_impairment(buf, &e.impairment);
+                    put_varint(buf, e.dropped_fault);
+                });
+            }
+            ResponseFrame::Impaired(result) => {
+                buf.put_u8(tag::IMPAIRED);
+                match result {
+                    Ok(()) => buf.put_u8(IMPAIRED_OK),
+                    Err(why) => {
+                        buf.put_u8(IMPAIRED_ERR);
+                        put_bytes(buf, why.as_bytes());
+                    }
                 }
             }
         }
@@ -277,8 +466,33 @@ impl Frame for ResponseFrame {
                     },
                     executed: read_slot(&mut r, "Status.executed")?,
                     peer_rtt_us: read_peer_rtts(&mut r)?,
+                    emulation: if r.option("Status.emulation")? {
+                        Some(EmulationStatus {
+                            impairment: read_impairment(&mut r)?,
+                            dropped_fault: r.varint("Status.dropped_fault")?,
+                        })
+                    } else {
+                        None
+                    },
                 };
                 (ResponseFrame::Status(status), "status")
+            }
+            tag::IMPAIRED => {
+                let result = match r.u8("Impaired.result")? {
+                    IMPAIRED_OK => Ok(()),
+                    IMPAIRED_ERR => {
+                        // An error message for people: a stray byte must not lose the rest.
+                        let why = r.bytes("Impaired.why")?;
+                        Err(String::from_utf8_lossy(&why).into_owned())
+                    }
+                    tag => {
+                        return Err(WireError::UnknownTag {
+                            what: "Impaired.result",
+                            tag,
+                        })
+                    }
+                };
+                (ResponseFrame::Impaired(result), "impaired")
             }
             t => return Err(tag::unexpected(t, Self::KIND)),
         };
@@ -296,6 +510,12 @@ impl From<Command> for ClientFrame {
 impl From<ClientResponse> for ResponseFrame {
     fn from(resp: ClientResponse) -> Self {
         ResponseFrame::Response(resp)
+    }
+}
+
+impl From<Impairment> for ClientFrame {
+    fn from(imp: Impairment) -> Self {
+        ClientFrame::Impair(imp)
     }
 }
 

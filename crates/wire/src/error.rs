@@ -65,6 +65,17 @@ pub enum WireError {
         /// The largest value the field can hold.
         max: u64,
     },
+    /// A value that decoded but is not one its field may hold, e.g. a loss probability of 2 or
+    /// NaN.
+    #[error("{field} is {value}, not {expected}")]
+    BadValue {
+        /// The field being read.
+        field: &'static str,
+        /// The decoded value, as text.
+        value: String,
+        /// What the field must be.
+        expected: &'static str,
+    },
     /// An element count that the rest of the frame cannot possibly hold. Checked before any
     /// vector is allocated, so a forged count cannot make the decoder reserve memory.
     #[error("{field} claims {count} elements, but only {remaining} bytes are left")]

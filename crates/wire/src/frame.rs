@@ -29,8 +29,10 @@ pub(crate) mod tag {
     pub const HELLO: u8 = 0x10;
     pub const REQUEST: u8 = 0x20;
     pub const STATUS_REQUEST: u8 = 0x21;
+    pub const IMPAIR: u8 = 0x22;
     pub const RESPONSE: u8 = 0x30;
     pub const STATUS: u8 = 0x31;
+    pub const IMPAIRED: u8 = 0x32;
 
     /// The name of a frame tag, if it is one.
     pub fn name(tag: u8) -> Option<&'static str> {
@@ -48,8 +50,10 @@ pub(crate) mod tag {
             HELLO => "Hello",
             REQUEST => "Request",
             STATUS_REQUEST => "StatusRequest",
+            IMPAIR => "Impair",
             RESPONSE => "Response",
             STATUS => "Status",
+            IMPAIRED => "Impaired",
             _ => return None,
         })
     }

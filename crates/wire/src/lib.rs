@@ -7,8 +7,8 @@
 //! | family | stream | frames |
 //! |---|---|---|
 //! | [`PeerFrame`] (or bare [`paxos::Message`]) | node → node | a [`PeerHello`], then messages |
-//! | [`ClientFrame`] | client → node | [`paxos::Command`] requests, status requests |
-//! | [`ResponseFrame`] | node → client | [`ClientResponse`]s (a [`paxos::Reply`] plus the leader's address), [`NodeStatus`] |
+//! | [`ClientFrame`] | client → node | [`paxos::Command`] requests, status requests, [`Impairment`]s to impose |
+//! | [`ResponseFrame`] | node → client | [`ClientResponse`]s (a [`paxos::Reply`] plus the leader's address), [`NodeStatus`], whether an impairment was applied |
 //!
 //! # Using it
 //!
@@ -66,8 +66,10 @@
 //!
 //! Frames carry no version byte. The wire version is negotiated once per connection through ALPN:
 //! peers use [`PEER_ALPN`], clients [`CLIENT_ALPN`]. Any incompatible change to the format below
-//! bumps the version suffix of both, so mismatched builds fail the TLS handshake with a clear
-//! ALPN error instead of misreading frames.
+//! bumps the version suffix of the ALPN whose frames it changes, so mismatched builds fail the
+//! TLS handshake with a clear ALPN error instead of misreading frames. `paxbench-client/2` added
+//! the Impair and Impaired frames and the `emulation` field of Status; peer frames did not
+//! change, so the peer ALPN stayed at `/1`.
 //!
 //! # Format
 //!
@@ -89,6 +91,9 @@
 //!             | 0x03 (Expired)
 //! addr        = 0x00 (none) | 0x04 ip[4] port:u16be
 //!             | 0x06 ip[16] port:u16be flowinfo:u32be scope_id:u32be
+//! impairment  = count (node blocked:u8 extra_delay_us:varint loss:f64be)*
+//!                                               blocked 0 or 1; loss in 0..=1, not NaN
+//! f64be       = IEEE 754 binary64, its bits as a big-endian u64
 //! state       = cache_limit:varint session_timeout_ns:varint clock:varint next_sweep:varint
 //!               count (key:bytes value:bytes)* count session*
 //! session     = client last_active:varint base:varint count option<outcome>*
@@ -113,8 +118,10 @@
 //! | `0x10` | Hello | peer | `node` |
 //! | `0x20` | Request | client | `command` |
 //! | `0x21` | StatusRequest | client | (empty) |
+//! | `0x22` | Impair | client | `impairment` |
 //! | `0x30` | Response | response | `client request outcome leader_addr:addr` |
-//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)*` |
+//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint>` |
+//! | `0x32` | Impaired | response | `0x00` (applied) \| `0x01 why:bytes` (refused; UTF-8 text) |
 //!
 //! `protocol`: 0 MultiPaxos, 1 BasicPaxos, 2 Unreplicated. `role`: 0 Follower, 1 Candidate,
 //! 2 Leader, 3 Proposer, 4 Single. Snapshot entries and sessions come in no particular order, so
@@ -134,7 +141,10 @@ mod frame;
 mod peer;
 pub mod record;
 
-pub use client::{ClientFrame, ClientResponse, NodeStatus, ResponseFrame};
+pub use client::{
+    ClientFrame, ClientResponse, EmulationStatus, Impairment, LinkImpairment, NodeStatus,
+    ResponseFrame,
+};
 pub use error::WireError;
 pub use frame::{
     decode_frame, encode_frame, Codec, Frame, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
@@ -145,4 +155,4 @@ pub use peer::{PeerFrame, PeerHello};
 pub const PEER_ALPN: &[u8] = b"paxbench-peer/1";
 
 /// ALPN protocol id of client-to-node connections, version included.
-pub const CLIENT_ALPN: &[u8] = b"paxbench-client/1";
+pub const CLIENT_ALPN: &[u8] = b"paxbench-client/2";

@@ -2,7 +2,10 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use paxos::{Accept, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Value};
-use wire::{decode_frame, encode_frame, ClientFrame, Frame, PeerFrame, ResponseFrame, WireError};
+use wire::{
+    decode_frame, encode_frame, ClientFrame, EmulationStatus, Frame, Impairment, LinkImpairment,
+    PeerFrame, ResponseFrame, WireError,
+};
 
 fn frame(body: &[u8]) -> BytesMut {
     let mut buf = BytesMut::new();
@@ -221,8 +224,8 @@ fn bad_peer_rtts_in_a_status_are_named() {
             remaining: 0
         }
     );
-    // 1 -> 41 000 us, 2 -> 300 us.
-    match status(&[2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02]) {
+    // 1 -> 41 000 us, 2 -> 300 us; no emulated link.
+    match status(&[2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02, 0x00]) {
         Ok(Some(ResponseFrame::Status(s))) => {
             assert_eq!(s.peer_rtt_us, vec![(NodeId(1), 41_000), (NodeId(2), 300)])
         }
@@ -254,4 +257,235 @@ fn oversized_frames_name_both_lengths() {
         err.to_string(),
         "frame of 20971520 bytes exceeds the limit of 16777216 bytes"
     );
+}
+
+/// An Impair frame body: one link to node 1, with `blocked`, an extra delay of 5 us and the
+/// loss given as raw bits.
+fn impair_body(blocked: u8, loss_bits: u64) -> Vec<u8> {
+    let mut body = vec![0x22, 1, 1, blocked, 5];
+    body.extend_from_slice(&loss_bits.to_be_bytes());
+    body
+}
+
+#[test]
+fn an_impairment_round_trips_in_the_documented_layout() {
+    let impair = ClientFrame::Impair(Impairment {
+        links: vec![
+            (NodeId(1), LinkImpairment::BLOCKED),
+            (
+                NodeId(2),
+                LinkImpairment {
+                    blocked: false,
+                    extra_delay_us: 300,
+                    loss: 0.25,
+                },
+            ),
+        ],
+    });
+    let mut buf = BytesMut::new();
+    encode_frame(&impair, &mut buf).unwrap();
+    let mut expected = vec![0x22, 2, 1, 1, 0];
+    expected.extend_from_slice(&0f64.to_bits().to_be_bytes());
+    expected.extend_from_slice(&[2, 0, 0xac, 0x02]);
+    expected.extend_from_slice(&0.25f64.to_bits().to_be_bytes());
+    assert_eq!(&buf[4..], &expected[..]);
+    assert_eq!(decode_frame::<ClientFrame>(&mut buf), Ok(Some(impair)));
+
+    // The answers, both ways.
+    for answer in [Ok(()), Err("node 2 has no emulated link".to_string())] {
+        let answer = ResponseFrame::Impaired(answer);
+        let mut buf = BytesMut::new();
+        encode_frame(&answer, &mut buf).unwrap();
+        assert_eq!(decode_frame::<ResponseFrame>(&mut buf), Ok(Some(answer)));
+    }
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut frame(&[0x32, 0])),
+        Ok(Some(ResponseFrame::Impaired(Ok(()))))
+    );
+}
+
+#[test]
+fn an_impairment_loss_that_is_no_probability_is_refused() {
+    for (loss, shown) in [
+        (2.0f64, "2"),
+        (f64::NAN, "NaN"),
+        (-0.5, "-0.5"),
+        (f64::INFINITY, "inf"),
+    ] {
+        let err =
+            decode_frame::<ClientFrame>(&mut frame(&impair_body(0, loss.to_bits()))).unwrap_err();
+        assert_eq!(
+            err,
+            WireError::BadValue {
+                field: "LinkImpairment.loss",
+                value: shown.to_string(),
+                expected: "a probability in 0..=1",
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("LinkImpairment.loss is {shown}, not a probability in 0..=1")
+        );
+    }
+    // In range, at both ends.
+    for loss in [0.0f64, 1.0] {
+        let got = decode_frame::<ClientFrame>(&mut frame(&impair_body(1, loss.to_bits())));
+        let Ok(Some(ClientFrame::Impair(imp))) = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(imp.links[0].1.loss, loss);
+        assert!(imp.links[0].1.blocked);
+    }
+    // The check a client runs before sending says the same.
+    let imp = Impairment::to_each([NodeId(1)], LinkImpairment::loss(2.0));
+    assert_eq!(
+        imp.check(),
+        Err("link to node 1: loss 2 is not a probability in 0..=1".into())
+    );
+    let imp = Impairment::to_each([NodeId(1), NodeId(1)], LinkImpairment::BLOCKED);
+    assert_eq!(imp.check(), Err("node 1 is listed twice".into()));
+}
+
+#[test]
+fn malformed_impairment_frames_are_named() {
+    let decode = |body: &[u8]| decode_frame::<ClientFrame>(&mut frame(body)).unwrap_err();
+    let full = impair_body(0, 0.5f64.to_bits());
+    // Cut inside the loss: with a two-byte node id (200), the 11 bytes a link takes at least
+    // are there, and the loss is what runs short.
+    let mut wide = vec![0x22, 1, 0xc8, 0x01, 0, 5];
+    wide.extend_from_slice(&0.5f64.to_bits().to_be_bytes()[..7]);
+    assert_eq!(
+        decode(&wide),
+        WireError::Truncated {
+            field: "LinkImpairment.loss",
+            needed: 8,
+            remaining: 7
+        }
+    );
+    // Cut inside the loss with one-byte fields: the count check already sees it.
+    assert_eq!(
+        decode(&full[..full.len() - 3]),
+        WireError::CountTooLarge {
+            field: "Impairment.links",
+            count: 1,
+            remaining: 8
+        }
+    );
+    // Cut before the first link.
+    assert_eq!(
+        decode(&[0x22, 1]),
+        WireError::CountTooLarge {
+            field: "Impairment.links",
+            count: 1,
+            remaining: 0
+        }
+    );
+    // More links than the bytes can hold (11 bytes at least each).
+    let mut two = full.clone();
+    two[1] = 2;
+    assert!(matches!(
+        decode(&two),
+        WireError::CountTooLarge {
+            field: "Impairment.links",
+            count: 2,
+            ..
+        }
+    ));
+    // blocked is 0 or 1.
+    assert_eq!(
+        decode(&impair_body(2, 0)),
+        WireError::UnknownTag {
+            what: "LinkImpairment.blocked",
+            tag: 2
+        }
+    );
+    // Nothing may follow.
+    let mut long = full.clone();
+    long.push(0);
+    assert_eq!(
+        decode(&long),
+        WireError::TrailingBytes {
+            kind: "impair",
+            extra: 1
+        }
+    );
+    // A peer id over u32.
+    let mut body = vec![0x22, 1, 0x80, 0x80, 0x80, 0x80, 0x10, 0, 0];
+    body.extend_from_slice(&0f64.to_bits().to_be_bytes());
+    assert!(matches!(
+        decode(&body),
+        WireError::OutOfRange {
+            field: "LinkImpairment.node",
+            ..
+        }
+    ));
+    // An oversized Impair is refused from its length prefix alone.
+    let mut huge = BytesMut::new();
+    huge.put_u32(u32::MAX);
+    huge.put_u8(0x22);
+    assert!(matches!(
+        decode_frame::<ClientFrame>(&mut huge),
+        Err(WireError::FrameTooLarge { .. })
+    ));
+    // The answer's result tag, and a truncated reason.
+    let decode = |body: &[u8]| decode_frame::<ResponseFrame>(&mut frame(body)).unwrap_err();
+    assert_eq!(
+        decode(&[0x32, 7]),
+        WireError::UnknownTag {
+            what: "Impaired.result",
+            tag: 7
+        }
+    );
+    assert!(matches!(
+        decode(&[0x32, 1, 5, b'n', b'o']),
+        WireError::Truncated {
+            field: "Impaired.why",
+            ..
+        }
+    ));
+    // An Impair is a client frame: on a peer stream it is named.
+    assert_eq!(
+        decode_frame::<PeerFrame>(&mut frame(&full)).unwrap_err(),
+        WireError::UnexpectedFrame {
+            tag: 0x22,
+            name: "Impair",
+            expected: "peer frame"
+        }
+    );
+}
+
+#[test]
+fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
+    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5, no RTTs; then
+    // an emulated link blocking node 1, 42 datagrams dropped.
+    let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5, 0, 0x01];
+    body.extend_from_slice(&impair_body(1, 0)[1..]);
+    body.push(42);
+    let got = decode_frame::<ResponseFrame>(&mut frame(&body));
+    let Ok(Some(ResponseFrame::Status(s))) = got else {
+        panic!("{got:?}")
+    };
+    assert_eq!(
+        s.emulation,
+        Some(EmulationStatus {
+            impairment: Impairment::to_each(
+                [NodeId(1)],
+                LinkImpairment {
+                    blocked: true,
+                    extra_delay_us: 5,
+                    loss: 0.0
+                }
+            ),
+            dropped_fault: 42,
+        })
+    );
+    // Without the counter, it is truncated.
+    body.pop();
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut frame(&body)),
+        Err(WireError::Truncated {
+            field: "Status.dropped_fault",
+            ..
+        })
+    ));
 }

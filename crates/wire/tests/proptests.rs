@@ -13,8 +13,9 @@ use paxos::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 use wire::{
-    decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, Frame, NodeStatus, PeerFrame,
-    PeerHello, ResponseFrame, WireError, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
+    decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, EmulationStatus, Frame,
+    Impairment, LinkImpairment, NodeStatus, PeerFrame, PeerHello, ResponseFrame, WireError,
+    DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
 };
 
 // ---- strategies -------------------------------------------------------------------------------
@@ -214,8 +215,37 @@ fn peer_frame() -> BoxedStrategy<PeerFrame> {
     .boxed()
 }
 
+/// A probability, with the edges and signed zero often.
+fn loss() -> BoxedStrategy<f64> {
+    prop_oneof![Just(0.0), Just(-0.0), Just(1.0), 0.0f64..=1.0].boxed()
+}
+
+fn impairment() -> BoxedStrategy<Impairment> {
+    vec((node(), any::<bool>(), num(), loss()), 0..6)
+        .prop_map(|links| Impairment {
+            links: links
+                .into_iter()
+                .map(|(peer, blocked, extra_delay_us, loss)| {
+                    (
+                        peer,
+                        LinkImpairment {
+                            blocked,
+                            extra_delay_us,
+                            loss,
+                        },
+                    )
+                })
+                .collect(),
+        })
+        .boxed()
+}
+
 fn client_frame() -> BoxedStrategy<ClientFrame> {
-    prop_oneof![4 => command().prop_map(ClientFrame::Request), 1 => Just(ClientFrame::StatusRequest)]
+    prop_oneof![
+        4 => command().prop_map(ClientFrame::Request),
+        1 => Just(ClientFrame::StatusRequest),
+        1 => impairment().prop_map(ClientFrame::Impair),
+    ]
     .boxed()
 }
 
@@ -262,9 +292,10 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
         proptest::option::of(node()),
         slot(),
         vec((node(), num()), 0..8),
+        proptest::option::of((impairment(), num())),
     )
         .prop_map(
-            |(node, protocol, role, ballot, leader, executed, peer_rtt_us)| {
+            |(node, protocol, role, ballot, leader, executed, peer_rtt_us, emulation)| {
                 ResponseFrame::Status(NodeStatus {
                     node,
                     protocol,
@@ -273,10 +304,18 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                     leader,
                     executed,
                     peer_rtt_us,
+                    emulation: emulation.map(|(impairment, dropped_fault)| EmulationStatus {
+                        impairment,
+                        dropped_fault,
+                    }),
                 })
             },
         );
-    prop_oneof![response, status].boxed()
+    let impaired = prop_oneof![
+        Just(ResponseFrame::Impaired(Ok(()))),
+        any::<String>().prop_map(|why| ResponseFrame::Impaired(Err(why))),
+    ];
+    prop_oneof![response, status, impaired].boxed()
 }
 
 // ---- helpers ----------------------------------------------------------------------------------
@@ -417,6 +456,39 @@ proptest! {
         let mut inbox = BytesMut::from(&full[..partial]);
         prop_assert_eq!(decode_frame::<PeerFrame>(&mut inbox), Ok(None));
         prop_assert_eq!(inbox.len(), partial);
+    }
+
+    /// The same for client and response frames (status, impairments and their answers).
+    #[test]
+    fn truncated_client_and_response_frames_are_errors(
+        client in client_frame(),
+        response in response_frame(),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let body = body_of(&encode(&client));
+        prop_assert!(ClientFrame::decode_body(body.slice(..cut.index(body.len()))).is_err());
+        let body = body_of(&encode(&response));
+        prop_assert!(ResponseFrame::decode_body(body.slice(..cut.index(body.len()))).is_err());
+    }
+
+    /// Any 64 bits in an impairment's loss: decoded if and only if they are a probability.
+    #[test]
+    fn an_impairment_loss_decodes_only_as_a_probability(bits in any::<u64>(), edge in 0usize..6) {
+        let loss = [f64::from_bits(bits), f64::NAN, f64::INFINITY, -1e-300, 1.0 + f64::EPSILON, 0.5][edge];
+        let frame = ClientFrame::Impair(Impairment::to_each(
+            [NodeId(1)],
+            LinkImpairment::loss(loss),
+        ));
+        let decoded = decode_frame::<ClientFrame>(&mut encode(&frame));
+        if (0.0..=1.0).contains(&loss) {
+            prop_assert_eq!(decoded, Ok(Some(frame)));
+        } else {
+            let is_bad_value = matches!(
+                decoded,
+                Err(WireError::BadValue { field: "LinkImpairment.loss", .. })
+            );
+            prop_assert!(is_bad_value, "{:?}", decoded);
+        }
     }
 
     #[test]

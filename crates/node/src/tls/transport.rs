@@ -220,9 +220,10 @@ impl fmt::Display for Mtu {
 /// peer ALPN (the default client configuration; use [`connect_node`](super::connect_node)).
 /// Must be called inside a tokio runtime.
 ///
-/// With `emulation` (this node's links, see [`crate::emulation`]), what the endpoint sends to
-/// those peers' addresses is delayed, dropped and paced as the links say; everything else, and
-/// everything it receives, is untouched. `None`, or no links, is a plain socket.
+/// With `emulation` (this node's links and peers, see [`crate::emulation`]), the socket is
+/// wrapped, even with no links, so that impairments can be set at run time: what the endpoint
+/// sends to its peers' addresses is delayed, dropped and paced as the links and impairments
+/// say; everything else, and everything it receives, is untouched. `None` is a plain socket.
 pub fn endpoint(
     bind: SocketAddr,
     certs: &NodeCerts,
@@ -234,7 +235,6 @@ pub fn endpoint(
     let server = server_config(certs, transport.clone())?;
     let client = client_config_with(&certs.as_client(), Alpn::Peer, transport)?;
     let socket = bind_socket(bind, tuning.socket_buffer_bytes)?;
-    let emulation = emulation.filter(|e| !e.is_empty());
     let mut endpoint = new_endpoint(
         bind,
         tuning.endpoint_config(mtu)?,
