@@ -741,7 +741,7 @@ async fn read_peer(
     }
 }
 
-/// Accepts connections: peers (ALPN `paxbench-peer/1`, a node certificate of the cluster) and
+/// Accepts connections: peers (ALPN `paxbench-peer/2`, a node certificate of the cluster) and
 /// clients (ALPN `paxbench-client/2`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,

@@ -152,7 +152,7 @@ pub use frame::{
 pub use peer::{PeerFrame, PeerHello};
 
 /// ALPN protocol id of node-to-node connections, version included.
-pub const PEER_ALPN: &[u8] = b"paxbench-peer/1";
+pub const PEER_ALPN: &[u8] = b"paxbench-peer/2";
 
 /// ALPN protocol id of client-to-node connections, version included.
 pub const CLIENT_ALPN: &[u8] = b"paxbench-client/2";
