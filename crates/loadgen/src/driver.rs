@@ -183,6 +183,9 @@ impl Driver {
             Mode::Closed { .. } => None,
         };
         let mut rec = Recorder::new(start, cfg.warmup, cfg.duration);
+        if let Some(started) = &cfg.started {
+            let _ = started.set(start);
+        }
         if let Some(cap) = cfg.history {
             rec = rec.with_history(cap, expected_requests(&cfg));
         }
@@ -481,8 +484,15 @@ impl Driver {
         let p = self.pending(key).expect("a live request");
         debug_assert!(!p.timed_out);
         p.timed_out = true;
-        let (intended, hist) = (p.intended, p.hist);
+        let (intended, hist, sent_to) = (p.intended, p.hist, p.node);
         self.lanes[lane].live -= 1;
+        // A leader that stops answering may be dead (its connection can look open for the
+        // whole QUIC idle timeout): send the lane's next requests to the next node, whose
+        // NotLeader names the new leader. Only the first timeout of a request sent to the
+        // lane's node moves it, so a burst of timeouts moves it once.
+        if self.cfg.target == Target::Leader && self.lanes[lane].node == sent_to {
+            self.lanes[lane].node = (sent_to + 1) % self.cfg.nodes.len();
+        }
         if closed {
             self.lanes[lane].freed.push_back(deadline);
             // Wake to refill the slot: no reply will (when every request timed out, nothing

@@ -3,12 +3,13 @@
 //! completed, errors piled up, or latency rose.
 //!
 //! Unlike the per-second interval histograms (which assign a request to the interval of its
-//! *intended* send time, so every request counts once), the timeline files an event under the
-//! bucket of the instant it *happened*: a completion under the bucket its reply arrived in, an
-//! error under the bucket of the error reply, a timeout under the bucket of its deadline. A
-//! request meant for the warm-up that completes in the window is therefore in the timeline, and
-//! one completing after the window is not, so the timeline's totals need not equal the
-//! summary's counts. Latencies are still measured from the intended send time.
+//! *intended* send time, so every request counts once), the timeline files a completion under
+//! the bucket of the instant its reply *arrived*, and a failure (an error or a timeout) under
+//! the bucket of its *intended send time*: the requests that a dead leader never answered show
+//! up where the service stopped, not a request timeout later. A request meant for the warm-up
+//! that completes in the window is therefore in the timeline, and one completing after the
+//! window is not, so the timeline's totals need not equal the summary's counts. Latencies are
+//! still measured from the intended send time.
 //!
 //! Each bucket keeps a small latency histogram (µs, 2 significant digits, auto-resizing, so a
 //! bucket costs a few KB) rather than only its percentiles, so that the timelines of several
@@ -46,9 +47,10 @@ pub const TIMELINE_BUCKET: Duration = Duration::from_millis(100);
 pub struct TimelineBucket {
     /// Requests whose successful reply arrived in this bucket (in time: not timeouts).
     pub completed: u64,
-    /// Requests whose failure (`Expired`, `Overloaded`, too many `NotLeader`) arrived here.
+    /// Requests meant to be sent in this bucket that failed (`Expired`, `Overloaded`, too many
+    /// `NotLeader`).
     pub errors: u64,
-    /// Requests whose timeout deadline fell in this bucket.
+    /// Requests meant to be sent in this bucket that timed out.
     pub timeouts: u64,
     /// Latencies (µs, from the intended send time) of the requests completed in this bucket;
     /// 2 significant digits.

@@ -559,12 +559,20 @@ impl PeerLink {
                     self.codec,
                 ));
             }
+            // On the accepting side, a newer connection from the peer means it restarted: its
+            // old connection is dead, though QUIC only notices after the idle timeout, and
+            // writing on it until then would cut the restarted peer off (it then campaigns
+            // again and again, deposing the leader each time).
+            let mut newer = self.accepted.clone();
             tokio::select! {
                 _ = shutdown.changed() => return,
                 r = self.write(&conn, &mut frames) => {
                     if let Err(e) = r {
                         debug!(error = %e, "peer link lost");
                     }
+                }
+                _ = newer.changed(), if !self.dial => {
+                    debug!(peer = self.peer.0, "the peer dialed again: using its new connection");
                 }
             }
         }

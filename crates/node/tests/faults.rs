@@ -16,7 +16,7 @@ use node::client::{ClientError, Connection, KvClient};
 use node::config::ClusterConfig;
 use node::emulation::partition;
 use node::runtime::Metrics;
-use paxos::{ClientId, NodeId, Op, Outcome, Role};
+use paxos::{NodeId, Op, Outcome, Role};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use wire::{ClientFrame, Impairment, LinkImpairment, NodeStatus, ResponseFrame};
@@ -88,7 +88,7 @@ impl Cluster {
             .into_iter()
             .filter(|(n, _)| only.is_empty() || only.contains(n))
             .collect();
-        KvClient::new(endpoint, nodes, ClientId(session))
+        KvClient::new(endpoint, nodes, node::client::new_session(session))
     }
 
     async fn connection(&self, id: u32) -> Connection {

@@ -33,6 +33,8 @@
 //! value_size = 64
 //! seed = 1
 //! target = "leader"         # leader | all | [0, 1, 2]; Basic Paxos has no leader: "leader" means all
+//! hot_keys = 8              # conflict: the first 8 keys are a hot set...
+//! hot_fraction = 0.5        # ...that half of all operations go to
 //!
 //! [load]
 //! mode = "open"             # open (rates, ops/s) | closed (clients x depth)
@@ -61,7 +63,8 @@
 //! ```
 //!
 //! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, and the `[workload]` keys
-//! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`.
+//! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`, `hot_keys`,
+//! `hot_fraction`.
 //!
 //! Every knob has one definition (`node::config::PaxosKnobs` for the protocol knobs, the types
 //! below for the rest). The file, each `--set` and every swept value deserialize into those
@@ -79,6 +82,8 @@ use node::emulation::{Link, LinkEmulation};
 use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
+use crate::faults::{Fault, FaultSpec};
+
 /// Non-paxos keys a sweep may vary (every `[paxos]` knob may be swept too).
 pub const OTHER_SWEEP_KEYS: &[&str] = &[
     "nodes",
@@ -89,6 +94,8 @@ pub const OTHER_SWEEP_KEYS: &[&str] = &[
     "read_fraction",
     "value_size",
     "target",
+    "hot_keys",
+    "hot_fraction",
 ];
 
 /// Most nodes of a cluster on one machine.
@@ -140,6 +147,87 @@ pub struct Experiment {
     /// Emulated links between nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
+    /// Faults applied during every measured window (`[[faults]]`, see [`crate::faults`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// What is recorded beyond the latency histograms.
+    #[serde(default)]
+    pub record: RecordSpec,
+}
+
+/// `[record]`: timelines and client histories.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RecordSpec {
+    /// A 100 ms timeline for every point (points with faults always get one). Default false.
+    #[serde(default)]
+    pub timeline: bool,
+    /// Record every operation the clients saw and check the history for linearizability:
+    /// `auto` (points with faults), `on`, `off`. Default auto.
+    #[serde(default)]
+    pub history: HistoryMode,
+    /// At most this many operations recorded per point (default 200 000).
+    #[serde(default = "default_history_ops")]
+    pub history_max_ops: usize,
+    /// The checker gives up (verdict "unknown") after this long per point (default 30 s).
+    #[serde(default = "default_check_budget")]
+    pub check_budget_s: f64,
+}
+
+impl Default for RecordSpec {
+    fn default() -> Self {
+        RecordSpec {
+            timeline: false,
+            history: HistoryMode::Auto,
+            history_max_ops: default_history_ops(),
+            check_budget_s: default_check_budget(),
+        }
+    }
+}
+
+fn default_history_ops() -> usize {
+    200_000
+}
+
+fn default_check_budget() -> f64 {
+    30.0
+}
+
+/// When client histories are recorded and checked.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryMode {
+    /// For points with faults.
+    #[default]
+    Auto,
+    /// For every point.
+    On,
+    /// Never.
+    Off,
+}
+
+impl Experiment {
+    /// The typed faults of every measured window.
+    pub fn fault_list(&self) -> Vec<Fault> {
+        self.faults
+            .iter()
+            .map(|f| f.fault().expect("checked when the experiment was loaded"))
+            .collect()
+    }
+
+    /// Whether points get a timeline.
+    pub fn wants_timeline(&self) -> bool {
+        self.record.timeline || !self.faults.is_empty()
+    }
+
+    /// Whether points record and check client histories.
+    pub fn wants_history(&self) -> bool {
+        match self.record.history {
+            HistoryMode::On => true,
+            HistoryMode::Off => false,
+            HistoryMode::Auto => !self.faults.is_empty(),
+        }
+    }
 }
 
 /// `[network]`: delay, jitter, loss and rate on the links between nodes.
@@ -403,6 +491,13 @@ pub struct WorkloadSpec {
     /// `leader`, `all`, or a list of node ids.
     #[serde(default)]
     pub target: TargetSpec,
+    /// Conflict: how many keys (the first ones) form the hot set (default 0: none).
+    #[serde(default)]
+    pub hot_keys: u64,
+    /// Conflict: the share of operations on a key drawn from the hot set, so reads and writes
+    /// of one key overlap (default 0).
+    #[serde(default)]
+    pub hot_fraction: f64,
 }
 
 /// `[load]`.
@@ -499,6 +594,8 @@ impl Default for WorkloadSpec {
             value_size: default_value_size(),
             seed: 1,
             target: TargetSpec::Leader,
+            hot_keys: 0,
+            hot_fraction: 0.0,
         }
     }
 }
@@ -570,7 +667,8 @@ impl WorkloadSpec {
             read_fraction: self.read_fraction,
             value_size: self.value_size,
             seed: self.seed + level as u64,
-            ..loadgen::Workload::default()
+            hot_keys: self.hot_keys,
+            hot_fraction: self.hot_fraction,
         }
     }
 
@@ -591,7 +689,12 @@ impl WorkloadSpec {
         if self.distribution == Distribution::Zipf && !positive(self.zipf_theta) {
             return Err(("zipf_theta", format!("{} must be > 0", self.zipf_theta)));
         }
-        Ok(())
+        let key = if self.hot_keys > 0 && self.hot_fraction == 0.0 {
+            "hot_keys"
+        } else {
+            "hot_fraction"
+        };
+        self.resolve(0).validate().map_err(|why| (key, why))
     }
 }
 
@@ -631,6 +734,8 @@ impl GridPoint {
             "read_fraction" => w.read_fraction = typed(value)?,
             "value_size" => w.value_size = typed(value)?,
             "target" => w.target = typed(value)?,
+            "hot_keys" => w.hot_keys = typed(value)?,
+            "hot_fraction" => w.hot_fraction = typed(value)?,
             knob => {
                 let mut one = toml::Table::new();
                 one.insert(knob.to_string(), value.clone());
@@ -787,6 +892,7 @@ impl Experiment {
             }
         }
         let grid = self.grid()?;
+        self.check_faults(&grid)?;
         if let Some(net) = self.network.as_ref().filter(|n| !n.regions.is_empty()) {
             let unknown = net.unknown_regions(&net.regions);
             if !unknown.is_empty() {
@@ -805,6 +911,63 @@ impl Experiment {
                         g.protocol
                     ),
                 )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The fault schedule and the recording it needs, against every grid point. Errors name
+    /// the fault by its place in the file, as key `faults[<n>].<key>` (1-based).
+    fn check_faults(&self, grid: &[GridPoint]) -> Result<(), (&'static str, String, String)> {
+        let r = &self.record;
+        if !(r.check_budget_s.is_finite() && r.check_budget_s > 0.0 && r.check_budget_s <= 3600.0) {
+            return Err((
+                "record",
+                "check_budget_s".into(),
+                format!("{}: must be in (0, 3600]", r.check_budget_s),
+            ));
+        }
+        if r.history_max_ops == 0 {
+            return Err((
+                "record",
+                "history_max_ops".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        let window = std::time::Duration::from_secs_f64(self.duration_s);
+        for (i, spec) in self.faults.iter().enumerate() {
+            let at = |(key, why): (String, String)| {
+                let why = format!("({}) {why}", spec.action.name());
+                ("faults", format!("faults[{}].{key}", i + 1), why)
+            };
+            let fault = spec.fault().map_err(at)?;
+            for g in grid {
+                fault.check(g.nodes, window).map_err(|(k, why)| {
+                    at((k, format!("{why} ({} on {} node(s))", g.protocol, g.nodes)))
+                })?;
+            }
+            if fault.action.on_links()
+                && self
+                    .network
+                    .as_ref()
+                    .is_some_and(|n| n.emulation == Emulation::Netem)
+            {
+                return Err(at((
+                    "action".into(),
+                    "link faults go through the nodes' emulated links: use `[network] emulation = \"node\"`".into(),
+                )));
+            }
+        }
+        if self.wants_history() {
+            if let Some(g) = grid.iter().find(|g| g.workload.read_fraction <= 0.0) {
+                return Err((
+                    "workload",
+                    "read_fraction".into(),
+                    format!(
+                        "client histories are checked for linearizability, which needs reads: {} runs with read_fraction = {} (set it above 0, or `[record] history = \"off\"`)",
+                        g.protocol, g.workload.read_fraction
+                    ),
+                ));
             }
         }
         Ok(())
@@ -939,6 +1102,14 @@ fn apply_set(table: &mut toml::Table, set: &str) -> anyhow::Result<()> {
 /// The 1-based line where `key` is assigned inside `[table]` (`""`: the top level, before any
 /// table; then anywhere), or where a table named `key` starts; 0 if neither is found.
 fn line_of(text: &str, table: &str, key: &str) -> usize {
+    // `faults[<n>].<key>`: the key of the n-th `[[faults]]` entry (1-based).
+    if let Some((n, key)) = key
+        .strip_prefix("faults[")
+        .and_then(|k| k.split_once("]."))
+        .and_then(|(n, k)| Some((n.parse::<usize>().ok()?.checked_sub(1)?, k)))
+    {
+        return fault_line(text, n, key);
+    }
     let mut current = String::new();
     let mut anywhere = 0;
     let headers = [format!("[{key}]"), format!("[overrides.{key}]")];
@@ -965,6 +1136,31 @@ fn line_of(text: &str, table: &str, key: &str) -> usize {
         }
     }
     anywhere
+}
+
+/// The line of `key` in the `index`-th `[[faults]]` entry, else of that entry's header.
+fn fault_line(text: &str, index: usize, key: &str) -> usize {
+    let (mut seen, mut inside, mut header) = (0, false, 0);
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.starts_with('[') {
+            inside = l.starts_with("[[faults]]") && {
+                seen += 1;
+                seen == index + 1
+            };
+            if inside {
+                header = i + 1;
+            }
+            continue;
+        }
+        let assigns = l
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if assigns && inside {
+            return i + 1;
+        }
+    }
+    header
 }
 
 #[cfg(test)]
@@ -1158,6 +1354,57 @@ distribution = ["uniform", "zipf"]"#,
         assert!(
             e.contains("--set") && e.contains("`nodes`") && e.contains("\"x\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn faults_are_checked_at_load_and_their_mistakes_named_by_entry_and_line() {
+        let with = |extra: &str| {
+            let text = format!("{QUICKISH}\n[workload]\nread_fraction = 0.5\n{extra}");
+            Experiment::parse(Path::new("t.toml"), &text, &[])
+        };
+        let ok = with(
+            "[[faults]]\nat_s = 0.5\naction = \"kill\"\ntarget = \"leader\"\nrestart_after_s = 1.0\n",
+        )
+        .unwrap();
+        assert_eq!(ok.fault_list().len(), 1);
+        assert!(ok.wants_timeline() && ok.wants_history());
+        let text = "[[faults]]\nat_s = 0.5\naction = \"kill\"\ntarget = 0\n\n[[faults]]\nat_s = 1.0\naction = \"loss\"\ntarget = 1\nloss = 3.0\nfor_s = 1.0\n";
+        let msg = with(text).unwrap_err().to_string();
+        let line = format!("{QUICKISH}\n[workload]\nread_fraction = 0.5\n{text}")
+            .lines()
+            .position(|l| l.starts_with("loss = 3.0"))
+            .unwrap()
+            + 1;
+        assert!(
+            msg.contains(&format!(
+                "t.toml:{line}: `faults[2].loss`: (loss) 3: must be in (0, 1]"
+            )),
+            "{msg}"
+        );
+        // A fault past the window, or on a node the cluster lacks, names the grid point.
+        let msg = with("[[faults]]\nat_s = 9.0\naction = \"kill\"\ntarget = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`faults[1].at_s`") && msg.contains("past the measured window"),
+            "{msg}"
+        );
+        let msg = with("[[faults]]\nat_s = 1.0\naction = \"pause\"\ntarget = 4\nfor_s = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("node 4 is not in a cluster of"), "{msg}");
+        // A history of writes alone proves nothing: reads are required.
+        let msg = Experiment::parse(
+            Path::new("t.toml"),
+            &format!("{QUICKISH}\n[[faults]]\nat_s = 0.5\naction = \"kill\"\ntarget = 0\n"),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("`read_fraction`") && msg.contains("needs reads"),
+            "{msg}"
         );
     }
 

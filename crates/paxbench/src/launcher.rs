@@ -24,6 +24,8 @@ use node::config::{
 use node::emulation::LinkEmulation;
 use paxos::{ClientId, NodeId, Protocol};
 
+use crate::faults::Signal;
+
 /// What to start: one typed description of a cluster.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClusterSetup {
@@ -69,6 +71,9 @@ pub trait Process {
     fn sample(&mut self) -> Option<Sample>;
     /// SIGTERM to its pid, a bounded wait, then SIGKILL to its pid.
     fn stop(&mut self) -> anyhow::Result<()>;
+    /// Sends `signal` to its pid (a fault); after SIGKILL, waits until it is gone. An error if
+    /// it had exited already.
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()>;
 }
 
 /// Where the processes of a run go, and how: everything the local and the ssh launcher do
@@ -109,6 +114,10 @@ struct NodeProcess {
     id: NodeId,
     host: String,
     dir: PathBuf,
+    /// What it was started with, to start it again after a fault killed it.
+    args: Vec<String>,
+    /// How many times it was started again.
+    restarts: u32,
     process: Box<dyn Process>,
 }
 
@@ -221,7 +230,7 @@ impl Launcher {
                 self.backend
                     .borrow_mut()
                     .stage(host, &format!("{name}-node-{i}"), &staged)?;
-            let args = [
+            let args = vec![
                 "node".to_string(),
                 "--cluster".into(),
                 node_dir.join("cluster.toml").display().to_string(),
@@ -238,6 +247,8 @@ impl Launcher {
                 id: NodeId(i as u32),
                 host: host.clone(),
                 dir: node_dir,
+                args,
+                restarts: 0,
                 process,
             });
         }
@@ -288,6 +299,47 @@ impl Cluster {
             .iter_mut()
             .map(|n| (n.id, n.process.sample()))
             .collect()
+    }
+
+    /// Sends `signal` to node `id`'s process, by its pid (a fault).
+    pub fn signal(&mut self, id: NodeId, signal: Signal) -> anyhow::Result<()> {
+        let n = self.node_mut(id)?;
+        let pid = n.process.pid();
+        n.process.signal(signal).with_context(|| {
+            format!(
+                "SIG{} to node {} (pid {pid} on {})",
+                signal.name(),
+                id.0,
+                n.host
+            )
+        })
+    }
+
+    /// Starts node `id` again in its own directory, after a fault killed it: with `fsync` it
+    /// replays its write-ahead log; with `none` it rejoins as a non-voting learner. Its log of
+    /// this life is `node-<id>.restart-<n>.log`.
+    pub fn restart(&mut self, id: NodeId) -> anyhow::Result<()> {
+        let backend = self.backend.clone();
+        let n = self.node_mut(id)?;
+        if n.process.sample().is_some() {
+            bail!("node {} (pid {}) is still running", id.0, n.process.pid());
+        }
+        n.restarts += 1;
+        let log = format!("node-{}.restart-{}.log", id.0, n.restarts);
+        n.process = backend
+            .borrow_mut()
+            .spawn(&n.host, &n.dir, &n.args, &log)
+            .with_context(|| format!("restarting node {} on {}", id.0, n.host))?;
+        tracing::debug!(node = id.0, pid = n.process.pid(), "node restarted");
+        Ok(())
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> anyhow::Result<&mut NodeProcess> {
+        let count = self.nodes.len();
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("node {} is not in this cluster of {count}", id.0))
     }
 
     /// Where the logs of this cluster go, relative to the results directory.
@@ -446,6 +498,25 @@ impl Process for LocalProcess {
         }
         self.child.kill()?;
         self.child.wait()?;
+        Ok(())
+    }
+
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            bail!("it had exited already ({status})");
+        }
+        let signum = match signal {
+            Signal::Kill => libc::SIGKILL,
+            Signal::Stop => libc::SIGSTOP,
+            Signal::Cont => libc::SIGCONT,
+        };
+        // SAFETY: as in `stop`: our own unreaped child, so the pid is still its own.
+        if unsafe { libc::kill(self.child.id() as libc::pid_t, signum) } != 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        if signal == Signal::Kill {
+            self.child.wait()?;
+        }
         Ok(())
     }
 }

@@ -55,6 +55,12 @@ pub struct LoadArgs {
     /// Bytes per written value.
     #[arg(long, default_value_t = 64)]
     pub value_size: usize,
+    /// Conflict: the first this many keys form a hot set...
+    #[arg(long, default_value_t = 0)]
+    pub hot_keys: u64,
+    /// ...that this share of operations go to.
+    #[arg(long, default_value_t = 0.0)]
+    pub hot_fraction: f64,
     /// Where requests go: `leader`, `all`, or node ids such as `0,1,2`.
     #[arg(long, default_value = "leader")]
     pub target: String,
@@ -124,6 +130,8 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
             value_size: args.value_size,
             seed: args.seed,
             target: parse_target(&args.target)?,
+            hot_keys: args.hot_keys,
+            hot_fraction: args.hot_fraction,
         },
         level_index: 0,
         warmup_s: args.warmup,
@@ -280,6 +288,8 @@ mod tests {
             zipf: None,
             read_fraction: 0.0,
             value_size: 64,
+            hot_keys: 0,
+            hot_fraction: 0.0,
             target: "leader".into(),
             seed: 1,
             timeout_ms: 2_000,

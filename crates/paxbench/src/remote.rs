@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use loadgen::LoadResult;
@@ -24,6 +24,7 @@ use paxbench::shell::quote;
 use paxbench::ssh::{RemoteProcess, Ssh};
 
 use crate::env_info::HostEnv;
+use crate::faults::Signal;
 use crate::launcher::{cpu_seconds, rss_bytes, Backend, Process, Sample, Staged};
 use crate::plan::LoadPlan;
 
@@ -480,6 +481,20 @@ impl Process for SshProcess {
             .stop()
             .map(|_| ())
             .with_context(|| format!("stopping pid {} on {}", self.process.pid(), self.host.name))
+    }
+
+    fn signal(&mut self, signal: Signal) -> anyhow::Result<()> {
+        if let Some(code) = self.process.try_wait() {
+            bail!("it had exited already (status {code})");
+        }
+        self.process.signal(signal.name())?;
+        if signal == Signal::Kill {
+            let limit = Duration::from_secs(5);
+            if self.process.wait_timeout(limit).is_none() {
+                bail!("its session outlived SIGKILL by {limit:?}");
+            }
+        }
+        Ok(())
     }
 }
 

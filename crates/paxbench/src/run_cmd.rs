@@ -14,8 +14,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -28,8 +28,11 @@ use results::{LinkRtt, NodeStats, Point};
 
 use crate::env_info::{self, EnvInfo};
 use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
+use crate::faults::Schedule;
 use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
+use crate::live::{LeaderWatch, LiveCluster, StatusPoller};
 use crate::netem;
+use crate::observe;
 use crate::plan::{LoadPlan, PlanLevel};
 use crate::remote::{RemotePlan, RemoteRun, SshBackend};
 
@@ -225,6 +228,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             (launcher, Some((remote, checked.generators)))
         }
     };
+    let faults = exp.fault_list();
     let mut measured = 0u64;
     'outer: for g in &grid {
         for rep in 0..exp.repetitions {
@@ -241,7 +245,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     .network
                     .as_ref()
                     .filter(|n| n.emulation == Emulation::Node)
-                    .map(|n| n.emulation(&regions[..g.nodes as usize])),
+                    .map(|n| n.emulation(&regions[..g.nodes as usize]))
+                    // Link faults go through the nodes' emulated links: give them one (with
+                    // no configured delay) if the experiment does not.
+                    .or_else(|| {
+                        faults
+                            .iter()
+                            .any(|f| f.action.on_links())
+                            .then(LinkEmulation::default)
+                    }),
             };
             // One cluster serves the load levels in turn, until a level overloads it: requests
             // it never answered may still be queued inside, and would be the next level's
@@ -271,42 +283,80 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 };
                 let before = cluster.sample();
                 let load_plan = plan(g, &exp, *level, li);
-                let t0 = Instant::now();
-                let result = match &remote {
-                    Some((remote, generators)) if !generators.is_empty() => {
-                        let client_dir = file.parent().unwrap_or(Path::new("."));
-                        let keep = dir.join("generators").join(&point_id);
-                        // The generators run on their hosts while this thread keeps the
-                        // runtime turning, so a Ctrl-C is seen and stops them.
-                        std::thread::scope(|scope| {
-                            let job = scope.spawn(|| {
-                                remote.measure(
-                                    generators,
-                                    client_dir,
-                                    &load_plan,
-                                    &point_id,
-                                    &keep,
-                                    &stop,
-                                )
-                            });
-                            rt.block_on(async {
-                                while !job.is_finished() {
-                                    tokio::time::sleep(Duration::from_millis(50)).await;
-                                }
-                            });
-                            let r = job.join().expect("the load thread panicked");
-                            (!stop.load(Ordering::SeqCst)).then_some(r)
-                        })
-                    }
-                    _ => rt.block_on(async {
-                        let stopped = stop.clone();
-                        let load = measure(&file, &load_plan);
-                        tokio::select! {
-                            r = load => Some(r),
-                            _ = async { while !stopped.load(Ordering::SeqCst) { tokio::time::sleep(Duration::from_millis(50)).await } } => None,
-                        }
-                    }),
+                // Faults need the cluster on this thread, so the load runs on another.
+                let mut schedule = (!faults.is_empty()).then(|| {
+                    let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ li as u64;
+                    Schedule::new(&faults, g.nodes, multi, seed)
+                });
+                let watch = if exp.wants_timeline() && multi {
+                    Some(LeaderWatch::start(&file)?)
+                } else {
+                    None
                 };
+                let t0 = Instant::now();
+                let warmup = Duration::from_secs_f64(exp.warmup_s);
+                // When the local generator's load began (after it connected); a remote one's
+                // is not known here, and its faults count from when it was started.
+                let started = Arc::new(OnceLock::new());
+                let remote_load = matches!(&remote, Some((_, g)) if !g.is_empty());
+                let result = std::thread::scope(|scope| -> anyhow::Result<_> {
+                    let job = scope.spawn(|| match &remote {
+                        Some((remote, generators)) if !generators.is_empty() => {
+                            let client_dir = file.parent().unwrap_or(Path::new("."));
+                            let keep = dir.join("generators").join(&point_id);
+                            let r = remote.measure(
+                                generators, client_dir, &load_plan, &point_id, &keep, &stop,
+                            );
+                            Ok((!stop.load(Ordering::SeqCst)).then_some(r))
+                        }
+                        _ => {
+                            // The generator on one thread (see the runtime above).
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .enable_all()
+                                .build()?;
+                            Ok(rt.block_on(async {
+                                tokio::select! {
+                                    r = measure(&file, &load_plan, started.clone()) => Some(r),
+                                    _ = stopped(&stop) => None,
+                                }
+                            }))
+                        }
+                    });
+                    let mut host = match schedule {
+                        Some(_) => Some(LiveCluster {
+                            poller: rt.block_on(async { StatusPoller::new(&file) })?,
+                            cluster: &mut *cluster,
+                            rt: &rt,
+                        }),
+                        None => None,
+                    };
+                    // This thread keeps the runtime turning (a Ctrl-C is seen) and applies each
+                    // fault when it is due.
+                    while !job.is_finished() {
+                        let mut wait = Duration::from_millis(50);
+                        let began = if remote_load {
+                            Some(t0)
+                        } else {
+                            started.get().copied()
+                        };
+                        if let (Some(s), Some(h), Some(began)) =
+                            (schedule.as_mut(), host.as_mut(), began)
+                        {
+                            let elapsed = began.elapsed().saturating_sub(warmup);
+                            s.step(h, elapsed, SystemTime::now());
+                            if let Some(due) = s.next_due() {
+                                wait = wait.min(due.saturating_sub(elapsed));
+                            }
+                        }
+                        let wait = wait.max(Duration::from_millis(1));
+                        rt.block_on(async { tokio::time::sleep(wait).await });
+                    }
+                    if let (Some(s), Some(h)) = (schedule.as_mut(), host.as_mut()) {
+                        s.finish(h, SystemTime::now());
+                    }
+                    job.join().expect("the load thread panicked")
+                })?;
+                let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
                 let secs = t0.elapsed().as_secs_f64();
                 let after = cluster.sample();
                 let Some(result) = result else {
@@ -326,7 +376,37 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     Vec::new()
                 };
                 result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
-                let point = point(PointFacts {
+                let window_start = result.window_start;
+                let records = match &schedule {
+                    Some(s) => observe::fault_records(&faults, s.outcomes(), window_start),
+                    None => Vec::new(),
+                };
+                let availability = if exp.wants_timeline() {
+                    let tl = observe::timeline(&result.timeline, &records, &leaders, window_start);
+                    results::write_timeline(&dir, &point_id, &tl)?;
+                    results::Availability::compute(&tl, &results::fault_windows(&records))
+                } else {
+                    None
+                };
+                let linearizable = match &result.history {
+                    Some(history) => {
+                        bar.set_message(format!(
+                            "{} {label} rep {rep}: checking the history",
+                            g.protocol
+                        ));
+                        let budget = Duration::from_secs_f64(exp.record.check_budget_s);
+                        let verdict = observe::check_history(history, budget);
+                        // Kept for a reader to look into when the check did not pass.
+                        if verdict.verdict != results::LINEARIZABLE {
+                            let histories = dir.join("history");
+                            std::fs::create_dir_all(&histories)?;
+                            history.write_jsonl(&histories.join(format!("{point_id}.jsonl")))?;
+                        }
+                        Some(verdict)
+                    }
+                    None => None,
+                };
+                let mut point = point(PointFacts {
                     point_id,
                     grid: g,
                     level: *level,
@@ -337,11 +417,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     logs: cluster.logs(),
                     rtt,
                 });
+                point.faults = records;
+                point.availability = availability;
+                point.linearizable = linearizable;
                 writeln!(points, "{}", serde_json::to_string(&point)?)?;
                 points.flush()?;
                 measured += 1;
                 bar.inc(1);
-                if result.summary.timeouts + result.summary.errors > 0 {
+                // A fault changed the cluster; an overload may have left requests queued in it.
+                if !faults.is_empty() || result.summary.timeouts + result.summary.errors > 0 {
                     current.take().expect("started above").stop()?;
                 }
             }
@@ -522,6 +606,13 @@ fn status_client(file: &Path) -> Option<node::client::KvClient> {
     ))
 }
 
+/// Returns once `stop` is set (checked every 50 ms).
+async fn stopped(stop: &AtomicBool) {
+    while !stop.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The load of one point: what a single generator would offer.
 fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> LoadPlan {
     LoadPlan {
@@ -543,14 +634,21 @@ fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> Lo
         timeout_ms: exp.load.timeout_ms,
         pacing_us: exp.load.pacing_us,
         session_base: None,
-        history: None,
+        history: exp.wants_history().then_some(exp.record.history_max_ops),
     }
 }
 
-/// Runs the load generator in this process against the cluster in `file`.
-pub async fn measure(file: &std::path::Path, plan: &LoadPlan) -> anyhow::Result<LoadResult> {
+/// Runs the load generator in this process against the cluster in `file`; `started` is set
+/// when its load begins.
+async fn measure(
+    file: &std::path::Path,
+    plan: &LoadPlan,
+    started: Arc<OnceLock<Instant>>,
+) -> anyhow::Result<LoadResult> {
     let cluster = ClusterConfig::load(file)?;
     let certs = cluster.client_certs()?;
     let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-    Ok(loadgen::run(plan.config(endpoint, nodes)?).await?)
+    let mut config = plan.config(endpoint, nodes)?;
+    config.started = Some(started);
+    Ok(loadgen::run(config).await?)
 }

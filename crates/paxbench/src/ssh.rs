@@ -1135,7 +1135,7 @@ impl RemoteProcess {
 
     /// Sends `kill -<signal> <pid>` over the host's connection, unless the session already
     /// ended (then the pid may be someone else's by now).
-    fn signal(&mut self, signal: &str) -> Result<(), SshError> {
+    pub fn signal(&mut self, signal: &str) -> Result<(), SshError> {
         if self.try_wait().is_some() {
             return Ok(());
         }

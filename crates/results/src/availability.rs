@@ -67,9 +67,9 @@ pub struct Availability {
     /// [fault, fault + 1 s). Covers completions only: timeouts are in `failed_during_fault`.
     #[serde(default)]
     pub p99_after_us: Option<u64>,
-    /// Errors and timeouts in the buckets that overlap [fault start, `failed_window_end_ms`).
-    /// A timeout is counted when it expires, so requests sent during the fault whose timeout
-    /// expires after the window are not in it (they are in the point's totals).
+    /// Errors and timeouts of the requests meant to be sent in the buckets that overlap
+    /// [fault start, `failed_window_end_ms`) (failures are filed under their intended send
+    /// time, so a request the fault left unanswered counts however late its timeout expired).
     pub failed_during_fault: u64,
     /// End of the window of `failed_during_fault` (ms from the start of the measured window):
     /// the recovery — fault start plus `to_new_leader_ms` if known, else plus

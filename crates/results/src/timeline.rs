@@ -39,8 +39,9 @@ pub const MARKERS_HEADER: [&str; 3] = ["t_ms", "kind", "label"];
 
 /// One time bucket of a measured window.
 ///
-/// An operation is counted in the bucket in which its outcome became known: when it completed,
-/// when its error came back, or when its timeout expired.
+/// A completion is counted in the bucket in which it completed; a failure (error or timeout)
+/// in the bucket in which the request was meant to be sent, so the failures a fault caused
+/// line up with the fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimelineRow {
     /// Start of the bucket, ms from the start of the measured window.

@@ -43,13 +43,16 @@ pub struct TransportTuning {
     /// long-lived streams, but a client that opens a stream per request (60 µs p50 versus
     /// 58 µs on one stream, line 12) must never be capped below its pipelining depth.
     pub max_concurrent_bidi_streams: u32,
-    /// A connection with no traffic for this long is dead. Default 10 s: long enough that a
-    /// busy or briefly paused peer (GC-free, but a loaded VM) is not dropped, short enough
-    /// that the runtime learns of a dead peer within a benchmark run and redials.
+    /// A connection with no traffic for this long is dead. Default 3 s: long enough that a
+    /// busy or briefly paused peer (a loaded VM, a `pause` fault of a second) is not dropped,
+    /// short enough that a killed and restarted node is reachable again soon. A restarted
+    /// process cannot reset its predecessor's connections (its stateless-reset key is new),
+    /// so until the idle timeout ends them, whoever dialed the old process writes into the
+    /// void; at 10 s a restarted follower stayed cut off past a whole measured window.
     pub idle_timeout: Duration,
-    /// How often an otherwise idle connection sends a keep-alive. Default 1 s, a tenth of the
-    /// idle timeout, so several may be lost before an idle but live connection times out; the
-    /// cost is one small packet per second per connection.
+    /// How often an otherwise idle connection sends a keep-alive. Default 500 ms, a sixth of
+    /// the idle timeout, so several may be lost before an idle but live connection times out;
+    /// the cost is two small packets per second per connection.
     pub keep_alive_interval: Duration,
 }
 
@@ -60,8 +63,8 @@ impl Default for TransportTuning {
             mtu: Mtu::Auto,
             stream_receive_window_bytes: 256 << 10,
             max_concurrent_bidi_streams: 1024,
-            idle_timeout: Duration::from_secs(10),
-            keep_alive_interval: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(3),
+            keep_alive_interval: Duration::from_millis(500),
         }
     }
 }
