@@ -10,7 +10,10 @@
 //!
 //! Frames for a peer are copied into one buffer per write (see `PeerLink::write` for why).
 //!
-//! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost;
+//! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost.
+//! A node that starts knocks at each lower-id peer (one short connection, closed at once), so a
+//! peer still writing into its predecessor's dead connection redials instead of waiting for the
+//! QUIC idle timeout; a newer connection from a lower-id peer replaces the one in use;
 //! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
 //! must match the node id bound to the sender's certificate. Clients: any certificate of the
 //! cluster CA, ALPN `paxbench-client/2`, requests pipelined on long-lived bidirectional streams.
@@ -51,6 +54,8 @@ pub mod close {
     pub const BAD_ALPN: u32 = 3;
     /// The node is shutting down.
     pub const SHUTDOWN: u32 = 4;
+    /// A knock (see `PeerLink::knock`) was heard: the knocking node is new.
+    pub const KNOCKED: u32 = 5;
 }
 
 /// Closes a connection that broke the rules, with a logged reason and a counter.
@@ -529,6 +534,9 @@ impl PeerLink {
     ) {
         let mut backoff = Duration::from_millis(10);
         let mut probed = None;
+        if !self.dial {
+            tokio::spawn(Self::knock((self.endpoint.clone(), self.addr, self.peer)));
+        }
         loop {
             let conn = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -562,7 +570,12 @@ impl PeerLink {
             // On the accepting side, a newer connection from the peer means it restarted: its
             // old connection is dead, though QUIC only notices after the idle timeout, and
             // writing on it until then would cut the restarted peer off (it then campaigns
-            // again and again, deposing the leader each time).
+            // again and again, deposing the leader each time). On the dialing side, the same
+            // watch carries the peer's knock after it restarted: redial.
+            if self.dial {
+                // Knocks heard before this connection was dialed are answered by it.
+                self.accepted.borrow_and_update();
+            }
             let mut newer = self.accepted.clone();
             tokio::select! {
                 _ = shutdown.changed() => return,
@@ -571,10 +584,27 @@ impl PeerLink {
                         debug!(error = %e, "peer link lost");
                     }
                 }
-                _ = newer.changed(), if !self.dial => {
-                    debug!(peer = self.peer.0, "the peer dialed again: using its new connection");
+                _ = newer.changed() => {
+                    debug!(peer = self.peer.0, "the peer restarted: using a new connection");
                 }
             }
+        }
+    }
+
+    /// Tells the lower-id peer, which dials this pair, that this node is new. A restarted
+    /// process cannot reset its predecessor's connections (its stateless-reset key is new), so
+    /// the peer would write into a dead connection until the QUIC idle timeout, and this node
+    /// would hear nothing from it. One short connection, which the peer closes at once and
+    /// takes as the signal to redial; if it fails, the idle timeout still ends the old one.
+    async fn knock(self_addr_peer: (quinn::Endpoint, SocketAddr, NodeId)) {
+        let (endpoint, addr, peer) = self_addr_peer;
+        let knock = tls::connect_node(&endpoint, addr, peer);
+        match tokio::time::timeout(Duration::from_secs(2), knock).await {
+            Ok(Ok(conn)) => {
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            }
+            Ok(Err(e)) => debug!(error = %e, "knock failed"),
+            Err(_) => debug!("knock unanswered"),
         }
     }
 
@@ -790,7 +820,17 @@ impl Acceptor {
     }
 
     async fn serve_peer(&self, conn: quinn::Connection, id: NodeId) {
-        if id == self.me || !self.cluster.contains(&id) || id > self.me {
+        if id > self.me && self.cluster.contains(&id) {
+            // A higher id never dials for real: this is its knock after a restart (see
+            // `PeerLink::knock`). Our link to it redials, leaving its predecessor's connection.
+            debug!(peer = id.0, "a restarted peer knocked: redialing it");
+            if let Some(slot) = self.incoming.get(&id) {
+                slot.send_replace(Some(conn.clone()));
+            }
+            conn.close(quinn::VarInt::from_u32(close::KNOCKED), b"knock heard");
+            return;
+        }
+        if id == self.me || !self.cluster.contains(&id) {
             // Only lower ids dial us; anything else is a stranger or a confused peer.
             warn!(
                 claimed = id.0,

@@ -1059,6 +1059,9 @@ impl LoadSpec {
 
 /// `k=v k=v` of swept parameters.
 pub fn params_text(params: &BTreeMap<String, toml::Value>) -> String {
+    if params.is_empty() {
+        return "no swept keys".into();
+    }
     params
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -1112,7 +1115,11 @@ fn line_of(text: &str, table: &str, key: &str) -> usize {
     }
     let mut current = String::new();
     let mut anywhere = 0;
-    let headers = [format!("[{key}]"), format!("[overrides.{key}]")];
+    let headers = [
+        format!("[{key}]"),
+        format!("[{key}."),
+        format!("[overrides.{key}]"),
+    ];
     for (i, line) in text.lines().enumerate() {
         let l = line.trim_start();
         if l.starts_with('[') {
@@ -1354,6 +1361,23 @@ distribution = ["uniform", "zipf"]"#,
         assert!(
             e.contains("--set") && e.contains("`nodes`") && e.contains("\"x\""),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn an_override_for_a_protocol_not_run_names_its_header_line() {
+        let text = QUICKISH.replace("[overrides.multi-paxos]", "[overrides.basic-paxos]");
+        let msg = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("[overrides.basic-paxos]"))
+            .unwrap()
+            + 1;
+        assert!(
+            msg.starts_with(&format!("t.toml:{line}: `overrides`")),
+            "{msg}"
         );
     }
 

@@ -164,7 +164,7 @@ impl FaultRecord {
         })
     }
 
-    /// `kill leader at 2 s–4 s`: what was configured, without the resolved node.
+    /// `kill leader at 2.0 s–4.0 s`: what was configured (to 0.1 s), without the resolved node.
     pub fn describe(&self) -> String {
         let mut s = self.action.clone();
         if !self.target.is_empty() {
@@ -184,8 +184,9 @@ impl FaultRecord {
 }
 
 fn seconds(s: f64) -> String {
-    // Shortest text that reads back as the same number: 2, 2.5, 0.125.
-    format!("{s}")
+    // To the tenth of a second: the schedule runs on a 50 ms tick, so the repetitions of one
+    // fault read the same (the exact instants are in points.jsonl).
+    format!("{s:.1}")
 }
 
 /// `verdict` of a [`LinearizabilityResult`] whose history is linearizable.

@@ -272,7 +272,7 @@ fn summary_shows_availability_linearizability_and_failed_faults() {
     // cells: "", protocol, config, load, faults, gap, to leader, to ½, p99, failed, lin, links
     let m = row("multi-paxos");
     assert_eq!(m[3], "1000");
-    assert_eq!(m[4], "kill leader at 2 s–4 s");
+    assert_eq!(m[4], "kill leader at 2.0 s–4.0 s");
     assert_eq!(m[5], "700 [600–900]", "{md}");
     assert_eq!(m[6], "700 [600–900]", "{md}");
     // Before: 900 µs everywhere; after: the second from 2 s has completions only past the gap.
@@ -288,7 +288,10 @@ fn summary_shows_availability_linearizability_and_failed_faults() {
 
     let b = row("basic-paxos");
     // Rep 1's fault was not applied: two figures of three.
-    assert_eq!(b[4], "kill 3 at 2 s–4 s (figures from 2 of 3 reps)", "{md}");
+    assert_eq!(
+        b[4], "kill 3 at 2.0 s–4.0 s (figures from 2 of 3 reps)",
+        "{md}"
+    );
     assert_eq!(b[5], "0", "{md}");
     assert_eq!(b[6], "—", "no leader change, no figure: {md}");
     // From 2 s: 20 per bucket is under half of 100, 60 at 2.3 s is not.
