@@ -4,96 +4,22 @@
 //! the links that have it; with lossy links the cluster still commits, every acknowledged write
 //! reads back, and the loss counters prove datagrams were dropped. Waits poll with deadlines.
 
-use std::net::UdpSocket;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+use support::Cluster;
+
 use bytes::Bytes;
-use node::client::{Connection, KvClient};
+use node::client::Connection;
 use node::config::ClusterConfig;
-use node::runtime::Metrics;
 use paxos::{NodeId, Op, Outcome};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use wire::NodeStatus;
 
 /// The tests of this file measure time on a 2-core machine: one cluster at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A base port with `n` consecutive free UDP ports on 127.0.0.1 (free when checked: the nodes
-/// bind them a moment later).
-fn free_ports(n: u16) -> u16 {
-    let seed = (std::process::id() % 3000) as u16 * 7;
-    for attempt in 0..500u16 {
-        let base = 30_000 + (seed + attempt * 53) % 25_000;
-        let sockets: Vec<_> = (0..n)
-            .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
-            .collect();
-        if sockets.iter().all(|s| s.is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {n} consecutive free UDP ports on 127.0.0.1");
-}
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    config: ClusterConfig,
-    metrics: Vec<Arc<Metrics>>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Cluster {
-    /// Certificates and a cluster file for 3 nodes with `emulation` appended, and the nodes
-    /// serving it.
-    fn start(emulation: &str) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        node::write_cluster(dir.path(), 3, free_ports(3)).unwrap();
-        let path = dir.path().join("cluster.toml");
-        let text = std::fs::read_to_string(&path).unwrap() + emulation;
-        std::fs::write(&path, text).unwrap();
-        let config = ClusterConfig::load(&path).unwrap();
-        assert!(config.emulation.is_some());
-        let metrics: Vec<_> = (0..3).map(|_| Arc::new(Metrics::default())).collect();
-        let (shutdown, rx) = watch::channel(false);
-        let tasks = (0..3)
-            .map(|i| {
-                let (config, metrics, rx) = (config.clone(), metrics[i].clone(), rx.clone());
-                tokio::spawn(async move {
-                    node::serve::serve(&config, NodeId(i as u32), metrics, rx)
-                        .await
-                        .unwrap();
-                })
-            })
-            .collect();
-        Cluster {
-            _dir: dir,
-            config,
-            metrics,
-            shutdown,
-            tasks,
-        }
-    }
-
-    fn client(&self, session: u64) -> KvClient {
-        let certs = self.config.client_certs().unwrap();
-        let (endpoint, nodes) = self.config.client_endpoint(&certs).unwrap();
-        KvClient::new(endpoint, nodes, node::client::new_session(session))
-    }
-
-    async fn stop(self) {
-        self.shutdown.send_replace(true);
-        for t in self.tasks {
-            tokio::time::timeout(Duration::from_secs(20), t)
-                .await
-                .expect("a node did not stop")
-                .unwrap();
-        }
-    }
-}
 
 /// Node `from`'s RTT to node `to`, in ms, as its status says.
 fn rtt_ms(statuses: &[NodeStatus], from: u32, to: u32) -> Option<f64> {
@@ -137,7 +63,7 @@ async fn the_measured_rtt_shows_the_emulated_delay_only_where_configured() {
         "\n[[emulation.links]]\nfrom = 0\nto = 1\ndelay_us = 20000\n\
          \n[[emulation.links]]\nfrom = 1\nto = 0\ndelay_us = 20000\n",
     );
-    let mut client = cluster.client(1);
+    let mut client = cluster.client(1, &[]);
     client
         .wait_ready(3, Duration::from_secs(30))
         .await
@@ -245,7 +171,7 @@ async fn lossy_links_still_commit(loss: f64, clients: u64, per_client: u64) {
         ));
     }
     let cluster = Cluster::start(&section);
-    let mut reader = cluster.client(100);
+    let mut reader = cluster.client(100, &[]);
     reader
         .wait_ready(3, Duration::from_secs(30))
         .await
@@ -254,7 +180,7 @@ async fn lossy_links_still_commit(loss: f64, clients: u64, per_client: u64) {
     let deadline = Instant::now() + Duration::from_secs(90);
     let writers: Vec<_> = (0..clients)
         .map(|c| {
-            let mut client = cluster.client(c + 1);
+            let mut client = cluster.client(c + 1, &[]);
             tokio::spawn(async move {
                 let mut acked = Vec::new();
                 let mut failed = Vec::new();

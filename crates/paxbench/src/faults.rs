@@ -275,19 +275,16 @@ impl Action {
 
     /// The target as configured, for results.
     pub fn target_name(&self) -> String {
-        match self {
-            Action::Kill { target, .. }
-            | Action::Pause { target, .. }
-            | Action::Delay { target, .. }
-            | Action::Loss { target, .. }
-            | Action::Partition {
-                cut: Cut::Isolate(target),
-                ..
-            } => target.name(),
-            Action::Partition {
-                cut: Cut::Groups(g),
-                ..
-            } => format!("groups {g:?}"),
+        match (self.target(), self) {
+            (Some(t), _) => t.name(),
+            (
+                None,
+                Action::Partition {
+                    cut: Cut::Groups(g),
+                    ..
+                },
+            ) => format!("groups {g:?}"),
+            (None, _) => String::new(),
         }
     }
 
