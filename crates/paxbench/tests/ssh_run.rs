@@ -31,6 +31,45 @@ rates = [500, 2000]
 region_delay_ms = { eu = { us = 5.0 } }
 "#;
 
+const FAULTS: &str = r#"
+name = "faults-over-ssh"
+protocols = ["multi-paxos"]
+warmup_s = 0.5
+duration_s = 4.0
+
+[cluster]
+durability = "fsync"
+
+[workload]
+keys = 1000
+read_fraction = 0.5
+hot_keys = 8
+hot_fraction = 0.5
+
+[load]
+mode = "open"
+rates = [300]
+timeout_ms = 1000
+
+[[faults]]
+at_s = 1.0
+action = "kill"
+target = "leader"
+restart_after_s = 1.0
+
+[[faults]]
+at_s = 2.5
+action = "pause"
+target = "follower"
+for_s = 0.3
+
+[[faults]]
+at_s = 3.0
+action = "partition"
+target = 2
+for_s = 0.5
+"#;
+
 fn paxbench() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_paxbench"));
     c.env("RUST_LOG", "info");
@@ -188,6 +227,55 @@ fn runs_over_ssh_bring_back_everything_and_leave_nothing_behind() {
         .is_some_and(|k| !k.is_empty() && k != "unknown")
         && h["clock_error_us"].as_u64().is_some()));
     assert!(env["command_line"].to_string().contains("--hosts"), "{env}");
+    assert!(
+        remote_leftovers(&bed).is_empty(),
+        "{:?}",
+        remote_leftovers(&bed)
+    );
+    assert!(processes_named(&bed, "paxbench").is_empty());
+
+    // 1b. Faults over ssh: the leader killed by its pid on its host and restarted there, a
+    // follower paused, a node cut off through the emulated links; the generator's history
+    // comes back from its host and is checked.
+    let faulty = work.path().join("faults-over-ssh.toml");
+    std::fs::write(&faulty, FAULTS).unwrap();
+    let fault_out = work.path().join("fault-results");
+    let run = paxbench()
+        .arg("run")
+        .arg(&faulty)
+        .arg("--hosts")
+        .arg(&bed.hosts_file)
+        .arg("--out")
+        .arg(&fault_out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "run failed: {stderr}");
+    let fdir = the_only_dir(&fault_out);
+    let p: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(fdir.join("points.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    for f in p["faults"].as_array().unwrap() {
+        assert_eq!(f["applied"], true, "{f}");
+        assert!(f["error"].is_null() && f["end_s"].as_f64().is_some(), "{f}");
+    }
+    assert_eq!(p["linearizable"]["verdict"], "linearizable", "{p}");
+    assert!(p["availability"]["longest_gap_ms"].as_u64().is_some(), "{p}");
+    let gen = fdir.join("generators").join("p0000").join("c1");
+    assert!(gen.join("history.jsonl").is_file() && gen.join("timeline.json").is_file());
+    // The killed node's second life logged on its own host.
+    let killed = p["faults"][0]["node"].as_u64().unwrap();
+    let host = ["n1", "n2", "n3"][killed as usize];
+    let restarted = fdir
+        .join(p["logs"].as_str().unwrap())
+        .join(host)
+        .join(format!("node-{killed}.restart-1.log"));
+    assert!(restarted.is_file(), "{}", restarted.display());
     assert!(
         remote_leftovers(&bed).is_empty(),
         "{:?}",
