@@ -5,9 +5,9 @@
 //!
 //! Loopback only; every process is started here and ended here, by pid.
 
-use std::net::UdpSocket;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod support;
+
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -15,114 +15,7 @@ use node::client::KvClient;
 use node::config::ClusterConfig;
 use node::TransportTuning;
 use paxos::{NodeId, Op, Outcome};
-
-struct Nodes {
-    cluster: PathBuf,
-    children: Vec<Option<Child>>,
-    logs: PathBuf,
-}
-
-impl Nodes {
-    fn start(&mut self, id: usize) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.logs.join(format!("node-{id}.log")))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_paxbench"))
-            .args(["node", "--cluster"])
-            .arg(&self.cluster)
-            .args(["--id", &id.to_string()])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn paxbench node");
-        self.children[id] = Some(child);
-    }
-
-    /// SIGKILL: no chance to flush anything.
-    fn kill(&mut self, id: usize) {
-        if let Some(mut c) = self.children[id].take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for Nodes {
-    fn drop(&mut self) {
-        for id in 0..self.children.len() {
-            self.kill(id);
-        }
-    }
-}
-
-/// A base port with `n` consecutive free UDP ports on 127.0.0.1. Tests in one process run side
-/// by side, so each call starts its search elsewhere.
-fn free_ports(n: u16) -> u16 {
-    static CALLS: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
-    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let seed = (std::process::id() as u16 % 2000) * 10 + call * 1009;
-    for attempt in 0..200u16 {
-        let base = 20_000 + (seed + attempt * 37) % 30_000;
-        let sockets: Vec<_> = (0..n)
-            .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
-            .collect();
-        if sockets.iter().all(|s| s.is_ok()) {
-            return base;
-        }
-    }
-    panic!("no free ports");
-}
-
-/// Writes certificates and a cluster file for three nodes on free loopback ports, lets `edit`
-/// change the file, and starts the nodes.
-fn start_cluster(edit: impl Fn(String) -> String) -> (tempfile::TempDir, PathBuf, Nodes) {
-    let dir = tempfile::tempdir().unwrap();
-    let base = free_ports(3);
-    let status = Command::new(env!("CARGO_BIN_EXE_paxbench"))
-        .args(["certs", "--out"])
-        .arg(dir.path())
-        .args(["--nodes", "3", "--base-port", &base.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let cluster = dir.path().join("cluster.toml");
-    let text = std::fs::read_to_string(&cluster).unwrap();
-    assert!(text.contains("durability = \"none\""), "{text}");
-    std::fs::write(&cluster, edit(text)).unwrap();
-    let mut nodes = Nodes {
-        cluster: cluster.clone(),
-        children: (0..3).map(|_| None).collect(),
-        logs: dir.path().to_path_buf(),
-    };
-    for id in 0..3 {
-        nodes.start(id);
-    }
-    (dir, cluster, nodes)
-}
-
-async fn wait_for_leader(client: &mut KvClient, nodes: usize, limit: Duration) -> NodeId {
-    let leader = client.wait_ready(nodes, limit).await.unwrap();
-    leader.expect("a Multi-Paxos cluster has a leader")
-}
-
-fn client(cluster: &Path, session: u64) -> KvClient {
-    let c = ClusterConfig::load(cluster).unwrap();
-    let certs = c.client_certs().unwrap();
-    let ep = node::client_endpoint_on(
-        "127.0.0.1:0".parse().unwrap(),
-        &certs,
-        &TransportTuning::default(),
-    )
-    .unwrap();
-    KvClient::new(
-        ep,
-        c.nodes.iter().map(|n| (n.id, n.addr)).collect(),
-        node::client::new_session(session),
-    )
-}
+use support::nodes::{client, dir_bytes, rss_bytes, start_cluster, wait_for_leader};
 
 async fn read_all(client: &mut KvClient, acked: &[u32]) {
     for &i in acked {
@@ -200,28 +93,6 @@ async fn acknowledged_writes_survive_sigkill_of_the_leader_and_of_every_node() {
     read_all(&mut c, &acked).await;
     let log = std::fs::read_to_string(dir.path().join("node-0.log")).unwrap();
     assert!(log.contains("write-ahead log replayed"), "{log}");
-}
-
-/// Resident memory of a process, from /proc.
-fn rss_bytes(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-fn dir_bytes(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .sum()
-        })
-        .unwrap_or(0)
 }
 
 /// Sustained load leaves memory flat: every node's RSS stays under 256 MiB and its write-ahead
