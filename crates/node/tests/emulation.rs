@@ -20,7 +20,6 @@ use wire::NodeStatus;
 /// The tests of this file measure time on a 2-core machine: one cluster at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-
 /// Node `from`'s RTT to node `to`, in ms, as its status says.
 fn rtt_ms(statuses: &[NodeStatus], from: u32, to: u32) -> Option<f64> {
     let s = statuses.iter().find(|s| s.node == NodeId(from))?;

@@ -21,7 +21,6 @@ use wire::{ClientFrame, Impairment, LinkImpairment, NodeStatus, ResponseFrame};
 /// One cluster at a time: the machine has two cores and elections are timed.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-
 fn put(key: &str, value: &str) -> Op {
     Op::Put {
         key: Bytes::copy_from_slice(key.as_bytes()),

@@ -265,7 +265,10 @@ fn runs_over_ssh_bring_back_everything_and_leave_nothing_behind() {
         assert!(f["error"].is_null() && f["end_s"].as_f64().is_some(), "{f}");
     }
     assert_eq!(p["linearizable"]["verdict"], "linearizable", "{p}");
-    assert!(p["availability"]["longest_gap_ms"].as_u64().is_some(), "{p}");
+    assert!(
+        p["availability"]["longest_gap_ms"].as_u64().is_some(),
+        "{p}"
+    );
     let gen = fdir.join("generators").join("p0000").join("c1");
     assert!(gen.join("history.jsonl").is_file() && gen.join("timeline.json").is_file());
     // The killed node's second life logged on its own host.
