@@ -60,6 +60,9 @@ struct Pending {
     timed_out: bool,
     /// Its entry in the history, if it is recorded.
     hist: Option<EntryId>,
+    /// The self-test's broken client: how many fresh-id retries of the operation this one is
+    /// (0: its first request).
+    fresh_id_retries: u32,
 }
 
 /// One client session: its unanswered requests, by request id.
@@ -388,9 +391,9 @@ impl Driver {
         }
     }
 
-    /// Issues the next request of `lane_ix`, meant for `intended`, at `now` (it is sent at
-    /// the next flush).
-    fn issue(&mut self, lane_ix: usize, intended: Instant, now: Instant) {
+    /// The next request id of `lane_ix` (in a fresh session if the current one's window is
+    /// full), counted as live.
+    fn next_request(&mut self, lane_ix: usize) -> (ClientId, Key) {
         let lane = &self.lanes[lane_ix];
         // The current session's ring spans its oldest unanswered request to the last issued.
         if self.sessions[lane.session].ring.len() as u64 + 1 >= SESSION_WINDOW {
@@ -405,12 +408,26 @@ impl Driver {
         let lane = &mut self.lanes[lane_ix];
         lane.next += 1;
         lane.live += 1;
+        (client, (lane.session, lane.next))
+    }
+
+    /// Puts a request in its session's ring.
+    fn track(&mut self, key: Key, pending: Pending) {
+        let session = &mut self.sessions[key.0];
+        debug_assert_eq!(session.base + session.ring.len() as u64, key.1);
+        session.ring.push_back(Some(pending));
+    }
+
+    /// Issues the next request of `lane_ix`, meant for `intended`, at `now` (it is sent at
+    /// the next flush).
+    fn issue(&mut self, lane_ix: usize, intended: Instant, now: Instant) {
+        let (client, key) = self.next_request(lane_ix);
+        let lane = &mut self.lanes[lane_ix];
         let cmd = Command {
             client,
-            request: RequestId(lane.next),
-            op: lane.ops.next_op(client.nonce(), lane.next),
+            request: RequestId(key.1),
+            op: lane.ops.next_op(client.nonce(), key.1),
         };
-        let key = (lane.session, lane.next);
         let node = lane.node;
         let hist = self
             .rec
@@ -421,16 +438,57 @@ impl Driver {
         let batch = &mut self.batches[node];
         batch.frames.push(ClientFrame::Request(cmd.clone()));
         batch.first_sends.push((intended, hist));
-        let session = &mut self.sessions[key.0];
-        debug_assert_eq!(session.base + session.ring.len() as u64, key.1);
-        session.ring.push_back(Some(Pending {
-            cmd,
-            intended,
-            node,
-            redirects: 0,
-            timed_out: false,
-            hist,
-        }));
+        self.track(
+            key,
+            Pending {
+                cmd,
+                intended,
+                node,
+                redirects: 0,
+                timed_out: false,
+                hist,
+                fresh_id_retries: 0,
+            },
+        );
+    }
+
+    /// The self-test's broken client ([`LoadConfig::self_test_retry_fresh_id`]): `op`, whose
+    /// request timed out, goes again to `node` under a fresh request id, as the same operation
+    /// (`hist`, its history entry, stays pending and takes the retry's answer). The timed-out
+    /// request's live slot passes to the retry.
+    fn retry_fresh_id(
+        &mut self,
+        lane_ix: usize,
+        op: paxos::Op,
+        hist: Option<EntryId>,
+        node: usize,
+        tries: u32,
+    ) {
+        let (client, key) = self.next_request(lane_ix);
+        self.lanes[lane_ix].live -= 1; // the timed-out request's slot, taken over
+        let now = Instant::now();
+        let cmd = Command {
+            client,
+            request: RequestId(key.1),
+            op,
+        };
+        self.deadlines.push_back((now + self.cfg.timeout, key));
+        // Not a first send: the operation was invoked when the original request went out.
+        self.batches[node]
+            .frames
+            .push(ClientFrame::Request(cmd.clone()));
+        self.track(
+            key,
+            Pending {
+                cmd,
+                intended: now,
+                node,
+                redirects: 0,
+                timed_out: false,
+                hist,
+                fresh_id_retries: tries,
+            },
+        );
     }
 
     async fn flush(&mut self) {
@@ -477,14 +535,32 @@ impl Driver {
         }
     }
 
-    /// Marks a live request as timed out at its deadline `deadline`, freeing its slot.
+    /// Marks a live request as timed out at its deadline `deadline`, freeing its slot (the
+    /// self-test's broken client instead hands the slot to a fresh-id retry).
     fn time_out(&mut self, key: Key, deadline: Instant) {
         let closed = matches!(self.cfg.mode, Mode::Closed { .. });
         let lane = self.sessions[key.0].lane;
+        let retrying = self.cfg.self_test_retry_fresh_id && Instant::now() < self.end;
         let p = self.pending(key).expect("a live request");
         debug_assert!(!p.timed_out);
         p.timed_out = true;
         let (intended, hist, sent_to) = (p.intended, p.hist, p.node);
+        // Writes only: a read sent again is harmless, and would only lengthen the history's
+        // intervals (the checker's cost grows with the operations concurrent on a key).
+        let write = !matches!(p.cmd.op, paxos::Op::Get { .. });
+        let retry = (retrying && write && p.fresh_id_retries < crate::SELF_TEST_FRESH_ID_RETRIES)
+            .then(|| (p.cmd.op.clone(), p.fresh_id_retries + 1));
+        if let Some((op, tries)) = retry {
+            self.rec.record_timeout(intended, deadline);
+            // This client gives up on a node that does not answer, whatever its target: the
+            // retry and the lane's next requests go to the next node.
+            let next = (sent_to + 1) % self.cfg.nodes.len();
+            if self.lanes[lane].node == sent_to {
+                self.lanes[lane].node = next;
+            }
+            self.retry_fresh_id(lane, op, hist, next, tries);
+            return;
+        }
         self.lanes[lane].live -= 1;
         // A leader that stops answering may be dead (its connection can look open for the
         // whole QUIC idle timeout): send the lane's next requests to the next node, whose
@@ -500,7 +576,10 @@ impl Driver {
             self.next_send = Some(self.next_send.map_or(deadline, |t| t.min(deadline)));
         }
         self.rec.record_timeout(intended, deadline);
-        self.record_gave_up(hist, deadline);
+        // Given up on when noticed, not at the deadline: a request can be sent after its
+        // deadline (a flush that first waited for a connection to a dead node), and its history
+        // entry must not return before it was invoked.
+        self.record_gave_up(hist, deadline.max(Instant::now()));
     }
 
     /// The history's record of giving up on a request at `at` (its outcome is unknown).

@@ -196,7 +196,22 @@ pub struct LoadConfig {
     /// Set to the instant the load (its warm-up) starts, once the connections are open, for a
     /// caller that must act at given times into the run (faults). Default `None`.
     pub started: Option<std::sync::Arc<std::sync::OnceLock<Instant>>>,
+    /// **Self-test only: a deliberately broken client** (default `false`; never set it in a
+    /// benchmark). When a write times out, the generator sends the same operation again under a
+    /// *fresh* request id, to the next node (where the lane's next requests go too), up to
+    /// [`SELF_TEST_FRESH_ID_RETRIES`] times, and if a retry succeeds it believes (and records in
+    /// its history) that the original operation succeeded, once. A write whose first attempt
+    /// executed but whose reply was lost (its leader was killed, say) then executes twice,
+    /// which the nodes' exactly-once execution cannot prevent because the ids differ: a later
+    /// read can see the value come back after it was overwritten. Exists to show that the
+    /// linearizability check catches it. (Timed-out reads are not sent again: that would be
+    /// harmless, and only lengthen the history's intervals.)
+    pub self_test_retry_fresh_id: bool,
 }
+
+/// How many times the self-test's broken client ([`LoadConfig::self_test_retry_fresh_id`])
+/// re-sends one timed-out operation under fresh ids before it gives up on it.
+pub const SELF_TEST_FRESH_ID_RETRIES: u32 = 3;
 
 impl LoadConfig {
     /// A configuration with the defaults above.
@@ -222,6 +237,7 @@ impl LoadConfig {
             sessions_created: paxos::Time(nanos),
             history: None,
             started: None,
+            self_test_retry_fresh_id: false,
         }
     }
 

@@ -16,6 +16,7 @@
 //! [paxos]                         # every key optional; defaults in crates/paxos Config
 //! max_batch = 100
 //! window = 32
+//! # self_test_bug = "local-reads" # SELF-TEST ONLY: a deliberately broken node (SelfTestBug)
 //!
 //! [transport]                     # every key optional
 //! mtu = 4096                      # loopback; use 1200..1452 on real networks
@@ -271,6 +272,60 @@ pub struct PaxosKnobs {
     /// Seed of the node RNGs (mixed with each node id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// **Self-test only**: run a deliberately broken node ([`SelfTestBug`]), so that the
+    /// linearizability checker can be shown to catch it. Never set by default; never set it in
+    /// a benchmark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_test_bug: Option<SelfTestBug>,
+}
+
+/// A deliberately broken node, for the checker's self-test (`[paxos] self_test_bug`): what the
+/// clients of such a cluster see must be reported as a violation. Names are kebab-case.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelfTestBug {
+    /// `local-reads`: every node answers a `Get` at once from its own state, leader or not, with
+    /// no lease and without going through the log (`paxos::Bug::LocalReads`). A lagging
+    /// follower or a deposed leader answers with stale values.
+    LocalReads,
+    /// `ack-before-durable`: a node sends Promises and Accepteds before their writes are durable
+    /// (`paxos::Bug::AckBeforeDurable`), and its write-ahead log holds every write back in memory
+    /// for [`crate::runtime::ACK_BEFORE_DURABLE_HOLD`] before it writes and syncs it, so that a
+    /// SIGKILL loses state the cluster has acknowledged. Needs `durability = "fsync"`.
+    AckBeforeDurable,
+}
+
+impl SelfTestBug {
+    /// The name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            SelfTestBug::LocalReads => "local-reads",
+            SelfTestBug::AckBeforeDurable => "ack-before-durable",
+        }
+    }
+
+    /// The core's broken variant.
+    pub fn core_bug(self) -> paxos::Bug {
+        match self {
+            SelfTestBug::LocalReads => paxos::Bug::LocalReads,
+            SelfTestBug::AckBeforeDurable => paxos::Bug::AckBeforeDurable,
+        }
+    }
+
+    /// Why it cannot run on a cluster of `protocol` with `durability`, if it cannot: either
+    /// setting would make the bug a no-op, and a self-test that cannot fail proves nothing.
+    pub fn unusable(self, protocol: Protocol, durability: Durability) -> Option<String> {
+        match self {
+            SelfTestBug::LocalReads if protocol == Protocol::Unreplicated => Some(
+                "`local-reads` needs a replicated protocol: the unreplicated node reads its own state correctly"
+                    .into(),
+            ),
+            SelfTestBug::AckBeforeDurable if durability != Durability::Fsync => Some(format!(
+                "`ack-before-durable` needs durability = \"fsync\": with \"{durability}\" nothing is durable, and every write is acknowledged at once anyway"
+            )),
+            _ => None,
+        }
+    }
 }
 
 impl PaxosKnobs {
@@ -314,6 +369,9 @@ impl PaxosKnobs {
         if let Some(v) = p.backoff_cap_us {
             c.backoff.cap = us(v);
         }
+        if let Some(bug) = p.self_test_bug {
+            c.bug = Some(bug.core_bug());
+        }
     }
 
     /// True when no knob is set.
@@ -351,7 +409,8 @@ impl PaxosKnobs {
             session_timeout_ms,
             snapshot_interval,
             log_retain_slots,
-            seed
+            seed,
+            self_test_bug
         );
     }
 }
@@ -536,6 +595,13 @@ impl ClusterConfig {
             nodes,
             emulation: raw.emulation,
         };
+        if let Some(why) = config
+            .paxos
+            .self_test_bug
+            .and_then(|bug| bug.unusable(protocol, config.durability))
+        {
+            return Err(invalid("self_test_bug", why));
+        }
         // Cross-field checks of the core (e.g. heartbeat shorter than the election timeout).
         let first = config.nodes[0].id;
         config
@@ -718,6 +784,44 @@ key = "node-1-key.pem"
         assert_eq!(base.max_batch, Some(1));
         assert_eq!(base.backoff, Some(BackoffMode::None));
         assert!(!base.is_empty() && PaxosKnobs::default().is_empty());
+    }
+
+    #[test]
+    fn a_self_test_bug_reaches_the_core_and_refuses_settings_that_would_hide_it() {
+        assert_eq!(
+            ClusterConfig::parse(Path::new("c.toml"), GOOD)
+                .unwrap()
+                .core_config(NodeId(0))
+                .bug,
+            None
+        );
+        for (name, bug) in [
+            ("local-reads", paxos::Bug::LocalReads),
+            ("ack-before-durable", paxos::Bug::AckBeforeDurable),
+        ] {
+            let text = GOOD.replace("max_batch = 10", &format!("self_test_bug = \"{name}\""));
+            let c = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap();
+            assert_eq!(c.core_config(NodeId(1)).bug, Some(bug));
+            assert_eq!(c.paxos.self_test_bug.map(SelfTestBug::name), Some(name));
+        }
+        let text = GOOD
+            .replace("max_batch = 10", "self_test_bug = \"ack-before-durable\"")
+            .replace("durability = \"fsync\"", "durability = \"none\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("c.toml:9: `self_test_bug`") && e.contains("fsync"),
+            "{e}"
+        );
+        let text = GOOD.replace("max_batch = 10", "self_test_bug = \"lazy\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("local-reads") && e.contains("ack-before-durable"),
+            "{e}"
+        );
     }
 
     #[test]

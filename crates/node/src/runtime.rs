@@ -192,7 +192,25 @@ pub async fn run(
     ));
 
     let (persisted_tx, persisted_rx) = mpsc::unbounded_channel::<PersistToken>();
-    let wal = config.wal.map(|log| WalThread::start(log, persisted_tx));
+    // The self-test's broken node: its core already sends without waiting for the log; the
+    // log's writes are held back too, so that a kill loses what was acknowledged.
+    let hold = (config.core.bug == Some(paxos::Bug::AckBeforeDurable)).then(|| {
+        warn!(
+            node = me.0,
+            hold_ms = ACK_BEFORE_DURABLE_HOLD.as_millis() as u64,
+            "SELF-TEST BUG ack-before-durable: acknowledging writes before they are durable"
+        );
+        ACK_BEFORE_DURABLE_HOLD
+    });
+    if config.core.bug == Some(paxos::Bug::LocalReads) {
+        warn!(
+            node = me.0,
+            "SELF-TEST BUG local-reads: answering reads from local state"
+        );
+    }
+    let wal = config
+        .wal
+        .map(|log| WalThread::start(log, persisted_tx, hold));
     let mut core = CoreLoop {
         node,
         start: Instant::now(),
@@ -479,6 +497,16 @@ impl CoreLoop {
     }
 }
 
+/// How long the self-test's `ack-before-durable` node (`paxos::Bug::AckBeforeDurable`) keeps
+/// each write in memory before its write-ahead log writes and syncs it: a SIGKILL loses the
+/// writes of about this long before it, although the node acknowledged them at once. Killing
+/// every node "at once" loses acknowledged writes only if the last kill lands within this of
+/// the first, and `paxbench run` applies the faults of one instant one after the other, each
+/// kill waiting for its process to be reaped and asking the cluster who leads first (which
+/// takes a while once a node is gone): 400 ms apart was seen on a loaded 2-core machine, so
+/// 500 ms sometimes lost nothing. Two seconds covers that with room to spare.
+pub const ACK_BEFORE_DURABLE_HOLD: Duration = Duration::from_secs(2);
+
 /// The write-ahead log thread: group commit. It takes every batch queued since its last fsync,
 /// appends them all, syncs once, and reports the highest token.
 struct WalThread {
@@ -486,26 +514,18 @@ struct WalThread {
 }
 
 impl WalThread {
-    fn start(mut storage: crate::wal::Wal, done: mpsc::UnboundedSender<PersistToken>) -> Self {
+    /// `hold`: the self-test's broken log, which keeps each write in memory this long first.
+    fn start(
+        storage: crate::wal::Wal,
+        done: mpsc::UnboundedSender<PersistToken>,
+        hold: Option<Duration>,
+    ) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<(PersistToken, Vec<Record>)>();
         std::thread::Builder::new()
             .name("wal".into())
-            .spawn(move || {
-                while let Ok((mut token, records)) = rx.recv() {
-                    let mut result = storage.append(&records);
-                    while let Ok((t, more)) = rx.try_recv() {
-                        token = t;
-                        result = result.and_then(|_| storage.append(&more));
-                    }
-                    if let Err(e) = result.and_then(|_| storage.sync()) {
-                        // Nothing that depends on this write may leave: stop acknowledging.
-                        tracing::error!(error = %e, "write-ahead log failed; the node stops making progress");
-                        return;
-                    }
-                    if done.send(token).is_err() {
-                        return;
-                    }
-                }
+            .spawn(move || match hold {
+                None => group_commit(storage, rx, done),
+                Some(hold) => held_back(storage, rx, done, hold),
             })
             .expect("spawn the wal thread");
         WalThread { tx }
@@ -513,6 +533,71 @@ impl WalThread {
 
     fn submit(&self, token: PersistToken, records: Vec<Record>) {
         let _ = self.tx.send((token, records));
+    }
+}
+
+/// The write-ahead log thread's loop: every batch queued since the last fsync is appended, then
+/// synced once, then the highest token is reported.
+fn group_commit(
+    mut storage: crate::wal::Wal,
+    rx: std::sync::mpsc::Receiver<(PersistToken, Vec<Record>)>,
+    done: mpsc::UnboundedSender<PersistToken>,
+) {
+    while let Ok((mut token, records)) = rx.recv() {
+        let mut result = storage.append(&records);
+        while let Ok((t, more)) = rx.try_recv() {
+            token = t;
+            result = result.and_then(|_| storage.append(&more));
+        }
+        if let Err(e) = result.and_then(|_| storage.sync()) {
+            // Nothing that depends on this write may leave: stop acknowledging.
+            tracing::error!(error = %e, "write-ahead log failed; the node stops making progress");
+            return;
+        }
+        if done.send(token).is_err() {
+            return;
+        }
+    }
+}
+
+/// The self-test's broken log (`ack-before-durable`): each batch stays in memory for `hold`
+/// after it was queued, and only then is appended and synced (in order, group-committed).
+/// Tokens are still reported once durable, though the core has sent everything already.
+fn held_back(
+    mut storage: crate::wal::Wal,
+    rx: std::sync::mpsc::Receiver<(PersistToken, Vec<Record>)>,
+    done: mpsc::UnboundedSender<PersistToken>,
+    hold: Duration,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut held: std::collections::VecDeque<(Instant, PersistToken, Vec<Record>)> =
+        std::collections::VecDeque::new();
+    loop {
+        let next = match held.front() {
+            None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some((due, _, _)) => rx.recv_timeout(due.saturating_duration_since(Instant::now())),
+        };
+        match next {
+            Ok((token, records)) => held.push_back((Instant::now() + hold, token, records)),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        let mut last = None;
+        let mut result = Ok(());
+        while held.front().is_some_and(|(due, _, _)| *due <= now) {
+            let (_, token, records) = held.pop_front().expect("checked");
+            result = result.and_then(|_| storage.append(&records));
+            last = Some(token);
+        }
+        let Some(token) = last else { continue };
+        if let Err(e) = result.and_then(|_| storage.sync()) {
+            tracing::error!(error = %e, "write-ahead log failed");
+            return;
+        }
+        if done.send(token).is_err() {
+            return;
+        }
     }
 }
 

@@ -35,6 +35,7 @@
 //! target = "leader"         # leader | all | [0, 1, 2]; Basic Paxos has no leader: "leader" means all
 //! hot_keys = 8              # conflict: the first 8 keys are a hot set...
 //! hot_fraction = 0.5        # ...that half of all operations go to
+//! # self_test_bug = "retry-with-fresh-id"   # SELF-TEST ONLY: broken clients (see below)
 //!
 //! [load]
 //! mode = "open"             # open (rates, ops/s) | closed (clients x depth)
@@ -65,6 +66,12 @@
 //! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, and the `[workload]` keys
 //! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`, `hot_keys`,
 //! `hot_fraction`.
+//!
+//! **Self-test knobs.** `[paxos] self_test_bug = "local-reads" | "ack-before-durable"`
+//! (`node::config::SelfTestBug`) runs deliberately broken nodes, and `[workload] self_test_bug =
+//! "retry-with-fresh-id"` ([`ClientSelfTestBug`]) deliberately broken clients, so that a test
+//! can show the linearizability check catching each (`tests/checker_selftest.rs`). They are never
+//! set by default, and results measured with one say nothing about the protocols.
 //!
 //! Every knob has one definition (`node::config::PaxosKnobs` for the protocol knobs, the types
 //! below for the rest). The file, each `--set` and every swept value deserialize into those
@@ -498,6 +505,24 @@ pub struct WorkloadSpec {
     /// of one key overlap (default 0).
     #[serde(default)]
     pub hot_fraction: f64,
+    /// **Self-test only**: deliberately broken clients ([`ClientSelfTestBug`]), so that the
+    /// linearizability checker can be shown to catch them. Never set by default; never set it
+    /// in a benchmark. (It lives here because the workload is what every generator's plan
+    /// carries, local or remote.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_test_bug: Option<ClientSelfTestBug>,
+}
+
+/// A deliberately broken load generator, for the checker's self-test (`[workload]
+/// self_test_bug`): what such clients record must be reported as a violation.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientSelfTestBug {
+    /// `retry-with-fresh-id`: a request that times out is sent again under a fresh request id,
+    /// and the client records the original operation as succeeded once a retry does
+    /// (`loadgen::LoadConfig::self_test_retry_fresh_id`). A write whose first attempt executed
+    /// but whose reply was lost runs twice.
+    RetryWithFreshId,
 }
 
 /// `[load]`.
@@ -596,6 +621,7 @@ impl Default for WorkloadSpec {
             target: TargetSpec::Leader,
             hot_keys: 0,
             hot_fraction: 0.0,
+            self_test_bug: None,
         }
     }
 }
@@ -769,6 +795,13 @@ impl GridPoint {
             ));
         }
         self.workload.check()?;
+        if let Some(why) = self
+            .paxos
+            .self_test_bug
+            .and_then(|bug| bug.unusable(self.protocol, self.durability))
+        {
+            return Err(("self_test_bug", why));
+        }
         // The core's own cross-field rules (heartbeat shorter than the election timeout, ...),
         // so a bad combination is found before a cluster refuses to start.
         let ids: Vec<NodeId> = (0..self.nodes).map(NodeId).collect();
@@ -1430,6 +1463,56 @@ distribution = ["uniform", "zipf"]"#,
             msg.contains("`read_fraction`") && msg.contains("needs reads"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn self_test_knobs_are_typed_and_refuse_settings_that_would_hide_the_bug() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let local = "max_batch = 50\nself_test_bug = \"local-reads\"";
+        let e = parse(&QUICKISH.replace("max_batch = 50", local)).unwrap();
+        for g in e.grid().unwrap() {
+            let bug = (g.protocol == Protocol::MultiPaxos)
+                .then_some(node::config::SelfTestBug::LocalReads);
+            assert_eq!(g.paxos.self_test_bug, bug, "{}", g.protocol);
+        }
+        // Unreplicated reads its own state correctly: the knob would prove nothing there.
+        let msg =
+            parse(&QUICKISH.replace("window = 8", "window = 8\nself_test_bug = \"local-reads\""))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            msg.starts_with("t.toml:8: `self_test_bug`: unreplicated")
+                && msg.contains("replicated protocol"),
+            "{msg}"
+        );
+        let ack = QUICKISH.replace("max_batch = 50", "self_test_bug = \"ack-before-durable\"");
+        let msg = parse(&ack).unwrap_err().to_string();
+        assert!(
+            msg.contains("`self_test_bug`") && msg.contains("fsync"),
+            "{msg}"
+        );
+        assert!(parse(&format!("{ack}\n[cluster]\ndurability = \"fsync\"\n")).is_ok());
+        let e = parse(&format!(
+            "{QUICKISH}\n[workload]\nread_fraction = 0.5\nself_test_bug = \"retry-with-fresh-id\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            e.workload.self_test_bug,
+            Some(ClientSelfTestBug::RetryWithFreshId)
+        );
+        assert_eq!(
+            Experiment::parse(Path::new("t.toml"), QUICKISH, &[])
+                .unwrap()
+                .workload
+                .self_test_bug,
+            None
+        );
+        let msg = parse(&format!(
+            "{QUICKISH}\n[workload]\nself_test_bug = \"retry\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("retry-with-fresh-id"), "{msg}");
     }
 
     #[test]

@@ -132,6 +132,7 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
             target: parse_target(&args.target)?,
             hot_keys: args.hot_keys,
             hot_fraction: args.hot_fraction,
+            self_test_bug: None,
         },
         level_index: 0,
         warmup_s: args.warmup,

@@ -98,6 +98,8 @@ impl LoadPlan {
             config.session_base = base;
         }
         config.history = self.history;
+        config.self_test_retry_fresh_id = self.workload.self_test_bug
+            == Some(crate::experiment::ClientSelfTestBug::RetryWithFreshId);
         Ok(config)
     }
 

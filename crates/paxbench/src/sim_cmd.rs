@@ -97,6 +97,8 @@ enum BugArg {
     SkipRecovery,
     CommitWithoutQuorum,
     ResurrectExpiredSessions,
+    LocalReads,
+    AckBeforeDurable,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -129,6 +131,8 @@ impl From<BugArg> for Bug {
             BugArg::SkipRecovery => Bug::SkipRecovery,
             BugArg::CommitWithoutQuorum => Bug::CommitWithoutQuorum,
             BugArg::ResurrectExpiredSessions => Bug::ResurrectExpiredSessions,
+            BugArg::LocalReads => Bug::LocalReads,
+            BugArg::AckBeforeDurable => Bug::AckBeforeDurable,
         }
     }
 }
@@ -140,6 +144,8 @@ fn bug_flag(bug: Bug) -> &'static str {
         Bug::SkipRecovery => "skip-recovery",
         Bug::CommitWithoutQuorum => "commit-without-quorum",
         Bug::ResurrectExpiredSessions => "resurrect-expired-sessions",
+        Bug::LocalReads => "local-reads",
+        Bug::AckBeforeDurable => "ack-before-durable",
     }
 }
 

@@ -66,13 +66,15 @@ fn the_self_test_catches_every_bug_variant() {
         "SkipRecovery",
         "CommitWithoutQuorum",
         "ResurrectExpiredSessions",
+        "LocalReads",
+        "AckBeforeDurable",
     ] {
         assert!(
             text.contains(&format!("caught {bug}")),
             "{bug} missing:\n{text}"
         );
     }
-    assert_eq!(text.lines().last(), Some("5 passed, 0 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("7 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -139,8 +139,9 @@ impl FromStr for BackoffMode {
     }
 }
 
-/// A deliberately broken variant of the protocol, for the simulator's self-test: each one must be
-/// caught by a checker. Never set outside `paxbench sim --self-test`.
+/// A deliberately broken variant of the protocol, for the self-tests: each one must be caught by
+/// a checker. Never set outside `paxbench sim --self-test` (and `--bug`) and the checker's
+/// self-test experiments (`[paxos] self_test_bug`, see `node::config::SelfTestBug`).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Bug {
@@ -155,6 +156,15 @@ pub enum Bug {
     /// A state machine that starts any unknown session afresh, even one created longer than
     /// the session timeout ago (so a late retry of a dropped session runs again).
     ResurrectExpiredSessions,
+    /// A replicated node that answers a `Get` at once from its own state machine, leader or not,
+    /// with no lease and without going through the log: a follower that lags, or a deposed leader
+    /// cut off from the new one, answers with stale values.
+    LocalReads,
+    /// A node that sends what reports a write (Promise, Accepted) without waiting for the write
+    /// to be durable. In the simulator the persist barrier is simply skipped; a real node
+    /// (`node::runtime`) also holds its write-ahead log writes back in memory for a while, so
+    /// that a SIGKILL loses state it has acknowledged.
+    AckBeforeDurable,
 }
 
 /// Configuration of one node. Durations are `Duration`; the TOML layer above names units.

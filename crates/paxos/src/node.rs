@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::acceptor::{AcceptOutcome, Acceptor, PrepareOutcome};
 use crate::basic::BasicState;
-use crate::command::{Command, Outcome, Reply, Value};
+use crate::command::{Command, Op, Outcome, Reply, Value};
 use crate::config::{BackoffMode, Bug, Config, ConfigError, Protocol};
 use crate::kv::{Applied, KvState};
 use crate::log::Log;
@@ -175,6 +175,10 @@ impl Node {
             self.reply(cmd.client, cmd.request, outcome);
         } else if self.config.protocol == Protocol::Unreplicated {
             self.execute_alone(cmd);
+        } else if let (Some(Bug::LocalReads), Op::Get { key }) = (self.config.bug, &cmd.op) {
+            // The self-test's broken variant: no log, no lease, whatever this node holds now.
+            let value = self.log.kv.get(key).cloned();
+            self.reply(cmd.client, cmd.request, Outcome::Value(value));
         } else if self.pending.contains(&(cmd.client, cmd.request)) {
             self.stats.ignored += 1;
         } else if self.takes_requests() && self.queue.len() >= self.config.max_queue {
@@ -396,14 +400,19 @@ impl Node {
     /// different value.
     pub(crate) fn broadcast_prepare(&mut self, prepare: Prepare) {
         self.on_prepare(self.config.id, prepare.clone());
-        if let Some(g) = self.out.gate(Gated::Broadcast(Message::Prepare(prepare))) {
-            self.release(g);
-        }
+        self.release_after_persist(Gated::Broadcast(Message::Prepare(prepare)));
     }
 
     /// Sends once everything persisted so far is durable.
     pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
-        if let Some(g) = self.out.gate(Gated::Send(to, msg)) {
+        self.release_after_persist(Gated::Send(to, msg));
+    }
+
+    fn release_after_persist(&mut self, g: Gated) {
+        if self.config.bug == Some(Bug::AckBeforeDurable) {
+            // The self-test's broken variant: no barrier at all.
+            self.release(g);
+        } else if let Some(g) = self.out.gate(g) {
             self.release(g);
         }
     }

@@ -29,7 +29,13 @@ pub struct BugCase {
 /// - `CommitWithoutQuorum` needs nothing but load; `lossy` makes the missing quorum likelier.
 /// - `ResurrectExpiredSessions` needs a retry that arrives after its session was dropped:
 ///   clients cut off by `partitions` for longer than a short session timeout.
-pub const BUG_CASES: [BugCase; 5] = [
+/// - `LocalReads` answers a `Get` that is not in the chosen log, which the reply check sees at
+///   once; `partitions` (a deposed leader or a cut-off follower answering stale values) is the
+///   setting it is dangerous in.
+/// - `AckBeforeDurable` sends Promises and Accepteds before their writes complete, which the
+///   persist-before-send check sees under any load; `crashes` are what turn it into lost
+///   acknowledged state.
+pub const BUG_CASES: [BugCase; 7] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -54,6 +60,16 @@ pub const BUG_CASES: [BugCase; 5] = [
         bug: Bug::ResurrectExpiredSessions,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Partitions,
+    },
+    BugCase {
+        bug: Bug::LocalReads,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Partitions,
+    },
+    BugCase {
+        bug: Bug::AckBeforeDurable,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Crashes,
     },
 ];
 
