@@ -33,6 +33,22 @@ fn gone_within(pid: u32, limit: Duration) -> Option<Duration> {
     None
 }
 
+/// What a test that waited in vain for `pid` needs to say: whether it still runs, its state
+/// and wait channel, and its log.
+fn process_report(pid: u32, log: &str) -> String {
+    let proc = |f: &str| std::fs::read_to_string(format!("/proc/{pid}/{f}")).unwrap_or_default();
+    let state = proc("status")
+        .lines()
+        .find(|l| l.starts_with("State:"))
+        .map(String::from)
+        .unwrap_or_else(|| "not running".into());
+    format!(
+        "pid {pid}: {state}, wchan {:?}; {log}:\n{}",
+        proc("wchan"),
+        std::fs::read_to_string(log).unwrap_or_else(|e| format!("unreadable: {e}"))
+    )
+}
+
 fn hosts_check(file: &Path, extra: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_paxbench"))
         .args(["hosts", "check"])
@@ -225,17 +241,21 @@ fn the_ssh_engine_deploys_spawns_stops_and_keeps_the_lifeline() {
     }
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert!(cmdline.contains("node\0--cluster"), "{cmdline:?}");
+    let home = ssh.remote_home(n1).unwrap();
     let start = Instant::now();
-    while !ssh
-        .run(n1, "grep -q 'node starting' run1/node.log")
-        .unwrap()
-        .success()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "{}",
-            node.stderr_tail()
-        );
+    loop {
+        let grep = ssh
+            .run(n1, "grep -q 'node starting' run1/node.log")
+            .unwrap();
+        if grep.success() {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            panic!(
+                "no 'node starting' in 60 s (grep: {grep:?}); {}",
+                process_report(pid, &format!("{home}/run1/node.log"))
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(node.stop().unwrap(), Stopped::Exited(0));
@@ -264,7 +284,6 @@ fn the_ssh_engine_deploys_spawns_stops_and_keeps_the_lifeline() {
     .unwrap()
     .check()
     .unwrap();
-    let home = ssh.remote_home(n1).unwrap();
     let mut node = ssh
         .spawn(
             n1,
