@@ -67,7 +67,7 @@ pub use messages::{
     MessageKind, Nack, Prepare, PrepareScope, Promise, Snapshot,
 };
 pub use node::{Node, Role};
-pub use stats::Stats;
+pub use stats::{Stats, ATTEMPT_BUCKETS};
 pub use storage::{Durable, PersistToken, Record};
 pub use types::{Ballot, ClientId, NodeId, RequestId, Slot, Time};
 

@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use crate::messages::MessageKind;
 
-/// Counters of one node since it started. Cheap to copy; a harness diffs two copies.
+/// How many buckets [`Stats::attempts`] has: attempts 1 to 7 each, and 8 or more.
+pub const ATTEMPT_BUCKETS: usize = 8;
+
+/// Counters of one node since it started, and one gauge ([`Stats::phase1_rtt`]). Cheap to
+/// copy; a harness diffs two copies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Messages sent, by kind, in [`MessageKind::ALL`] order (a broadcast counts once per peer).
@@ -44,6 +48,15 @@ pub struct Stats {
     pub ignored: u64,
     /// Requests refused because the queue was full ([`crate::Outcome::Overloaded`]).
     pub overloaded: u64,
+    /// Basic Paxos: commands this node proposed that were chosen in its own batch, by the
+    /// attempt that got them chosen: `attempts[k - 1]` for attempt k = 1..=7, and
+    /// `attempts[7]` for 8 or more. A command retried after a preemption or a timeout takes one
+    /// more attempt; the sum is the commands this node got decided.
+    pub attempts: [u64; ATTEMPT_BUCKETS],
+    /// A gauge, not a counter: the node's smoothed phase-1 round trip (from sending a Prepare
+    /// to its quorum of Promises, or to the first Nack), `None` before the first one. Backoff
+    /// given in round trips (`BackoffSpan::Rtts`) scales with it.
+    pub phase1_rtt: Option<Duration>,
 }
 
 impl Stats {
@@ -55,5 +68,10 @@ impl Stats {
     /// All messages sent.
     pub fn sent_total(&self) -> u64 {
         self.sent.iter().sum()
+    }
+
+    /// Commands this node got decided in its own batches (the sum of [`Stats::attempts`]).
+    pub fn decided_own(&self) -> u64 {
+        self.attempts.iter().sum()
     }
 }
