@@ -16,6 +16,7 @@
 //! [paxos]                         # every key optional; defaults in crates/paxos Config
 //! max_batch = 100
 //! window = 32
+//! backoff_base = "2rtt"           # or "500us", "1ms"; or backoff_base_us = 500 (not both)
 //! # self_test_bug = "local-reads" # SELF-TEST ONLY: a deliberately broken node (SelfTestBug)
 //!
 //! [transport]                     # every key optional
@@ -43,7 +44,7 @@ use std::time::Duration;
 use std::fmt;
 use std::str::FromStr;
 
-use paxos::{BackoffMode, NodeId, Protocol};
+use paxos::{BackoffMode, BackoffSpan, NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -248,12 +249,19 @@ pub struct PaxosKnobs {
     /// `none`, `full` or `equal` jitter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff: Option<BackoffMode>,
-    /// Backoff base, microseconds.
+    /// Backoff base, microseconds (or give `backoff_base`, not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_base_us: Option<u64>,
-    /// Backoff cap, microseconds.
+    /// Backoff cap, microseconds (or give `backoff_cap`, not both).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_cap_us: Option<u64>,
+    /// Backoff base with its unit: `"500us"`, `"1ms"`, or `"2rtt"` for twice the proposer's
+    /// measured phase-1 round trip (`paxos::BackoffSpan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_base: Option<BackoffSpan>,
+    /// Backoff cap with its unit, as `backoff_base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_cap: Option<BackoffSpan>,
     /// Commit announcements always in their own message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explicit_commit: Option<bool>,
@@ -364,14 +372,38 @@ impl PaxosKnobs {
             c.backoff.mode = mode;
         }
         if let Some(v) = p.backoff_base_us {
-            c.backoff.base = us(v);
+            c.backoff.base = us(v).into();
         }
         if let Some(v) = p.backoff_cap_us {
-            c.backoff.cap = us(v);
+            c.backoff.cap = us(v).into();
+        }
+        if let Some(v) = p.backoff_base {
+            c.backoff.base = v;
+        }
+        if let Some(v) = p.backoff_cap {
+            c.backoff.cap = v;
         }
         if let Some(bug) = p.self_test_bug {
             c.bug = Some(bug.core_bug());
         }
+    }
+
+    /// Two knobs of one layer that set the same thing (`backoff_base` and `backoff_base_us`),
+    /// as (key, why): which one was meant cannot be known.
+    pub fn conflict(&self) -> Option<(&'static str, String)> {
+        if self.backoff_base.is_some() && self.backoff_base_us.is_some() {
+            return Some((
+                "backoff_base",
+                "give backoff_base or backoff_base_us, not both".into(),
+            ));
+        }
+        if self.backoff_cap.is_some() && self.backoff_cap_us.is_some() {
+            return Some((
+                "backoff_cap",
+                "give backoff_cap or backoff_cap_us, not both".into(),
+            ));
+        }
+        None
     }
 
     /// True when no knob is set.
@@ -391,6 +423,16 @@ impl PaxosKnobs {
                 })*
             };
         }
+        // One backoff base (and cap) per layer: a later layer's, in either form, replaces an
+        // earlier one's in both.
+        if over.backoff_base.is_some() || over.backoff_base_us.is_some() {
+            self.backoff_base = None;
+            self.backoff_base_us = None;
+        }
+        if over.backoff_cap.is_some() || over.backoff_cap_us.is_some() {
+            self.backoff_cap = None;
+            self.backoff_cap_us = None;
+        }
         take!(
             max_batch,
             max_batch_bytes,
@@ -404,6 +446,8 @@ impl PaxosKnobs {
             backoff,
             backoff_base_us,
             backoff_cap_us,
+            backoff_base,
+            backoff_cap,
             explicit_commit,
             reply_cache_per_client,
             session_timeout_ms,
@@ -595,6 +639,9 @@ impl ClusterConfig {
             nodes,
             emulation: raw.emulation,
         };
+        if let Some((key, why)) = config.paxos.conflict() {
+            return Err(invalid(key, why));
+        }
         if let Some(why) = config
             .paxos
             .self_test_bug
@@ -723,6 +770,34 @@ key = "node-1-key.pem"
             .to_string();
         assert!(
             e.contains("line 9") && e.contains("fast") && e.contains("equal"),
+            "{e}"
+        );
+        // Backoff spans: with their unit, typed; a layer that gives both forms is refused.
+        let text = GOOD.replace(
+            "max_batch = 10",
+            "backoff_base = \"2rtt\"\nbackoff_cap = \"5ms\"",
+        );
+        let c = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap();
+        let b = c.core_config(NodeId(0)).backoff;
+        assert_eq!(b.base, BackoffSpan::Rtts { milli: 2000 });
+        assert_eq!(b.cap, BackoffSpan::Fixed(Duration::from_millis(5)));
+        let text = GOOD.replace("max_batch = 10", "backoff_base = \"2 furlongs\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 9") && e.contains("furlongs") && e.contains("2rtt"),
+            "{e}"
+        );
+        let text = GOOD.replace(
+            "max_batch = 10",
+            "backoff_base = \"2rtt\"\nbackoff_base_us = 500",
+        );
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`backoff_base`") && e.contains("not both"),
             "{e}"
         );
         let text = GOOD.replace("election_timeout_us = 300000", "election_timeout_us = 10");

@@ -873,6 +873,10 @@ impl Experiment {
                 );
             }
         }
+        let layers = std::iter::once(&self.paxos).chain(self.overrides.values());
+        if let Some((key, why)) = layers.filter_map(PaxosKnobs::conflict).next() {
+            return Err(("paxos", key.to_string(), why));
+        }
         if !(finite_at_least(self.warmup_s, 0.0) && positive(self.duration_s))
             || self.duration_s > 3600.0
         {
@@ -1383,6 +1387,32 @@ distribution = ["uniform", "zipf"]"#,
             && g.workload.target == TargetSpec::Nodes(vec![0, 1])
             && g.paxos.backoff == Some(paxos::BackoffMode::Equal)
             && g.workload.distribution == Distribution::Zipf));
+        // Backoff spans: a swept span replaces the file's base in either form; a layer that
+        // gives both forms is refused, with the key and its line.
+        let text = QUICKISH
+            .replace("window = 8", "window = 8\nbackoff_base_us = 700")
+            .replace("max_batch = [1, 10]", r#"backoff_base = ["2rtt", "1ms"]"#);
+        let grid = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap()
+            .grid()
+            .unwrap();
+        assert!(grid.iter().all(|g| g.paxos.backoff_base_us.is_none()));
+        assert!(grid
+            .iter()
+            .any(|g| g.paxos.backoff_base == Some(paxos::BackoffSpan::Rtts { milli: 2000 })));
+        let text = QUICKISH.replace(
+            "window = 8",
+            "window = 8\nbackoff_base_us = 700\nbackoff_base = \"2rtt\"",
+        );
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("t.toml:9:") && e.contains("not both"), "{e}");
+        let text = QUICKISH.replace("max_batch = [1, 10]", r#"backoff_base = ["2rtt", "fast"]"#);
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("fast") && e.contains("backoff_base"), "{e}");
         // --set values are typed the same way.
         let e = Experiment::parse(
             Path::new("t.toml"),

@@ -3,7 +3,12 @@
 //! phase 1 + phase 2 under a fresh ballot. A proposer that is preempted (a Nack with a higher
 //! ballot, or its slot chosen for another value) puts its commands back and retries after
 //! `uniform(0, min(cap, base * 2^attempt))`; with `BackoffMode::None` it retries at once, which
-//! is what lets dueling proposers livelock.
+//! is what lets dueling proposers livelock. `base` and `cap` may be given in round trips
+//! ([`crate::BackoffSpan::Rtts`]): each attempt measures its phase-1 round trip (Prepare to a
+//! quorum of Promises, or to a Nack) into `Stats::phase1_rtt`, and each command decided in our
+//! own batch is counted under the attempt that decided it (`Stats::attempts`).
+
+use std::collections::HashMap;
 
 use crate::command::Value;
 use crate::messages::{
@@ -11,7 +16,8 @@ use crate::messages::{
 };
 use crate::node::Node;
 use crate::quorum::Votes;
-use crate::types::{Ballot, NodeId, Slot, Time};
+use crate::stats::ATTEMPT_BUCKETS;
+use crate::types::{Ballot, ClientId, NodeId, RequestId, Slot, Time};
 
 #[derive(Debug, Default)]
 pub(crate) struct BasicState {
@@ -22,6 +28,10 @@ pub(crate) struct BasicState {
     failures: u32,
     /// Since when this node has seen a hole it cannot fill by asking peers.
     hole_since: Option<Time>,
+    /// Attempts so far of each command queued or in flight here (`Stats::attempts` counts
+    /// them once the command is chosen in our batch). An entry lives while its command is in
+    /// the queue or the attempt, and goes when it is chosen or the queue is dropped.
+    pub(crate) tries: HashMap<(ClientId, RequestId), u32>,
 }
 
 #[derive(Debug)]
@@ -33,6 +43,8 @@ struct Attempt {
     phase: Phase,
     /// Give up and retry if no quorum answered by then (messages may be lost).
     deadline: Time,
+    /// When the Prepare went out: the phase-1 round trip is measured from here.
+    started: Time,
 }
 
 #[derive(Debug)]
@@ -106,7 +118,17 @@ impl Node {
         self.max_round += 1;
         let ballot = Ballot::new(self.max_round, self.config.id);
         self.stats.phase1_rounds += 1;
+        if let Some(own) = &own {
+            for cmd in own.commands().iter() {
+                *self
+                    .basic
+                    .tries
+                    .entry((cmd.client, cmd.request))
+                    .or_insert(0) += 1;
+            }
+        }
         self.basic.attempt = Some(Attempt {
+            started: self.now,
             slot,
             ballot,
             own,
@@ -156,6 +178,7 @@ impl Node {
         if votes.count() < quorum {
             return;
         }
+        let started = a.started;
         // Phase 2 with the highest-ballot value reported, or our own.
         let value = match best.take() {
             Some((_, v)) => v,
@@ -167,6 +190,7 @@ impl Node {
         };
         a.deadline = self.now + self.config.retry_timeout;
         let (ballot, slot) = (a.ballot, a.slot);
+        self.note_phase1_rtt(started);
         self.broadcast_all(Message::Accept(Accept {
             ballot,
             slot,
@@ -209,12 +233,12 @@ impl Node {
 
     fn basic_nack(&mut self, m: Nack) {
         self.max_round = self.max_round.max(m.promised.round);
-        if self
-            .basic
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.ballot == m.ballot)
-        {
+        if let Some(a) = self.basic.attempt.as_ref().filter(|a| a.ballot == m.ballot) {
+            if matches!(a.phase, Phase::Preparing { .. }) {
+                // A Nack to a Prepare ends a phase-1 round trip too.
+                let started = a.started;
+                self.note_phase1_rtt(started);
+            }
             self.stats.nacks_received += 1;
             self.abandon(true);
         } else {
@@ -230,7 +254,12 @@ impl Node {
         }
         match &a.own {
             Some(own) if own != value => self.abandon(true),
-            _ => {
+            own => {
+                for cmd in own.iter().flat_map(|v| v.commands()) {
+                    let tries = self.basic.tries.remove(&(cmd.client, cmd.request));
+                    let k = tries.unwrap_or(1).clamp(1, ATTEMPT_BUCKETS as u32);
+                    self.stats.attempts[k as usize - 1] += 1;
+                }
                 self.basic.attempt = None;
                 self.basic.failures = 0;
             }

@@ -48,9 +48,138 @@ pub struct Backoff {
     /// Jitter mode, or no backoff at all.
     pub mode: BackoffMode,
     /// Delay before the first retry (before jitter). Default 1 ms.
-    pub base: Duration,
+    pub base: BackoffSpan,
     /// Largest delay (before jitter). Default 100 ms.
-    pub cap: Duration,
+    pub cap: BackoffSpan,
+}
+
+/// A length of time in a backoff: fixed, or a multiple of the proposer's own smoothed phase-1
+/// round trip ([`crate::Stats::phase1_rtt`]), so that one setting fits loopback and WAN alike.
+///
+/// Written `"500us"`, `"1ms"`, `"0.2s"` or `"2rtt"` / `"0.5rtt"` in files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BackoffSpan {
+    /// A fixed duration.
+    Fixed(Duration),
+    /// `milli / 1000` of the measured phase-1 round trip (before the first measurement, of
+    /// [`BackoffSpan::UNMEASURED_RTT`]).
+    Rtts {
+        /// Thousandths of a round trip.
+        milli: u32,
+    },
+}
+
+impl BackoffSpan {
+    /// The round trip a span in round trips assumes before the node has measured one: 1 ms,
+    /// the old fixed base. A proposer measures its first phase-1 round trip before it can be
+    /// preempted (a Nack, or a quorum of Promises, ends the measurement), so this matters only
+    /// after timeouts with nothing heard.
+    pub const UNMEASURED_RTT: Duration = Duration::from_millis(1);
+
+    /// The duration this span stands for, given the measured round trip (if any).
+    pub fn resolve(self, rtt: Option<Duration>) -> Duration {
+        match self {
+            BackoffSpan::Fixed(d) => d,
+            BackoffSpan::Rtts { milli } => {
+                rtt.unwrap_or(Self::UNMEASURED_RTT).saturating_mul(milli) / 1000
+            }
+        }
+    }
+}
+
+impl From<Duration> for BackoffSpan {
+    fn from(d: Duration) -> Self {
+        BackoffSpan::Fixed(d)
+    }
+}
+
+impl fmt::Display for BackoffSpan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            BackoffSpan::Fixed(d) if d.subsec_nanos() == 0 && d.as_secs() > 0 => {
+                write!(f, "{}s", d.as_secs())
+            }
+            BackoffSpan::Fixed(d) if d.as_nanos() % 1_000_000 == 0 => {
+                write!(f, "{}ms", d.as_millis())
+            }
+            BackoffSpan::Fixed(d) if d.as_nanos() % 1_000 == 0 => write!(f, "{}us", d.as_micros()),
+            BackoffSpan::Fixed(d) => write!(f, "{}us", d.as_nanos() as f64 / 1e3),
+            BackoffSpan::Rtts { milli } => write!(f, "{}rtt", f64::from(milli) / 1000.0),
+        }
+    }
+}
+
+/// A backoff span that is not `<number>us`, `ms`, `s` or `rtt`.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error(
+    "backoff span {given:?}: {why} (write a number and a unit: \"500us\", \"1ms\", \"0.2s\", or \"2rtt\" for twice the measured phase-1 round trip)"
+)]
+pub struct BadSpan {
+    /// What was given.
+    pub given: String,
+    /// What is wrong with it.
+    pub why: &'static str,
+}
+
+impl FromStr for BackoffSpan {
+    type Err = BadSpan;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why| BadSpan {
+            given: s.to_string(),
+            why,
+        };
+        let t = s.trim();
+        let split = t
+            .find(|c: char| c.is_ascii_alphabetic())
+            .ok_or_else(|| bad("no unit"))?;
+        let (number, unit) = t.split_at(split);
+        let x: f64 = number
+            .trim()
+            .parse()
+            .map_err(|_| bad("not a number before the unit"))?;
+        if !x.is_finite() || x < 0.0 {
+            return Err(bad("must be a number of 0 or more"));
+        }
+        let fixed = |scale: f64| {
+            let secs = x * scale;
+            if secs > 3600.0 {
+                return Err(bad("longer than an hour"));
+            }
+            Ok(BackoffSpan::Fixed(Duration::from_secs_f64(secs)))
+        };
+        match unit {
+            "us" | "µs" => fixed(1e-6),
+            "ms" => fixed(1e-3),
+            "s" => fixed(1.0),
+            "rtt" => {
+                if x > 1e6 {
+                    return Err(bad("more than a million round trips"));
+                }
+                let milli = (x * 1000.0).round() as u32;
+                if milli == 0 && x > 0.0 {
+                    return Err(bad("below the resolution of 0.001 round trips"));
+                }
+                Ok(BackoffSpan::Rtts { milli })
+            }
+            _ => Err(bad("unknown unit")),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for BackoffSpan {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for BackoffSpan {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 /// A name that is not one of an enum's names; the message lists the ones that are.
@@ -297,8 +426,8 @@ impl Config {
             election_timeout: Duration::from_millis(500),
             backoff: Backoff {
                 mode: BackoffMode::Full,
-                base: Duration::from_millis(1),
-                cap: Duration::from_millis(100),
+                base: BackoffSpan::Fixed(Duration::from_millis(1)),
+                cap: BackoffSpan::Fixed(Duration::from_millis(100)),
             },
             retry_timeout: Duration::from_millis(50),
             explicit_commit: false,
@@ -375,7 +504,13 @@ impl Config {
                 "heartbeat_interval must be shorter than election_timeout",
             ));
         }
-        if self.backoff.mode != BackoffMode::None && self.backoff.base > self.backoff.cap {
+        // Spans in different units are compared when they are used: the cap wins.
+        let base_above_cap = match (self.backoff.base, self.backoff.cap) {
+            (BackoffSpan::Fixed(base), BackoffSpan::Fixed(cap)) => base > cap,
+            (BackoffSpan::Rtts { milli: base }, BackoffSpan::Rtts { milli: cap }) => base > cap,
+            _ => false,
+        };
+        if self.backoff.mode != BackoffMode::None && base_above_cap {
             return Err(ConfigError::Inconsistent(
                 "backoff base must not exceed backoff cap",
             ));

@@ -60,7 +60,9 @@ pub mod testing;
 mod types;
 
 pub use command::{Batch, Command, Op, Outcome, Reply, Value};
-pub use config::{Backoff, BackoffMode, Bug, Config, ConfigError, Protocol, UnknownName};
+pub use config::{
+    Backoff, BackoffMode, BackoffSpan, BadSpan, Bug, Config, ConfigError, Protocol, UnknownName,
+};
 pub use kv::{Applied, KvState, Session, SessionLimits, DEFAULT_SESSION_TIMEOUT};
 pub use messages::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, Learn, Message,

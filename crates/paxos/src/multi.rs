@@ -45,6 +45,8 @@ struct Campaign {
     votes: Votes,
     /// Highest-ballot value reported per slot.
     recovered: BTreeMap<Slot, (Ballot, Value)>,
+    /// When the Prepare went out (the phase-1 round trip is measured from here).
+    started: Time,
 }
 
 #[derive(Debug)]
@@ -181,6 +183,7 @@ impl Node {
             from,
             votes: Votes::default(),
             recovered: BTreeMap::new(),
+            started: self.now,
         });
         self.multi.election_deadline = self.now + self.config.election_timeout;
         self.broadcast_prepare(Prepare {
@@ -420,6 +423,7 @@ impl Node {
         };
         self.stats.elections_won += 1;
         self.multi.failed_campaigns = 0;
+        self.note_phase1_rtt(c.started);
         let skip_recovery = self.config.bug == Some(Bug::SkipRecovery);
         let last = [
             c.recovered.keys().next_back().copied(),

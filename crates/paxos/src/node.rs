@@ -478,6 +478,7 @@ impl Node {
     /// (A command already proposed may still be chosen; a retry elsewhere is deduplicated.)
     pub(crate) fn fail_pending(&mut self, leader: Option<NodeId>) {
         self.queue.clear();
+        self.basic.tries.clear();
         let mut pending: Vec<_> = self.pending.drain().collect();
         pending.sort_unstable();
         for (client, request) in pending {
@@ -488,10 +489,12 @@ impl Node {
     /// Random exponential backoff before retry number `attempt` (1 = first retry).
     pub(crate) fn backoff(&mut self, attempt: u32) -> Duration {
         let b = self.config.backoff;
+        let rtt = self.stats.phase1_rtt;
         let exp = b
             .base
+            .resolve(rtt)
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let d = exp.min(b.cap);
+        let d = exp.min(b.cap.resolve(rtt));
         let delay = match b.mode {
             BackoffMode::None => Duration::ZERO,
             BackoffMode::Full => self.rng.duration_below(d),
@@ -499,6 +502,16 @@ impl Node {
         };
         self.stats.backoff_time += delay;
         delay
+    }
+
+    /// A phase-1 round trip ended `now`, begun at `sent`: fold it into the smoothed estimate
+    /// (`7/8 old + 1/8 new`, as TCP's SRTT), which backoff in round trips scales with.
+    pub(crate) fn note_phase1_rtt(&mut self, sent: Time) {
+        let sample = self.now.saturating_since(sent);
+        self.stats.phase1_rtt = Some(match self.stats.phase1_rtt {
+            None => sample,
+            Some(old) => (old * 7 + sample) / 8,
+        });
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {

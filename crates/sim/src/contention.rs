@@ -46,8 +46,8 @@ pub fn contention(seed: u64, mode: BackoffMode, commands: usize) -> ContentionRe
     cfg.vary_knobs = false;
     cfg.backoff = Some(Backoff {
         mode,
-        base: Duration::from_millis(1),
-        cap: Duration::from_millis(100),
+        base: Duration::from_millis(1).into(),
+        cap: Duration::from_millis(100).into(),
     });
     cfg.workload = Workload {
         clients: 3,

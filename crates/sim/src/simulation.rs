@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use paxos::{
-    Action, Backoff, Ballot, Bug, ClientId, Command, Config, Durable, Message, Node, NodeId, Op,
-    Outcome, PersistToken, Protocol, Record, Reply, RequestId, Role, Slot, Stats, Time, Value,
+    Action, Backoff, BackoffSpan, Ballot, Bug, ClientId, Command, Config, Durable, Message, Node,
+    NodeId, Op, Outcome, PersistToken, Protocol, Record, Reply, RequestId, Role, Slot, Stats, Time,
+    Value,
 };
 
 use crate::checker::{Check, Checkers, Verdict, Violation};
@@ -1419,9 +1420,17 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
             Duration::from_secs(2),
             Duration::from_millis(300),
         ]);
+        if cfg.backoff.is_none() {
+            // Backoff fixed (the default) or in measured phase-1 round trips.
+            base.backoff.base = *rng.pick(&[
+                base.backoff.base,
+                BackoffSpan::Rtts { milli: 2000 },
+                BackoffSpan::Rtts { milli: 500 },
+            ]);
+        }
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1435,6 +1444,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.max_queue,
         base.session_timeout,
         base.backoff.mode,
+        base.backoff.base,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
     let configs = ids
