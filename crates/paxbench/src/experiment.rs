@@ -61,6 +61,11 @@
 //! [sweep]                   # a grid: every combination of these values
 //! max_batch = [1, 100]
 //! window = [1, 32]
+//!
+//! [sweep_by_protocol.basic-paxos]   # replaces [sweep] for one protocol ({} = no axes)
+//! target = [[0, 1], [0, 1, 2]]
+//! backoff = ["none", "full"]
+//! backoff_base = ["1ms", "2rtt"]    # fixed, or in measured phase-1 round trips
 //! ```
 //!
 //! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, and the `[workload]` keys
@@ -151,6 +156,9 @@ pub struct Experiment {
     /// Grid axes: each key's values, checked against the key's type when the file is loaded.
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// Grid axes for one protocol, replacing `sweep` for it (an empty table: no axes).
+    #[serde(default)]
+    pub sweep_by_protocol: BTreeMap<Protocol, BTreeMap<String, Vec<toml::Value>>>,
     /// Emulated links between nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkSpec>,
@@ -919,7 +927,16 @@ impl Experiment {
                 )));
             }
         }
-        for (k, values) in &self.sweep {
+        for p in self.sweep_by_protocol.keys() {
+            if !self.protocols.contains(p) {
+                return top(
+                    "sweep_by_protocol",
+                    format!("sweep_by_protocol names {p}, which is not in `protocols`"),
+                );
+            }
+        }
+        let sweeps = std::iter::once(&self.sweep).chain(self.sweep_by_protocol.values());
+        for (k, values) in sweeps.flatten() {
             if values.is_empty() {
                 return Err((
                     "sweep",
@@ -1014,23 +1031,10 @@ impl Experiment {
     /// A swept knob that one protocol ignores (e.g. `window` for Unreplicated) is still listed
     /// for it, so tables line up. Errors are (table, key, why).
     pub fn grid(&self) -> Result<Vec<GridPoint>, (&'static str, String, String)> {
-        let axes: Vec<(&String, &Vec<toml::Value>)> = self.sweep.iter().collect();
-        let mut combos: Vec<BTreeMap<String, toml::Value>> = vec![BTreeMap::new()];
-        for (key, values) in &axes {
-            combos = combos
-                .into_iter()
-                .flat_map(|c| {
-                    values.iter().map(move |v| {
-                        let mut c = c.clone();
-                        c.insert((*key).clone(), v.clone());
-                        c
-                    })
-                })
-                .collect();
-        }
         let mut out = Vec::new();
         for &protocol in &self.protocols {
-            for params in &combos {
+            let sweep = self.sweep_by_protocol.get(&protocol).unwrap_or(&self.sweep);
+            for params in &combinations(sweep) {
                 let mut paxos = self.paxos.clone();
                 if let Some(o) = self.overrides.get(&protocol) {
                     paxos.overlay(o);
@@ -1065,6 +1069,24 @@ impl Experiment {
         }
         Ok(out)
     }
+}
+
+/// Every combination of the axes' values, in axis order (one empty combination for no axes).
+fn combinations(sweep: &BTreeMap<String, Vec<toml::Value>>) -> Vec<BTreeMap<String, toml::Value>> {
+    let mut combos: Vec<BTreeMap<String, toml::Value>> = vec![BTreeMap::new()];
+    for (key, values) in sweep {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.insert(key.clone(), v.clone());
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
 }
 
 impl LoadSpec {
@@ -1230,6 +1252,37 @@ rates = [100, 200]
 max_batch = [1, 10]
 value_size = [16, 64]
 "#;
+
+    #[test]
+    fn a_protocol_may_have_its_own_sweep() {
+        let text = format!(
+            "{QUICKISH}\n[sweep_by_protocol.multi-paxos]\ntarget = [[0, 1], [0, 1, 2]]\nbackoff = [\"none\", \"full\", \"equal\"]\n[sweep_by_protocol.unreplicated]\n"
+        );
+        let grid = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap()
+            .grid()
+            .unwrap();
+        let of = |p| grid.iter().filter(move |g| g.protocol == p);
+        assert_eq!(of(Protocol::MultiPaxos).count(), 2 * 3);
+        assert!(of(Protocol::MultiPaxos)
+            .all(|g| g.params.contains_key("backoff") && !g.params.contains_key("max_batch")));
+        // An empty table: one point, no axes.
+        assert_eq!(of(Protocol::Unreplicated).count(), 1);
+        assert!(of(Protocol::Unreplicated).all(|g| g.params.is_empty()));
+        let text = format!("{QUICKISH}\n[sweep_by_protocol.basic-paxos]\nwindow = [1]\n");
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`sweep_by_protocol`") && e.contains("basic-paxos"),
+            "{e}"
+        );
+        let text = format!("{QUICKISH}\n[sweep_by_protocol.multi-paxos]\nbackoff = [\"fast\"]\n");
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`backoff`") && e.contains("fast"), "{e}");
+    }
 
     #[test]
     fn the_grid_is_every_combination_per_protocol() {
