@@ -157,7 +157,7 @@ pub struct Experiment {
     #[serde(default)]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
     /// Grid axes for one protocol, replacing `sweep` for it (an empty table: no axes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep_by_protocol: BTreeMap<Protocol, BTreeMap<String, Vec<toml::Value>>>,
     /// Emulated links between nodes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,6 +24,8 @@
 //! summary.csv      the per-point table, machine-readable
 //! plots/throughput-latency.svg   p50 and p99 vs throughput, one line per protocol/config
 //! plots/latency-cdf.svg          latency by percentile at each protocol's saturation point
+//! plots/proposers.svg            runs that sweep `target` over node lists: peak throughput and
+//!                                p99 against the number of proposing nodes, per configuration
 //! plots/timeline-<point_id>.svg  per point with a timeline and a fault (or a marker):
 //!                                completions and failures per second, p99/p50, markers
 //! ```
@@ -55,6 +57,7 @@ mod headline;
 mod hist;
 mod plot;
 mod point;
+mod proposers_plot;
 mod run;
 mod summary;
 pub mod timeline;
@@ -72,6 +75,7 @@ pub use point::{
     FaultRecord, LinearizabilityResult, LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS,
     LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
 };
+pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};
 pub use summary::{csv, headline_table, markdown};
 pub use timeline::{

@@ -13,6 +13,7 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::headline::{groups, median_of, Group};
 use crate::hist::read_merged;
+use crate::proposers_plot::PROPOSERS;
 use crate::run::Run;
 use crate::summary::fmt_num;
 use crate::timeline_plot::{has_timeline_plot, timeline_plot_name, timeline_svg};
@@ -117,7 +118,8 @@ pub(crate) fn fmt_latency(us: f64) -> String {
     }
 }
 
-/// Writes `plots/throughput-latency.svg`, `plots/latency-cdf.svg` and a
+/// Writes `plots/throughput-latency.svg`, `plots/latency-cdf.svg`, `plots/proposers.svg` when
+/// the run sweeps proposers (`crate::proposers_plot`), and a
 /// `plots/timeline-<point_id>.svg` per point with a timeline and a fault or a marker, for
 /// `run`.
 pub fn render(run: &Run, plots_dir: &Path) -> Result<()> {
@@ -125,6 +127,7 @@ pub fn render(run: &Run, plots_dir: &Path) -> Result<()> {
     let groups = groups(run);
     throughput_latency(run, &groups, &plots_dir.join(THROUGHPUT_LATENCY))?;
     latency_cdf(run, &groups, &plots_dir.join(LATENCY_CDF))?;
+    crate::proposers_plot::render(run, &groups, &plots_dir.join(PROPOSERS))?;
     for g in &groups {
         for p in g.points.iter().filter(|p| has_timeline_plot(run, p)) {
             let title = format!(
