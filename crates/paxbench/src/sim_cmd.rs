@@ -5,9 +5,9 @@ use std::ops::Range;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use paxos::{BackoffMode, Bug, Protocol};
+use paxos::{Backoff, BackoffMode, BackoffSpan, Bug, Protocol};
 use sim::selftest::{self_test_case, BUG_CASES};
-use sim::{contention, default_jobs, run_seeds, FaultProfile, SimConfig};
+use sim::{contention, default_jobs, fixed_backoff, run_seeds, FaultProfile, SimConfig};
 
 /// `println!` that stops quietly (exit status 2) when stdout is gone, e.g. piped into `head`.
 macro_rules! outln {
@@ -269,18 +269,32 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
 }
 
 fn contention_report(seed: u64) -> Result<bool> {
-    let with = contention(seed, BackoffMode::Full, 10);
-    let without = contention(seed, BackoffMode::None, 10);
-    for r in [&with, &without] {
+    let with = contention(seed, fixed_backoff(BackoffMode::Full), 10);
+    let without = contention(seed, fixed_backoff(BackoffMode::None), 10);
+    let in_rtts = contention(
+        seed,
+        Backoff {
+            mode: BackoffMode::Full,
+            base: BackoffSpan::Rtts { milli: 2000 },
+            cap: BackoffSpan::Rtts { milli: 64000 },
+        },
+        10,
+    );
+    for r in [&with, &in_rtts, &without] {
+        let b = r.backoff;
         outln!(
-            "backoff {:?}: {}/{} commands completed, last at {} virtual; {} phase-1 rounds for {} slots ({} wasted), {} preemptions",
-            r.mode, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
+            "backoff {} base {} cap {}: {}/{} commands completed, last at {} virtual; {} phase-1 rounds for {} slots ({} wasted), {} preemptions",
+            b.mode, b.base, b.cap, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
         );
         if let Some(f) = &r.failure {
             out!("{f}");
         }
     }
-    let ok = with.all_completed() && with.failure.is_none() && without.failure.is_none();
+    let ok = with.all_completed()
+        && in_rtts.all_completed()
+        && [&with, &in_rtts, &without]
+            .iter()
+            .all(|r| r.failure.is_none());
     let failed = usize::from(!ok);
     outln!("{} passed, {} failed", 1 - failed, failed);
     Ok(ok)

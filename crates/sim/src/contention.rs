@@ -1,6 +1,7 @@
 //! The contention scenario: three Basic Paxos proposers, each with a client pinned to it, all
-//! issuing at the same instant, so every slot is fought over. Run once with randomized
-//! exponential backoff and once with [`BackoffMode::None`] to show what backoff buys.
+//! issuing at the same instant, so every slot is fought over. Run with randomized exponential
+//! backoff (a fixed base, or one in measured round trips) and with [`BackoffMode::None`] to show
+//! what backoff buys.
 
 use std::time::Duration;
 
@@ -13,8 +14,8 @@ use crate::simulation::{run, Failure, SimConfig, Workload};
 /// What one contention run measured.
 #[derive(Clone, Debug)]
 pub struct ContentionReport {
-    /// The backoff mode.
-    pub mode: BackoffMode,
+    /// The backoff.
+    pub backoff: Backoff,
     /// Commands issued.
     pub commands: u64,
     /// Commands that completed.
@@ -40,15 +41,21 @@ impl ContentionReport {
     }
 }
 
-/// Runs the scenario with `commands` commands per proposer.
-pub fn contention(seed: u64, mode: BackoffMode, commands: usize) -> ContentionReport {
-    let mut cfg = SimConfig::new(Protocol::BasicPaxos, 3, seed, FaultProfile::None);
-    cfg.vary_knobs = false;
-    cfg.backoff = Some(Backoff {
+/// The backoff the scenario used before bases could be given in round trips: `mode` with a
+/// 1 ms base and a 100 ms cap (the core's defaults).
+pub fn fixed_backoff(mode: BackoffMode) -> Backoff {
+    Backoff {
         mode,
         base: Duration::from_millis(1).into(),
         cap: Duration::from_millis(100).into(),
-    });
+    }
+}
+
+/// Runs the scenario with `commands` commands per proposer.
+pub fn contention(seed: u64, backoff: Backoff, commands: usize) -> ContentionReport {
+    let mut cfg = SimConfig::new(Protocol::BasicPaxos, 3, seed, FaultProfile::None);
+    cfg.vary_knobs = false;
+    cfg.backoff = Some(backoff);
     cfg.workload = Workload {
         clients: 3,
         commands_per_client: commands,
@@ -69,7 +76,7 @@ pub fn contention(seed: u64, mode: BackoffMode, commands: usize) -> ContentionRe
         .sum();
     let preemptions = report.stats.node_stats.iter().map(|s| s.preemptions).sum();
     ContentionReport {
-        mode,
+        backoff,
         commands: report.stats.issued,
         completed: report.stats.completed,
         virtual_time: report.stats.last_completion,

@@ -1,19 +1,29 @@
 //! Three Basic Paxos proposers fighting over the same slots: with randomized exponential backoff
 //! every command completes and fewer rounds are wasted than with no backoff at all.
 
-use paxos::BackoffMode;
-use sim::contention;
+use paxos::{Backoff, BackoffMode, BackoffSpan};
+use sim::{contention, fixed_backoff};
 
 #[test]
 fn backoff_completes_everything_and_wastes_fewer_rounds() {
     let mut wasted = (0, 0);
     for seed in 0..3 {
-        let with = contention(seed, BackoffMode::Full, 10);
-        let without = contention(seed, BackoffMode::None, 10);
-        for r in [&with, &without] {
+        let with = contention(seed, fixed_backoff(BackoffMode::Full), 10);
+        let without = contention(seed, fixed_backoff(BackoffMode::None), 10);
+        let in_rtts = contention(
+            seed,
+            Backoff {
+                mode: BackoffMode::Full,
+                base: BackoffSpan::Rtts { milli: 2000 },
+                cap: BackoffSpan::Rtts { milli: 64000 },
+            },
+            10,
+        );
+        assert!(in_rtts.all_completed() && in_rtts.wasted_rounds < without.wasted_rounds);
+        for r in [&with, &without, &in_rtts] {
             println!(
                 "seed {seed} backoff {:?}: {}/{} commands, last done at {} virtual, {} phase-1 rounds for {} slots ({} wasted), {} preemptions",
-                r.mode, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
+                r.backoff, r.completed, r.commands, r.virtual_time, r.phase1_rounds, r.slots_chosen, r.wasted_rounds, r.preemptions
             );
             assert!(
                 r.failure.is_none(),
