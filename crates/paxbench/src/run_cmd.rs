@@ -520,6 +520,8 @@ fn point(f: PointFacts) -> Point {
         faults: Vec::new(),
         availability: None,
         linearizable: None,
+        counters: None,
+        stall: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),

@@ -51,6 +51,7 @@
 
 mod availability;
 mod compare;
+pub mod contention;
 mod headline;
 mod hist;
 mod plot;
@@ -65,6 +66,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use availability::{fault_windows, Availability, FaultWindow};
+pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
