@@ -361,7 +361,7 @@ impl CoreLoop {
                     executed: self.node.executed(),
                     peer_rtt_us: self.peer_rtts(),
                     emulation: self.emulation_status(),
-                    counters: self.node.stats().into(),
+                    counters: Box::new(self.node.stats().into()),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }

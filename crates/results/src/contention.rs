@@ -254,13 +254,13 @@ pub struct Contention {
     pub phase1_rtt_us: BTreeMap<String, u64>,
 }
 
+/// One node's readings before and after a point's load, or why they could not be had.
+pub type Readings = Result<(CounterValues, CounterValues), String>;
+
 impl Contention {
-    /// The figures of one point from each node's two readings (`None`: that reading failed,
-    /// with why) and its completed operations.
-    pub fn compute(
-        readings: Vec<(u32, Result<(CounterValues, CounterValues), String>)>,
-        completed: u64,
-    ) -> Contention {
+    /// The figures of one point from each node's two readings (an error: they could not be
+    /// had, and why) and its completed operations.
+    pub fn compute(readings: Vec<(u32, Readings)>, completed: u64) -> Contention {
         let mut nodes = Vec::new();
         for (id, r) in readings {
             nodes.push(match r {

@@ -81,8 +81,9 @@ pub struct NodeStatus {
     /// impairment would be refused.
     pub emulation: Option<EmulationStatus>,
     /// The core's counters ([`paxos::Stats`]) at the moment of the answer: cumulative since the
-    /// node started, so a harness diffs two readings.
-    pub counters: NodeCounters,
+    /// node started, so a harness diffs two readings. Boxed: they would make every
+    /// [`ResponseFrame`], replies included, four times as large.
+    pub counters: Box<NodeCounters>,
 }
 
 /// The core's [`paxos::Stats`] as they cross the wire: every counter, durations in
@@ -705,7 +706,7 @@ impl Frame for ResponseFrame {
                     } else {
                         None
                     },
-                    counters: read_counters(&mut r)?,
+                    counters: Box::new(read_counters(&mut r)?),
                 };
                 (ResponseFrame::Status(status), "status")
             }

@@ -516,7 +516,7 @@ fn status_with(counters: NodeCounters) -> NodeStatus {
         executed: Slot(40),
         peer_rtt_us: vec![(NodeId(0), 300)],
         emulation: None,
-        counters,
+        counters: Box::new(counters),
     }
 }
 

@@ -341,7 +341,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                         impairment,
                         dropped_fault,
                     }),
-                    counters,
+                    counters: Box::new(counters),
                 })
             },
         );
