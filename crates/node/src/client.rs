@@ -446,18 +446,32 @@ impl KvClient {
 
     /// The status of every node that answers.
     pub async fn statuses(&mut self) -> Vec<NodeStatus> {
+        self.status_results()
+            .await
+            .into_iter()
+            .filter_map(|(_, r)| r.ok())
+            .collect()
+    }
+
+    /// Every node of the cluster with its status, or why it could not be had (no connection,
+    /// a lost one, no answer within 1 s), in the cluster's order.
+    pub async fn status_results(&mut self) -> Vec<(NodeId, Result<NodeStatus, String>)> {
         let mut out = Vec::new();
         for (node, addr) in self.nodes.clone() {
-            if self.connect(node, addr).await.is_err() {
+            if let Err(e) = self.connect(node, addr).await {
+                out.push((node, Err(e.to_string())));
                 continue;
             }
             let conn = self.conns.get_mut(&node).expect("inserted above");
-            match tokio::time::timeout(Duration::from_secs(1), conn.status()).await {
-                Ok(Ok(s)) => out.push(s),
-                _ => {
-                    self.conns.remove(&node);
-                }
+            let got = match tokio::time::timeout(Duration::from_secs(1), conn.status()).await {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("no status within 1 s".to_string()),
+            };
+            if got.is_err() {
+                self.conns.remove(&node);
             }
+            out.push((node, got));
         }
         out
     }

@@ -16,7 +16,7 @@
 //! QUIC idle timeout; a newer connection from a lower-id peer replaces the one in use;
 //! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
 //! must match the node id bound to the sender's certificate. Clients: any certificate of the
-//! cluster CA, ALPN `paxbench-client/2`, requests pipelined on long-lived bidirectional streams.
+//! cluster CA, ALPN `paxbench-client/3`, requests pipelined on long-lived bidirectional streams.
 //! A client's `Impair` frame is the socket's business, not the core's: the stream's reader hands
 //! it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
@@ -361,6 +361,7 @@ impl CoreLoop {
                     executed: self.node.executed(),
                     peer_rtt_us: self.peer_rtts(),
                     emulation: self.emulation_status(),
+                    counters: Box::new(self.node.stats().into()),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
@@ -870,7 +871,7 @@ async fn read_peer(
 }
 
 /// Accepts connections: peers (ALPN `paxbench-peer/2`, a node certificate of the cluster) and
-/// clients (ALPN `paxbench-client/2`, any certificate of the cluster CA).
+/// clients (ALPN `paxbench-client/3`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,

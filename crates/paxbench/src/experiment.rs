@@ -11,6 +11,8 @@
 //! warmup_s = 1.0            # discarded before every measured window
 //! duration_s = 3.0          # measured window per point
 //! repetitions = 1
+//! livelock_after_s = 1.0    # a point whose completions stop this long (load offered, no fault)
+//!                           # is marked ⚠ livelock
 //!
 //! [cluster]
 //! nodes = 3                 # unreplicated always runs on 1
@@ -139,6 +141,10 @@ pub struct Experiment {
     /// How many times every point is measured.
     #[serde(default = "one")]
     pub repetitions: u32,
+    /// A point whose completions stop for at least this long (seconds) while load is offered
+    /// and no fault is in force is marked `⚠ livelock` (an election is marked as such).
+    #[serde(default = "default_livelock_after")]
+    pub livelock_after_s: f64,
     /// The cluster.
     #[serde(default)]
     pub cluster: ClusterSpec,
@@ -574,6 +580,9 @@ fn default_slo() -> u64 {
 fn default_warmup() -> f64 {
     1.0
 }
+fn default_livelock_after() -> f64 {
+    1.0
+}
 fn default_duration() -> f64 {
     3.0
 }
@@ -898,6 +907,17 @@ impl Experiment {
         }
         if self.repetitions == 0 {
             return top("repetitions", "must be at least 1".into());
+        }
+        // The timeline that shows a stall has 100 ms buckets: a shorter threshold would call
+        // any empty bucket a livelock.
+        if !(self.livelock_after_s.is_finite() && (0.1..=3600.0).contains(&self.livelock_after_s)) {
+            return top(
+                "livelock_after_s",
+                format!(
+                    "{}: must be in [0.1, 3600] seconds (the timeline's buckets are 100 ms)",
+                    self.livelock_after_s
+                ),
+            );
         }
         let in_table =
             |table: &'static str| move |(k, why): (&str, String)| (table, k.to_string(), why);
@@ -1301,6 +1321,50 @@ value_size = [16, 64]
             .filter(|g| g.protocol == Protocol::Unreplicated)
             .all(|g| g.nodes == 1));
         assert!(grid.iter().any(|g| g.workload.value_size == 16));
+    }
+
+    #[test]
+    fn the_livelock_threshold_is_typed_checked_and_named_with_its_line() {
+        let e = Experiment::parse(Path::new("t.toml"), QUICKISH, &[]).unwrap();
+        assert_eq!(e.livelock_after_s, 1.0, "the default");
+        let text = QUICKISH.replace(
+            "duration_s = 2.0",
+            "duration_s = 2.0\nlivelock_after_s = 2.5",
+        );
+        let e = Experiment::parse(Path::new("t.toml"), &text, &[]).unwrap();
+        assert_eq!(e.livelock_after_s, 2.5);
+        for bad in ["0.05", "0", "-1", "1e9"] {
+            let text = QUICKISH.replace(
+                "duration_s = 2.0",
+                &format!("duration_s = 2.0\nlivelock_after_s = {bad}"),
+            );
+            let msg = Experiment::parse(Path::new("t.toml"), &text, &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.starts_with("t.toml:5: `livelock_after_s`: ") && msg.contains("[0.1, 3600]"),
+                "{bad}: {msg}"
+            );
+        }
+        let text = QUICKISH.replace(
+            "duration_s = 2.0",
+            "duration_s = 2.0\nlivelock_after_s = \"soon\"",
+        );
+        let msg = Experiment::parse(Path::new("t.toml"), &text, &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("line 5") && msg.contains("livelock_after_s"),
+            "{msg}"
+        );
+        let msg = Experiment::parse(
+            Path::new("t.toml"),
+            QUICKISH,
+            &["livelock_after_s=0.01".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(msg.contains("`livelock_after_s`"), "{msg}");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use loadgen::LoadResult;
 use node::config::{ClusterConfig, TransportKnobs};
 use node::emulation::LinkEmulation;
 use paxos::{NodeId, Protocol};
-use results::{LinkRtt, NodeStats, Point};
+use results::{Contention, CounterValues, LinkRtt, NodeStats, Point, Stall};
 
 use crate::env_info::{self, EnvInfo};
 use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
@@ -282,6 +282,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     None
                 };
                 let before = cluster.sample();
+                // Every node's counters just before the load starts (replicated clusters).
+                let replicated = g.nodes > 1;
+                let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
                 let load_plan = plan(g, &exp, *level, li);
                 // Faults need the cluster on this thread, so the load runs on another.
                 let mut schedule = (!faults.is_empty()).then(|| {
@@ -359,6 +362,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
                 let secs = t0.elapsed().as_secs_f64();
                 let after = cluster.sample();
+                // ...and just after it ended.
+                let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
                 let Some(result) = result else {
                     if let Some(c) = current.take() {
                         c.stop()?;
@@ -417,6 +422,17 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                     logs: cluster.logs(),
                     rtt,
                 });
+                point.counters = counters0
+                    .zip(counters1)
+                    .map(|(b, a)| contention(b, a, result.summary.completed));
+                point.stall = Some(stall(
+                    &result,
+                    &records,
+                    &exp,
+                    g.protocol,
+                    *level,
+                    leader_changed,
+                ));
                 point.faults = records;
                 point.availability = availability;
                 point.linearizable = linearizable;
@@ -520,6 +536,8 @@ fn point(f: PointFacts) -> Point {
         faults: Vec::new(),
         availability: None,
         linearizable: None,
+        counters: None,
+        stall: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),
@@ -586,6 +604,105 @@ async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRt
         }
     }
     out
+}
+
+/// Each of the `nodes` nodes of the cluster in `file` with its counters, or why they could not
+/// be read (a node that does not answer is recorded as such, never as zeros).
+async fn read_counters(file: &Path, nodes: u32) -> Vec<(u32, Result<CounterValues, String>)> {
+    let Some(mut client) = status_client(file) else {
+        let why = format!("cannot make a status client from {}", file.display());
+        return (0..nodes).map(|n| (n, Err(why.clone()))).collect();
+    };
+    client
+        .status_results()
+        .await
+        .into_iter()
+        .map(|(node, r)| (node.0, r.map(|s| counter_values(&s.counters))))
+        .collect()
+}
+
+/// A node's counters as points.jsonl keeps them: messages sent by kind name.
+fn counter_values(c: &wire::NodeCounters) -> CounterValues {
+    CounterValues {
+        sent: c
+            .sent_by_name()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect(),
+        phase1_rounds: c.phase1_rounds,
+        nacks_received: c.nacks_received,
+        preemptions: c.preemptions,
+        backoff_us: c.backoff_us,
+        batches: c.batches,
+        batched_commands: c.batched_commands,
+        max_batch_seen: c.max_batch_seen,
+        slots_chosen: c.slots_chosen,
+        noops: c.noops,
+        commands_executed: c.commands_executed,
+        elections_won: c.elections_won,
+        campaigns: c.campaigns,
+        retransmits: c.retransmits,
+        snapshots_taken: c.snapshots_taken,
+        snapshots_installed: c.snapshots_installed,
+        ignored: c.ignored,
+        overloaded: c.overloaded,
+        attempts: c.attempts.to_vec(),
+        phase1_rtt_us: c.phase1_rtt_us,
+    }
+}
+
+/// The point's counters from the readings before and after its load: a node missing from
+/// either reading is recorded with why.
+fn contention(
+    before: Vec<(u32, Result<CounterValues, String>)>,
+    after: Vec<(u32, Result<CounterValues, String>)>,
+    completed: u64,
+) -> Contention {
+    let mut readings = Vec::new();
+    for (id, b) in before {
+        let a = after
+            .iter()
+            .find(|(n, _)| *n == id)
+            .map(|(_, a)| a.clone())
+            .unwrap_or_else(|| Err("not in the second reading".into()));
+        let r = match (b, a) {
+            (Ok(b), Ok(a)) => Ok((b, a)),
+            (Err(e), _) => Err(format!("before the load: {e}")),
+            (_, Err(e)) => Err(format!("after the load: {e}")),
+        };
+        readings.push((id, r));
+    }
+    Contention::compute(readings, completed)
+}
+
+/// The point's longest stall, from the generator's 100 ms timeline (recorded for every point,
+/// whether or not its files are written), and whether it counts as a livelock: at least
+/// `livelock_after_s` with load offered, overlapping no fault, not an election. Unreplicated
+/// has no proposers to livelock: its stall is recorded, never marked.
+fn stall(
+    result: &LoadResult,
+    records: &[results::FaultRecord],
+    exp: &Experiment,
+    protocol: Protocol,
+    level: Level,
+    election: bool,
+) -> Stall {
+    let rows = observe::timeline(&result.timeline, records, &[], result.window_start).rows;
+    let offered = match level {
+        Level::Rate(r) => r > 0.0,
+        Level::Clients(c) => c > 0,
+    };
+    let threshold_ms = (exp.livelock_after_s * 1000.0).round() as u64;
+    let mut s = Stall::compute(
+        &rows,
+        &results::fault_windows(records),
+        threshold_ms,
+        offered,
+        election,
+    );
+    if protocol == Protocol::Unreplicated {
+        s.livelock = false;
+    }
+    s
 }
 
 /// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.

@@ -17,6 +17,12 @@
 //! checker's verdict, see [`LinearizabilityResult`]). All three are optional, so older files
 //! load unchanged. See [`timeline`] for the CSV formats.
 //!
+//! A point of a replicated cluster also carries `counters` (what its nodes counted while the load
+//! ran, and the figures per command: see [`Contention`]) and every point `stall` (its longest
+//! stretch without a completion and whether it counts as a livelock: see [`Stall`]); both are
+//! optional too. With counters, `summary.md` gains a Contention section and `summary.csv` its
+//! columns.
+//!
 //! [`render`] reads those and (re)writes what is derived from them:
 //!
 //! ```text
@@ -53,6 +59,7 @@
 
 mod availability;
 mod compare;
+pub mod contention;
 mod headline;
 mod hist;
 mod plot;
@@ -68,6 +75,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use availability::{fault_windows, Availability, FaultWindow};
+pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::availability::{Availability, FaultWindow};
+use crate::contention::{Contention, Stall};
 
 /// Names of swept parameters that set the load level of a closed-loop point, in order of
 /// preference. An open-loop point's load level is its `offered_ops`.
@@ -94,6 +95,13 @@ pub struct Point {
     /// The verdict of the linearizability check of the point's client history, if one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linearizable: Option<LinearizabilityResult>,
+    /// What the nodes counted while the point's load ran (phase-1 rounds, Nacks, backoff,
+    /// attempts...) and the figures per command; replicated clusters only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<Contention>,
+    /// The longest stretch without a completion, and whether it counts as a livelock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<Stall>,
     /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
     /// parameters in the per-point tables. They do not split groups: a measured duration that
     /// differs by a millisecond between points must not make two configurations.
@@ -217,6 +225,13 @@ pub struct LinearizabilityResult {
 }
 
 impl Point {
+    /// Whether the point is marked `⚠ livelock`: its completions stalled for the threshold
+    /// while load was offered and no fault was in force (an election is marked as such
+    /// instead).
+    pub fn livelock(&self) -> bool {
+        self.stall.as_ref().is_some_and(|s| s.livelock) && !self.leader_changed
+    }
+
     /// Whether the point has anything for the availability table: faults, availability
     /// figures or a linearizability verdict.
     pub fn has_fault_data(&self) -> bool {

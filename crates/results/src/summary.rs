@@ -46,6 +46,7 @@ pub fn markdown(run: &Run) -> String {
     );
 
     s.push_str(&availability_section(run));
+    s.push_str(&contention_section(run));
 
     s.push_str("## Points\n\n");
     s.push_str(&points_table(run));
@@ -59,6 +60,16 @@ pub fn markdown(run: &Run) -> String {
         s.push_str(
             "\n⚠ election: the leader changed during this point, so its latencies include a \
              failover (see the node logs in `logs/`).\n",
+        );
+    }
+    if let Some(p) = run.points.iter().find(|p| p.livelock()) {
+        let threshold = p.stall.as_ref().map_or(0, |s| s.threshold_ms);
+        let _ = writeln!(
+            s,
+            "\n⚠ livelock: completions stopped for at least {} s (`livelock_after_s`) while load \
+             was offered and no fault was in force: the proposers kept preempting each other \
+             (see Contention).",
+            fmt_num(threshold as f64 / 1000.0)
         );
     }
     if run
@@ -163,11 +174,7 @@ fn points_table(run: &Run) -> String {
     for g in groups(run) {
         for p in &g.points {
             let swept = p.swept();
-            let election = if p.leader_changed {
-                " ⚠ election"
-            } else {
-                ""
-            };
+            let election = marker(p);
             let fault = if p.faults.iter().any(|f| f.failed()) {
                 " ⚠ fault failed"
             } else {
@@ -215,6 +222,224 @@ fn points_table(run: &Run) -> String {
     s
 }
 
+/// ` ⚠ election` or ` ⚠ livelock` (never both: an election explains its stall), or nothing.
+fn marker(p: &Point) -> &'static str {
+    if p.leader_changed {
+        " ⚠ election"
+    } else if p.livelock() {
+        " ⚠ livelock"
+    } else {
+        ""
+    }
+}
+
+/// One column of the Contention table: its header, whether any point has its data, and its
+/// cell for one row's repetitions.
+struct Column {
+    header: &'static str,
+    present: fn(&Point) -> bool,
+    cell: fn(&[&Point]) -> String,
+}
+
+/// The median [min–max] over repetitions of a figure of each point.
+fn stat_of(ps: &[&Point], f: impl Fn(&Point) -> Option<f64>) -> String {
+    let values: Vec<f64> = ps.iter().filter_map(|p| f(p)).collect();
+    fmt_stat(Stat::of(&values))
+}
+
+fn per_command(p: &Point) -> Option<&crate::contention::PerCommand> {
+    p.counters.as_ref().map(|c| &c.per_command)
+}
+
+/// A figure per command, with two decimals below 10 (0.04 Nacks per command matters).
+fn stat_fine(ps: &[&Point], f: impl Fn(&Point) -> Option<f64>) -> String {
+    let values: Vec<f64> = ps.iter().filter_map(|p| f(p)).collect();
+    let fine = |x: f64| {
+        if x.abs() < 10.0 {
+            format!("{x:.2}")
+        } else {
+            fmt_num(x)
+        }
+    };
+    match Stat::of(&values) {
+        None => "—".into(),
+        Some(s) if s.n == 1 || s.min == s.max => fine(s.median),
+        Some(s) => format!("{} [{}–{}]", fine(s.median), fine(s.min), fine(s.max)),
+    }
+}
+
+/// An attempt count, 8 as `8+`.
+fn attempts_text(a: f64) -> String {
+    if a >= crate::contention::ATTEMPT_BUCKETS as f64 {
+        format!("{}+", crate::contention::ATTEMPT_BUCKETS)
+    } else {
+        fmt_num(a)
+    }
+}
+
+const CONTENTION_COLUMNS: &[Column] = &[
+    Column {
+        header: "phase-1 / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.phase1_rounds.is_some()),
+        cell: |ps| stat_fine(ps, |p| per_command(p)?.phase1_rounds),
+    },
+    Column {
+        header: "Nacks / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.nacks.is_some()),
+        cell: |ps| stat_fine(ps, |p| per_command(p)?.nacks),
+    },
+    Column {
+        header: "preemptions / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.preemptions.is_some()),
+        cell: |ps| stat_fine(ps, |p| per_command(p)?.preemptions),
+    },
+    Column {
+        header: "backoff µs / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.backoff_us.is_some()),
+        cell: |ps| stat_fine(ps, |p| per_command(p)?.backoff_us),
+    },
+    Column {
+        header: "messages / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.messages_sent.is_some()),
+        cell: |ps| stat_fine(ps, |p| per_command(p)?.messages_sent),
+    },
+    Column {
+        header: "% >1 attempt",
+        present: |p| per_command(p).is_some_and(|c| c.retried_fraction.is_some()),
+        cell: |ps| stat_of(ps, |p| per_command(p)?.retried_fraction.map(|f| f * 100.0)),
+    },
+    Column {
+        header: "attempts p50 / p99 / max",
+        present: |p| per_command(p).is_some_and(|c| c.attempts_max.is_some()),
+        cell: |ps| {
+            let q = |f: fn(&crate::contention::PerCommand) -> Option<u32>| {
+                let values: Vec<f64> = ps
+                    .iter()
+                    .filter_map(|p| per_command(p).and_then(f).map(f64::from))
+                    .collect();
+                match Stat::of(&values) {
+                    None => "—".to_string(),
+                    Some(s) if s.min == s.max => attempts_text(s.median),
+                    Some(s) => format!(
+                        "{} [{}–{}]",
+                        attempts_text(s.median),
+                        attempts_text(s.min),
+                        attempts_text(s.max)
+                    ),
+                }
+            };
+            format!(
+                "{} / {} / {}",
+                q(|c| c.attempts_p50),
+                q(|c| c.attempts_p99),
+                q(|c| c.attempts_max)
+            )
+        },
+    },
+    Column {
+        header: "phase-1 RTT (µs)",
+        present: |p| {
+            p.counters
+                .as_ref()
+                .is_some_and(|c| !c.phase1_rtt_us.is_empty())
+        },
+        cell: |ps| {
+            stat_of(ps, |p| {
+                let rtts = &p.counters.as_ref()?.phase1_rtt_us;
+                let mut v: Vec<f64> = rtts.values().map(|&r| r as f64).collect();
+                v.sort_by(f64::total_cmp);
+                Stat::of(&v).map(|s| s.median)
+            })
+        },
+    },
+    Column {
+        header: "longest stall (ms)",
+        present: |p| p.stall.is_some(),
+        cell: |ps| stat_of(ps, |p| p.stall.as_ref().map(|s| s.longest_ms as f64)),
+    },
+];
+
+/// `## Contention`: per protocol, configuration and load level whose nodes reported counters
+/// (Basic Paxos, with Multi-Paxos for contrast), throughput and p99 beside phase-1 rounds,
+/// Nacks, preemptions, backoff and messages per command, the share of commands that needed
+/// more than one attempt and the attempts distribution, each the median [min–max] over
+/// repetitions. A column is shown only when some point has its data, so older results (with
+/// no counters) render without the section. Empty when no point has counters.
+fn contention_section(run: &Run) -> String {
+    let with_counters = |p: &Point| p.counters.is_some() && p.protocol != "unreplicated";
+    if !run.points.iter().any(with_counters) {
+        return String::new();
+    }
+    let columns: Vec<&Column> = CONTENTION_COLUMNS
+        .iter()
+        .filter(|c| {
+            run.points
+                .iter()
+                .filter(|p| with_counters(p))
+                .any(c.present)
+        })
+        .collect();
+    let mut s = String::from(
+        "## Contention\n\n| protocol | config | load | points | throughput (ops/s) | p99 (µs) |",
+    );
+    for c in &columns {
+        let _ = write!(s, " {} |", c.header);
+    }
+    s.push_str("\n|---|---|---:|---|---:|---:|");
+    for _ in &columns {
+        s.push_str("---:|");
+    }
+    s.push('\n');
+    let mut groups = groups(run);
+    // Basic Paxos first: the table is about its proposers; Multi-Paxos is the contrast.
+    groups.sort_by_key(|g| g.protocol != "basic-paxos");
+    for g in &groups {
+        for (level, ps) in g.by_load() {
+            let ps: Vec<&Point> = ps.into_iter().filter(|p| with_counters(p)).collect();
+            if ps.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = ps
+                .iter()
+                .map(|p| {
+                    let unreadable = p.counters.as_ref().map_or(0, |c| c.unreadable.len());
+                    let note = if unreadable > 0 {
+                        format!(" ({unreadable} node(s) unreadable)")
+                    } else {
+                        String::new()
+                    };
+                    format!("{}{}{note}", cell(&p.point_id), marker(p))
+                })
+                .collect();
+            let _ = write!(
+                s,
+                "| {} | {} | {} | {} | {} | {} |",
+                g.protocol,
+                config_text(&g.varying),
+                fmt_num(level),
+                ids.join(", "),
+                stat_of(&ps, |p| Some(p.throughput_ops)),
+                stat_of(&ps, |p| Some(p.p99_us)),
+            );
+            for c in &columns {
+                let _ = write!(s, " {} |", (c.cell)(&ps));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str(
+        "\nCounted by every node from just before the point's load started to just after it \
+         ended (warm-up included), summed over the nodes, and divided by the commands of the same \
+         span: for Basic Paxos those decided in their proposer's own batch, else the most any \
+         node executed (`counters.commands_from` in points.jsonl says which). % >1 attempt and \
+         the attempts are over the commands decided in their proposer's own batch (8+: eight or \
+         more). Phase-1 RTT: the median over proposers of each one's smoothed phase-1 round \
+         trip at the end. Longest stall: the longest run of 100 ms buckets with no completion. \
+         Each figure is the median over repetitions with [min–max].\n\n",
+    );
+    s
+}
+
 /// The per-point table as CSV: one row per point, raw units (ops/s, µs, bytes), one pair of
 /// columns per node id.
 pub fn csv(run: &Run) -> String {
@@ -248,6 +473,13 @@ pub fn csv(run: &Run) -> String {
     let faulty = run.points.iter().any(Point::has_fault_data);
     if faulty {
         header.extend(AVAILABILITY_COLUMNS.iter().map(|c| c.to_string()));
+    }
+    let counted = run
+        .points
+        .iter()
+        .any(|p| p.counters.is_some() || p.stall.is_some());
+    if counted {
+        header.extend(CONTENTION_CSV_COLUMNS.iter().map(|c| c.to_string()));
     }
     for id in &node_ids {
         header.push(format!("node_{id}_cpu_percent"));
@@ -283,6 +515,9 @@ pub fn csv(run: &Run) -> String {
             if faulty {
                 row.extend(availability_cells(run, p));
             }
+            if counted {
+                row.extend(contention_cells(p));
+            }
             for id in &node_ids {
                 match p.nodes.iter().find(|n| &n.id_text() == id) {
                     Some(n) => {
@@ -315,6 +550,59 @@ const AVAILABILITY_COLUMNS: &[&str] = &[
     "linearizable_detail",
     "timeline_plot",
 ];
+
+/// Columns of summary.csv present when any point has counters or a stall record.
+const CONTENTION_CSV_COLUMNS: &[&str] = &[
+    "phase1_per_cmd",
+    "nacks_per_cmd",
+    "preemptions_per_cmd",
+    "backoff_us_per_cmd",
+    "messages_per_cmd",
+    "retried_fraction",
+    "attempts_p50",
+    "attempts_p99",
+    "attempts_max",
+    "counted_commands",
+    "counters_unreadable",
+    "longest_stall_ms",
+    "livelock",
+];
+
+/// The cells of [`CONTENTION_CSV_COLUMNS`] for `p`.
+fn contention_cells(p: &Point) -> Vec<String> {
+    let c = p.counters.as_ref();
+    let pc = per_command(p);
+    let opt = |v: Option<f64>| v.map(csv_num).unwrap_or_default();
+    let int = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
+    vec![
+        opt(pc.and_then(|c| c.phase1_rounds)),
+        opt(pc.and_then(|c| c.nacks)),
+        opt(pc.and_then(|c| c.preemptions)),
+        opt(pc.and_then(|c| c.backoff_us)),
+        opt(pc.and_then(|c| c.messages_sent)),
+        opt(pc.and_then(|c| c.retried_fraction)),
+        int(pc.and_then(|c| c.attempts_p50)),
+        int(pc.and_then(|c| c.attempts_p99)),
+        int(pc.and_then(|c| c.attempts_max)),
+        c.map(|c| c.commands.to_string()).unwrap_or_default(),
+        c.map(|c| {
+            c.unreadable
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default(),
+        p.stall
+            .as_ref()
+            .map(|s| s.longest_ms.to_string())
+            .unwrap_or_default(),
+        p.stall
+            .as_ref()
+            .map(|_| p.livelock().to_string())
+            .unwrap_or_default(),
+    ]
+}
 
 /// The cells of [`AVAILABILITY_COLUMNS`] for `p`.
 fn availability_cells(run: &Run, p: &Point) -> Vec<String> {
@@ -649,4 +937,158 @@ pub fn fmt_num(x: f64) -> String {
 /// Text safe inside a markdown table cell.
 fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace('\n', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contention::{Contention, CounterValues, Stall};
+    use serde_json::json;
+
+    fn point(id: &str, protocol: &str, rate: f64, rep: u32, tput: f64) -> Point {
+        serde_json::from_value(json!({
+            "point_id": id, "protocol": protocol, "params": {"rate": rate}, "repetition": rep,
+            "offered_ops": rate, "throughput_ops": tput, "p50_us": 500.0, "p90_us": 900.0,
+            "p99_us": 2000.0, "p999_us": 3000.0, "max_us": 4000.0, "mean_us": 600.0,
+            "completed": 100, "errors": 0, "timeouts": 0,
+        }))
+        .unwrap()
+    }
+
+    /// Counters of a point whose nodes ran `phase1` phase-1 rounds and got `decided` commands
+    /// decided, `retried` of them on the second attempt, the rest at once.
+    fn counted(mut p: Point, phase1: u64, decided: u64, retried: u64) -> Point {
+        let after = CounterValues {
+            phase1_rounds: phase1,
+            nacks_received: retried,
+            preemptions: retried,
+            backoff_us: retried * 500,
+            attempts: vec![decided - retried, retried, 0, 0, 0, 0, 0, 0],
+            phase1_rtt_us: Some(800),
+            ..CounterValues::default()
+        };
+        let readings = vec![
+            (0, Ok((CounterValues::default(), after))),
+            (1, Err("no status".to_string())),
+        ];
+        p.counters = Some(Contention::compute(readings, p.completed));
+        p
+    }
+
+    fn run(points: Vec<Point>) -> Run {
+        Run {
+            dir: "r".into(),
+            name: "t".into(),
+            description: None,
+            slo_p99_us: 10_000.0,
+            env: Vec::new(),
+            points,
+            timelines: Default::default(),
+        }
+    }
+
+    fn stall(livelock: bool) -> Stall {
+        Stall {
+            longest_ms: 1200,
+            longest_start_ms: Some(300),
+            longest_outside_faults_ms: 1200,
+            threshold_ms: 1000,
+            livelock,
+        }
+    }
+
+    #[test]
+    fn the_contention_table_aggregates_repetitions_per_load_level() {
+        let mut p3 = counted(point("p3", "basic-paxos", 200.0, 1, 150.0), 300, 100, 50);
+        p3.stall = Some(stall(true));
+        let points = vec![
+            counted(point("p0", "multi-paxos", 200.0, 0, 200.0), 2, 0, 0),
+            counted(point("p1", "basic-paxos", 100.0, 0, 100.0), 110, 100, 10),
+            counted(point("p2", "basic-paxos", 200.0, 0, 180.0), 200, 100, 30),
+            p3,
+            point("p4", "unreplicated", 200.0, 0, 200.0),
+        ];
+        let md = markdown(&run(points));
+        let section = md
+            .split("## Contention\n\n")
+            .nth(1)
+            .expect("a Contention section")
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let lines: Vec<&str> = section.lines().collect();
+        assert!(lines[0].contains("phase-1 / cmd") && lines[0].contains("% >1 attempt"));
+        assert!(lines[0].contains("attempts p50 / p99 / max"));
+        assert_eq!(lines.len(), 2 + 3, "a row per protocol and load: {section}");
+        // Basic Paxos first, at 100 ops/s: 1.1 phase-1 rounds per command, 10 % retried.
+        assert!(lines[2].starts_with("| basic-paxos |"), "{}", lines[2]);
+        assert!(
+            lines[2].contains("| 1.10 |") && lines[2].contains("| 10 |"),
+            "{}",
+            lines[2]
+        );
+        assert!(lines[2].contains("(1 node(s) unreadable)"), "{}", lines[2]);
+        // At 200 ops/s two repetitions: 2 and 3 rounds per command, 30 and 50 % retried;
+        // the second is marked as a livelock.
+        let row = lines[3];
+        assert!(
+            row.contains("| p2 (1 node(s) unreadable), p3 ⚠ livelock (1 node(s) unreadable) |"),
+            "{row}"
+        );
+        assert!(row.contains("| 2.50 [2.00–3.00] |"), "{row}");
+        assert!(row.contains("| 40 [30–50] |"), "{row}");
+        assert!(row.contains("| 165 [150–180] |"), "throughput: {row}");
+        assert!(
+            row.contains("| 1 / 2 / 2 |"),
+            "attempts p50 / p99 / max: {row}"
+        );
+        // Multi-Paxos for contrast; unreplicated has no counters and no row.
+        assert!(lines[4].starts_with("| multi-paxos |"), "{}", lines[4]);
+        assert!(!section.contains("unreplicated"));
+        // The marker and its note in the points table.
+        assert!(md.contains("| p3 ⚠ livelock |"), "{md}");
+        assert!(md.contains("⚠ livelock: completions stopped for at least 1 s"));
+        let csv = csv(&run(vec![counted(
+            point("p1", "basic-paxos", 100.0, 0, 100.0),
+            110,
+            100,
+            10,
+        )]));
+        let header = csv.lines().next().unwrap();
+        assert!(header.contains("phase1_per_cmd") && header.contains("livelock"));
+        assert!(csv.lines().nth(1).unwrap().contains(",1.1,"), "{csv}");
+    }
+
+    #[test]
+    fn older_results_render_without_the_section_and_an_election_is_not_a_livelock() {
+        let md = markdown(&run(vec![point("p0", "basic-paxos", 100.0, 0, 100.0)]));
+        assert!(!md.contains("Contention"));
+        assert!(!csv(&run(vec![point("p0", "basic-paxos", 100.0, 0, 100.0)])).contains("livelock"));
+        // Counters without attempts (a core that does not fill them): no attempt columns.
+        let md = markdown(&run(vec![counted(
+            point("p0", "basic-paxos", 100.0, 0, 100.0),
+            5,
+            0,
+            0,
+        )]));
+        let header = md
+            .lines()
+            .find(|l| l.starts_with("| protocol | config | load | points |"))
+            .expect("a Contention table");
+        assert!(header.contains("phase-1 / cmd"), "{header}");
+        assert!(
+            !header.contains("% >1 attempt") && !header.contains("attempts p50"),
+            "{header}"
+        );
+        // A stall during an election is marked once, as an election.
+        let mut p = point("p0", "multi-paxos", 100.0, 0, 100.0);
+        p.leader_changed = true;
+        p.stall = Some(stall(true));
+        assert!(!p.livelock());
+        let md = markdown(&run(vec![p]));
+        assert!(
+            md.contains("| p0 ⚠ election |") && !md.contains("⚠ livelock"),
+            "{md}"
+        );
+    }
 }

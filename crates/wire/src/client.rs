@@ -3,7 +3,10 @@
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::Bytes;
-use paxos::{Ballot, Command, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot};
+use paxos::{
+    Ballot, Command, MessageKind, NodeId, Outcome, Protocol, Reply, RequestId, Role, Slot, Stats,
+    ATTEMPT_BUCKETS,
+};
 
 use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
 use crate::command::{
@@ -77,6 +80,234 @@ pub struct NodeStatus {
     /// section): the impairment in force and what it dropped. `None`: no emulated link, so an
     /// impairment would be refused.
     pub emulation: Option<EmulationStatus>,
+    /// The core's counters ([`paxos::Stats`]) at the moment of the answer: cumulative since the
+    /// node started, so a harness diffs two readings. Boxed: they would make every
+    /// [`ResponseFrame`], replies included, four times as large.
+    pub counters: Box<NodeCounters>,
+}
+
+/// The core's [`paxos::Stats`] as they cross the wire: every counter, durations in
+/// microseconds. Cumulative since the node started (except the gauge `phase1_rtt_us`).
+///
+/// `sent` is a fixed array in [`MessageKind::ALL`] order (index `MessageKind::X as usize`);
+/// [`NodeCounters::sent_by_name`] pairs each count with [`MessageKind::name`]. On the wire it
+/// is a count followed by that many varints, and the decoder refuses any other count than
+/// `MessageKind::ALL.len()`: a new message kind is a format change (and an ALPN bump), not
+/// something to misattribute silently. `attempts` likewise has exactly [`ATTEMPT_BUCKETS`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeCounters {
+    /// Messages sent, by kind, in [`MessageKind::ALL`] order (a broadcast counts once per peer).
+    pub sent: [u64; MessageKind::ALL.len()],
+    /// Phase-1 rounds started.
+    pub phase1_rounds: u64,
+    /// Nacks received for this node's own ballots.
+    pub nacks_received: u64,
+    /// Times this node's proposal was preempted.
+    pub preemptions: u64,
+    /// Total backoff waited before retries, µs.
+    pub backoff_us: u64,
+    /// Slots proposed with a batch of commands.
+    pub batches: u64,
+    /// Commands in those batches.
+    pub batched_commands: u64,
+    /// Largest batch proposed (a high-water mark, not a counter).
+    pub max_batch_seen: u64,
+    /// Slots learned as chosen.
+    pub slots_chosen: u64,
+    /// No-op slots executed.
+    pub noops: u64,
+    /// Commands executed (duplicates excluded).
+    pub commands_executed: u64,
+    /// Elections won (Multi-Paxos).
+    pub elections_won: u64,
+    /// Campaigns started (Multi-Paxos).
+    pub campaigns: u64,
+    /// Accepts re-sent after `retry_timeout`.
+    pub retransmits: u64,
+    /// Snapshots taken.
+    pub snapshots_taken: u64,
+    /// Snapshots installed from a peer.
+    pub snapshots_installed: u64,
+    /// Messages ignored.
+    pub ignored: u64,
+    /// Requests refused because the queue was full.
+    pub overloaded: u64,
+    /// Basic Paxos: commands decided in this node's own batch, by the attempt that got them
+    /// chosen (`attempts[k - 1]` for attempt k = 1..=7, `attempts[7]` for 8 or more).
+    pub attempts: [u64; ATTEMPT_BUCKETS],
+    /// A gauge: the smoothed phase-1 round trip, µs; `None` before the first one.
+    pub phase1_rtt_us: Option<u64>,
+}
+
+/// A duration in whole microseconds, saturating at `u64::MAX`.
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_micros().min(u128::from(u64::MAX)) as u64
+}
+
+impl From<&Stats> for NodeCounters {
+    fn from(s: &Stats) -> Self {
+        NodeCounters {
+            sent: s.sent,
+            phase1_rounds: s.phase1_rounds,
+            nacks_received: s.nacks_received,
+            preemptions: s.preemptions,
+            backoff_us: micros(s.backoff_time),
+            batches: s.batches,
+            batched_commands: s.batched_commands,
+            max_batch_seen: s.max_batch_seen,
+            slots_chosen: s.slots_chosen,
+            noops: s.noops,
+            commands_executed: s.commands_executed,
+            elections_won: s.elections_won,
+            campaigns: s.campaigns,
+            retransmits: s.retransmits,
+            snapshots_taken: s.snapshots_taken,
+            snapshots_installed: s.snapshots_installed,
+            ignored: s.ignored,
+            overloaded: s.overloaded,
+            attempts: s.attempts,
+            phase1_rtt_us: s.phase1_rtt.map(micros),
+        }
+    }
+}
+
+impl NodeCounters {
+    /// Each message kind's name with its count, in [`MessageKind::ALL`] order.
+    pub fn sent_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        MessageKind::ALL
+            .iter()
+            .zip(self.sent)
+            .map(|(k, n)| (k.name(), n))
+    }
+
+    /// Commands this node got decided in its own batches (the sum of `attempts`, saturating:
+    /// the values come off the wire).
+    pub fn decided_own(&self) -> u64 {
+        self.attempts.iter().fold(0, |a, &b| a.saturating_add(b))
+    }
+
+    /// The scalar counters in their wire order (everything but `sent`, `attempts` and
+    /// `phase1_rtt_us`).
+    fn scalars(&self) -> [u64; 17] {
+        [
+            self.phase1_rounds,
+            self.nacks_received,
+            self.preemptions,
+            self.backoff_us,
+            self.batches,
+            self.batched_commands,
+            self.max_batch_seen,
+            self.slots_chosen,
+            self.noops,
+            self.commands_executed,
+            self.elections_won,
+            self.campaigns,
+            self.retransmits,
+            self.snapshots_taken,
+            self.snapshots_installed,
+            self.ignored,
+            self.overloaded,
+        ]
+    }
+}
+
+/// `count varint*` (count must be `N`).
+fn put_array(buf: &mut Writer<'_>, values: &[u64]) {
+    put_count(buf, values.len());
+    for &v in values {
+        put_varint(buf, v);
+    }
+}
+
+fn read_array<const N: usize>(
+    r: &mut Reader,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<[u64; N], WireError> {
+    let count = r.count(field, 1)?;
+    if count != N {
+        return Err(WireError::BadValue {
+            field,
+            value: count.to_string(),
+            expected,
+        });
+    }
+    let mut out = [0u64; N];
+    for v in &mut out {
+        *v = r.varint(field)?;
+    }
+    Ok(out)
+}
+
+/// `counters = sent:count varint* (exactly MessageKind::ALL.len()) phase1_rounds nacks_received
+/// preemptions backoff_us batches batched_commands max_batch_seen slots_chosen noops
+/// commands_executed elections_won campaigns retransmits snapshots_taken snapshots_installed
+/// ignored overloaded (varints) attempts:count varint* (exactly ATTEMPT_BUCKETS)
+/// phase1_rtt_us:option<varint>`.
+fn put_counters(buf: &mut Writer<'_>, c: &NodeCounters) {
+    put_array(buf, &c.sent);
+    for v in c.scalars() {
+        put_varint(buf, v);
+    }
+    put_array(buf, &c.attempts);
+    put_option(buf, c.phase1_rtt_us, put_varint);
+}
+
+fn read_counters(r: &mut Reader) -> Result<NodeCounters, WireError> {
+    let sent = read_array(r, "Counters.sent", "one count per message kind")?;
+    let mut s = [0u64; 17];
+    const NAMES: [&str; 17] = [
+        "Counters.phase1_rounds",
+        "Counters.nacks_received",
+        "Counters.preemptions",
+        "Counters.backoff_us",
+        "Counters.batches",
+        "Counters.batched_commands",
+        "Counters.max_batch_seen",
+        "Counters.slots_chosen",
+        "Counters.noops",
+        "Counters.commands_executed",
+        "Counters.elections_won",
+        "Counters.campaigns",
+        "Counters.retransmits",
+        "Counters.snapshots_taken",
+        "Counters.snapshots_installed",
+        "Counters.ignored",
+        "Counters.overloaded",
+    ];
+    for (v, name) in s.iter_mut().zip(NAMES) {
+        *v = r.varint(name)?;
+    }
+    let attempts = read_array(r, "Counters.attempts", "one count per attempt bucket")?;
+    let phase1_rtt_us = if r.option("Counters.phase1_rtt_us")? {
+        Some(r.varint("Counters.phase1_rtt_us")?)
+    } else {
+        None
+    };
+    let [phase1_rounds, nacks_received, preemptions, backoff_us, batches, batched_commands, max_batch_seen, slots_chosen, noops, commands_executed, elections_won, campaigns, retransmits, snapshots_taken, snapshots_installed, ignored, overloaded] =
+        s;
+    Ok(NodeCounters {
+        sent,
+        phase1_rounds,
+        nacks_received,
+        preemptions,
+        backoff_us,
+        batches,
+        batched_commands,
+        max_batch_seen,
+        slots_chosen,
+        noops,
+        commands_executed,
+        elections_won,
+        campaigns,
+        retransmits,
+        snapshots_taken,
+        snapshots_installed,
+        ignored,
+        overloaded,
+        attempts,
+        phase1_rtt_us,
+    })
 }
 
 /// What a node's emulated link reports in its [`NodeStatus`].
@@ -417,6 +648,7 @@ impl WriteBody for ResponseFrame {
                     put_impairment(buf, &e.impairment);
                     put_varint(buf, e.dropped_fault);
                 });
+                put_counters(buf, &s.counters);
             }
             ResponseFrame::Impaired(result) => {
                 buf.put_u8(tag::IMPAIRED);
@@ -474,6 +706,7 @@ impl Frame for ResponseFrame {
                     } else {
                         None
                     },
+                    counters: Box::new(read_counters(&mut r)?),
                 };
                 (ResponseFrame::Status(status), "status")
             }

@@ -69,7 +69,8 @@
 //! bumps the version suffix of the ALPN whose frames it changes, so mismatched builds fail the
 //! TLS handshake with a clear ALPN error instead of misreading frames. `paxbench-client/2` added
 //! the Impair and Impaired frames and the `emulation` field of Status; peer frames did not
-//! change, so the peer ALPN stayed at `/1`.
+//! change, so the peer ALPN stayed at `/1`. `paxbench-client/3` added the `counters` field of
+//! Status (the core's [`paxos::Stats`], see [`NodeCounters`]).
 //!
 //! # Format
 //!
@@ -94,6 +95,13 @@
 //! impairment  = count (node blocked:u8 extra_delay_us:varint loss:f64be)*
 //!                                               blocked 0 or 1; loss in 0..=1, not NaN
 //! f64be       = IEEE 754 binary64, its bits as a big-endian u64
+//! counters    = sent:count varint* phase1_rounds nacks_received preemptions backoff_us batches
+//!               batched_commands max_batch_seen slots_chosen noops commands_executed
+//!               elections_won campaigns retransmits snapshots_taken snapshots_installed
+//!               ignored overloaded attempts:count varint* phase1_rtt_us:option<varint>
+//!                                               all varints; sent: exactly one per message
+//!                                               kind, in MessageKind::ALL order; attempts:
+//!                                               exactly ATTEMPT_BUCKETS (8)
 //! state       = cache_limit:varint session_timeout_ns:varint clock:varint next_sweep:varint
 //!               count (key:bytes value:bytes)* count session*
 //! session     = client last_active:varint base:varint count option<outcome>*
@@ -120,7 +128,7 @@
 //! | `0x21` | StatusRequest | client | (empty) |
 //! | `0x22` | Impair | client | `impairment` |
 //! | `0x30` | Response | response | `client request outcome leader_addr:addr` |
-//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint>` |
+//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint> counters` |
 //! | `0x32` | Impaired | response | `0x00` (applied) \| `0x01 why:bytes` (refused; UTF-8 text) |
 //!
 //! `protocol`: 0 MultiPaxos, 1 BasicPaxos, 2 Unreplicated. `role`: 0 Follower, 1 Candidate,
@@ -142,8 +150,8 @@ mod peer;
 pub mod record;
 
 pub use client::{
-    ClientFrame, ClientResponse, EmulationStatus, Impairment, LinkImpairment, NodeStatus,
-    ResponseFrame,
+    ClientFrame, ClientResponse, EmulationStatus, Impairment, LinkImpairment, NodeCounters,
+    NodeStatus, ResponseFrame,
 };
 pub use error::WireError;
 pub use frame::{
@@ -155,4 +163,4 @@ pub use peer::{PeerFrame, PeerHello};
 pub const PEER_ALPN: &[u8] = b"paxbench-peer/2";
 
 /// ALPN protocol id of client-to-node connections, version included.
-pub const CLIENT_ALPN: &[u8] = b"paxbench-client/2";
+pub const CLIENT_ALPN: &[u8] = b"paxbench-client/3";

@@ -4,8 +4,19 @@ use bytes::{BufMut, Bytes, BytesMut};
 use paxos::{Accept, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Value};
 use wire::{
     decode_frame, encode_frame, ClientFrame, EmulationStatus, Frame, Impairment, LinkImpairment,
-    PeerFrame, ResponseFrame, WireError,
+    NodeCounters, NodeStatus, PeerFrame, ResponseFrame, WireError,
 };
+
+/// The encoding of all-zero counters: 10 sent counts, 17 scalars, 8 attempt buckets, no RTT.
+fn zero_counters() -> Vec<u8> {
+    let mut c = vec![10];
+    c.extend([0; 10]);
+    c.extend([0; 17]);
+    c.push(8);
+    c.extend([0; 8]);
+    c.push(0x00);
+    c
+}
 
 fn frame(body: &[u8]) -> BytesMut {
     let mut buf = BytesMut::new();
@@ -225,7 +236,9 @@ fn bad_peer_rtts_in_a_status_are_named() {
         }
     );
     // 1 -> 41 000 us, 2 -> 300 us; no emulated link.
-    match status(&[2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02, 0x00]) {
+    let mut ok = vec![2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02, 0x00];
+    ok.extend(zero_counters());
+    match status(&ok) {
         Ok(Some(ResponseFrame::Status(s))) => {
             assert_eq!(s.peer_rtt_us, vec![(NodeId(1), 41_000), (NodeId(2), 300)])
         }
@@ -461,6 +474,8 @@ fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
     let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5, 0, 0x01];
     body.extend_from_slice(&impair_body(1, 0)[1..]);
     body.push(42);
+    let without_counters = body.clone();
+    body.extend(zero_counters());
     let got = decode_frame::<ResponseFrame>(&mut frame(&body));
     let Ok(Some(ResponseFrame::Status(s))) = got else {
         panic!("{got:?}")
@@ -480,6 +495,7 @@ fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
         })
     );
     // Without the counter, it is truncated.
+    let mut body = without_counters;
     body.pop();
     assert!(matches!(
         decode_frame::<ResponseFrame>(&mut frame(&body)),
@@ -488,4 +504,167 @@ fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
             ..
         })
     ));
+}
+
+fn status_with(counters: NodeCounters) -> NodeStatus {
+    NodeStatus {
+        node: NodeId(2),
+        protocol: paxos::Protocol::BasicPaxos,
+        role: paxos::Role::Proposer,
+        ballot: Ballot::new(7, NodeId(2)),
+        leader: None,
+        executed: Slot(40),
+        peer_rtt_us: vec![(NodeId(0), 300)],
+        emulation: None,
+        counters: Box::new(counters),
+    }
+}
+
+fn some_counters() -> NodeCounters {
+    let mut sent = [0; 10];
+    for (i, s) in sent.iter_mut().enumerate() {
+        *s = 1000 * i as u64 + 1;
+    }
+    NodeCounters {
+        sent,
+        phase1_rounds: 130,
+        nacks_received: 21,
+        preemptions: 17,
+        backoff_us: 4_500_000,
+        batches: 120,
+        batched_commands: 240,
+        max_batch_seen: 9,
+        slots_chosen: 400,
+        noops: 3,
+        commands_executed: 390,
+        elections_won: 0,
+        campaigns: 0,
+        retransmits: 5,
+        snapshots_taken: 1,
+        snapshots_installed: 0,
+        ignored: 77,
+        overloaded: 2,
+        attempts: [100, 10, 5, 0, 0, 0, 0, u64::MAX],
+        phase1_rtt_us: Some(612),
+    }
+}
+
+#[test]
+fn a_status_carries_the_node_counters_and_they_round_trip() {
+    for counters in [NodeCounters::default(), some_counters()] {
+        let frame = ResponseFrame::Status(status_with(counters.clone()));
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf).unwrap();
+        assert_eq!(decode_frame::<ResponseFrame>(&mut buf), Ok(Some(frame)));
+        assert!(buf.is_empty());
+    }
+    let c = some_counters();
+    assert_eq!(c.decided_own(), u64::MAX, "saturates");
+    let names: Vec<_> = c.sent_by_name().collect();
+    assert_eq!(names[0], ("prepare", 1));
+    assert_eq!(names[5], ("nack", 5001));
+    assert_eq!(names.len(), paxos::MessageKind::ALL.len());
+}
+
+#[test]
+fn counters_follow_the_core_stats() {
+    let mut s = paxos::Stats::default();
+    s.sent[paxos::MessageKind::Prepare as usize] = 4;
+    s.phase1_rounds = 3;
+    s.backoff_time =
+        std::time::Duration::from_micros(1_234_567) + std::time::Duration::from_nanos(999);
+    s.attempts[1] = 6;
+    s.phase1_rtt = Some(std::time::Duration::from_micros(250));
+    let c = NodeCounters::from(&s);
+    assert_eq!(c.sent[0], 4);
+    assert_eq!(c.phase1_rounds, 3);
+    assert_eq!(c.backoff_us, 1_234_567, "whole microseconds");
+    assert_eq!(c.decided_own(), s.decided_own());
+    assert_eq!(c.phase1_rtt_us, Some(250));
+    assert_eq!(
+        NodeCounters::from(&paxos::Stats::default()).phase1_rtt_us,
+        None
+    );
+}
+
+#[test]
+fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
+    let frame = ResponseFrame::Status(status_with(some_counters()));
+    let mut full = BytesMut::new();
+    encode_frame(&frame, &mut full).unwrap();
+    let body = full[4..].to_vec();
+    // Every truncation of the body is an error (the counters are the end of it).
+    for cut in 0..body.len() {
+        let got = decode_frame::<ResponseFrame>(&mut self::frame(&body[..cut]));
+        assert!(got.is_err(), "cut at {cut} of {}: {got:?}", body.len());
+    }
+    // The counters start after the status fields: find them by encoding with zero counters,
+    // whose section is 38 bytes.
+    let mut zero = BytesMut::new();
+    encode_frame(
+        &ResponseFrame::Status(status_with(NodeCounters::default())),
+        &mut zero,
+    )
+    .unwrap();
+    let at = zero.len() - 4 - zero_counters().len();
+    assert_eq!(&zero[4 + at..], &zero_counters()[..]);
+    // A sent array of another length is refused, naming the field.
+    let mut bad = zero[4..].to_vec();
+    bad[at] = 9;
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)).unwrap_err(),
+        WireError::BadValue {
+            field: "Counters.sent",
+            value: "9".into(),
+            expected: "one count per message kind"
+        }
+    );
+    // So is an attempts array of another length.
+    let mut bad = zero[4..].to_vec();
+    bad[at + 1 + 10 + 17] = 7;
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
+        Err(WireError::BadValue {
+            field: "Counters.attempts",
+            ..
+        })
+    ));
+    // A forged huge count is refused before anything is read.
+    let mut bad = zero[4..at + 4].to_vec();
+    bad.extend([0xff, 0xff, 0x03]);
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
+        Err(WireError::CountTooLarge {
+            field: "Counters.sent",
+            ..
+        })
+    ));
+    // A bad option tag for the RTT, and a byte after the counters.
+    let mut bad = zero[4..].to_vec();
+    *bad.last_mut().unwrap() = 2;
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
+        Err(WireError::UnknownTag {
+            what: "Counters.phase1_rtt_us",
+            tag: 2
+        })
+    ));
+    let mut bad = zero[4..].to_vec();
+    bad.push(0);
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
+        Err(WireError::TrailingBytes { .. })
+    ));
+    // Garbage after the fixed status fields never panics.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..2000 {
+        let mut g = zero[4..at + 4].to_vec();
+        for _ in 0..(x % 60) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            g.push(x as u8);
+        }
+        let _ = decode_frame::<ResponseFrame>(&mut self::frame(&g));
+    }
 }

@@ -14,8 +14,8 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use wire::{
     decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, EmulationStatus, Frame,
-    Impairment, LinkImpairment, NodeStatus, PeerFrame, PeerHello, ResponseFrame, WireError,
-    DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
+    Impairment, LinkImpairment, NodeCounters, NodeStatus, PeerFrame, PeerHello, ResponseFrame,
+    WireError, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
 };
 
 // ---- strategies -------------------------------------------------------------------------------
@@ -269,6 +269,38 @@ fn role() -> BoxedStrategy<Role> {
     .boxed()
 }
 
+fn counters() -> BoxedStrategy<NodeCounters> {
+    (
+        vec(num(), 10),
+        vec(num(), 17),
+        vec(num(), 8),
+        proptest::option::of(num()),
+    )
+        .prop_map(|(sent, s, attempts, phase1_rtt_us)| NodeCounters {
+            sent: sent.try_into().unwrap(),
+            phase1_rounds: s[0],
+            nacks_received: s[1],
+            preemptions: s[2],
+            backoff_us: s[3],
+            batches: s[4],
+            batched_commands: s[5],
+            max_batch_seen: s[6],
+            slots_chosen: s[7],
+            noops: s[8],
+            commands_executed: s[9],
+            elections_won: s[10],
+            campaigns: s[11],
+            retransmits: s[12],
+            snapshots_taken: s[13],
+            snapshots_installed: s[14],
+            ignored: s[15],
+            overloaded: s[16],
+            attempts: attempts.try_into().unwrap(),
+            phase1_rtt_us,
+        })
+        .boxed()
+}
+
 fn response_frame() -> BoxedStrategy<ResponseFrame> {
     let response = (
         (num(), num()),
@@ -293,9 +325,10 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
         slot(),
         vec((node(), num()), 0..8),
         proptest::option::of((impairment(), num())),
+        counters(),
     )
         .prop_map(
-            |(node, protocol, role, ballot, leader, executed, peer_rtt_us, emulation)| {
+            |(node, protocol, role, ballot, leader, executed, peer_rtt_us, emulation, counters)| {
                 ResponseFrame::Status(NodeStatus {
                     node,
                     protocol,
@@ -308,6 +341,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                         impairment,
                         dropped_fault,
                     }),
+                    counters: Box::new(counters),
                 })
             },
         );
