@@ -350,21 +350,25 @@ rates = [150]
             per["phase1_rounds"].as_f64().unwrap() >= 1.0,
             "one phase 1 at least per command (batches of 1): {c}"
         );
-        // Needs the core to fill `attempts` (crates/paxos): until then no node reports any,
-        // and the denominator falls back to the executed commands.
-        if c["commands_from"] == "decided_own" {
-            let attempts: u64 = c["attempts"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_u64().unwrap())
-                .sum();
-            assert_eq!(attempts, c["commands"].as_u64().unwrap(), "{c}");
-            let retried = per["retried_fraction"].as_f64().unwrap();
-            assert!((0.0..=1.0).contains(&retried), "{c}");
-            assert!(per["attempts_p50"].as_u64().unwrap() >= 1, "{c}");
-        } else {
-            assert_eq!(c["commands_from"], "executed", "{c}");
+        // Every command decided in its proposer's own batch, under the attempt that decided it.
+        assert_eq!(c["commands_from"], "decided_own", "{c}");
+        let attempts: u64 = c["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_u64().unwrap())
+            .sum();
+        assert!(attempts > 0, "{c}");
+        assert_eq!(attempts, c["commands"].as_u64().unwrap(), "{c}");
+        let retried = per["retried_fraction"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&retried), "{c}");
+        assert!(per["attempts_p50"].as_u64().unwrap() >= 1, "{c}");
+        // Each proposer measured its phase-1 round trip: on loopback, above 0 and below 1 s.
+        let rtts = c["phase1_rtt_us"].as_object().unwrap();
+        assert_eq!(rtts.len(), 3, "{c}");
+        for (id, rtt) in rtts {
+            let rtt = rtt.as_u64().unwrap_or_else(|| panic!("node {id}: {c}"));
+            assert!(rtt > 0 && rtt < 1_000_000, "node {id}: {rtt} µs");
         }
     }
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
