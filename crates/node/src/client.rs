@@ -359,9 +359,11 @@ impl KvClient {
         Ok(())
     }
 
-    /// Polls every node's status until `expected` nodes answer and, where the protocol has a
-    /// leader, exactly one node leads and every node agrees on it. Returns that node (the single
-    /// node for Unreplicated, `None` for Basic Paxos, where every node proposes).
+    /// Polls every node's status until `expected` nodes answer, each has a connection to every
+    /// other one that answers (so the first measured requests do not wait for peer links to
+    /// form), and, where the protocol has a leader, exactly one node leads and every node agrees
+    /// on it. Returns that node (the single node for Unreplicated, `None` for Basic Paxos, where
+    /// every node proposes).
     pub async fn wait_ready(
         &mut self,
         expected: usize,
@@ -370,7 +372,13 @@ impl KvClient {
         let start = std::time::Instant::now();
         loop {
             let statuses = self.statuses().await;
-            if statuses.len() == expected {
+            let answering: Vec<NodeId> = statuses.iter().map(|s| s.node).collect();
+            let linked = statuses.iter().all(|s| {
+                answering
+                    .iter()
+                    .all(|n| *n == s.node || s.peer_rtt_us.iter().any(|(p, _)| p == n))
+            });
+            if statuses.len() == expected && linked {
                 if statuses
                     .iter()
                     .all(|s| s.protocol == paxos::Protocol::BasicPaxos)

@@ -5,9 +5,11 @@ use std::ops::Range;
 
 use anyhow::{bail, Result};
 use clap::{Args, ValueEnum};
-use paxos::{Backoff, BackoffMode, BackoffSpan, Bug, Protocol};
+use paxos::{BackoffMode, Bug, Protocol};
 use sim::selftest::{self_test_case, BUG_CASES};
-use sim::{contention, default_jobs, fixed_backoff, run_seeds, FaultProfile, SimConfig};
+use sim::{
+    contention, default_jobs, fixed_backoff, rtt_backoff, run_seeds, FaultProfile, SimConfig,
+};
 
 /// `println!` that stops quietly (exit status 2) when stdout is gone, e.g. piped into `head`.
 macro_rules! outln {
@@ -271,15 +273,7 @@ fn self_test(nodes: usize, max_seeds: u64, jobs: usize) -> bool {
 fn contention_report(seed: u64) -> Result<bool> {
     let with = contention(seed, fixed_backoff(BackoffMode::Full), 10);
     let without = contention(seed, fixed_backoff(BackoffMode::None), 10);
-    let in_rtts = contention(
-        seed,
-        Backoff {
-            mode: BackoffMode::Full,
-            base: BackoffSpan::Rtts { milli: 2000 },
-            cap: BackoffSpan::Rtts { milli: 64000 },
-        },
-        10,
-    );
+    let in_rtts = contention(seed, rtt_backoff(BackoffMode::Full), 10);
     for r in [&with, &in_rtts, &without] {
         let b = r.backoff;
         outln!(

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use paxos::{Backoff, BackoffMode, Protocol, Time};
+use paxos::{Backoff, BackoffMode, BackoffSpan, Protocol, Time};
 
 use crate::checker::Check;
 use crate::faults::FaultProfile;
@@ -48,6 +48,15 @@ pub fn fixed_backoff(mode: BackoffMode) -> Backoff {
         mode,
         base: Duration::from_millis(1).into(),
         cap: Duration::from_millis(100).into(),
+    }
+}
+
+/// `mode` with a base of two measured phase-1 round trips and a cap of 64.
+pub fn rtt_backoff(mode: BackoffMode) -> Backoff {
+    Backoff {
+        mode,
+        base: BackoffSpan::Rtts { milli: 2000 },
+        cap: BackoffSpan::Rtts { milli: 64_000 },
     }
 }
 

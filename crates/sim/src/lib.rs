@@ -117,7 +117,7 @@ pub mod sweep;
 pub mod trace;
 
 pub use checker::{Check, Violation};
-pub use contention::{contention, fixed_backoff, ContentionReport};
+pub use contention::{contention, fixed_backoff, rtt_backoff, ContentionReport};
 pub use faults::FaultProfile;
 pub use simulation::{
     default_liveness_bound, run, Failure, HistoryEntry, RunReport, RunStats, SimConfig, Workload,

@@ -1,8 +1,8 @@
 //! Three Basic Paxos proposers fighting over the same slots: with randomized exponential backoff
 //! every command completes and fewer rounds are wasted than with no backoff at all.
 
-use paxos::{Backoff, BackoffMode, BackoffSpan};
-use sim::{contention, fixed_backoff};
+use paxos::BackoffMode;
+use sim::{contention, fixed_backoff, rtt_backoff};
 
 #[test]
 fn backoff_completes_everything_and_wastes_fewer_rounds() {
@@ -10,15 +10,7 @@ fn backoff_completes_everything_and_wastes_fewer_rounds() {
     for seed in 0..3 {
         let with = contention(seed, fixed_backoff(BackoffMode::Full), 10);
         let without = contention(seed, fixed_backoff(BackoffMode::None), 10);
-        let in_rtts = contention(
-            seed,
-            Backoff {
-                mode: BackoffMode::Full,
-                base: BackoffSpan::Rtts { milli: 2000 },
-                cap: BackoffSpan::Rtts { milli: 64000 },
-            },
-            10,
-        );
+        let in_rtts = contention(seed, rtt_backoff(BackoffMode::Full), 10);
         assert!(in_rtts.all_completed() && in_rtts.wasted_rounds < without.wasted_rounds);
         for r in [&with, &without, &in_rtts] {
             println!(
