@@ -47,7 +47,7 @@ pub enum BackoffMode {
 pub struct Backoff {
     /// Jitter mode, or no backoff at all.
     pub mode: BackoffMode,
-    /// Delay before the first retry (before jitter). Default 1 ms.
+    /// Delay before the first retry (before jitter). Default two measured phase-1 round trips.
     pub base: BackoffSpan,
     /// Largest delay (before jitter). Default 100 ms.
     pub cap: BackoffSpan,
@@ -70,18 +70,23 @@ pub enum BackoffSpan {
 }
 
 impl BackoffSpan {
-    /// The round trip a span in round trips assumes before the node has measured one: 1 ms,
-    /// the old fixed base. A proposer measures its first phase-1 round trip before it can be
+    /// The round trip a span in round trips assumes before the node has measured one: 1 ms.
+    /// A proposer measures its first phase-1 round trip before it can be
     /// preempted (a Nack, or a quorum of Promises, ends the measurement), so this matters only
     /// after timeouts with nothing heard.
     pub const UNMEASURED_RTT: Duration = Duration::from_millis(1);
+
+    /// The shortest round trip a span in round trips scales: below it (an in-memory test
+    /// cluster measures 0), the backoff would vanish and dueling proposers would retry at once.
+    pub const MIN_RTT: Duration = Duration::from_micros(10);
 
     /// The duration this span stands for, given the measured round trip (if any).
     pub fn resolve(self, rtt: Option<Duration>) -> Duration {
         match self {
             BackoffSpan::Fixed(d) => d,
             BackoffSpan::Rtts { milli } => {
-                rtt.unwrap_or(Self::UNMEASURED_RTT).saturating_mul(milli) / 1000
+                let rtt = rtt.unwrap_or(Self::UNMEASURED_RTT).max(Self::MIN_RTT);
+                rtt.saturating_mul(milli) / 1000
             }
         }
     }
@@ -426,7 +431,9 @@ impl Config {
             election_timeout: Duration::from_millis(500),
             backoff: Backoff {
                 mode: BackoffMode::Full,
-                base: BackoffSpan::Fixed(Duration::from_millis(1)),
+                // Two measured round trips: the same as the old fixed 1 ms on loopback, and
+                // scaled to the link across regions (README, "What backoff buys").
+                base: BackoffSpan::Rtts { milli: 2000 },
                 cap: BackoffSpan::Fixed(Duration::from_millis(100)),
             },
             retry_timeout: Duration::from_millis(50),

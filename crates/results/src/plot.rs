@@ -6,7 +6,8 @@
 use std::path::Path;
 
 use anyhow::{anyhow, Result};
-use plotters::coord::combinators::BindKeyPoints;
+use plotters::coord::combinators::{BindKeyPoints, WithKeyPoints};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -221,20 +222,7 @@ fn throughput_latency(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()
             )
             .map_err(plot_err)?;
     }
-    let slo_style = RGBColor(120, 120, 120).stroke_width(1);
-    chart
-        .draw_series(DashedLineSeries::new(
-            vec![(0.0, run.slo_p99_us), (x_max, run.slo_p99_us)],
-            2,
-            4,
-            slo_style,
-        ))
-        .map_err(plot_err)?;
-    legend.push(Entry {
-        label: format!("SLO: p99 < {}", fmt_latency(run.slo_p99_us)),
-        style: slo_style,
-        dashed: true,
-    });
+    legend.push(slo_line(&mut chart, 0.0..x_max, run.slo_p99_us)?);
     draw_legend(&legend_area, &legend)?;
     root.present().map_err(plot_err)?;
     Ok(())
@@ -338,6 +326,32 @@ fn latency_cdf(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<()> {
     draw_legend(&legend_area, &legend)?;
     root.present().map_err(plot_err)?;
     Ok(())
+}
+
+/// A latency chart: linear x, log-scale latency in µs with 1-2-5 ticks.
+pub(crate) type LatencyChart<'a, 'b> =
+    ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, WithKeyPoints<LogCoord<f64>>>>;
+
+/// Draws the SLO as a dashed horizontal line across `x` and returns its legend entry.
+pub(crate) fn slo_line(
+    chart: &mut LatencyChart<'_, '_>,
+    x: std::ops::Range<f64>,
+    slo_p99_us: f64,
+) -> Result<Entry> {
+    let style = RGBColor(120, 120, 120).stroke_width(1);
+    chart
+        .draw_series(DashedLineSeries::new(
+            vec![(x.start, slo_p99_us), (x.end, slo_p99_us)],
+            2,
+            4,
+            style,
+        ))
+        .map_err(plot_err)?;
+    Ok(Entry {
+        label: format!("SLO: p99 < {}", fmt_latency(slo_p99_us)),
+        style,
+        dashed: true,
+    })
 }
 
 /// One line of a legend.

@@ -15,7 +15,9 @@ use plotters::coord::combinators::BindKeyPoints;
 use plotters::prelude::*;
 
 use crate::headline::{median_of, Group};
-use crate::plot::{colour, draw_legend, fmt_latency, legend_width, log_ticks, plot_err, Entry};
+use crate::plot::{
+    colour, draw_legend, fmt_latency, legend_width, log_ticks, plot_err, slo_line, Entry,
+};
 use crate::plot::{FONT, SIZE};
 use crate::run::Run;
 use crate::summary::fmt_num;
@@ -218,20 +220,7 @@ pub(crate) fn render(run: &Run, groups: &[Group<'_>], path: &Path) -> Result<boo
             dashed: false,
         });
     }
-    let slo_style = RGBColor(120, 120, 120).stroke_width(1);
-    latency
-        .draw_series(DashedLineSeries::new(
-            vec![(0.5, run.slo_p99_us), (x_max, run.slo_p99_us)],
-            2,
-            4,
-            slo_style,
-        ))
-        .map_err(plot_err)?;
-    legend.push(Entry {
-        label: format!("SLO: p99 < {}", fmt_latency(run.slo_p99_us)),
-        style: slo_style,
-        dashed: true,
-    });
+    legend.push(slo_line(&mut latency, 0.5..x_max, run.slo_p99_us)?);
     legend.push(Entry {
         label: "no mark: nothing completed".into(),
         style: WHITE.stroke_width(1),
