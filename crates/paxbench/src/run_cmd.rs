@@ -676,8 +676,9 @@ fn contention(
 
 /// The point's longest stall, from the generator's 100 ms timeline (recorded for every point,
 /// whether or not its files are written), and whether it counts as a livelock: at least
-/// `livelock_after_s` with load offered, overlapping no fault, not an election. Unreplicated
-/// has no proposers to livelock: its stall is recorded, never marked.
+/// `livelock_after_s` with load offered, overlapping no fault, not an election. Only Basic
+/// Paxos has proposers that contend: another protocol's stall (overload, a stalled generator)
+/// is recorded, never marked.
 fn stall(
     result: &LoadResult,
     records: &[results::FaultRecord],
@@ -699,7 +700,7 @@ fn stall(
         offered,
         election,
     );
-    if protocol == Protocol::Unreplicated {
+    if protocol != Protocol::BasicPaxos {
         s.livelock = false;
     }
     s

@@ -225,11 +225,14 @@ pub struct LinearizabilityResult {
 }
 
 impl Point {
-    /// Whether the point is marked `⚠ livelock`: its completions stalled for the threshold
-    /// while load was offered and no fault was in force (an election is marked as such
-    /// instead).
+    /// Whether the point is marked `⚠ livelock`: a Basic Paxos point (only its proposers
+    /// contend) whose completions stalled for the threshold while load was offered and no
+    /// fault was in force (an election is marked as such instead). Another protocol's stall is
+    /// overload or a stalled generator, not a livelock: it stays in `stall`, unmarked.
     pub fn livelock(&self) -> bool {
-        self.stall.as_ref().is_some_and(|s| s.livelock) && !self.leader_changed
+        self.protocol == "basic-paxos"
+            && self.stall.as_ref().is_some_and(|s| s.livelock)
+            && !self.leader_changed
     }
 
     /// Whether the point has anything for the availability table: faults, availability

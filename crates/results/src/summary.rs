@@ -1090,5 +1090,12 @@ mod tests {
             md.contains("| p0 ⚠ election |") && !md.contains("⚠ livelock"),
             "{md}"
         );
+        // Only Basic Paxos proposers contend: another protocol's stall (an overloaded leader,
+        // a stalled generator) stays in `stall`, unmarked.
+        for (protocol, marked) in [("multi-paxos", false), ("basic-paxos", true)] {
+            let mut p = point("p0", protocol, 100.0, 0, 100.0);
+            p.stall = Some(stall(true));
+            assert_eq!(p.livelock(), marked, "{protocol}");
+        }
     }
 }
