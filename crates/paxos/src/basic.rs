@@ -253,7 +253,9 @@ impl Node {
             return;
         }
         match &a.own {
-            Some(own) if own != value => self.abandon(true),
+            // Our commands chosen, under whichever attempt's stamp (a proposer that found our
+            // earlier attempt accepted re-proposed it): that is our win, not a preemption.
+            Some(own) if own.commands() != value.commands() => self.abandon(true),
             own => {
                 for cmd in own.iter().flat_map(|v| v.commands()) {
                     let tries = self.basic.tries.remove(&(cmd.client, cmd.request));

@@ -156,3 +156,77 @@ fn every_decided_command_is_counted_under_the_attempt_that_decided_it() {
     );
     assert_eq!(stats[0].attempts.len(), ATTEMPT_BUCKETS);
 }
+
+/// Drains `node` at `now`, completing its writes, until it is quiet; what it sent.
+fn drain(node: &mut Node, now: Time) -> Vec<Message> {
+    let (mut out, mut sent) = (Vec::new(), Vec::new());
+    for _ in 0..4 {
+        node.drain_actions(now, &mut out);
+        for a in out.drain(..) {
+            match a {
+                Action::Persist { token, .. } => node.handle_persisted(now, token),
+                Action::Broadcast { msg } | Action::Send { msg, .. } => sent.push(msg),
+                Action::Reply(_) => {}
+            }
+        }
+    }
+    sent
+}
+
+#[test]
+fn our_commands_chosen_under_an_earlier_attempts_stamp_are_our_win() {
+    // Node 0 gets its command accepted by itself and node 1 at ballot b1, is refused by node 2,
+    // and retries under a new ballot, with a new stamp. Meanwhile node 1's proposal found the
+    // first attempt accepted and got it chosen: those are node 0's commands, decided.
+    let ids = vec![NodeId(0), NodeId(1), NodeId(2)];
+    let mut c = Config::new(Protocol::BasicPaxos, NodeId(0), ids);
+    c.backoff.mode = BackoffMode::None;
+    let mut node = Node::new(c).unwrap();
+    let t0 = Time::ZERO;
+    node.handle_request(t0, put(1, 1, b"k", b"v"));
+    let b1 = drain(&mut node, t0)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Prepare(p) => Some(p.ballot),
+            _ => None,
+        })
+        .unwrap();
+    let promise = paxos::Promise {
+        ballot: b1,
+        scope: paxos::PrepareScope::Only(paxos::Slot(0)),
+        log_start: paxos::Slot(0),
+        accepted: Vec::new(),
+        executed: paxos::Slot(0),
+    };
+    node.handle_message(t0 + MS, NodeId(1), Message::Promise(promise));
+    let first = drain(&mut node, t0 + MS)
+        .into_iter()
+        .find_map(|m| match m {
+            Message::Accept(a) => Some(a.value),
+            _ => None,
+        })
+        .expect("a quorum of promises starts phase 2");
+    let nack = Nack {
+        ballot: b1,
+        promised: Ballot::new(b1.round + 1, NodeId(2)),
+        slot: Some(paxos::Slot(0)),
+    };
+    let t1 = t0 + 2 * MS;
+    node.handle_message(t1, NodeId(2), Message::Nack(nack));
+    let retried = drain(&mut node, t1)
+        .iter()
+        .any(|m| matches!(m, Message::Prepare(p) if p.ballot > b1));
+    assert!(retried, "no backoff: the retry starts at once");
+    let learn = paxos::Learn {
+        entries: vec![paxos::ChosenEntry {
+            slot: paxos::Slot(0),
+            value: first,
+        }],
+    };
+    node.handle_message(t1 + MS, NodeId(1), Message::Learn(learn));
+    drain(&mut node, t1 + MS);
+    let s = node.stats();
+    assert_eq!(s.preemptions, 1, "only the Nack preempted us: {s:?}");
+    assert_eq!(s.attempts[1], 1, "decided by our second attempt: {s:?}");
+    assert_eq!(node.queued(), 0, "nothing re-queued to be proposed twice");
+}
