@@ -66,6 +66,7 @@ mod plot;
 mod point;
 mod proposers_plot;
 mod run;
+pub mod stats;
 mod summary;
 pub mod timeline;
 mod timeline_plot;
@@ -80,8 +81,8 @@ pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{
-    FaultRecord, LinearizabilityResult, LinkRtt, NodeStats, Point, CLOSED_LOOP_LOAD_PARAMS,
-    LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
+    FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point,
+    CLOSED_LOOP_LOAD_PARAMS, LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};
