@@ -93,6 +93,7 @@
 //! assert_eq!(report.verdict.to_string(), "VIOLATION on key k: 3 operations");
 //! ```
 
+mod lost;
 mod model;
 mod search;
 mod shrink;
@@ -102,6 +103,7 @@ use std::fmt;
 use std::hash::BuildHasherDefault;
 use std::time::{Duration, Instant};
 
+pub use lost::{lost_writes, LostWrites};
 pub use model::Register;
 use serde::{Deserialize, Serialize};
 

@@ -1,11 +1,21 @@
 //! What a point records beyond its latencies when it has faults (or asks for a timeline or a
 //! history): each fault as it happened, a 100 ms timeline with fault and leader-change
-//! markers, and the linearizability verdict on the history the clients saw.
+//! markers, the linearizability verdict on the history the clients saw, and the final reads
+//! that count acknowledged writes lost.
 
-use std::time::{Duration, SystemTime};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+use lincheck::{Call, Operation, Ret};
 use loadgen::history::History;
-use results::{FaultRecord, LinearizabilityResult, Marker, MarkerKind, Timeline, TimelineRow};
+use node::client::KvClient;
+use node::config::ClusterConfig;
+use paxos::{ClientId, Op};
+use results::{
+    FaultRecord, FinalReads, LinearizabilityResult, Marker, MarkerKind, Timeline, TimelineRow,
+};
 
 use crate::faults::{Fault, LeaderSeen, Outcome};
 
@@ -111,6 +121,7 @@ pub fn check_history(history: &History, budget: Duration) -> LinearizabilityResu
                 operations: report.operations as u64,
                 elapsed_ms: report.elapsed_ms,
                 history_truncated: truncated,
+                final_reads: None,
             }
         }
         Err(e) => LinearizabilityResult {
@@ -119,6 +130,146 @@ pub fn check_history(history: &History, budget: Duration) -> LinearizabilityResu
             operations: history.ops.len() as u64,
             elapsed_ms: 0.0,
             history_truncated: truncated,
+            final_reads: None,
         },
+    }
+}
+
+/// A client of the cluster in `file` with session `client`; `None` if the file or its client
+/// certificate cannot be read. Must be called inside a tokio runtime.
+pub fn cluster_client(file: &Path, client: ClientId) -> Option<KvClient> {
+    let cluster = ClusterConfig::load(file).ok()?;
+    let certs = cluster.client_certs().ok()?;
+    let (endpoint, nodes) = cluster.client_endpoint(&certs).ok()?;
+    Some(KvClient::new(endpoint, nodes, client))
+}
+
+/// How many clients read the keys back at once.
+const READ_BACK_CLIENTS: usize = 16;
+
+/// Reads every key `history` wrote once more, after the load and the faults are over: the
+/// final reads of [`lincheck::lost_writes`]. They come from sessions of their own, numbered
+/// past every client of the history, on the history's clock (ns from its `origin_unix_ns`, on
+/// this machine's wall clock, which is the clock a remote history was shifted onto), and never
+/// before the last instant the history holds. A key that could not be read within `budget`
+/// (all of them, if the cluster cannot be reached) has an unknown outcome: it is counted as
+/// unread, never as read.
+pub async fn read_back(file: &Path, history: &History, budget: Duration) -> Vec<Operation> {
+    let keys: BTreeSet<&Vec<u8>> = history
+        .ops
+        .iter()
+        .filter(|o| matches!(o.call, Call::Put(_) | Call::Delete))
+        .map(|o| &o.key)
+        .collect();
+    let first_client = history
+        .ops
+        .iter()
+        .map(|o| o.client)
+        .max()
+        .map_or(0, |c| c + 1);
+    let floor = history
+        .ops
+        .iter()
+        .map(|o| o.returned_ns.unwrap_or(o.invoked_ns).max(o.invoked_ns))
+        .max()
+        .map_or(0, |t| t + 1);
+    let origin = history.origin_unix_ns;
+    let now_ns = move || {
+        let unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        unix.saturating_sub(origin).max(floor)
+    };
+    let deadline = Instant::now() + budget;
+    let keys: Vec<Vec<u8>> = keys.into_iter().cloned().collect();
+    let workers = READ_BACK_CLIENTS.min(keys.len()).max(1);
+    let mut tasks = tokio::task::JoinSet::new();
+    for w in 0..workers {
+        let mine: Vec<Vec<u8>> = keys.iter().skip(w).step_by(workers).cloned().collect();
+        let id = first_client + w as u64;
+        let client = cluster_client(file, node::client::new_session(id));
+        tasks.spawn(async move {
+            let mut client = client;
+            let mut out = Vec::with_capacity(mine.len());
+            for key in mine {
+                let invoked_ns = now_ns();
+                let left = deadline.saturating_duration_since(Instant::now());
+                let outcome = match client.as_mut() {
+                    Some(c) if !left.is_zero() => {
+                        let get = c.call(Op::Get {
+                            key: Bytes::from(key.clone()),
+                        });
+                        tokio::time::timeout(left, get).await.ok()
+                    }
+                    _ => None,
+                };
+                let (ret, returned_ns) = match outcome {
+                    Some(Ok(paxos::Outcome::Value(v))) => {
+                        (Ret::Read(v.map(|v| v.to_vec())), Some(now_ns()))
+                    }
+                    _ => (Ret::Unknown, None),
+                };
+                out.push(Operation {
+                    client: id,
+                    key,
+                    call: Call::Get,
+                    invoked_ns,
+                    returned_ns,
+                    ret,
+                });
+            }
+            out
+        });
+    }
+    let mut reads = Vec::with_capacity(keys.len());
+    while let Some(done) = tasks.join_next().await {
+        reads.extend(done.expect("a read-back task panicked"));
+    }
+    reads
+}
+
+/// Checks `history` with its final reads `finals` appended within `budget`, and counts the
+/// acknowledged writes the final reads show were lost.
+pub fn check_with_final_reads(
+    history: &History,
+    finals: Vec<Operation>,
+    budget: Duration,
+) -> LinearizabilityResult {
+    let lost = lincheck::lost_writes(&history.ops, &finals);
+    let mut whole = history.clone();
+    whole.ops.extend(finals);
+    let mut verdict = check_history(&whole, budget);
+    verdict.final_reads = Some(FinalReads {
+        keys: lost.keys,
+        unread_keys: lost.unread_keys,
+        acknowledged: lost.acknowledged,
+        lost: lost.lost,
+        examples: lost.examples.iter().map(describe).collect(),
+    });
+    verdict
+}
+
+/// One write as a reader wants it: `put key-0042 by session 7, request 3, 4.263–4.268 s into the load`
+/// (a generator's values name their session and request: [`loadgen::workload::value_id`]).
+fn describe(op: &Operation) -> String {
+    let key = String::from_utf8_lossy(&op.key);
+    let what = match &op.call {
+        Call::Put(v) => match loadgen::workload::value_id(v) {
+            Some((session, request)) => {
+                format!("put {key} by session {session}, request {request}")
+            }
+            None => format!("put {key} ({} bytes)", v.len()),
+        },
+        Call::Delete => format!("delete {key}"),
+        Call::Get => format!("get {key}"),
+    };
+    let s = |ns: u64| ns as f64 / 1e9;
+    match op.returned_ns {
+        Some(r) => format!(
+            "{what}, {:.3}–{:.3} s into the load",
+            s(op.invoked_ns),
+            s(r)
+        ),
+        None => format!("{what}, from {:.3} s into the load", s(op.invoked_ns)),
     }
 }

@@ -400,7 +400,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                             g.protocol
                         ));
                         let budget = Duration::from_secs_f64(exp.record.check_budget_s);
-                        let verdict = observe::check_history(history, budget);
+                        // Every written key read once more, now that the load and the faults
+                        // are over (a truncated history is missing writes: no read-back).
+                        let verdict = if history.truncated {
+                            observe::check_history(history, budget)
+                        } else {
+                            let finals =
+                                rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
+                            observe::check_with_final_reads(history, finals, budget)
+                        };
                         // Kept for a reader to look into when the check did not pass.
                         if verdict.verdict != results::LINEARIZABLE {
                             let histories = dir.join("history");
@@ -714,15 +722,12 @@ async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
 /// A client of the cluster in `file` for status requests (it never issues a command, so its
 /// session id does not matter). Must be called inside a tokio runtime.
 fn status_client(file: &Path) -> Option<node::client::KvClient> {
-    let cluster = ClusterConfig::load(file).ok()?;
-    let certs = cluster.client_certs().ok()?;
-    let (endpoint, nodes) = cluster.client_endpoint(&certs).ok()?;
-    Some(node::client::KvClient::new(
-        endpoint,
-        nodes,
-        paxos::ClientId(0),
-    ))
+    observe::cluster_client(file, paxos::ClientId(0))
 }
+
+/// How long reading every written key back after a point may take (see
+/// [`observe::read_back`]); keys not read by then are reported as unread.
+const READ_BACK_BUDGET: Duration = Duration::from_secs(30);
 
 /// Returns once `stop` is set (checked every 50 ms).
 async fn stopped(stop: &AtomicBool) {

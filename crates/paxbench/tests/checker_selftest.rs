@@ -375,3 +375,48 @@ fn acknowledging_before_durable_then_losing_every_node_is_a_violation() {
         r#"self_test_bug = "ack-before-durable""#,
     );
 }
+
+/// The final reads count lost writes directly: every node acknowledging before durable is
+/// killed 1 s before the window ends and restarted 0.5 s later, so no write is acknowledged
+/// after the kill before the window ends (the clients' connections to the dead processes time
+/// out first), and the last acknowledged write of every key, less than 2 s old, is gone from
+/// every log. Reading each key back after the window must count them; the same run without the
+/// bug must lose none, and read every key back.
+#[test]
+fn final_reads_count_the_writes_lost_by_acknowledging_before_durable() {
+    let late = ACK_BEFORE_DURABLE
+        .replace("duration_s = 7.0", "duration_s = 6.0")
+        .replace("at_s = 2.5", "at_s = 5.0");
+    let finals = |r: &Run| r.point["linearizable"]["final_reads"].clone();
+    let mut seen = Vec::new();
+    let mut counted = false;
+    for attempt in 1..=ATTEMPTS {
+        let r = run(&with_bug(
+            &late,
+            r#"self_test_bug = "ack-before-durable""#,
+            true,
+        ));
+        let f = finals(&r);
+        println!("final reads with the bug, attempt {attempt}: {f}");
+        if r.faults_applied().is_ok() && f["lost"].as_u64().is_some_and(|n| n > 0) {
+            counted = true;
+            break;
+        }
+        seen.push(f);
+    }
+    assert!(
+        counted,
+        "no lost write counted in {ATTEMPTS} runs: {seen:?}"
+    );
+
+    let r = run(&with_bug(&late, "", false));
+    let f = finals(&r);
+    println!("final reads without the bug: {f}");
+    r.faults_applied()
+        .expect("the clean run applied its faults");
+    assert_eq!(f["lost"], 0, "{f}");
+    assert_eq!(f["unread_keys"], 0, "{f}");
+    assert_eq!(f["keys"], 8, "{f}");
+    assert!(f["acknowledged"].as_u64().unwrap() > 100, "{f}");
+    assert_eq!(r.verdict(), "linearizable", "{}", r.point["linearizable"]);
+}

@@ -222,6 +222,28 @@ pub struct LinearizabilityResult {
     /// True when the history was cut short (a recording limit), so only part was checked.
     #[serde(default)]
     pub history_truncated: bool,
+    /// What reading every written key back after the load found (`None` in older files, or
+    /// when the read-back was not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_reads: Option<FinalReads>,
+}
+
+/// After the load and the faults, every key the history wrote is read once more; the reads are
+/// checked with the history, and each acknowledged write they contradict is counted as lost
+/// (the rule is `lincheck::lost_writes`'s).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReads {
+    /// Keys the history wrote.
+    pub keys: u64,
+    /// Keys whose final read got no definite answer (their writes are not judged).
+    pub unread_keys: u64,
+    /// Acknowledged writes of the keys read back.
+    pub acknowledged: u64,
+    /// Of those, writes the final reads show were lost.
+    pub lost: u64,
+    /// A few lost writes, as text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
 }
 
 impl Point {

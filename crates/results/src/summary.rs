@@ -548,6 +548,10 @@ const AVAILABILITY_COLUMNS: &[&str] = &[
     "linearizable_operations",
     "linearizable_history_truncated",
     "linearizable_detail",
+    "final_read_keys",
+    "final_unread_keys",
+    "acknowledged_writes",
+    "acknowledged_writes_lost",
     "timeline_plot",
 ];
 
@@ -608,6 +612,7 @@ fn contention_cells(p: &Point) -> Vec<String> {
 fn availability_cells(run: &Run, p: &Point) -> Vec<String> {
     let a = p.availability.as_ref();
     let l = p.linearizable.as_ref();
+    let f = l.and_then(|l| l.final_reads.as_ref());
     let opt = |v: Option<f64>| v.map(csv_num).unwrap_or_default();
     let int = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
     vec![
@@ -633,6 +638,10 @@ fn availability_cells(run: &Run, p: &Point) -> Vec<String> {
         l.map(|l| l.history_truncated.to_string())
             .unwrap_or_default(),
         l.map(|l| l.detail.clone()).unwrap_or_default(),
+        int(f.map(|f| f.keys)),
+        int(f.map(|f| f.unread_keys)),
+        int(f.map(|f| f.acknowledged)),
+        int(f.map(|f| f.lost)),
         if has_timeline_plot(run, p) {
             format!("plots/{}", timeline_plot_name(&p.point_id))
         } else {
@@ -749,7 +758,10 @@ fn availability_section(run: &Run) -> String {
          before the fault and in the second from it, an upper bound on each second's p99. \
          Failed during fault: errors and timeouts in the buckets from the fault to the \
          recovery (to new leader, else to ½ throughput, else the fault's end + 1 s, else the \
-         window's end).\n\n",
+         window's end). Lost acknowledged writes: after the load and the faults, every key the \
+         history wrote is read once more (those reads are checked with the history too); an \
+         acknowledged write is lost when the value read back could only have been written \
+         before it, summed over repetitions.\n\n",
     );
     s
 }
@@ -830,7 +842,41 @@ fn linearizability_text(ps: &[&Point]) -> String {
     if checked.len() < n {
         parts.push(format!("not checked {}/{n}", n - checked.len()));
     }
+    if let Some(lost) = lost_writes_text(&checked) {
+        parts.push(lost);
+    }
     parts.join("; ")
+}
+
+/// The final reads of a row's repetitions, summed: `lost 0 of 96717 acknowledged writes`, with
+/// the keys left unread, and in how many repetitions, when the read-back did not reach them all.
+fn lost_writes_text(checked: &[(u32, &LinearizabilityResult)]) -> Option<String> {
+    let finals: Vec<&crate::point::FinalReads> = checked
+        .iter()
+        .filter_map(|(_, l)| l.final_reads.as_ref())
+        .collect();
+    if finals.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&crate::point::FinalReads) -> u64| finals.iter().map(|r| f(r)).sum::<u64>();
+    let mut s = format!(
+        "lost {} of {} acknowledged writes",
+        sum(|r| r.lost),
+        sum(|r| r.acknowledged)
+    );
+    let unread = sum(|r| r.unread_keys);
+    if unread > 0 {
+        let _ = write!(s, " ({unread} of {} keys not read back)", sum(|r| r.keys));
+    }
+    if finals.len() < checked.len() {
+        let _ = write!(
+            s,
+            " (read back in {} of {} reps)",
+            finals.len(),
+            checked.len()
+        );
+    }
+    Some(s)
 }
 
 /// `text` cut to 40 characters, with `…` when cut.

@@ -412,8 +412,10 @@ fn committed_runs_still_render() {
                 std::fs::copy(committed.join(f), dir.join(f)).unwrap();
             }
         }
-        if committed.join("hist").is_dir() {
-            copy_dir(&committed.join("hist"), &dir.join("hist"));
+        for sub in ["hist", "timeline"] {
+            if committed.join(sub).is_dir() {
+                copy_dir(&committed.join(sub), &dir.join(sub));
+            }
         }
         let run = results::render(&dir).unwrap();
         let lines = std::fs::read_to_string(dir.join("points.jsonl"))
@@ -424,8 +426,15 @@ fn committed_runs_still_render() {
         assert_eq!(run.points.len(), lines, "{}", committed.display());
         let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
         assert!(md.contains("## Headline"), "{md}");
-        assert!(!md.contains("## Availability"), "{md}");
+        // The availability figures appear exactly for runs with faults or a check.
+        let faulty = run.points.iter().any(|p| p.has_fault_data());
+        assert_eq!(md.contains("## Availability"), faulty, "{md}");
         let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
-        assert!(!csv.lines().next().unwrap().contains("longest_gap_ms"));
+        assert_eq!(
+            csv.lines().next().unwrap().contains("longest_gap_ms"),
+            faulty,
+            "{}",
+            committed.display()
+        );
     }
 }
