@@ -49,14 +49,18 @@ pub struct Backoff {
     pub mode: BackoffMode,
     /// Delay before the first retry (before jitter). Default two measured phase-1 round trips.
     pub base: BackoffSpan,
-    /// Largest delay (before jitter). Default 100 ms.
+    /// Largest delay (before jitter). Default `max(100ms,25rtt)`: 100 ms where round trips are
+    /// short (a cap of a few ms let proposers collide again on a loaded 2-core loopback), 25
+    /// round trips across regions (100 ms is 2.5 round trips of a 40 ms link, too few for
+    /// five proposers to spread out). The README's "What backoff buys" has the measurements.
     pub cap: BackoffSpan,
 }
 
 /// A length of time in a backoff: fixed, or a multiple of the proposer's own smoothed phase-1
 /// round trip ([`crate::Stats::phase1_rtt`]), so that one setting fits loopback and WAN alike.
 ///
-/// Written `"500us"`, `"1ms"`, `"0.2s"` or `"2rtt"` / `"0.5rtt"` in files.
+/// Written `"500us"`, `"1ms"`, `"0.2s"`, `"2rtt"` / `"0.5rtt"`, or `"max(100ms,25rtt)"` in
+/// files.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BackoffSpan {
     /// A fixed duration.
@@ -64,6 +68,13 @@ pub enum BackoffSpan {
     /// `milli / 1000` of the measured phase-1 round trip (before the first measurement, of
     /// [`BackoffSpan::UNMEASURED_RTT`]).
     Rtts {
+        /// Thousandths of a round trip.
+        milli: u32,
+    },
+    /// The longer of a fixed duration and `milli / 1000` round trips: `max(100ms,25rtt)`.
+    AtLeast {
+        /// The fixed duration.
+        floor: Duration,
         /// Thousandths of a round trip.
         milli: u32,
     },
@@ -88,8 +99,17 @@ impl BackoffSpan {
                 let rtt = rtt.unwrap_or(Self::UNMEASURED_RTT).max(Self::MIN_RTT);
                 rtt.saturating_mul(milli) / 1000
             }
+            BackoffSpan::AtLeast { floor, milli } => {
+                floor.max(BackoffSpan::Rtts { milli }.resolve(rtt))
+            }
         }
     }
+
+    /// The default cap, `max(100ms,25rtt)` (see [`Backoff::cap`]).
+    pub const DEFAULT_CAP: BackoffSpan = BackoffSpan::AtLeast {
+        floor: Duration::from_millis(100),
+        milli: 25_000,
+    };
 }
 
 impl From<Duration> for BackoffSpan {
@@ -110,6 +130,12 @@ impl fmt::Display for BackoffSpan {
             BackoffSpan::Fixed(d) if d.as_nanos() % 1_000 == 0 => write!(f, "{}us", d.as_micros()),
             BackoffSpan::Fixed(d) => write!(f, "{}us", d.as_nanos() as f64 / 1e3),
             BackoffSpan::Rtts { milli } => write!(f, "{}rtt", f64::from(milli) / 1000.0),
+            BackoffSpan::AtLeast { floor, milli } => write!(
+                f,
+                "max({},{})",
+                BackoffSpan::Fixed(floor),
+                BackoffSpan::Rtts { milli }
+            ),
         }
     }
 }
@@ -117,7 +143,7 @@ impl fmt::Display for BackoffSpan {
 /// A backoff span that is not `<number>us`, `ms`, `s` or `rtt`.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[error(
-    "backoff span {given:?}: {why} (write a number and a unit: \"500us\", \"1ms\", \"0.2s\", or \"2rtt\" for twice the measured phase-1 round trip)"
+    "backoff span {given:?}: {why} (write a number and a unit: \"500us\", \"1ms\", \"0.2s\", or \"2rtt\" for twice the measured phase-1 round trip; or the longer of a fixed span and one in round trips, \"max(100ms,25rtt)\")"
 )]
 pub struct BadSpan {
     /// What was given.
@@ -135,6 +161,19 @@ impl FromStr for BackoffSpan {
             why,
         };
         let t = s.trim();
+        if let Some(inner) = t.strip_prefix("max(").and_then(|r| r.strip_suffix(')')) {
+            let mut parts = inner.split(',');
+            let (Some(a), Some(b), None) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(bad("max() takes two spans"));
+            };
+            return match (a.parse()?, b.parse()?) {
+                (BackoffSpan::Fixed(floor), BackoffSpan::Rtts { milli })
+                | (BackoffSpan::Rtts { milli }, BackoffSpan::Fixed(floor)) => {
+                    Ok(BackoffSpan::AtLeast { floor, milli })
+                }
+                _ => Err(bad("max() takes one fixed span and one in round trips")),
+            };
+        }
         let split = t
             .find(|c: char| c.is_ascii_alphabetic())
             .ok_or_else(|| bad("no unit"))?;
@@ -434,7 +473,7 @@ impl Config {
                 // Two measured round trips: the same as the old fixed 1 ms on loopback, and
                 // scaled to the link across regions (README, "What backoff buys").
                 base: BackoffSpan::Rtts { milli: 2000 },
-                cap: BackoffSpan::Fixed(Duration::from_millis(100)),
+                cap: BackoffSpan::DEFAULT_CAP,
             },
             retry_timeout: Duration::from_millis(50),
             explicit_commit: false,

@@ -100,6 +100,20 @@ fn spans_parse_from_their_written_forms_and_bad_ones_say_why() {
         ("0.2s", BackoffSpan::Fixed(200 * MS)),
         ("2rtt", BackoffSpan::Rtts { milli: 2000 }),
         ("0.5rtt", BackoffSpan::Rtts { milli: 500 }),
+        (
+            "max(100ms,25rtt)",
+            BackoffSpan::AtLeast {
+                floor: 100 * MS,
+                milli: 25_000,
+            },
+        ),
+        (
+            "max( 2rtt , 5ms )",
+            BackoffSpan::AtLeast {
+                floor: 5 * MS,
+                milli: 2000,
+            },
+        ),
     ] {
         assert_eq!(text.parse::<BackoffSpan>(), Ok(span), "{text}");
         assert_eq!(
@@ -115,6 +129,9 @@ fn spans_parse_from_their_written_forms_and_bad_ones_say_why() {
         ("3 parsecs", "unknown unit"),
         ("2h", "unknown unit"),
         ("0.0001rtt", "resolution"),
+        ("max(1ms)", "two spans"),
+        ("max(1ms,2ms)", "one fixed span and one in round trips"),
+        ("max(1ms,2rtt,3rtt)", "two spans"),
     ] {
         let e = text.parse::<BackoffSpan>().unwrap_err().to_string();
         assert!(e.contains(why) && e.contains(text), "{text}: {e}");
@@ -229,4 +246,18 @@ fn our_commands_chosen_under_an_earlier_attempts_stamp_are_our_win() {
     assert_eq!(s.preemptions, 1, "only the Nack preempted us: {s:?}");
     assert_eq!(s.attempts[1], 1, "decided by our second attempt: {s:?}");
     assert_eq!(node.queued(), 0, "nothing re-queued to be proposed twice");
+}
+
+#[test]
+fn the_default_cap_is_the_longer_of_100_ms_and_25_round_trips() {
+    let cap = Config::new(Protocol::BasicPaxos, NodeId(0), vec![NodeId(0)])
+        .backoff
+        .cap;
+    assert_eq!(cap, BackoffSpan::DEFAULT_CAP);
+    assert_eq!(cap.to_string(), "max(100ms,25rtt)");
+    // Loopback (0.4 ms round trips) and before any measurement (1 ms assumed): 100 ms.
+    assert_eq!(cap.resolve(Some(Duration::from_micros(400))), 100 * MS);
+    assert_eq!(cap.resolve(None), 100 * MS);
+    // Across regions (a 43 ms round trip): 25 of them.
+    assert_eq!(cap.resolve(Some(43 * MS)), 1075 * MS);
 }
