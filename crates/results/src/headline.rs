@@ -344,6 +344,7 @@ mod tests {
             env: Vec::new(),
             points,
             timelines: Default::default(),
+            seconds: Default::default(),
         };
         let rows = headlines(&run);
         let labels: Vec<String> = rows.iter().map(Headline::label).collect();

@@ -54,6 +54,8 @@
 //! - Across repetitions each is reported as the median with [min–max]; ratios to Unreplicated
 //!   divide medians, taking the Unreplicated group with the same (or the most similar)
 //!   configuration.
+//! - *Per-second* figures come from a point's interval log ([`Seconds`], loaded into
+//!   [`Run::seconds`]).
 //!
 //! [`compare`] puts two runs' headline tables side by side.
 
@@ -66,6 +68,7 @@ mod plot;
 mod point;
 mod proposers_plot;
 mod run;
+mod seconds;
 pub mod stats;
 mod summary;
 pub mod timeline;
@@ -78,7 +81,7 @@ use anyhow::{Context, Result};
 pub use availability::{fault_windows, Availability, FaultWindow};
 pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
-pub use hist::{read_interval_log, read_intervals, read_merged};
+pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_intervals};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{
     FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point,
@@ -86,6 +89,7 @@ pub use point::{
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};
+pub use seconds::{Seconds, Spread};
 pub use summary::{csv, headline_table, markdown};
 pub use timeline::{
     read_timeline, write_timeline, Marker, MarkerKind, Timeline, TimelineRow, TIMELINE_DIR,

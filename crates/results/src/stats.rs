@@ -69,7 +69,7 @@ impl SplitMix {
 
     /// Uniform in `0..n` (n > 0), by multiply-shift: unbiased enough for n far below 2^32.
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -150,7 +150,7 @@ fn resample_median_distribution(values: &[f64]) -> Option<Vec<(f64, f64)>> {
     let nf = n as f64;
     let mut dist = Vec::new();
     if n % 2 == 1 {
-        let m = (n + 1) / 2;
+        let m = n.div_ceil(2);
         let mut below = 0.0; // P(median at or below x_{k-1})
         for k in 1..=n {
             let at_or_below = 1.0 - binomial_cdf(n, k as f64 / nf, m - 1);

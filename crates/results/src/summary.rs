@@ -1030,6 +1030,7 @@ mod tests {
             env: Vec::new(),
             points,
             timelines: Default::default(),
+            seconds: Default::default(),
         }
     }
 
