@@ -26,7 +26,7 @@
 //! [`render`] reads those and (re)writes what is derived from them:
 //!
 //! ```text
-//! summary.md       header, headline table, per-point table
+//! summary.md       header, headline table, load levels (when repeated), per-point table
 //! summary.csv      the per-point table, machine-readable
 //! plots/throughput-latency.svg   p50 and p99 vs throughput, one line per protocol/config
 //! plots/latency-cdf.svg          latency by percentile at each protocol's saturation point
@@ -51,11 +51,14 @@
 //! - *Saturation throughput* of a repetition is the highest throughput among its points whose
 //!   p99 is below the SLO (`slo_p99_us` in config.toml, default 10 000 µs).
 //! - *Low-load p50* of a repetition is the p50 at its lowest load level.
-//! - Across repetitions each is reported as the median with [min–max]; ratios to Unreplicated
-//!   divide medians, taking the Unreplicated group with the same (or the most similar)
-//!   configuration.
+//! - Across repetitions each, and throughput, p50 and p99 at each load level (the Load levels
+//!   table), is reported as the median with its 95% percentile-bootstrap interval
+//!   ([`Stat::ci`], [`stats::median_ci`]); ratios to Unreplicated divide medians, taking the
+//!   Unreplicated group with the same (or the most similar) configuration. `summary.csv`
+//!   carries the same per level (`*_median`, `*_ci_lo`, `*_ci_hi`).
 //! - *Per-second* figures come from a point's interval log ([`Seconds`], loaded into
-//!   [`Run::seconds`]).
+//!   [`Run::seconds`]): the points table and `summary.csv` give the median and nearest-rank
+//!   p5–p95 of its per-second throughput and p99 ([`Spread`]).
 //!
 //! [`compare`] puts two runs' headline tables side by side.
 
