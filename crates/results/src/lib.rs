@@ -60,7 +60,9 @@
 //!   [`Run::seconds`]): the points table and `summary.csv` give the median and nearest-rank
 //!   p5–p95 of its per-second throughput and p99 ([`Spread`]).
 //!
-//! [`compare`] puts two runs' headline tables side by side.
+//! [`compare()`] puts two runs side by side and tests every shared figure for a difference
+//! ([`verdict`]: the Mann–Whitney U test over repetitions, or over seconds when a side has
+//! one repetition).
 
 mod availability;
 mod compare;
@@ -110,15 +112,15 @@ pub fn render(dir: &Path) -> Result<Run> {
     Ok(run)
 }
 
-/// Both runs' headline tables side by side, with B/A ratios and `~` marking differences
-/// within the run-to-run spread (see [`compare::compare`]).
-pub fn compare(dir_a: &Path, dir_b: &Path) -> Result<String> {
+/// Both runs side by side: per shared figure both medians with their 95% intervals, the ratio
+/// B/A and a Mann–Whitney verdict at `level` (see [`verdict`] for which values are tested).
+pub fn compare(dir_a: &Path, dir_b: &Path, level: f64) -> Result<String> {
     let a = Run::load(dir_a)?;
     let b = Run::load(dir_b)?;
-    Ok(compare::compare(&a, &b))
+    Ok(compare::compare(&a, &b, level))
 }
 
-pub use compare::within_spread;
+pub use compare::{verdict, within_spread, Basis, Sample, Test, Verdict, DEFAULT_LEVEL};
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
