@@ -8,7 +8,7 @@
 //! - `paxbench kv`: put / get / del / status against a running cluster.
 //! - `paxbench certs`: a cluster CA, node and client certificates, and a cluster.toml.
 //! - `paxbench report`: re-render a results directory's tables and plots (crates/results).
-//! - `paxbench compare`: two results directories' headline tables side by side.
+//! - `paxbench compare`: two results directories side by side, each shared figure tested.
 //! - `paxbench load`: one open- or closed-loop load generator (crates/loadgen).
 //! - `paxbench hosts check`: whether every host of a hosts file is ready for a run over ssh.
 
@@ -55,7 +55,8 @@ enum Command {
     Certs(certs_cmd::CertsArgs),
     /// Re-render summary.md, summary.csv and plots/ of a results directory from its raw files.
     Report(report_cmd::ReportArgs),
-    /// Print two results directories' headline tables side by side, with ratios B/A.
+    /// Print two results directories side by side: medians with 95% intervals, ratios B/A,
+    /// and whether each shared figure differs (Mann–Whitney U at --level).
     Compare(compare_cmd::CompareArgs),
     /// Run one load generator (open or closed loop) against a running cluster; write an
     /// HdrHistogram interval log and a JSON summary.

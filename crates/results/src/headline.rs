@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::point::{label, protocol_rank, Point};
 use crate::run::Run;
 
-/// Median and range of one number across repetitions.
+/// Median, range and the 95% interval of the median of one number across repetitions.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Stat {
     /// Median across repetitions (the mean of the middle two for an even count).
@@ -17,27 +17,25 @@ pub struct Stat {
     pub max: f64,
     /// How many repetitions contributed.
     pub n: usize,
+    /// The 95% percentile-bootstrap interval of the median ([`crate::stats::median_ci`]):
+    /// `None` for a single value. With 2 to 5 values it is `(min, max)`.
+    pub ci: Option<(f64, f64)>,
 }
 
+/// The confidence of [`Stat::ci`].
+pub const CONFIDENCE: f64 = 0.95;
+
 impl Stat {
-    /// The statistics of `values`, or `None` when there are none.
+    /// The statistics of the finite `values`, or `None` when there are none.
     pub fn of(values: &[f64]) -> Option<Stat> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let mid = v.len() / 2;
-        let median = if v.len() % 2 == 0 {
-            (v[mid - 1] + v[mid]) / 2.0
-        } else {
-            v[mid]
-        };
+        let finite: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        let median = crate::stats::median(&finite)?;
         Some(Stat {
             median,
-            min: v[0],
-            max: v[v.len() - 1],
-            n: v.len(),
+            min: finite.iter().copied().fold(f64::INFINITY, f64::min),
+            max: finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            n: finite.len(),
+            ci: crate::stats::median_ci(&finite, CONFIDENCE),
         })
     }
 
@@ -111,7 +109,7 @@ impl Group<'_> {
 /// The median of `f` over `points` (NaN when empty).
 pub fn median_of(points: &[&Point], f: impl Fn(&Point) -> f64) -> f64 {
     let values: Vec<f64> = points.iter().map(|p| f(p)).collect();
-    Stat::of(&values).map_or(f64::NAN, |s| s.median)
+    crate::stats::median(&values).unwrap_or(f64::NAN)
 }
 
 /// The points of `run` grouped by protocol and configuration, baseline first.
@@ -202,6 +200,10 @@ pub struct Headline {
     pub saturation_ops: Option<Stat>,
     /// Per repetition, the p50 (µs) at the lowest load level.
     pub low_load_p50_us: Option<Stat>,
+    /// The point that gave each repetition's saturation throughput, by repetition.
+    pub saturation_points: Vec<String>,
+    /// The point that gave each repetition's low-load p50, by repetition.
+    pub low_load_points: Vec<String>,
     /// Median saturation throughput over Unreplicated's in the same run.
     pub saturation_vs_unreplicated: Option<f64>,
     /// Median low-load p50 over Unreplicated's in the same run.
@@ -222,30 +224,36 @@ pub fn headlines(run: &Run) -> Vec<Headline> {
         .iter()
         .map(|g| {
             let reps = g.by_repetition();
-            let saturation: Vec<f64> = reps
+            let saturation: Vec<&Point> = reps
                 .values()
                 .filter_map(|ps| {
                     ps.iter()
                         .filter(|p| p.p99_us < slo && p.throughput_ops.is_finite())
-                        .map(|p| p.throughput_ops)
-                        .max_by(f64::total_cmp)
+                        .max_by(|a, b| a.throughput_ops.total_cmp(&b.throughput_ops))
+                        .copied()
                 })
                 .collect();
-            let low_p50: Vec<f64> = reps
+            let low_load: Vec<&Point> = reps
                 .values()
                 .filter_map(|ps| {
                     ps.iter()
                         .min_by(|a, b| a.load_level().total_cmp(&b.load_level()))
-                        .map(|p| p.p50_us)
+                        .copied()
                 })
                 .collect();
+            let figures = |ps: &[&Point], f: fn(&Point) -> f64| {
+                Stat::of(&ps.iter().map(|p| f(p)).collect::<Vec<f64>>())
+            };
+            let ids = |ps: &[&Point]| ps.iter().map(|p| p.point_id.clone()).collect();
             Headline {
                 protocol: g.protocol.clone(),
                 config: g.config.clone(),
                 varying: g.varying.clone(),
                 repetitions: reps.len(),
-                saturation_ops: Stat::of(&saturation),
-                low_load_p50_us: Stat::of(&low_p50),
+                saturation_ops: figures(&saturation, |p| p.throughput_ops),
+                low_load_p50_us: figures(&low_load, |p| p.p50_us),
+                saturation_points: ids(&saturation),
+                low_load_points: ids(&low_load),
                 saturation_vs_unreplicated: None,
                 p50_vs_unreplicated: None,
             }
@@ -344,6 +352,7 @@ mod tests {
             env: Vec::new(),
             points,
             timelines: Default::default(),
+            seconds: Default::default(),
         };
         let rows = headlines(&run);
         let labels: Vec<String> = rows.iter().map(Headline::label).collect();
@@ -380,5 +389,16 @@ mod tests {
         assert_eq!((s.median, s.min, s.max, s.n), (2.5, 1.0, 4.0, 4));
         assert_eq!(Stat::of(&[5.0, 1.0, 3.0]).unwrap().median, 3.0);
         assert!(Stat::of(&[]).is_none());
+    }
+
+    #[test]
+    fn a_stat_carries_the_interval_of_its_median() {
+        // Up to five values the 95% interval is the range; one value has none.
+        let s = Stat::of(&[5.0, 1.0, f64::NAN, 3.0]).unwrap();
+        assert_eq!((s.n, s.ci), (3, Some((1.0, 5.0))));
+        assert_eq!(Stat::of(&[7.0]).unwrap().ci, None);
+        // Seven: the ends move in by one (see stats::median_ci).
+        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 70.0]).unwrap();
+        assert_eq!((s.min, s.max, s.ci), (1.0, 70.0, Some((2.0, 6.0))));
     }
 }

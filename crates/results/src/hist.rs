@@ -1,7 +1,7 @@
 //! Reading `hist/<point_id>.hlog`: HdrHistogram interval logs, one interval per second.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
@@ -33,6 +33,20 @@ pub fn read_intervals(path: &Path) -> Result<Vec<Histogram<u64>>> {
 /// The start time the log at `path` records (its writer's clock), if it has one, and its
 /// intervals in order (µs).
 pub fn read_interval_log(path: &Path) -> Result<(Option<SystemTime>, Vec<Histogram<u64>>)> {
+    let (start, intervals) = parse(path)?;
+    Ok((start, intervals.into_iter().map(|(_, h)| h).collect()))
+}
+
+/// The intervals of the log at `path`, in order, each with the length its entry records (a
+/// log's last interval may be shorter than a second).
+pub fn read_timed_intervals(path: &Path) -> Result<Vec<(Duration, Histogram<u64>)>> {
+    parse(path).map(|(_, intervals)| intervals)
+}
+
+/// A log's recorded start time and its intervals, each with its length.
+type Parsed = (Option<SystemTime>, Vec<(Duration, Histogram<u64>)>);
+
+fn parse(path: &Path) -> Result<Parsed> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut deserializer = Deserializer::new();
     let mut out = Vec::new();
@@ -53,7 +67,7 @@ pub fn read_interval_log(path: &Path) -> Result<(Option<SystemTime>, Vec<Histogr
         let h: Histogram<u64> = deserializer
             .deserialize(&mut raw.as_slice())
             .map_err(|e| anyhow!("{}: interval {i}: {e:?}", path.display()))?;
-        out.push(h);
+        out.push((interval.duration(), h));
     }
     Ok((start, out))
 }

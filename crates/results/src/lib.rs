@@ -26,7 +26,7 @@
 //! [`render`] reads those and (re)writes what is derived from them:
 //!
 //! ```text
-//! summary.md       header, headline table, per-point table
+//! summary.md       header, headline table, load levels (when repeated), per-point table
 //! summary.csv      the per-point table, machine-readable
 //! plots/throughput-latency.svg   p50 and p99 vs throughput, one line per protocol/config
 //! plots/latency-cdf.svg          latency by percentile at each protocol's saturation point
@@ -51,11 +51,18 @@
 //! - *Saturation throughput* of a repetition is the highest throughput among its points whose
 //!   p99 is below the SLO (`slo_p99_us` in config.toml, default 10 000 µs).
 //! - *Low-load p50* of a repetition is the p50 at its lowest load level.
-//! - Across repetitions each is reported as the median with [min–max]; ratios to Unreplicated
-//!   divide medians, taking the Unreplicated group with the same (or the most similar)
-//!   configuration.
+//! - Across repetitions each, and throughput, p50 and p99 at each load level (the Load levels
+//!   table), is reported as the median with its 95% percentile-bootstrap interval
+//!   ([`Stat::ci`], [`stats::median_ci`]); ratios to Unreplicated divide medians, taking the
+//!   Unreplicated group with the same (or the most similar) configuration. `summary.csv`
+//!   carries the same per level (`*_median`, `*_ci_lo`, `*_ci_hi`).
+//! - *Per-second* figures come from a point's interval log ([`Seconds`], loaded into
+//!   [`Run::seconds`]): the points table and `summary.csv` give the median and nearest-rank
+//!   p5–p95 of its per-second throughput and p99 ([`Spread`]).
 //!
-//! [`compare`] puts two runs' headline tables side by side.
+//! [`compare()`] puts two runs side by side and tests every shared figure for a difference
+//! ([`verdict`]: the Mann–Whitney U test over repetitions, or over seconds when a side has
+//! one repetition).
 
 mod availability;
 mod compare;
@@ -66,6 +73,7 @@ mod plot;
 mod point;
 mod proposers_plot;
 mod run;
+mod seconds;
 pub mod stats;
 mod summary;
 pub mod timeline;
@@ -78,7 +86,7 @@ use anyhow::{Context, Result};
 pub use availability::{fault_windows, Availability, FaultWindow};
 pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
-pub use hist::{read_interval_log, read_intervals, read_merged};
+pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_intervals};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{
     FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point,
@@ -86,6 +94,7 @@ pub use point::{
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};
+pub use seconds::{Seconds, Spread};
 pub use summary::{csv, headline_table, markdown};
 pub use timeline::{
     read_timeline, write_timeline, Marker, MarkerKind, Timeline, TimelineRow, TIMELINE_DIR,
@@ -103,15 +112,15 @@ pub fn render(dir: &Path) -> Result<Run> {
     Ok(run)
 }
 
-/// Both runs' headline tables side by side, with B/A ratios and `~` marking differences
-/// within the run-to-run spread (see [`compare::compare`]).
-pub fn compare(dir_a: &Path, dir_b: &Path) -> Result<String> {
+/// Both runs side by side: per shared figure both medians with their 95% intervals, the ratio
+/// B/A and a Mann–Whitney verdict at `level` (see [`verdict`] for which values are tested).
+pub fn compare(dir_a: &Path, dir_b: &Path, level: f64) -> Result<String> {
     let a = Run::load(dir_a)?;
     let b = Run::load(dir_b)?;
-    Ok(compare::compare(&a, &b))
+    Ok(compare::compare(&a, &b, level))
 }
 
-pub use compare::within_spread;
+pub use compare::{verdict, within_spread, Basis, Sample, Test, Verdict, DEFAULT_LEVEL};
 
 fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))

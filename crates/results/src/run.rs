@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::availability::{fault_windows, Availability};
 use crate::point::Point;
+use crate::seconds::Seconds;
 use crate::timeline::{read_timeline, Timeline};
 
 /// The latency SLO when `config.toml` has no `slo_p99_us`.
@@ -30,6 +31,9 @@ pub struct Run {
     pub points: Vec<Point>,
     /// The timelines of the points that have one (`timeline/<point_id>.csv`), by point id.
     pub timelines: BTreeMap<String, Timeline>,
+    /// The per-second figures of the points that have an interval log
+    /// (`hist/<point_id>.hlog`), by point id.
+    pub seconds: BTreeMap<String, Seconds>,
 }
 
 /// The env.json keys shown in headers, each with the spellings accepted for it.
@@ -49,8 +53,9 @@ const ENV_KEYS: &[(&str, &[&str])] = &[
 ];
 
 impl Run {
-    /// Reads `points.jsonl`, `config.toml`, `env.json` and `timeline/` from `dir`. Only
-    /// points.jsonl is required.
+    /// Reads `points.jsonl`, `config.toml`, `env.json`, `timeline/` and `hist/` from `dir`.
+    /// Only points.jsonl is required; a file that is there but does not parse is an error
+    /// naming it.
     ///
     /// A point with a timeline and applied faults gets its [`Point::availability`] recomputed
     /// from them, so that `paxbench report` derives it from the raw files like every other
@@ -85,6 +90,14 @@ impl Run {
                 p.availability = Some(a);
             }
             timelines.insert(p.point_id.clone(), timeline);
+        }
+
+        let mut seconds = BTreeMap::new();
+        for p in &points {
+            let path = dir.join("hist").join(format!("{}.hlog", p.point_id));
+            if let Some(s) = Seconds::read(&path)? {
+                seconds.insert(p.point_id.clone(), s);
+            }
         }
 
         let config_path = dir.join("config.toml");
@@ -124,6 +137,7 @@ impl Run {
             env,
             points,
             timelines,
+            seconds,
         })
     }
 

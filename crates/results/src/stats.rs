@@ -18,6 +18,17 @@
 //!   one-second intervals of one run. With few values no outcome can be significant: three
 //!   against three cannot give a two-sided p below 2/20 = 0.1 ([`MannWhitney::min_p`] says
 //!   how low this many values can go), and one value on either side gives no test at all.
+//! - [`median_ci`] is the same percentile bootstrap computed exactly rather than by resampling:
+//!   the distribution of a resample's median has a closed form (each resample draws every
+//!   value with probability 1/n, so how many draws fall at or below the k-th value is
+//!   binomial), and its percentiles are the limit of [`bootstrap_median_ci`] as the resamples
+//!   grow. No resampling noise, no seed, and cheap for the few values repetitions give (O(n²)).
+//!   With 2 to 5 values the 95% interval is their whole range: a resample's median lands on
+//!   the smallest value more than 2.5% of the time (7/27 for three). That range holds the true
+//!   median with probability 1 − 2^(1−n) only (75% for three values, 94% for five), whatever
+//!   the distribution: the "95%" is the bootstrap's, and with so few values it is optimistic.
+//! - [`percentile`] is the nearest-rank percentile: always one of the values, so p5–p95 of
+//!   fewer than 20 values is their min–max.
 
 /// Above this many values in all, [`mann_whitney`] uses the normal approximation.
 pub const EXACT_MAX: usize = 60;
@@ -58,7 +69,7 @@ impl SplitMix {
 
     /// Uniform in `0..n` (n > 0), by multiply-shift: unbiased enough for n far below 2^32.
     fn below(&mut self, n: usize) -> usize {
-        ((self.next() >> 32) * n as u64 >> 32) as usize
+        (((self.next() >> 32) * n as u64) >> 32) as usize
     }
 }
 
@@ -92,6 +103,122 @@ pub fn bootstrap_median_ci(
         medians[i.min(resamples - 1)]
     };
     Some((at(tail), at(1.0 - tail)))
+}
+
+/// The percentile-bootstrap `confidence` interval (for example 0.95) of the median of
+/// `values`, computed exactly (module docs): the lower end is the smallest value a resample's
+/// median takes with probability at least (1 − confidence)/2 of being at or below it, the upper
+/// end the smallest with at least (1 + confidence)/2. `None` with fewer than two finite values
+/// or a confidence outside (0, 1).
+pub fn median_ci(values: &[f64], confidence: f64) -> Option<(f64, f64)> {
+    if !(confidence > 0.0 && confidence < 1.0) {
+        return None;
+    }
+    let mut dist = resample_median_distribution(values)?;
+    dist.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let tail = (1.0 - confidence) / 2.0;
+    let at = |q: f64| {
+        let mut cumulative = 0.0;
+        for &(value, p) in &dist {
+            cumulative += p;
+            // Slack for rounding: the probabilities sum to 1 within a few ulps.
+            if cumulative >= q - 1e-12 {
+                return value;
+            }
+        }
+        dist[dist.len() - 1].0
+    };
+    Some((at(tail), at(1.0 - tail)))
+}
+
+/// The distribution of the median of a bootstrap resample of `values` (n draws with
+/// replacement), as (median, probability) pairs, unsorted and possibly with repeated medians.
+/// `None` with fewer than two finite values.
+///
+/// Over the sorted values x_1 ≤ … ≤ x_n, the number N_k of draws among the first k is
+/// Binomial(n, k/n). For odd n the median is the ((n+1)/2)-th smallest draw, at or below x_k
+/// exactly when N_k ≥ (n+1)/2. For even n = 2h it is the mean of the h-th and (h+1)-th
+/// smallest draws, at positions i ≤ j: for i < j exactly h draws fall in the first i (at least
+/// one at i) and the other h in the last n − j + 1 (at least one at j); for i = j, N_{i−1} < h
+/// and N_i > h.
+fn resample_median_distribution(values: &[f64]) -> Option<Vec<(f64, f64)>> {
+    let v = sorted_finite(values);
+    let n = v.len();
+    if n < 2 {
+        return None;
+    }
+    let nf = n as f64;
+    let mut dist = Vec::new();
+    if n % 2 == 1 {
+        let m = n.div_ceil(2);
+        let mut below = 0.0; // P(median at or below x_{k-1})
+        for k in 1..=n {
+            let at_or_below = 1.0 - binomial_cdf(n, k as f64 / nf, m - 1);
+            dist.push((v[k - 1], (at_or_below - below).max(0.0)));
+            below = at_or_below;
+        }
+    } else {
+        let h = n / 2;
+        let ln_choose = ln_binomial(n, h);
+        let hf = h as f64;
+        // ln of a^h − b^h for 0 ≤ b < a: h ln a + ln(1 − (b/a)^h).
+        let ln_gap = |a: f64, b: f64| hf * a.ln() + (-(b / a).powf(hf)).ln_1p();
+        for i in 1..=n {
+            let same = binomial_cdf(n, (i - 1) as f64 / nf, h - 1)
+                - binomial_cdf(n, i as f64 / nf, h)
+                + (ln_choose + hf * ((i - 1) as f64 / nf).ln() + hf * ((n - i) as f64 / nf).ln())
+                    .exp();
+            dist.push((v[i - 1], same.max(0.0)));
+            let low = ln_gap(i as f64 / nf, (i - 1) as f64 / nf);
+            for j in i + 1..=n {
+                let high = ln_gap((n - j + 1) as f64 / nf, (n - j) as f64 / nf);
+                let p = (ln_choose + low + high).exp();
+                dist.push(((v[i - 1] + v[j - 1]) / 2.0, p));
+            }
+        }
+    }
+    Some(dist)
+}
+
+/// P(Binomial(n, p) ≤ c), summed in logs so that large n neither overflows nor underflows.
+fn binomial_cdf(n: usize, p: f64, c: usize) -> f64 {
+    if p <= 0.0 {
+        return 1.0;
+    }
+    if p >= 1.0 {
+        return if c >= n { 1.0 } else { 0.0 };
+    }
+    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
+    let mut ln_choose = 0.0; // ln C(n, t)
+    let mut sum = 0.0;
+    for t in 0..=c.min(n) {
+        if t > 0 {
+            ln_choose += ((n - t + 1) as f64).ln() - (t as f64).ln();
+        }
+        sum += (ln_choose + t as f64 * ln_p + (n - t) as f64 * ln_q).exp();
+    }
+    sum.min(1.0)
+}
+
+/// ln C(n, k).
+fn ln_binomial(n: usize, k: usize) -> f64 {
+    let k = k.min(n - k);
+    (0..k)
+        .map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln())
+        .sum()
+}
+
+/// The nearest-rank `q`-th percentile (q in [0, 1]) of the finite `values`: the smallest
+/// value with at least a share `q` of the values at or below it (the smallest for q = 0).
+/// Always one of the values. `None` when there are none or `q` is outside [0, 1].
+pub fn percentile(values: &[f64], q: f64) -> Option<f64> {
+    let v = sorted_finite(values);
+    if v.is_empty() || !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    // The rank is ceil(q n), computed with a hair of slack so that 0.95 * 20 is 19, not 20.
+    let rank = ((q * v.len() as f64) - 1e-9).ceil().max(1.0) as usize;
+    Some(v[rank.min(v.len()) - 1])
 }
 
 /// The outcome of [`mann_whitney`].
@@ -326,6 +453,148 @@ mod tests {
         assert!(mann_whitney(&a, &b).unwrap().p < 1e-6);
         let c: Vec<f64> = (0..200).map(|i| ((i * 53) % 100) as f64).collect();
         assert!(mann_whitney(&a, &c).unwrap().p > 0.5);
+    }
+
+    /// The resample-median distribution with equal medians merged, sorted by value.
+    fn merged(values: &[f64]) -> Vec<(f64, f64)> {
+        let mut d = resample_median_distribution(values).unwrap();
+        d.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut out: Vec<(f64, f64)> = Vec::new();
+        for (v, p) in d {
+            match out.last_mut() {
+                Some(last) if last.0 == v => last.1 += p,
+                _ => out.push((v, p)),
+            }
+        }
+        out
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-12
+    }
+
+    #[test]
+    fn the_resample_median_of_three_values_is_the_smallest_with_probability_7_in_27() {
+        // At most one draw of the smallest puts the median higher: P(2 or 3 of 3 draws) =
+        // 3 (1/3)^2 (2/3) + (1/3)^3 = 7/27; by symmetry the same for the largest.
+        let d = merged(&[30.0, 10.0, 20.0]);
+        let expect = [(10.0, 7.0 / 27.0), (20.0, 13.0 / 27.0), (30.0, 7.0 / 27.0)];
+        assert_eq!(d.len(), 3, "{d:?}");
+        for ((v, p), (ev, ep)) in d.iter().zip(expect) {
+            assert!(*v == ev && close(*p, ep), "{d:?}");
+        }
+        // Two values: a, their mean, b with 1/4, 1/2, 1/4.
+        let d = merged(&[1.0, 3.0]);
+        assert_eq!(d.len(), 3, "{d:?}");
+        assert!(
+            d[0] == (1.0, 0.25) && d[1].0 == 2.0 && close(d[1].1, 0.5),
+            "{d:?}"
+        );
+        // Four values: the median is the smallest when at least three of the four draws are:
+        // 4 (1/4)^3 (3/4) + (1/4)^4 = 13/256.
+        let d = merged(&[1.0, 2.0, 4.0, 8.0]);
+        assert!(d[0].0 == 1.0 && close(d[0].1, 13.0 / 256.0), "{d:?}");
+        for values in [&[1.0, 2.0, 4.0, 8.0][..], &[5.0, 1.0, 9.0, 2.0, 7.0, 3.0]] {
+            let total: f64 = merged(values).iter().map(|(_, p)| p).sum();
+            assert!(close(total, 1.0), "{total}");
+        }
+    }
+
+    #[test]
+    fn the_exact_distribution_matches_resampling() {
+        // The Monte Carlo resampler of bootstrap_median_ci, counted by median.
+        for values in [
+            vec![3.0, 1.0, 4.0, 1.5, 9.0, 2.6],
+            vec![10.0, 11.0, 12.0, 13.0, 40.0],
+        ] {
+            let v = sorted_finite(&values);
+            let mut rng = SplitMix(42);
+            let resamples = 200_000;
+            let mut counts: Vec<(f64, usize)> = Vec::new();
+            let mut sample = vec![0.0; v.len()];
+            for _ in 0..resamples {
+                for x in &mut sample {
+                    *x = v[rng.below(v.len())];
+                }
+                sample.sort_by(f64::total_cmp);
+                let m = median_sorted(&sample);
+                match counts.iter_mut().find(|(value, _)| *value == m) {
+                    Some(c) => c.1 += 1,
+                    None => counts.push((m, 1)),
+                }
+            }
+            for (value, p) in merged(&values) {
+                let seen = counts.iter().find(|(v, _)| *v == value).map_or(0, |c| c.1);
+                let freq = seen as f64 / resamples as f64;
+                // Four standard errors of a frequency from 200 000 draws are below 0.0045.
+                assert!((freq - p).abs() < 0.0045, "{value}: {freq} vs {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_95_percent_interval_is_the_range_up_to_five_values_and_narrower_beyond() {
+        assert_eq!(median_ci(&[3.0, 1.0, 2.0], 0.95), Some((1.0, 3.0)));
+        assert_eq!(median_ci(&[1.0, 5.0], 0.95), Some((1.0, 5.0)));
+        assert_eq!(
+            median_ci(&[1.0, 2.0, 3.0, 4.0, 50.0], 0.95),
+            Some((1.0, 50.0))
+        );
+        // Six: P(median = x1) = P(4+ of 6 draws) = 406/46656 < 2.5%, and with the mean of
+        // x1 and x2 (C(6,3) (1/6)^3 ((5/6)^3 − (4/6)^3) = 0.0262 more) it passes 2.5%.
+        assert_eq!(
+            median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 7.0], 0.95),
+            Some((1.5, 6.0))
+        );
+        // Seven: P(median = x1) = P(4+ of 7 draws at 1/7) = 0.0102; x2 reaches 0.108.
+        assert_eq!(
+            median_ci(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0], 0.95),
+            Some((2.0, 6.0))
+        );
+        // Equal values, and what has no interval.
+        assert_eq!(median_ci(&[4.0, 4.0, 4.0], 0.95), Some((4.0, 4.0)));
+        assert_eq!(median_ci(&[4.0], 0.95), None);
+        assert_eq!(median_ci(&[4.0, f64::NAN], 0.95), None);
+        assert_eq!(median_ci(&[4.0, 5.0], 1.0), None);
+        // It agrees with resampling on the committed example.
+        let v = [10.0, 12.0, 11.0, 13.0, 30.0, 9.0, 11.5];
+        assert_eq!(
+            median_ci(&v, 0.95),
+            bootstrap_median_ci(&v, 0.95, 20_000, 7)
+        );
+    }
+
+    #[test]
+    fn many_values_stay_finite_and_near_the_normal_approximation() {
+        // The values 0..n in scrambled order. A resample median's rank is close to normal
+        // with a standard deviation of √n / 2 ranks: 10 for 400, so the ends sit about 19.6
+        // ranks from the middle.
+        for n in [400, 401] {
+            let v: Vec<f64> = (0..n).map(|i| (i * 7919 % n) as f64).collect();
+            let middle = (n - 1) as f64 / 2.0;
+            let (lo, hi) = median_ci(&v, 0.95).unwrap();
+            assert!((middle - lo - 19.6).abs() < 2.0, "{n}: {lo}");
+            assert!((hi - middle - 19.6).abs() < 2.0, "{n}: {hi}");
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles_are_values() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        // ceil(0.05 * 20) = 1, ceil(0.95 * 20) = 19, ceil(0.5 * 20) = 10.
+        assert_eq!(percentile(&v, 0.05), Some(1.0));
+        assert_eq!(percentile(&v, 0.95), Some(19.0));
+        assert_eq!(percentile(&v, 0.5), Some(10.0));
+        assert_eq!(percentile(&v, 0.0), Some(1.0));
+        assert_eq!(percentile(&v, 1.0), Some(20.0));
+        // Fewer than 20 values: p5 and p95 are the extremes.
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.05), Some(1.0));
+        assert_eq!(percentile(&[3.0, 1.0, 2.0], 0.95), Some(3.0));
+        // 21 values: ceil(1.05) = 2.
+        let v: Vec<f64> = (1..=21).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.05), Some(2.0));
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[1.0], 1.5), None);
     }
 
     #[test]

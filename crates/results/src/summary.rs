@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::headline::{fixed_params, groups, headlines, Headline, Stat};
 use crate::point::{label, value_text, LinearizabilityResult, Point, LINEARIZABLE, VIOLATION};
 use crate::run::Run;
+use crate::seconds::{Seconds, Spread};
 use crate::timeline_plot::{has_timeline_plot, timeline_plot_name};
 
 /// The whole of `summary.md`: header, headline table, availability table (when a point had
@@ -41,15 +42,27 @@ pub fn markdown(run: &Run) -> String {
     s.push('\n');
     s.push_str(
         "Saturation: the highest throughput whose p99 stays under the SLO. Low-load p50: the p50 \
-         at the lowest load level. Each is the median over repetitions, with [min–max] when there \
-         are several; ratios are medians over Unreplicated's in this run.\n\n",
+         at the lowest load level. Each is the median over repetitions; with several, [lo–hi] \
+         after it is the 95% percentile-bootstrap interval of that median (with 2 to 5 \
+         repetitions it is their min–max, which holds the true median less often than 95%: 75% \
+         for 3), followed by (range min–max) where the repetitions spread wider. Ratios are \
+         medians over Unreplicated's in this run.\n\n",
     );
 
+    s.push_str(&load_levels_section(run));
     s.push_str(&availability_section(run));
     s.push_str(&contention_section(run));
 
     s.push_str("## Points\n\n");
     s.push_str(&points_table(run));
+    if !run.seconds.is_empty() {
+        s.push_str(
+            "\nPer-second: over the 1-second intervals of the point's interval log (`hist/`), \
+             the median (p5–p95) of the seconds, nearest rank (with fewer than 20 seconds, their \
+             min–max). Throughput: an interval's completions over its length; p99: the \
+             interval's own p99 (a second with no completion has none).\n",
+        );
+    }
     if run.points.iter().any(|p| p.generator_bound) {
         s.push_str(
             "\n⚠ generator-bound: the load generator fell behind its schedule, so this point \
@@ -139,8 +152,8 @@ pub fn headline_table(rows: &[Headline]) -> String {
             "| {} | {} | {} | {} | {} | {} |",
             h.protocol,
             config_text(&h.varying),
-            fmt_stat(h.saturation_ops) + &missing(h.saturation_ops, h.repetitions),
-            fmt_stat(h.low_load_p50_us),
+            fmt_ci(h.saturation_ops) + &missing(h.saturation_ops, h.repetitions),
+            fmt_ci(h.low_load_p50_us),
             fmt_ratio(h.saturation_vs_unreplicated),
             fmt_ratio(h.p50_vs_unreplicated),
         );
@@ -156,6 +169,65 @@ fn missing(s: Option<Stat>, repetitions: usize) -> String {
     }
 }
 
+/// `## Load levels`: per protocol, configuration and load level, throughput, p50 and p99 as
+/// the median over repetitions with its 95% interval. Empty when no level was measured more
+/// than once (the points table then says it all).
+fn load_levels_section(run: &Run) -> String {
+    let groups = groups(run);
+    let repeated = groups
+        .iter()
+        .any(|g| g.by_load().iter().any(|(_, ps)| ps.len() > 1));
+    if !repeated {
+        return String::new();
+    }
+    let mut s = String::from(
+        "## Load levels\n\n\
+         | protocol | config | load | reps | throughput (ops/s) | p50 (µs) | p99 (µs) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+    );
+    for g in &groups {
+        for (level, ps) in g.by_load() {
+            let figures = LevelFigures::of(&ps);
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                g.protocol,
+                config_text(&g.varying),
+                fmt_num(level),
+                ps.len(),
+                fmt_ci(figures.throughput_ops),
+                fmt_ci(figures.p50_us),
+                fmt_ci(figures.p99_us),
+            );
+        }
+    }
+    s.push_str(
+        "\nEach figure is the median over the repetitions of the level, with [lo–hi] its 95% \
+         percentile-bootstrap interval (with 2 to 5 repetitions, their min–max) and (range \
+         min–max) where they spread wider; a level measured once shows its value alone.\n\n",
+    );
+    s
+}
+
+/// Throughput, p50 and p99 over the repetitions of one load level.
+#[derive(Clone, Copy)]
+struct LevelFigures {
+    throughput_ops: Option<Stat>,
+    p50_us: Option<Stat>,
+    p99_us: Option<Stat>,
+}
+
+impl LevelFigures {
+    fn of(ps: &[&Point]) -> LevelFigures {
+        let of = |f: fn(&Point) -> f64| Stat::of(&ps.iter().map(|p| f(p)).collect::<Vec<_>>());
+        LevelFigures {
+            throughput_ops: of(|p| p.throughput_ops),
+            p50_us: of(|p| p.p50_us),
+            p99_us: of(|p| p.p99_us),
+        }
+    }
+}
+
 /// The per-point table as markdown, grouped like the headline table.
 fn points_table(run: &Run) -> String {
     let params = param_names(run);
@@ -163,14 +235,25 @@ fn points_table(run: &Run) -> String {
     for p in &params {
         let _ = write!(s, " {p} |");
     }
+    let per_second = !run.seconds.is_empty();
     s.push_str(
         " rep | offered (ops/s) | throughput (ops/s) | p50 (µs) | p90 (µs) | p99 (µs) | p99.9 (µs) \
-         | max (µs) | errors | timeouts | gen. lag p99 (µs) | CPU % per node | RSS MiB per node |\n|---|---|",
+         | max (µs) |",
+    );
+    if per_second {
+        s.push_str(" per-second throughput (ops/s) | per-second p99 (µs) |");
+    }
+    s.push_str(
+        " errors | timeouts | gen. lag p99 (µs) | CPU % per node | RSS MiB per node |\n|---|---|",
     );
     for _ in &params {
         s.push_str("---|");
     }
-    s.push_str("---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|\n");
+    s.push_str("---:|---:|---:|---:|---:|---:|---:|---:|");
+    if per_second {
+        s.push_str("---:|---:|");
+    }
+    s.push_str("---:|---:|---:|---|---|\n");
     for g in groups(run) {
         for p in &g.points {
             let swept = p.swept();
@@ -199,9 +282,9 @@ fn points_table(run: &Run) -> String {
             } else {
                 fmt_num(p.send_lag_p99_us)
             };
-            let _ = writeln!(
+            let _ = write!(
                 s,
-                " {} | {} | {} | {} | {} | {}{over} | {} | {} | {} | {} | {lag} | {} | {} |",
+                " {} | {} | {} | {} | {} | {}{over} | {} | {} |",
                 p.repetition,
                 p.offered_ops
                     .map(fmt_num)
@@ -212,6 +295,19 @@ fn points_table(run: &Run) -> String {
                 fmt_num(p.p99_us),
                 fmt_num(p.p999_us),
                 fmt_num(p.max_us),
+            );
+            if per_second {
+                let seconds = run.seconds.get(&p.point_id);
+                let _ = write!(
+                    s,
+                    " {} | {} |",
+                    fmt_spread(seconds.and_then(Seconds::throughput_spread)),
+                    fmt_spread(seconds.and_then(Seconds::p99_spread)),
+                );
+            }
+            let _ = writeln!(
+                s,
+                " {} | {} | {lag} | {} | {} |",
                 p.errors,
                 p.timeouts,
                 nodes_text(p, |n| fmt_num(n.cpu_percent)),
@@ -481,6 +577,21 @@ pub fn csv(run: &Run) -> String {
     if counted {
         header.extend(CONTENTION_CSV_COLUMNS.iter().map(|c| c.to_string()));
     }
+    header.extend(LEVEL_CSV_COLUMNS.iter().map(|c| c.to_string()));
+    let per_second = !run.seconds.is_empty();
+    if per_second {
+        header.extend(PER_SECOND_CSV_COLUMNS.iter().map(|c| c.to_string()));
+    }
+    // Each point's level: how many repetitions it has and their figures.
+    let mut levels: std::collections::HashMap<String, (usize, LevelFigures)> = Default::default();
+    for g in groups(run) {
+        for (_, ps) in g.by_load() {
+            let figures = LevelFigures::of(&ps);
+            for p in &ps {
+                levels.insert(p.point_id.clone(), (ps.len(), figures));
+            }
+        }
+    }
     for id in &node_ids {
         header.push(format!("node_{id}_cpu_percent"));
         header.push(format!("node_{id}_rss_bytes"));
@@ -517,6 +628,10 @@ pub fn csv(run: &Run) -> String {
             }
             if counted {
                 row.extend(contention_cells(p));
+            }
+            row.extend(level_cells(levels.get(&p.point_id).copied()));
+            if per_second {
+                row.extend(per_second_cells(run.seconds.get(&p.point_id)));
             }
             for id in &node_ids {
                 match p.nodes.iter().find(|n| &n.id_text() == id) {
@@ -571,6 +686,67 @@ const CONTENTION_CSV_COLUMNS: &[&str] = &[
     "longest_stall_ms",
     "livelock",
 ];
+
+/// Columns of summary.csv over the repetitions of each point's protocol, configuration and
+/// load level (the same on every repetition's row): their count, and per figure the median
+/// and its 95% interval (empty for one repetition).
+const LEVEL_CSV_COLUMNS: &[&str] = &[
+    "level_repetitions",
+    "throughput_ops_median",
+    "throughput_ops_ci_lo",
+    "throughput_ops_ci_hi",
+    "p50_us_median",
+    "p50_us_ci_lo",
+    "p50_us_ci_hi",
+    "p99_us_median",
+    "p99_us_ci_lo",
+    "p99_us_ci_hi",
+];
+
+/// The cells of [`LEVEL_CSV_COLUMNS`] for a point of a level with `reps` repetitions.
+fn level_cells(level: Option<(usize, LevelFigures)>) -> Vec<String> {
+    let Some((reps, f)) = level else {
+        return vec![String::new(); LEVEL_CSV_COLUMNS.len()];
+    };
+    let mut cells = vec![reps.to_string()];
+    for stat in [f.throughput_ops, f.p50_us, f.p99_us] {
+        let ci = stat.and_then(|s| s.ci);
+        cells.extend([
+            stat.map(|s| csv_num(s.median)).unwrap_or_default(),
+            ci.map(|c| csv_num(c.0)).unwrap_or_default(),
+            ci.map(|c| csv_num(c.1)).unwrap_or_default(),
+        ]);
+    }
+    cells
+}
+
+/// Columns of summary.csv from each point's interval log, present when any point has one:
+/// how many intervals, and the median, p5 and p95 (nearest rank) of the per-second throughput
+/// and p99.
+const PER_SECOND_CSV_COLUMNS: &[&str] = &[
+    "seconds",
+    "per_sec_throughput_ops_median",
+    "per_sec_throughput_ops_p5",
+    "per_sec_throughput_ops_p95",
+    "per_sec_p99_us_median",
+    "per_sec_p99_us_p5",
+    "per_sec_p99_us_p95",
+];
+
+/// The cells of [`PER_SECOND_CSV_COLUMNS`] for a point's per-second figures.
+fn per_second_cells(seconds: Option<&Seconds>) -> Vec<String> {
+    let Some(seconds) = seconds else {
+        return vec![String::new(); PER_SECOND_CSV_COLUMNS.len()];
+    };
+    let mut cells = vec![seconds.throughput_ops.len().to_string()];
+    for spread in [seconds.throughput_spread(), seconds.p99_spread()] {
+        cells.extend(match spread {
+            Some(s) => [csv_num(s.median), csv_num(s.p5), csv_num(s.p95)],
+            None => Default::default(),
+        });
+    }
+    cells
+}
 
 /// The cells of [`CONTENTION_CSV_COLUMNS`] for `p`.
 fn contention_cells(p: &Point) -> Vec<String> {
@@ -963,6 +1139,40 @@ pub fn fmt_stat(s: Option<Stat>) -> String {
     }
 }
 
+/// `median [lo–hi]` with the 95% interval of the median, then ` (range min–max)` when the
+/// values spread wider than it; the bare value for one value or equal values, `—` for none.
+pub fn fmt_ci(s: Option<Stat>) -> String {
+    let Some(s) = s else {
+        return "—".into();
+    };
+    match s.ci {
+        _ if s.min == s.max => fmt_num(s.median),
+        None => fmt_num(s.median),
+        Some((lo, hi)) => {
+            let mut text = format!("{} [{}–{}]", fmt_num(s.median), fmt_num(lo), fmt_num(hi));
+            if (lo, hi) != (s.min, s.max) {
+                let _ = write!(text, " (range {}–{})", fmt_num(s.min), fmt_num(s.max));
+            }
+            text
+        }
+    }
+}
+
+/// `median (p5–p95)` of a per-second series, the median alone when the two agree, `—` for
+/// none.
+pub fn fmt_spread(s: Option<Spread>) -> String {
+    match s {
+        None => "—".into(),
+        Some(s) if s.p5 == s.p95 => fmt_num(s.median),
+        Some(s) => format!(
+            "{} ({}–{})",
+            fmt_num(s.median),
+            fmt_num(s.p5),
+            fmt_num(s.p95)
+        ),
+    }
+}
+
 /// A ratio as `0.42×`, or `—`.
 pub fn fmt_ratio(r: Option<f64>) -> String {
     r.map_or_else(|| "—".into(), |r| format!("{r:.2}×"))
@@ -1030,6 +1240,7 @@ mod tests {
             env: Vec::new(),
             points,
             timelines: Default::default(),
+            seconds: Default::default(),
         }
     }
 
@@ -1041,6 +1252,24 @@ mod tests {
             threshold_ms: 1000,
             livelock,
         }
+    }
+
+    #[test]
+    fn an_interval_reads_median_lo_hi_and_the_range_only_when_wider() {
+        assert_eq!(fmt_ci(None), "—");
+        assert_eq!(fmt_ci(Stat::of(&[5.0])), "5");
+        assert_eq!(fmt_ci(Stat::of(&[5.0, 5.0, 5.0])), "5");
+        // Three values: the interval is the range, shown once.
+        assert_eq!(fmt_ci(Stat::of(&[1.0, 5.0, 3.0])), "3 [1–5]");
+        // Seven: the interval [x2, x6] is inside the range.
+        let s = Stat::of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 70.0]);
+        assert_eq!(fmt_ci(s), "4 [2–6] (range 1–70)");
+        assert_eq!(fmt_spread(None), "—");
+        assert_eq!(
+            fmt_spread(Spread::of(&[900.0, 904.0, 902.0])),
+            "902 (900–904)"
+        );
+        assert_eq!(fmt_spread(Spread::of(&[1000.0, 1000.0])), "1000");
     }
 
     #[test]
