@@ -81,6 +81,21 @@ impl Run {
             }
         }
 
+        // A point where nothing completed has no latency: the generator's empty histogram reads
+        // 0 µs, which would pass any SLO and count as a real figure in a comparison.
+        for p in points.iter_mut().filter(|p| p.completed == 0) {
+            for x in [
+                &mut p.p50_us,
+                &mut p.p90_us,
+                &mut p.p99_us,
+                &mut p.p999_us,
+                &mut p.max_us,
+                &mut p.mean_us,
+            ] {
+                *x = f64::NAN;
+            }
+        }
+
         let mut timelines = BTreeMap::new();
         for p in &mut points {
             let Some(timeline) = read_timeline(dir, &p.point_id)? else {

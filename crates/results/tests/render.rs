@@ -259,3 +259,41 @@ fn an_unterminated_last_line_is_skipped_but_a_bad_line_is_an_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_point_where_nothing_completed_has_no_latency_and_never_meets_the_slo() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_run(dir, |_| 1.0);
+    // The highest level of every protocol completed nothing; the generator wrote 0 µs.
+    let text = std::fs::read_to_string(dir.join("points.jsonl")).unwrap();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let top = lines
+        .iter()
+        .map(|p| p["offered_ops"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    for p in lines.iter_mut().filter(|p| p["offered_ops"] == top) {
+        for k in ["p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us"] {
+            p[k] = 0.into();
+        }
+        p["completed"] = 0.into();
+        p["throughput_ops"] = 0.into();
+    }
+    let text: String = lines.iter().map(|p| format!("{p}\n")).collect();
+    std::fs::write(dir.join("points.jsonl"), text).unwrap();
+    let run = results::Run::load(dir).unwrap();
+    let empty: Vec<_> = run.points.iter().filter(|p| p.completed == 0).collect();
+    assert!(!empty.is_empty());
+    assert!(empty.iter().all(|p| p.p50_us.is_nan() && p.p99_us.is_nan()));
+    for h in results::headlines(&run) {
+        let sat = h.saturation_ops.map_or(0.0, |s| s.median);
+        assert!(
+            sat > 0.0,
+            "{}: a level of nothing is no saturation",
+            h.protocol
+        );
+    }
+}
