@@ -28,7 +28,7 @@ use results::{Contention, CounterValues, LinkRtt, NodeStats, Point, Stall};
 
 use crate::env_info::{self, EnvInfo};
 use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
-use crate::faults::Schedule;
+use crate::faults::{Fault, Schedule};
 use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
 use crate::live::{LeaderWatch, LiveCluster, StatusPoller};
 use crate::netem;
@@ -150,7 +150,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         dir.join("env.json"),
         serde_json::to_string_pretty(&env)? + "\n",
     )?;
-    let mut points = std::fs::File::create(dir.join("points.jsonl"))?;
+    let points = std::fs::File::create(dir.join("points.jsonl"))?;
 
     let total = grid
         .iter()
@@ -183,7 +183,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let workdir = tempfile::tempdir()?;
     let binary = std::env::current_exe().context("finding the paxbench binary")?;
     let mut netem = None;
-    let (mut launcher, remote) = match checked {
+    let (launcher, remote) = match checked {
         None => {
             let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
             let launcher =
@@ -228,229 +228,36 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             (launcher, Some((remote, checked.generators)))
         }
     };
-    let faults = exp.fault_list();
-    let mut measured = 0u64;
+    let mut runner = Runner {
+        exp: &exp,
+        dir: dir.clone(),
+        rt,
+        stop: stop.clone(),
+        launcher,
+        remote,
+        faults: exp.fault_list(),
+        bar: bar.clone(),
+        points,
+        measured: 0,
+    };
     'outer: for g in &grid {
         for rep in 0..exp.repetitions {
-            let setup = ClusterSetup {
-                protocol: g.protocol,
-                nodes: g.nodes,
-                durability: g.durability,
-                paxos: g.paxos.clone(),
-                transport: TransportKnobs {
-                    threads: Some(exp.cluster.node_threads as usize),
-                    ..TransportKnobs::default()
-                },
-                emulation: exp
-                    .network
-                    .as_ref()
-                    .filter(|n| n.emulation == Emulation::Node)
-                    .map(|n| n.emulation(&regions[..g.nodes as usize]))
-                    // Link faults go through the nodes' emulated links: give them one (with
-                    // no configured delay) if the experiment does not.
-                    .or_else(|| {
-                        faults
-                            .iter()
-                            .any(|f| f.action.on_links())
-                            .then(LinkEmulation::default)
-                    }),
-            };
+            let setup = runner.setup(g, &regions);
             // One cluster serves the load levels in turn, until a level overloads it: requests
             // it never answered may still be queued inside, and would be the next level's
             // backlog. The level after that gets a fresh cluster.
             let mut current: Option<Cluster> = None;
             for (li, level) in levels_for(g.protocol).iter().enumerate() {
-                if stop.load(Ordering::SeqCst) {
-                    if let Some(c) = current.take() {
-                        c.stop()?;
-                    }
-                    break 'outer;
-                }
-                let label = params_text(&g.params);
-                if current.is_none() {
-                    bar.set_message(format!("{} {label} rep {rep}: starting", g.protocol));
-                    current = Some(launcher.start(&setup)?);
-                }
-                let cluster = current.as_mut().expect("started above");
-                bar.set_message(format!("{} {label} rep {rep}: {level:?}", g.protocol));
-                let point_id = format!("p{measured:04}");
-                let file = cluster.client_file.clone();
-                let multi = g.protocol == Protocol::MultiPaxos;
-                let leader0 = if multi {
-                    rt.block_on(leadership(&file))
-                } else {
-                    None
-                };
-                let before = cluster.sample();
-                // Every node's counters just before the load starts (replicated clusters).
-                let replicated = g.nodes > 1;
-                let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
-                let load_plan = plan(g, &exp, *level, li);
-                // Faults need the cluster on this thread, so the load runs on another.
-                let mut schedule = (!faults.is_empty()).then(|| {
-                    let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ li as u64;
-                    Schedule::new(&faults, g.nodes, multi, seed)
-                });
-                let watch = if exp.wants_timeline() && multi {
-                    Some(LeaderWatch::start(&file)?)
-                } else {
-                    None
-                };
-                let t0 = Instant::now();
-                let warmup = Duration::from_secs_f64(exp.warmup_s);
-                // When the local generator's load began (after it connected); a remote one's
-                // is not known here, and its faults count from when it was started.
-                let started = Arc::new(OnceLock::new());
-                let remote_load = matches!(&remote, Some((_, g)) if !g.is_empty());
-                let result = std::thread::scope(|scope| -> anyhow::Result<_> {
-                    let job = scope.spawn(|| match &remote {
-                        Some((remote, generators)) if !generators.is_empty() => {
-                            let client_dir = file.parent().unwrap_or(Path::new("."));
-                            let keep = dir.join("generators").join(&point_id);
-                            let r = remote.measure(
-                                generators, client_dir, &load_plan, &point_id, &keep, &stop,
-                            );
-                            Ok((!stop.load(Ordering::SeqCst)).then_some(r))
-                        }
-                        _ => {
-                            // The generator on one thread (see the runtime above).
-                            let rt = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build()?;
-                            Ok(rt.block_on(async {
-                                tokio::select! {
-                                    r = measure(&file, &load_plan, started.clone()) => Some(r),
-                                    _ = stopped(&stop) => None,
-                                }
-                            }))
-                        }
-                    });
-                    let mut host = match schedule {
-                        Some(_) => Some(LiveCluster {
-                            poller: rt.block_on(async { StatusPoller::new(&file) })?,
-                            cluster: &mut *cluster,
-                            rt: &rt,
-                        }),
-                        None => None,
-                    };
-                    // This thread keeps the runtime turning (a Ctrl-C is seen) and applies each
-                    // fault when it is due.
-                    while !job.is_finished() {
-                        let mut wait = Duration::from_millis(50);
-                        let began = if remote_load {
-                            Some(t0)
-                        } else {
-                            started.get().copied()
-                        };
-                        if let (Some(s), Some(h), Some(began)) =
-                            (schedule.as_mut(), host.as_mut(), began)
-                        {
-                            let elapsed = began.elapsed().saturating_sub(warmup);
-                            s.step(h, elapsed, SystemTime::now());
-                            if let Some(due) = s.next_due() {
-                                wait = wait.min(due.saturating_sub(elapsed));
-                            }
-                        }
-                        let wait = wait.max(Duration::from_millis(1));
-                        rt.block_on(async { tokio::time::sleep(wait).await });
-                    }
-                    if let (Some(s), Some(h)) = (schedule.as_mut(), host.as_mut()) {
-                        s.finish(h, SystemTime::now());
-                    }
-                    job.join().expect("the load thread panicked")
-                })?;
-                let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
-                let secs = t0.elapsed().as_secs_f64();
-                let after = cluster.sample();
-                // ...and just after it ended.
-                let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
-                let Some(result) = result else {
-                    if let Some(c) = current.take() {
-                        c.stop()?;
-                    }
+                let Some(point) = runner.measure_point(g, &setup, &mut current, *level, li, rep)?
+                else {
                     break 'outer;
                 };
-                let result = result?;
-                // Same leader at the same ballot before and after, or an election ran during
-                // the point (its latencies include the failover).
-                let leader_changed =
-                    multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
-                let rtt = if g.nodes > 1 {
-                    rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
-                } else {
-                    Vec::new()
-                };
-                result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
-                let window_start = result.window_start;
-                let records = match &schedule {
-                    Some(s) => observe::fault_records(&faults, s.outcomes(), window_start),
-                    None => Vec::new(),
-                };
-                let availability = if exp.wants_timeline() {
-                    let tl = observe::timeline(&result.timeline, &records, &leaders, window_start);
-                    results::write_timeline(&dir, &point_id, &tl)?;
-                    results::Availability::compute(&tl, &results::fault_windows(&records))
-                } else {
-                    None
-                };
-                let linearizable = match &result.history {
-                    Some(history) => {
-                        bar.set_message(format!(
-                            "{} {label} rep {rep}: checking the history",
-                            g.protocol
-                        ));
-                        let budget = Duration::from_secs_f64(exp.record.check_budget_s);
-                        // Every written key read once more, now that the load and the faults
-                        // are over (a truncated history is missing writes: no read-back).
-                        let verdict = if history.truncated {
-                            observe::check_history(history, budget)
-                        } else {
-                            let finals =
-                                rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
-                            observe::check_with_final_reads(history, finals, budget)
-                        };
-                        // Kept for a reader to look into when the check did not pass.
-                        if verdict.verdict != results::LINEARIZABLE {
-                            let histories = dir.join("history");
-                            std::fs::create_dir_all(&histories)?;
-                            history.write_jsonl(&histories.join(format!("{point_id}.jsonl")))?;
-                        }
-                        Some(verdict)
-                    }
-                    None => None,
-                };
-                let mut point = point(PointFacts {
-                    point_id,
-                    grid: g,
-                    level: *level,
-                    repetition: rep,
-                    summary: &result.summary,
-                    nodes: node_stats(&before, &after, secs),
-                    leader_changed,
-                    logs: cluster.logs(),
-                    rtt,
-                });
-                point.counters = counters0
-                    .zip(counters1)
-                    .map(|(b, a)| contention(b, a, result.summary.completed));
-                point.stall = Some(stall(
-                    &result,
-                    &records,
-                    &exp,
-                    g.protocol,
-                    *level,
-                    leader_changed,
-                ));
-                point.faults = records;
-                point.availability = availability;
-                point.linearizable = linearizable;
-                writeln!(points, "{}", serde_json::to_string(&point)?)?;
-                points.flush()?;
-                measured += 1;
-                bar.inc(1);
+                runner.write_point(&point)?;
                 // A fault changed the cluster; an overload may have left requests queued in it.
-                if !faults.is_empty() || result.summary.timeouts + result.summary.errors > 0 {
-                    current.take().expect("started above").stop()?;
+                if !runner.faults.is_empty() || point.timeouts + point.errors > 0 {
+                    if let Some(c) = current.take() {
+                        c.stop()?;
+                    }
                 }
             }
             if let Some(c) = current.take() {
@@ -458,6 +265,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             }
         }
     }
+    let measured = runner.measured;
     if let Some(installed) = netem {
         let netem_logs = dir.join("logs").join("netem");
         std::fs::create_dir_all(&netem_logs)?;
@@ -465,7 +273,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             std::fs::write(netem_logs.join(format!("{name}.txt")), text)?;
         }
     }
-    if let Some((remote, _)) = &remote {
+    if let Some((remote, _)) = &runner.remote {
         remote.clean_up()?;
     }
     let interrupted = stop.load(Ordering::SeqCst);
@@ -491,6 +299,276 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         println!("\n## {headline}");
     }
     Ok(true)
+}
+
+/// What every point of a run shares, and the files it writes: the experiment, the results
+/// directory, the runtime that talks to the nodes, the launcher, the generators' hosts, the
+/// faults, the progress bar and `points.jsonl`.
+struct Runner<'a> {
+    exp: &'a Experiment,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    /// Set by Ctrl-C.
+    stop: Arc<AtomicBool>,
+    launcher: Launcher,
+    /// Runs over ssh: the deployed hosts and the generator hosts (none: the generator runs
+    /// here).
+    remote: Option<(Arc<RemoteRun>, Vec<String>)>,
+    faults: Vec<Fault>,
+    bar: ProgressBar,
+    points: std::fs::File,
+    /// Points written so far (also numbers the next point's id).
+    measured: u64,
+}
+
+impl Runner<'_> {
+    /// The cluster of grid point `g` (node i of a local run in `regions[i]`).
+    fn setup(&self, g: &GridPoint, regions: &[String]) -> ClusterSetup {
+        let exp = self.exp;
+        ClusterSetup {
+            protocol: g.protocol,
+            nodes: g.nodes,
+            durability: g.durability,
+            paxos: g.paxos.clone(),
+            transport: TransportKnobs {
+                threads: Some(exp.cluster.node_threads as usize),
+                ..TransportKnobs::default()
+            },
+            emulation: exp
+                .network
+                .as_ref()
+                .filter(|n| n.emulation == Emulation::Node)
+                .map(|n| n.emulation(&regions[..g.nodes as usize]))
+                // Link faults go through the nodes' emulated links: give them one (with
+                // no configured delay) if the experiment does not.
+                .or_else(|| {
+                    self.faults
+                        .iter()
+                        .any(|f| f.action.on_links())
+                        .then(LinkEmulation::default)
+                }),
+        }
+    }
+
+    /// Measures one point: grid point `g` at `level` (the `level_index`-th level of
+    /// repetition `rep`, which varies the workload's and the faults' seeds), on `current`, or
+    /// on a cluster started for it when there is none (left in `current` for the next level).
+    /// Writes the point's interval log, timeline and history files; the caller writes the
+    /// point itself ([`Runner::write_point`]) and decides whether the cluster goes on. `None`:
+    /// interrupted (Ctrl-C), with the cluster stopped.
+    fn measure_point(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        current: &mut Option<Cluster>,
+        level: Level,
+        level_index: usize,
+        rep: u32,
+    ) -> anyhow::Result<Option<Point>> {
+        let Runner {
+            exp,
+            dir,
+            rt,
+            stop,
+            launcher,
+            remote,
+            faults,
+            bar,
+            measured,
+            ..
+        } = self;
+        let (exp, faults) = (*exp, &*faults);
+        if stop.load(Ordering::SeqCst) {
+            if let Some(c) = current.take() {
+                c.stop()?;
+            }
+            return Ok(None);
+        }
+        let label = params_text(&g.params);
+        if current.is_none() {
+            bar.set_message(format!("{} {label} rep {rep}: starting", g.protocol));
+            *current = Some(launcher.start(setup)?);
+        }
+        let cluster = current.as_mut().expect("started above");
+        bar.set_message(format!("{} {label} rep {rep}: {level:?}", g.protocol));
+        let point_id = format!("p{measured:04}");
+        let file = cluster.client_file.clone();
+        let multi = g.protocol == Protocol::MultiPaxos;
+        let leader0 = if multi {
+            rt.block_on(leadership(&file))
+        } else {
+            None
+        };
+        let before = cluster.sample();
+        // Every node's counters just before the load starts (replicated clusters).
+        let replicated = g.nodes > 1;
+        let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        let load_plan = plan(g, exp, level, level_index);
+        // Faults need the cluster on this thread, so the load runs on another.
+        let mut schedule = (!faults.is_empty()).then(|| {
+            let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ level_index as u64;
+            Schedule::new(faults, g.nodes, multi, seed)
+        });
+        let watch = if exp.wants_timeline() && multi {
+            Some(LeaderWatch::start(&file)?)
+        } else {
+            None
+        };
+        let t0 = Instant::now();
+        let warmup = Duration::from_secs_f64(exp.warmup_s);
+        // When the local generator's load began (after it connected); a remote one's
+        // is not known here, and its faults count from when it was started.
+        let started = Arc::new(OnceLock::new());
+        let remote_load = matches!(&remote, Some((_, g)) if !g.is_empty());
+        let result = std::thread::scope(|scope| -> anyhow::Result<_> {
+            let job = scope.spawn(|| match &remote {
+                Some((remote, generators)) if !generators.is_empty() => {
+                    let client_dir = file.parent().unwrap_or(Path::new("."));
+                    let keep = dir.join("generators").join(&point_id);
+                    let r =
+                        remote.measure(generators, client_dir, &load_plan, &point_id, &keep, stop);
+                    Ok((!stop.load(Ordering::SeqCst)).then_some(r))
+                }
+                _ => {
+                    // The generator on one thread (see the runtime above).
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    Ok(rt.block_on(async {
+                        tokio::select! {
+                            r = measure(&file, &load_plan, started.clone()) => Some(r),
+                            _ = stopped(stop) => None,
+                        }
+                    }))
+                }
+            });
+            let mut host = match schedule {
+                Some(_) => Some(LiveCluster {
+                    poller: rt.block_on(async { StatusPoller::new(&file) })?,
+                    cluster: &mut *cluster,
+                    rt,
+                }),
+                None => None,
+            };
+            // This thread keeps the runtime turning (a Ctrl-C is seen) and applies each
+            // fault when it is due.
+            while !job.is_finished() {
+                let mut wait = Duration::from_millis(50);
+                let began = if remote_load {
+                    Some(t0)
+                } else {
+                    started.get().copied()
+                };
+                if let (Some(s), Some(h), Some(began)) = (schedule.as_mut(), host.as_mut(), began) {
+                    let elapsed = began.elapsed().saturating_sub(warmup);
+                    s.step(h, elapsed, SystemTime::now());
+                    if let Some(due) = s.next_due() {
+                        wait = wait.min(due.saturating_sub(elapsed));
+                    }
+                }
+                let wait = wait.max(Duration::from_millis(1));
+                rt.block_on(async { tokio::time::sleep(wait).await });
+            }
+            if let (Some(s), Some(h)) = (schedule.as_mut(), host.as_mut()) {
+                s.finish(h, SystemTime::now());
+            }
+            job.join().expect("the load thread panicked")
+        })?;
+        let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
+        let secs = t0.elapsed().as_secs_f64();
+        let after = cluster.sample();
+        // ...and just after it ended.
+        let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        let Some(result) = result else {
+            if let Some(c) = current.take() {
+                c.stop()?;
+            }
+            return Ok(None);
+        };
+        let result = result?;
+        // Same leader at the same ballot before and after, or an election ran during
+        // the point (its latencies include the failover).
+        let leader_changed =
+            multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
+        let rtt = if g.nodes > 1 {
+            rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
+        } else {
+            Vec::new()
+        };
+        result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
+        let window_start = result.window_start;
+        let records = match &schedule {
+            Some(s) => observe::fault_records(faults, s.outcomes(), window_start),
+            None => Vec::new(),
+        };
+        let availability = if exp.wants_timeline() {
+            let tl = observe::timeline(&result.timeline, &records, &leaders, window_start);
+            results::write_timeline(dir, &point_id, &tl)?;
+            results::Availability::compute(&tl, &results::fault_windows(&records))
+        } else {
+            None
+        };
+        let linearizable = match &result.history {
+            Some(history) => {
+                bar.set_message(format!(
+                    "{} {label} rep {rep}: checking the history",
+                    g.protocol
+                ));
+                let budget = Duration::from_secs_f64(exp.record.check_budget_s);
+                // Every written key read once more, now that the load and the faults
+                // are over (a truncated history is missing writes: no read-back).
+                let verdict = if history.truncated {
+                    observe::check_history(history, budget)
+                } else {
+                    let finals = rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
+                    observe::check_with_final_reads(history, finals, budget)
+                };
+                // Kept for a reader to look into when the check did not pass.
+                if verdict.verdict != results::LINEARIZABLE {
+                    let histories = dir.join("history");
+                    std::fs::create_dir_all(&histories)?;
+                    history.write_jsonl(&histories.join(format!("{point_id}.jsonl")))?;
+                }
+                Some(verdict)
+            }
+            None => None,
+        };
+        let mut point = point(PointFacts {
+            point_id,
+            grid: g,
+            level,
+            repetition: rep,
+            summary: &result.summary,
+            nodes: node_stats(&before, &after, secs),
+            leader_changed,
+            logs: cluster.logs(),
+            rtt,
+        });
+        point.counters = counters0
+            .zip(counters1)
+            .map(|(b, a)| contention(b, a, result.summary.completed));
+        point.stall = Some(stall(
+            &result,
+            &records,
+            exp,
+            g.protocol,
+            level,
+            leader_changed,
+        ));
+        point.faults = records;
+        point.availability = availability;
+        point.linearizable = linearizable;
+        Ok(Some(point))
+    }
+
+    /// Appends `point` to points.jsonl and counts it.
+    fn write_point(&mut self, point: &Point) -> anyhow::Result<()> {
+        writeln!(self.points, "{}", serde_json::to_string(point)?)?;
+        self.points.flush()?;
+        self.measured += 1;
+        self.bar.inc(1);
+        Ok(())
+    }
 }
 
 /// What one measured point is made of.
