@@ -624,6 +624,7 @@ fn point(f: PointFacts) -> Point {
         linearizable: None,
         counters: None,
         stall: None,
+        search: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),

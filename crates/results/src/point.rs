@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::availability::{Availability, FaultWindow};
 use crate::contention::{Contention, Stall};
+use crate::search::SearchStep;
 
 /// Names of swept parameters that set the load level of a closed-loop point, in order of
 /// preference. An open-loop point's load level is its `offered_ops`.
@@ -102,6 +103,9 @@ pub struct Point {
     /// The longest stretch without a completion, and whether it counts as a livelock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<Stall>,
+    /// The point's step in a rate search (`rates = "auto"`), when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchStep>,
     /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
     /// parameters in the per-point tables. They do not split groups: a measured duration that
     /// differs by a millisecond between points must not make two configurations.

@@ -45,6 +45,7 @@ pub fn markdown(run: &Run) -> String {
          are several; ratios are medians over Unreplicated's in this run.\n\n",
     );
 
+    s.push_str(&crate::search::section(run));
     s.push_str(&availability_section(run));
     s.push_str(&contention_section(run));
 
