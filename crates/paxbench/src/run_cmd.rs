@@ -10,6 +10,15 @@
 //! inherit that backlog. It writes `config.toml`, `env.json`, `points.jsonl` and `hist/` as it goes, then
 //! renders `summary.md`, `summary.csv` and `plots/`. Ctrl-C stops the processes and leaves what
 //! was measured readable (render it with `paxbench report DIR`).
+//!
+//! With `rates = "auto"` the levels of a repetition are the probes of a [`RateSearch`]: each is
+//! measured as a point like any other (its `search` field gives the step and the verdict), a
+//! failing level is always followed by a fresh cluster (the search goes lower next, and must not
+//! inherit the backlog), and the bracket goes to `search.jsonl`. Each repetition searches on
+//! its own from `start_ops`. With `repetitions = "auto"` a configuration is repeated until the
+//! rule of [`crate::repeat`] stops it, and `repetitions.jsonl` says why. Both make the run's
+//! length a range: `--dry-run` gives it, and the progress bar counts the most points and takes
+//! off those a search or a configuration did not need.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,10 +33,15 @@ use loadgen::LoadResult;
 use node::config::{ClusterConfig, TransportKnobs};
 use node::emulation::LinkEmulation;
 use paxos::{NodeId, Protocol};
-use results::{Contention, CounterValues, LinkRtt, NodeStats, Point, Stall};
+use results::{
+    Contention, CounterValues, LinkRtt, NodeStats, Point, RepetitionRecord, SearchRecord,
+    SearchStep, Stall,
+};
 
 use crate::env_info::{self, EnvInfo};
-use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
+use crate::experiment::{
+    params_text, Emulation, Experiment, GridPoint, LoadMode, Rates, RepetitionPlan,
+};
 use crate::faults::{Fault, Schedule};
 use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
 use crate::live::{LeaderWatch, LiveCluster, StatusPoller};
@@ -35,6 +49,8 @@ use crate::netem;
 use crate::observe;
 use crate::plan::{LoadPlan, PlanLevel};
 use crate::remote::{RemotePlan, RemoteRun, SshBackend};
+use crate::repeat::{Decision, RepetitionRule, Samples};
+use crate::search::{self, RateSearch, SearchSpec};
 
 /// Arguments of `paxbench run`.
 #[derive(Debug, Args)]
@@ -62,6 +78,92 @@ enum Level {
     Clients(u32),
 }
 
+impl Level {
+    /// The rate or the client count, as a number.
+    fn value(self) -> f64 {
+        match self {
+            Level::Rate(r) => r,
+            Level::Clients(c) => f64::from(c),
+        }
+    }
+}
+
+/// How a configuration's load levels are chosen: a list, or a rate search.
+enum Levels {
+    /// These levels in turn.
+    Fixed(Vec<Level>),
+    /// `rates = "auto"`: as the search decides ([`crate::search`]).
+    Search(SearchSpec),
+}
+
+impl Levels {
+    /// The levels of `protocol`'s configurations (the experiment is validated: a protocol
+    /// whose rates are `"auto"` has a search).
+    fn of(exp: &Experiment, protocol: Protocol) -> Levels {
+        if exp.load.mode == LoadMode::Closed {
+            return Levels::Fixed(
+                exp.load
+                    .clients
+                    .iter()
+                    .map(|c| Level::Clients(*c))
+                    .collect(),
+            );
+        }
+        match (exp.load.rates_for(protocol), exp.load.search_for(protocol)) {
+            (_, Some(spec)) => Levels::Search(spec.clone()),
+            (Rates::List(rates), None) => {
+                Levels::Fixed(rates.iter().map(|r| Level::Rate(*r)).collect())
+            }
+            (Rates::Auto, None) => unreachable!("checked when the experiment was loaded"),
+        }
+    }
+
+    /// The fewest and the most levels one repetition measures.
+    fn range(&self) -> (u64, u64) {
+        match self {
+            Levels::Fixed(ls) => (ls.len() as u64, ls.len() as u64),
+            Levels::Search(spec) => (1, u64::from(spec.max_levels())),
+        }
+    }
+
+    /// `3 level(s)`, or the search and its range of levels.
+    fn describe(&self) -> String {
+        match self {
+            Levels::Fixed(ls) => format!("{} level(s)", ls.len()),
+            Levels::Search(s) => format!(
+                "rate search {} → {} ops/s (×{}, to {}%): {} level(s)",
+                s.start_ops,
+                s.max_ops,
+                s.factor,
+                s.resolution * 100.0,
+                range_text(self.range().0, self.range().1)
+            ),
+        }
+    }
+}
+
+/// `5`, or `3 to 12`.
+fn range_text(lo: u64, hi: u64) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo} to {hi}")
+    }
+}
+
+/// `1 repetition(s)`, or the rule of `repetitions = "auto"`.
+fn repetitions_text(plan: &RepetitionPlan) -> String {
+    match plan {
+        RepetitionPlan::Fixed(n) => format!("{n} repetition(s)"),
+        RepetitionPlan::Auto(r) => format!(
+            "{} to {} repetition(s) (until every 95% interval of p50 and throughput is within {}% of its median)",
+            r.min,
+            r.max,
+            r.ci_width * 100.0
+        ),
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     // --hosts is `[cluster] hosts` (absolute, so that it is not read relative to the
     // experiment file), so that config.toml records it and node counts are checked for hosts.
@@ -75,22 +177,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let grid = exp
         .grid()
         .map_err(|(_, key, why)| anyhow::anyhow!("`{key}`: {why}"))?;
-    let levels_for = |protocol: Protocol| -> Vec<Level> {
-        if exp.load.mode == LoadMode::Open {
-            let rates = exp
-                .load
-                .rates_by_protocol
-                .get(&protocol)
-                .unwrap_or(&exp.load.rates);
-            rates.iter().map(|r| Level::Rate(*r)).collect()
-        } else {
-            exp.load
-                .clients
-                .iter()
-                .map(|c| Level::Clients(*c))
-                .collect()
-        }
-    };
+    let plan = exp.repetition_plan();
     // Resolved against the experiment file, as its other paths are.
     let hosts_file = exp.cluster.hosts.as_ref().map(|h| {
         args.experiment
@@ -124,15 +211,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         if let Some(p) = &remote_plan {
             println!("# hosts: {} ({})", p.hosts.path.display(), p.describe());
         }
+        let (mut fewest, mut most) = (0u64, 0u64);
         for g in &grid {
-            let n = levels_for(g.protocol).len() as u32 * exp.repetitions;
+            let levels = Levels::of(&exp, g.protocol);
+            let (lo, hi) = levels.range();
+            let (lo, hi) = (lo * u64::from(plan.min()), hi * u64::from(plan.max()));
+            fewest += lo;
+            most += hi;
             println!(
-                "# {} on {} node(s), {}: {n} point(s)",
+                "# {} on {} node(s), {}: {} × {} = {} point(s)",
                 g.protocol,
                 g.nodes,
-                params_text(&g.params)
+                params_text(&g.params),
+                levels.describe(),
+                repetitions_text(&plan),
+                range_text(lo, hi),
             );
         }
+        let per_point = exp.warmup_s + exp.duration_s;
+        let secs = |n: u64| format!("{:.0} s", n as f64 * per_point);
+        let load = if fewest == most {
+            secs(most)
+        } else {
+            format!("{} to {}", secs(fewest), secs(most))
+        };
+        println!(
+            "# in all: {} point(s), {load} of load (warm-up and window), plus cluster starts",
+            range_text(fewest, most)
+        );
         return Ok(true);
     }
     // Every host is checked before anything is written under results/.
@@ -152,11 +258,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     )?;
     let points = std::fs::File::create(dir.join("points.jsonl"))?;
 
+    // The most points the run can take; searches and repetitions that end early take theirs
+    // off as they end.
     let total = grid
         .iter()
-        .map(|g| levels_for(g.protocol).len() as u64)
+        .map(|g| Levels::of(&exp, g.protocol).range().1)
         .sum::<u64>()
-        * u64::from(exp.repetitions);
+        * u64::from(plan.max());
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -241,27 +349,55 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         measured: 0,
     };
     'outer: for g in &grid {
-        for rep in 0..exp.repetitions {
-            let setup = runner.setup(g, &regions);
-            // One cluster serves the load levels in turn, until a level overloads it: requests
-            // it never answered may still be queued inside, and would be the next level's
-            // backlog. The level after that gets a fresh cluster.
-            let mut current: Option<Cluster> = None;
-            for (li, level) in levels_for(g.protocol).iter().enumerate() {
-                let Some(point) = runner.measure_point(g, &setup, &mut current, *level, li, rep)?
-                else {
-                    break 'outer;
-                };
-                runner.write_point(&point)?;
-                // A fault changed the cluster; an overload may have left requests queued in it.
-                if !runner.faults.is_empty() || point.timeouts + point.errors > 0 {
-                    if let Some(c) = current.take() {
-                        c.stop()?;
-                    }
+        let levels = Levels::of(&exp, g.protocol);
+        let setup = runner.setup(g, &regions);
+        // Each point's figures over the repetitions so far, for `repetitions = "auto"`: one
+        // per level, or the knee of a search.
+        let mut samples: Vec<Samples> = match &levels {
+            Levels::Fixed(ls) => ls
+                .iter()
+                .map(|l| Samples {
+                    level: Some(l.value()),
+                    ..Samples::default()
+                })
+                .collect(),
+            Levels::Search(_) => vec![Samples::default()],
+        };
+        for rep in 0..plan.max() {
+            let measured = match &levels {
+                Levels::Fixed(ls) => runner.run_levels(g, &setup, ls, rep)?,
+                Levels::Search(spec) => runner.run_search(g, &setup, spec, rep)?,
+            };
+            let Some(measured) = measured else {
+                break 'outer;
+            };
+            let RepetitionPlan::Auto(rule) = plan else {
+                continue;
+            };
+            for (s, p) in samples.iter_mut().zip(measured) {
+                if let Some(p) = p {
+                    s.p50_us.push(p.p50_us);
+                    s.throughput_ops.push(p.throughput_ops);
                 }
             }
-            if let Some(c) = current.take() {
-                c.stop()?;
+            let done = rep + 1;
+            let intervals = RepetitionRule::intervals(&samples);
+            if let Decision::Stop(outcome) = rule.decide(done, &intervals) {
+                runner.append(
+                    results::REPETITIONS_FILE,
+                    &RepetitionRecord {
+                        protocol: g.protocol.to_string(),
+                        params: params_json(&g.params),
+                        outcome,
+                        repetitions: done,
+                        min_repetitions: rule.min,
+                        max_repetitions: rule.max,
+                        ci_width: rule.ci_width,
+                        points: intervals,
+                    },
+                )?;
+                runner.unplan(u64::from(rule.max - done) * levels.range().1);
+                break;
             }
         }
     }
@@ -277,6 +413,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         remote.clean_up()?;
     }
     let interrupted = stop.load(Ordering::SeqCst);
+    let planned = bar.length().unwrap_or(total);
     bar.finish_and_clear();
     env.end = Some(env_info::now_utc());
     std::fs::write(
@@ -285,7 +422,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     )?;
     results::render(&dir)?;
     println!(
-        "{measured} of {total} points measured; results in {}",
+        "{measured} of {planned} points measured; results in {}",
         dir.display()
     );
     if interrupted {
@@ -561,6 +698,134 @@ impl Runner<'_> {
         Ok(Some(point))
     }
 
+    /// One repetition of grid point `g` at each of `levels` in turn: the points, one per
+    /// level, or `None` when interrupted.
+    fn run_levels(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        levels: &[Level],
+        rep: u32,
+    ) -> anyhow::Result<Option<Vec<Option<Point>>>> {
+        // One cluster serves the load levels in turn, until a level overloads it: requests
+        // it never answered may still be queued inside, and would be the next level's
+        // backlog. The level after that gets a fresh cluster.
+        let mut current: Option<Cluster> = None;
+        let mut points = Vec::new();
+        for (li, level) in levels.iter().enumerate() {
+            let Some(point) = self.measure_point(g, setup, &mut current, *level, li, rep)? else {
+                return Ok(None);
+            };
+            self.write_point(&point)?;
+            // A fault changed the cluster; an overload may have left requests queued in it.
+            if !self.faults.is_empty() || point.timeouts + point.errors > 0 {
+                if let Some(c) = current.take() {
+                    c.stop()?;
+                }
+            }
+            points.push(Some(point));
+        }
+        if let Some(c) = current.take() {
+            c.stop()?;
+        }
+        Ok(Some(points))
+    }
+
+    /// One repetition's rate search for grid point `g` ([`crate::search`]): every level it
+    /// measures is written as a point with its step, and the bracket to search.jsonl. Returns
+    /// the point at the knee (the highest passing level; `None` if none passed), or `None`
+    /// when interrupted.
+    fn run_search(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        spec: &SearchSpec,
+        rep: u32,
+    ) -> anyhow::Result<Option<Vec<Option<Point>>>> {
+        let slo = self.exp.slo_p99_us as f64;
+        let mut search = RateSearch::new(spec.clone());
+        let mut current: Option<Cluster> = None;
+        // Each rate comes up once: growth only rises, bisection stays inside the bracket.
+        let mut measured: Vec<(f64, Point)> = Vec::new();
+        while let Some(probe) = search.next_probe() {
+            let level = Level::Rate(probe.rate);
+            let step = probe.step as usize;
+            let Some(mut point) = self.measure_point(g, setup, &mut current, level, step, rep)?
+            else {
+                return Ok(None);
+            };
+            let verdict = search::verdict(&point, slo);
+            point.search = Some(SearchStep {
+                phase: probe.phase,
+                step: probe.step,
+                passed: verdict.is_ok(),
+                why: verdict.clone().err(),
+            });
+            self.write_point(&point)?;
+            // A failed level may have left requests queued in the cluster, and the search
+            // goes lower next: a fresh cluster, so that the lower level inherits no backlog.
+            // A fault changed the cluster.
+            if verdict.is_err() || !self.faults.is_empty() {
+                if let Some(c) = current.take() {
+                    c.stop()?;
+                }
+            }
+            search.record(probe.rate, verdict.is_ok());
+            measured.push((probe.rate, point));
+        }
+        if let Some(c) = current.take() {
+            c.stop()?;
+        }
+        let outcome = search.outcome().expect("a search ends with an outcome");
+        let (pass, fail) = search.bracket();
+        let at = |rate: Option<f64>| {
+            rate.and_then(|r| measured.iter().find(|(x, _)| *x == r).map(|(_, p)| p))
+        };
+        let (pass_point, fail_point) = (at(pass), at(fail));
+        self.append(
+            results::SEARCH_FILE,
+            &SearchRecord {
+                protocol: g.protocol.to_string(),
+                params: params_json(&g.params),
+                repetition: rep,
+                outcome,
+                pass_ops: pass,
+                fail_ops: fail,
+                pass_point: pass_point.map(|p| p.point_id.clone()),
+                fail_point: fail_point.map(|p| p.point_id.clone()),
+                fail_why: fail_point.and_then(|p| p.search.as_ref()?.why.clone()),
+                pass_generator_bound: pass_point.is_some_and(|p| p.generator_bound),
+                fail_generator_bound: fail_point.is_some_and(|p| p.generator_bound),
+                levels: search.steps(),
+                start_ops: spec.start_ops,
+                max_ops: spec.max_ops,
+                factor: spec.factor,
+                resolution: spec.resolution,
+                slo_p99_us: slo,
+            },
+        )?;
+        self.unplan(u64::from(spec.max_levels().saturating_sub(search.steps())));
+        Ok(Some(vec![pass_point.cloned()]))
+    }
+
+    /// Appends `record` as a line of `file` in the results directory.
+    fn append(&self, file: &str, record: &impl serde::Serialize) -> anyhow::Result<()> {
+        let path = self.dir.join(file);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(record)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Takes `points` the run will not measure off the progress bar's plan.
+    fn unplan(&self, points: u64) {
+        let len = self.bar.length().unwrap_or(0);
+        self.bar.set_length(len.saturating_sub(points));
+    }
+
     /// Appends `point` to points.jsonl and counts it.
     fn write_point(&mut self, point: &Point) -> anyhow::Result<()> {
         writeln!(self.points, "{}", serde_json::to_string(point)?)?;
@@ -587,12 +852,7 @@ struct PointFacts<'a> {
 /// The line of `points.jsonl` for one point: the schema is `results::Point`'s.
 fn point(f: PointFacts) -> Point {
     let s = f.summary;
-    let mut params: std::collections::BTreeMap<String, serde_json::Value> = f
-        .grid
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), toml_to_json(v)))
-        .collect();
+    let mut params = params_json(&f.grid.params);
     match f.level {
         Level::Rate(r) => params.insert("rate".into(), r.into()),
         Level::Clients(c) => params.insert("clients".into(), c.into()),
@@ -652,6 +912,16 @@ fn node_stats(
             },
             rss_bytes: a.map_or(0, |a| a.rss_bytes),
         })
+        .collect()
+}
+
+/// Swept parameters as points.jsonl keeps them.
+fn params_json(
+    params: &std::collections::BTreeMap<String, toml::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), toml_to_json(v)))
         .collect()
 }
 
