@@ -7,10 +7,14 @@
 //! name = "quick"
 //! description = "Unreplicated, Multi-Paxos and Basic Paxos on 3 nodes"
 //! protocols = ["unreplicated", "multi-paxos", "basic-paxos"]
-//! slo_p99_us = 10000        # saturation = highest throughput whose p99 stays under this
+//! slo_p99_us = 10000        # saturation = highest throughput whose p99 stays under this (and no
+//!                            # errors or timeouts)
 //! warmup_s = 1.0            # discarded before every measured window
 //! duration_s = 3.0          # measured window per point
-//! repetitions = 1
+//! repetitions = 1           # or "auto": until every point's figures are tight (see below)
+//! # min_repetitions = 3     # "auto" only: at least 3 (>= 2), at most 10 (<= 100), and stop
+//! # max_repetitions = 10    # once the 95% bootstrap interval of every point's median p50 and
+//! # ci_width = 0.10         # median throughput spans at most 10% of that median
 //! livelock_after_s = 1.0    # a point whose completions stop this long (load offered, no fault)
 //!                           # is marked ⚠ livelock
 //!
@@ -41,8 +45,10 @@
 //!
 //! [load]
 //! mode = "open"             # open (rates, ops/s) | closed (clients x depth)
-//! rates = [1000, 5000, 20000]
+//! rates = [1000, 5000, 20000]   # or "auto": search for the knee, as `auto` says (below)
 //! rates_by_protocol = { basic-paxos = [200, 1000] }   # replaces `rates` for one protocol
+//! auto = { start_ops = 1000, max_ops = 400000, factor = 2.0, resolution = 0.05 }
+//! auto_by_protocol = { basic-paxos = { start_ops = 50, max_ops = 5000 } }  # replaces `auto`
 //! poisson = false
 //! clients = [1, 4, 16]
 //! depth = 1
@@ -74,6 +80,15 @@
 //! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`, `hot_keys`,
 //! `hot_fraction`.
 //!
+//! **Letting the measurements decide.** `rates = "auto"` (or a protocol's entry in
+//! `rates_by_protocol`) runs a saturation search ([`crate::search`]) instead of a list: from
+//! `start_ops`, the rate grows by `factor` (default 2) while levels pass (p99 under
+//! `slo_p99_us`, no errors, no timeouts), up to `max_ops`; then the bracket between the last pass
+//! and the first fail is bisected until `(fail − pass) / pass ≤ resolution` (default 0.05).
+//! `start_ops` and `max_ops` have no default: a search needs its range. `repetitions = "auto"`
+//! repeats each configuration until its intervals are tight ([`crate::repeat`]); with a search,
+//! the point it judges is the knee. Both are open to `--set` (`--set load.auto.resolution=0.1`).
+//!
 //! **Self-test knobs.** `[paxos] self_test_bug = "local-reads" | "ack-before-durable"`
 //! (`node::config::SelfTestBug`) runs deliberately broken nodes, and `[workload] self_test_bug =
 //! "retry-with-fresh-id"` ([`ClientSelfTestBug`]) deliberately broken clients, so that a test
@@ -97,6 +112,8 @@ use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
 use crate::faults::{Fault, FaultSpec};
+use crate::repeat::RepetitionRule;
+use crate::search::SearchSpec;
 
 /// Non-paxos keys a sweep may vary (every `[paxos]` knob may be swept too).
 pub const OTHER_SWEEP_KEYS: &[&str] = &[
@@ -138,9 +155,20 @@ pub struct Experiment {
     /// Measured window per point, seconds.
     #[serde(default = "default_duration")]
     pub duration_s: f64,
-    /// How many times every point is measured.
-    #[serde(default = "one")]
-    pub repetitions: u32,
+    /// How many times every point is measured: a count, or `"auto"` (until the intervals are
+    /// tight: `min_repetitions`, `max_repetitions`, `ci_width`; see [`crate::repeat`]).
+    #[serde(default)]
+    pub repetitions: Repetitions,
+    /// `repetitions = "auto"`: at least this many repetitions (default 3, at least 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_repetitions: Option<u32>,
+    /// `repetitions = "auto"`: at most this many (default 10, at most 100).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_repetitions: Option<u32>,
+    /// `repetitions = "auto"`: stop once the 95% bootstrap interval of every point's median p50
+    /// and median throughput spans at most this share of that median (default 0.10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_width: Option<f64>,
     /// A point whose completions stop for at least this long (seconds) while load is offered
     /// and no fault is in force is marked `⚠ livelock` (an election is marked as such).
     #[serde(default = "default_livelock_after")]
@@ -248,6 +276,135 @@ impl Experiment {
             HistoryMode::Off => false,
             HistoryMode::Auto => !self.faults.is_empty(),
         }
+    }
+}
+
+impl Experiment {
+    /// How many repetitions each configuration gets.
+    pub fn repetition_plan(&self) -> RepetitionPlan {
+        match self.repetitions {
+            Repetitions::Count(n) => RepetitionPlan::Fixed(n),
+            Repetitions::Auto => RepetitionPlan::Auto(RepetitionRule {
+                min: self.min_repetitions.unwrap_or(DEFAULT_MIN_REPETITIONS),
+                max: self.max_repetitions.unwrap_or(DEFAULT_MAX_REPETITIONS),
+                ci_width: self.ci_width.unwrap_or(DEFAULT_CI_WIDTH),
+            }),
+        }
+    }
+
+    /// `repetitions` and the keys of `"auto"`, as (key, why).
+    fn check_repetitions(&self) -> Result<(), (&'static str, String)> {
+        let rule = match self.repetition_plan() {
+            RepetitionPlan::Fixed(0) => return Err(("repetitions", "must be at least 1".into())),
+            RepetitionPlan::Fixed(_) => {
+                let set = [
+                    ("min_repetitions", self.min_repetitions.is_some()),
+                    ("max_repetitions", self.max_repetitions.is_some()),
+                    ("ci_width", self.ci_width.is_some()),
+                ];
+                return match set.into_iter().find(|(_, set)| *set) {
+                    Some((key, _)) => Err((
+                        key,
+                        format!(
+                            "only with repetitions = \"auto\" (here repetitions = {})",
+                            self.repetitions_text()
+                        ),
+                    )),
+                    None => Ok(()),
+                };
+            }
+            RepetitionPlan::Auto(rule) => rule,
+        };
+        if rule.min < 2 {
+            return Err((
+                "min_repetitions",
+                format!("{}: at least 2 (one figure has no interval)", rule.min),
+            ));
+        }
+        if rule.max < rule.min {
+            // Blame the key the file gave: a default is not a mistake.
+            let (key, what) = match self.max_repetitions {
+                Some(_) => ("max_repetitions", String::new()),
+                None => ("min_repetitions", " (the default)".to_string()),
+            };
+            return Err((
+                key,
+                format!(
+                    "max_repetitions {}{what} is below min_repetitions {}",
+                    rule.max, rule.min
+                ),
+            ));
+        }
+        if rule.max > MOST_REPETITIONS {
+            return Err((
+                "max_repetitions",
+                format!("{}: at most {MOST_REPETITIONS}", rule.max),
+            ));
+        }
+        if !(rule.ci_width.is_finite() && rule.ci_width > 0.0 && rule.ci_width <= 1.0) {
+            return Err((
+                "ci_width",
+                format!(
+                    "{}: the widest interval allowed, as a share of the median, in (0, 1] (0.10 = 10%)",
+                    rule.ci_width
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn repetitions_text(&self) -> String {
+        match self.repetitions {
+            Repetitions::Count(n) => n.to_string(),
+            Repetitions::Auto => "\"auto\"".into(),
+        }
+    }
+
+    /// Rate searches: every protocol whose rates are `"auto"` has a search, open loop, and
+    /// every search is well formed. Errors are (key, why), keys dotted below `[load]`.
+    fn check_search(&self) -> Result<(), (String, String)> {
+        let load = &self.load;
+        let key_of = |p: &Protocol| {
+            if load.rates_by_protocol.contains_key(p) {
+                "rates_by_protocol".to_string()
+            } else {
+                "rates".to_string()
+            }
+        };
+        for p in &self.protocols {
+            if *load.rates_for(*p) != Rates::Auto {
+                continue;
+            }
+            if load.mode == LoadMode::Closed {
+                return Err((
+                    key_of(p),
+                    format!("{p}: a rate search (\"auto\") offers rates: it needs mode = \"open\""),
+                ));
+            }
+            if load.search_for(*p).is_none() {
+                return Err((
+                    key_of(p),
+                    format!(
+                        "{p}: rates = \"auto\" needs the search's range: `[load] auto = {{ start_ops = …, max_ops = … }}` (or `auto_by_protocol.{p}`)"
+                    ),
+                ));
+            }
+        }
+        if let Some(auto) = &load.auto {
+            auto.check()
+                .map_err(|(k, why)| (format!("auto.{k}"), why))?;
+        }
+        for (p, auto) in &load.auto_by_protocol {
+            if !self.protocols.contains(p) {
+                return Err((
+                    "auto_by_protocol".into(),
+                    format!("{p} is not a protocol of this experiment"),
+                ));
+            }
+            auto.check()
+                .map_err(|(k, why)| (format!("auto_by_protocol.{p}.{k}"), why))?;
+        }
+        Ok(())
     }
 }
 
@@ -545,12 +702,20 @@ pub enum ClientSelfTestBug {
 pub struct LoadSpec {
     /// `open` or `closed`.
     pub mode: LoadMode,
-    /// Open loop: offered rates, ops/s.
+    /// Open loop: offered rates, ops/s, or `"auto"`: search for the highest rate that meets
+    /// the SLO (see [`crate::search`]), as `auto` says.
     #[serde(default)]
-    pub rates: Vec<f64>,
+    pub rates: Rates,
     /// Open loop: rates for one protocol instead of `rates` (Basic Paxos saturates far lower).
     #[serde(default)]
-    pub rates_by_protocol: BTreeMap<Protocol, Vec<f64>>,
+    pub rates_by_protocol: BTreeMap<Protocol, Rates>,
+    /// Open loop, rates `"auto"`: the search (`start_ops`, `max_ops`, `factor`, `resolution`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<SearchSpec>,
+    /// The search of one protocol instead of `auto` (whole: keys it leaves out take their
+    /// defaults, not `auto`'s).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub auto_by_protocol: BTreeMap<Protocol, SearchSpec>,
     /// Open loop: Poisson arrivals instead of a constant schedule.
     #[serde(default)]
     pub poisson: bool,
@@ -573,6 +738,123 @@ pub struct LoadSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<Vec<String>>,
 }
+
+/// `[load] rates` (or one protocol's in `rates_by_protocol`): a list of offered rates, or
+/// `"auto"`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Rates {
+    /// These rates in turn, ops/s.
+    List(Vec<f64>),
+    /// Search for the highest rate that meets the SLO (`[load] auto`, [`crate::search`]).
+    Auto,
+}
+
+impl Default for Rates {
+    fn default() -> Self {
+        Rates::List(Vec::new())
+    }
+}
+
+impl Serialize for Rates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Rates::List(rates) => rates.serialize(s),
+            Rates::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            List(Vec<f64>),
+        }
+        let why = "expected a list of rates in ops/s such as [1000, 5000], or \"auto\" (search)";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
+            Raw::Name(n) if n == "auto" => Ok(Rates::Auto),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
+            Raw::List(rates) => Ok(Rates::List(rates)),
+        }
+    }
+}
+
+/// `repetitions`: a count, or `"auto"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repetitions {
+    /// Every point this many times.
+    Count(u32),
+    /// Until the intervals are tight, or the maximum ([`crate::repeat`]).
+    Auto,
+}
+
+impl Default for Repetitions {
+    fn default() -> Self {
+        Repetitions::Count(1)
+    }
+}
+
+impl Serialize for Repetitions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Repetitions::Count(n) => n.serialize(s),
+            Repetitions::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Repetitions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Count(u32),
+        }
+        let why = "expected a count such as 3, or \"auto\" (repeat until the intervals are tight)";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
+            Raw::Name(n) if n == "auto" => Ok(Repetitions::Auto),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
+            Raw::Count(n) => Ok(Repetitions::Count(n)),
+        }
+    }
+}
+
+/// How many repetitions a configuration gets, resolved.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RepetitionPlan {
+    /// Exactly this many.
+    Fixed(u32),
+    /// As the rule decides.
+    Auto(RepetitionRule),
+}
+
+impl RepetitionPlan {
+    /// The fewest repetitions a configuration can get.
+    pub fn min(&self) -> u32 {
+        match self {
+            RepetitionPlan::Fixed(n) => *n,
+            RepetitionPlan::Auto(r) => r.min,
+        }
+    }
+
+    /// The most.
+    pub fn max(&self) -> u32 {
+        match self {
+            RepetitionPlan::Fixed(n) => *n,
+            RepetitionPlan::Auto(r) => r.max,
+        }
+    }
+}
+
+/// `repetitions = "auto"` defaults.
+const DEFAULT_MIN_REPETITIONS: u32 = 3;
+const DEFAULT_MAX_REPETITIONS: u32 = 10;
+const DEFAULT_CI_WIDTH: f64 = 0.10;
+/// The most repetitions `max_repetitions` may ask for.
+const MOST_REPETITIONS: u32 = 100;
 
 fn default_slo() -> u64 {
     10_000
@@ -846,7 +1128,7 @@ impl Experiment {
             anyhow!("{file}:{}: `{key}`: {why}", line_of(text, table, &key))
         })?;
         if sets.is_empty() {
-            return Ok(plain);
+            return Ok(plain.resolved());
         }
         let mut table: toml::Table = toml::from_str(text)?;
         for set in sets {
@@ -862,7 +1144,18 @@ impl Experiment {
         merged
             .validate()
             .map_err(|(_, key, why)| anyhow!("{file} with --set: `{key}`: {why}"))?;
-        Ok(merged)
+        Ok(merged.resolved())
+    }
+
+    /// The experiment with the defaults of `repetitions = "auto"` written out, so that
+    /// config.toml records the rule that ran.
+    fn resolved(mut self) -> Experiment {
+        if let RepetitionPlan::Auto(rule) = self.repetition_plan() {
+            self.min_repetitions = Some(rule.min);
+            self.max_repetitions = Some(rule.max);
+            self.ci_width = Some(rule.ci_width);
+        }
+        self
     }
 
     /// Checks everything, every grid point included; errors are (table, key, why).
@@ -905,9 +1198,8 @@ impl Experiment {
                 ),
             );
         }
-        if self.repetitions == 0 {
-            return top("repetitions", "must be at least 1".into());
-        }
+        self.check_repetitions()
+            .map_err(|(k, why)| ("", k.to_string(), why))?;
         // The timeline that shows a stall has 100 ms buckets: a shorter threshold would call
         // any empty bucket a livelock.
         if !(self.livelock_after_s.is_finite() && (0.1..=3600.0).contains(&self.livelock_after_s)) {
@@ -928,6 +1220,7 @@ impl Experiment {
             )));
         }
         self.load.check().map_err(in_table("load"))?;
+        self.check_search().map_err(|(k, why)| ("load", k, why))?;
         for p in self.load.rates_by_protocol.keys() {
             if !self.protocols.contains(p) {
                 return Err(in_table("load")((
@@ -1110,12 +1403,31 @@ fn combinations(sweep: &BTreeMap<String, Vec<toml::Value>>) -> Vec<BTreeMap<Stri
 }
 
 impl LoadSpec {
+    /// The rates of `protocol`: its own in `rates_by_protocol`, else `rates`.
+    pub fn rates_for(&self, protocol: Protocol) -> &Rates {
+        self.rates_by_protocol.get(&protocol).unwrap_or(&self.rates)
+    }
+
+    /// The search of `protocol` when its rates are `"auto"`: its own in `auto_by_protocol`,
+    /// else `auto`.
+    pub fn search_for(&self, protocol: Protocol) -> Option<&SearchSpec> {
+        match self.rates_for(protocol) {
+            Rates::Auto => self.auto_by_protocol.get(&protocol).or(self.auto.as_ref()),
+            Rates::List(_) => None,
+        }
+    }
+
     /// Range checks, as (key, why).
     fn check(&self) -> Result<(), (&'static str, String)> {
+        let bad = |rates: &Rates| match rates {
+            Rates::List(r) => r.is_empty() || r.iter().any(|r| !positive(*r)),
+            Rates::Auto => false,
+        };
         match self.mode {
-            LoadMode::Open if self.rates.is_empty() || self.rates.iter().any(|r| !positive(*r)) => {
-                Err(("rates", "open loop needs positive rates".into()))
-            }
+            LoadMode::Open if bad(&self.rates) => Err((
+                "rates",
+                "open loop needs positive rates, or \"auto\"".into(),
+            )),
             LoadMode::Closed
                 if self.clients.is_empty() || self.clients.contains(&0) || self.depth == 0 =>
             {
@@ -1126,7 +1438,7 @@ impl LoadSpec {
             }
             _ => {
                 for (p, rates) in &self.rates_by_protocol {
-                    if rates.is_empty() || rates.iter().any(|r| !positive(*r)) {
+                    if bad(rates) {
                         return Err(("rates_by_protocol", format!("{p}: give positive rates")));
                     }
                 }
@@ -1192,6 +1504,18 @@ fn line_of(text: &str, table: &str, key: &str) -> usize {
     {
         return fault_line(text, n, key);
     }
+    // `auto.factor`: `factor` in `[load.auto]`, else (an inline table) the line of `auto`.
+    if let Some((inner, last)) = key.rsplit_once('.') {
+        let sub = if table.is_empty() {
+            inner.to_string()
+        } else {
+            format!("{table}.{inner}")
+        };
+        return match line_in_table(text, &sub, last) {
+            Some(line) => line,
+            None => line_of(text, table, inner),
+        };
+    }
     let mut current = String::new();
     let mut anywhere = 0;
     let headers = [
@@ -1224,6 +1548,26 @@ fn line_of(text: &str, table: &str, key: &str) -> usize {
     anywhere
 }
 
+/// The 1-based line where `key` is assigned inside `[table]` itself, if it is.
+fn line_in_table(text: &str, table: &str, key: &str) -> Option<usize> {
+    let mut current = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.starts_with('[') {
+            let name = l.trim_start_matches('[').split(']').next().unwrap_or("");
+            current = name.trim().to_string();
+            continue;
+        }
+        let assigns = l
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.trim_start().starts_with('='));
+        if assigns && current == table {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// The line of `key` in the `index`-th `[[faults]]` entry, else of that entry's header.
 fn fault_line(text: &str, index: usize, key: &str) -> usize {
     let (mut seen, mut inside, mut header) = (0, false, 0);
@@ -1252,6 +1596,7 @@ fn fault_line(text: &str, index: usize, key: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repeat::RepetitionRule;
 
     const QUICKISH: &str = r#"
 name = "t"
@@ -1368,6 +1713,175 @@ value_size = [16, 64]
     }
 
     #[test]
+    fn rates_may_be_a_search_and_its_mistakes_name_the_key_and_line() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let err = |text: &str| parse(text).unwrap_err().to_string();
+        let with = |load: &str| QUICKISH.replace("rates = [100, 200]", load);
+        let auto = with("rates = \"auto\"\nauto = { start_ops = 100, max_ops = 10000 }");
+        let e = parse(&auto).unwrap();
+        assert_eq!(e.load.rates, Rates::Auto);
+        let s = e.load.search_for(Protocol::MultiPaxos).unwrap();
+        assert_eq!(
+            (s.start_ops, s.max_ops, s.factor, s.resolution),
+            (100.0, 10000.0, 2.0, 0.05),
+            "factor and resolution have defaults"
+        );
+        let again = parse(&toml::to_string_pretty(&e).unwrap()).unwrap();
+        assert_eq!(again, e, "config.toml reads back the same");
+        // One protocol searches on its own terms, another keeps a list.
+        let text = with(
+            "rates = \"auto\"\nrates_by_protocol = { unreplicated = [100] }\n\n[load.auto_by_protocol.multi-paxos]\nstart_ops = 50\nmax_ops = 800\nfactor = 1.5",
+        );
+        let e = parse(&text).unwrap();
+        assert!(e.load.search_for(Protocol::Unreplicated).is_none());
+        assert_eq!(
+            e.load.rates_for(Protocol::Unreplicated),
+            &Rates::List(vec![100.0])
+        );
+        let mp = e.load.search_for(Protocol::MultiPaxos).unwrap();
+        assert_eq!((mp.start_ops, mp.factor, mp.resolution), (50.0, 1.5, 0.05));
+        // Misspelt, missing, out of range, unknown: each names the key and its line.
+        for (text, expect) in [
+            (with("rates = \"atuo\""), vec!["line 14", "\"atuo\"", "\"auto\""]),
+            (with("rates = [100, \"x\"]"), vec!["line 14", "list of rates"]),
+            (with("rates = \"auto\""), vec!["t.toml:14: `rates`", "needs the search's range"]),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = 100, max_ops = 50 }"),
+                vec!["t.toml:15: `auto.max_ops`", "above start_ops"],
+            ),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = 100, max_ops = 500, factor = 1 }"),
+                vec!["t.toml:15: `auto.factor`", "(1, 100]"],
+            ),
+            (
+                with("rates = \"auto\"\n\n[load.auto]\nstart_ops = 100\nmax_ops = 900\nresolution = 0\n"),
+                vec!["t.toml:19: `auto.resolution`", "(0, 1]"],
+            ),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = 100, max_ops = 500, fctor = 3 }"),
+                vec!["line 15", "fctor"],
+            ),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = \"slow\", max_ops = 500 }"),
+                vec!["line 15", "slow"],
+            ),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = 1, max_ops = 1e9, factor = 1.01 }"),
+                vec!["`auto.factor`", "levels"],
+            ),
+            (
+                with("rates = [100]\nauto_by_protocol = { basic-paxos = { start_ops = 1, max_ops = 9 } }"),
+                vec!["t.toml:15: `auto_by_protocol`", "basic-paxos is not a protocol"],
+            ),
+            (
+                with("rates = \"auto\"\nauto = { start_ops = 100, max_ops = 500 }")
+                    .replace("mode = \"open\"", "mode = \"closed\"\nclients = [1]"),
+                vec!["`rates`", "mode = \"open\""],
+            ),
+        ] {
+            let msg = err(&text);
+            assert!(expect.iter().all(|x| msg.contains(x)), "{expect:?}: {msg}");
+        }
+        let msg = Experiment::parse(
+            Path::new("t.toml"),
+            &auto,
+            &["load.auto.resolution=2".into()],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("--set") && msg.contains("`auto.resolution`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn repetitions_may_be_auto_with_a_rule_whose_mistakes_are_named() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let with =
+            |top: &str| QUICKISH.replace("duration_s = 2.0", &format!("duration_s = 2.0\n{top}"));
+        assert_eq!(
+            parse(QUICKISH).unwrap().repetition_plan(),
+            RepetitionPlan::Fixed(1)
+        );
+        let e = parse(&with("repetitions = \"auto\"")).unwrap();
+        let rule = RepetitionRule {
+            min: 3,
+            max: 10,
+            ci_width: 0.10,
+        };
+        assert_eq!(e.repetition_plan(), RepetitionPlan::Auto(rule));
+        let written = toml::to_string_pretty(&e).unwrap();
+        assert!(
+            written.contains("repetitions = \"auto\"")
+                && written.contains("max_repetitions = 10")
+                && written.contains("ci_width = 0.1"),
+            "config.toml records the rule: {written}"
+        );
+        assert_eq!(parse(&written).unwrap(), e);
+        let e = parse(&with(
+            "repetitions = \"auto\"\nmin_repetitions = 2\nmax_repetitions = 4\nci_width = 0.2",
+        ))
+        .unwrap();
+        assert_eq!(
+            e.repetition_plan(),
+            RepetitionPlan::Auto(RepetitionRule {
+                min: 2,
+                max: 4,
+                ci_width: 0.2
+            })
+        );
+        for (top, expect) in [
+            (
+                "repetitions = \"atuo\"",
+                vec!["line 5", "\"atuo\"", "\"auto\""],
+            ),
+            ("repetitions = 2.5", vec!["line 5", "a count"]),
+            (
+                "repetitions = 0",
+                vec!["t.toml:5: `repetitions`", "at least 1"],
+            ),
+            (
+                "repetitions = 3\nmax_repetitions = 5",
+                vec![
+                    "t.toml:6: `max_repetitions`",
+                    "only with repetitions = \"auto\"",
+                ],
+            ),
+            (
+                "repetitions = \"auto\"\nmin_repetitions = 1",
+                vec!["t.toml:6: `min_repetitions`", "at least 2"],
+            ),
+            (
+                "repetitions = \"auto\"\nmax_repetitions = 2",
+                vec!["t.toml:6: `max_repetitions`", "below min_repetitions 3"],
+            ),
+            (
+                "repetitions = \"auto\"\nmin_repetitions = 12",
+                vec!["t.toml:6: `min_repetitions`", "10 (the default)"],
+            ),
+            (
+                "repetitions = \"auto\"\nmax_repetitions = 1000",
+                vec!["`max_repetitions`", "at most 100"],
+            ),
+            (
+                "repetitions = \"auto\"\nci_width = 0",
+                vec!["t.toml:6: `ci_width`", "(0, 1]"],
+            ),
+            (
+                "repetitions = \"auto\"\nci_width = \"10%\"",
+                vec!["line 6", "ci_width"],
+            ),
+        ] {
+            let msg = parse(&with(top)).unwrap_err().to_string();
+            assert!(
+                expect.iter().all(|x| msg.contains(x)),
+                "{top}: {expect:?}: {msg}"
+            );
+        }
+    }
+
+    #[test]
     fn mistakes_name_file_line_and_key() {
         let e = Experiment::parse(
             Path::new("t.toml"),
@@ -1420,7 +1934,7 @@ value_size = [16, 64]
         ];
         let e = Experiment::parse(Path::new("t.toml"), QUICKISH, &sets).unwrap();
         assert_eq!(e.duration_s, 0.5);
-        assert_eq!(e.load.rates, vec![5.0]);
+        assert_eq!(e.load.rates, Rates::List(vec![5.0]));
         assert_eq!(e.cluster.nodes, 5);
         let err = Experiment::parse(Path::new("t.toml"), QUICKISH, &["cluster.nodes=99".into()])
             .unwrap_err();

@@ -31,8 +31,10 @@ mod node_cmd;
 mod observe;
 mod plan;
 mod remote;
+mod repeat;
 mod report_cmd;
 mod run_cmd;
+mod search;
 mod sim_cmd;
 
 /// A benchmark harness for consensus protocols.

@@ -10,6 +10,15 @@
 //! inherit that backlog. It writes `config.toml`, `env.json`, `points.jsonl` and `hist/` as it goes, then
 //! renders `summary.md`, `summary.csv` and `plots/`. Ctrl-C stops the processes and leaves what
 //! was measured readable (render it with `paxbench report DIR`).
+//!
+//! With `rates = "auto"` the levels of a repetition are the probes of a [`RateSearch`]: each is
+//! measured as a point like any other (its `search` field gives the step and the verdict), a
+//! failing level is always followed by a fresh cluster (the search goes lower next, and must not
+//! inherit the backlog), and the bracket goes to `search.jsonl`. Each repetition searches on
+//! its own from `start_ops`. With `repetitions = "auto"` a configuration is repeated until the
+//! rule of [`crate::repeat`] stops it, and `repetitions.jsonl` says why. Both make the run's
+//! length a range: `--dry-run` gives it, and the progress bar counts the most points and takes
+//! off those a search or a configuration did not need.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,17 +33,24 @@ use loadgen::LoadResult;
 use node::config::{ClusterConfig, TransportKnobs};
 use node::emulation::LinkEmulation;
 use paxos::{NodeId, Protocol};
-use results::{Contention, CounterValues, LinkRtt, NodeStats, Point, Stall};
+use results::{
+    Contention, CounterValues, LinkRtt, NodeStats, Point, RepetitionRecord, SearchRecord,
+    SearchStep, Stall,
+};
 
 use crate::env_info::{self, EnvInfo};
-use crate::experiment::{params_text, Emulation, Experiment, GridPoint, LoadMode};
-use crate::faults::Schedule;
+use crate::experiment::{
+    params_text, Emulation, Experiment, GridPoint, LoadMode, Rates, RepetitionPlan,
+};
+use crate::faults::{Fault, Schedule};
 use crate::launcher::{Cluster, ClusterSetup, Launcher, LocalBackend, Sample};
 use crate::live::{LeaderWatch, LiveCluster, StatusPoller};
 use crate::netem;
 use crate::observe;
 use crate::plan::{LoadPlan, PlanLevel};
 use crate::remote::{RemotePlan, RemoteRun, SshBackend};
+use crate::repeat::{Decision, RepetitionRule, Samples};
+use crate::search::{self, RateSearch, SearchSpec};
 
 /// Arguments of `paxbench run`.
 #[derive(Debug, Args)]
@@ -62,6 +78,92 @@ enum Level {
     Clients(u32),
 }
 
+impl Level {
+    /// The rate or the client count, as a number.
+    fn value(self) -> f64 {
+        match self {
+            Level::Rate(r) => r,
+            Level::Clients(c) => f64::from(c),
+        }
+    }
+}
+
+/// How a configuration's load levels are chosen: a list, or a rate search.
+enum Levels {
+    /// These levels in turn.
+    Fixed(Vec<Level>),
+    /// `rates = "auto"`: as the search decides ([`crate::search`]).
+    Search(SearchSpec),
+}
+
+impl Levels {
+    /// The levels of `protocol`'s configurations (the experiment is validated: a protocol
+    /// whose rates are `"auto"` has a search).
+    fn of(exp: &Experiment, protocol: Protocol) -> Levels {
+        if exp.load.mode == LoadMode::Closed {
+            return Levels::Fixed(
+                exp.load
+                    .clients
+                    .iter()
+                    .map(|c| Level::Clients(*c))
+                    .collect(),
+            );
+        }
+        match (exp.load.rates_for(protocol), exp.load.search_for(protocol)) {
+            (_, Some(spec)) => Levels::Search(spec.clone()),
+            (Rates::List(rates), None) => {
+                Levels::Fixed(rates.iter().map(|r| Level::Rate(*r)).collect())
+            }
+            (Rates::Auto, None) => unreachable!("checked when the experiment was loaded"),
+        }
+    }
+
+    /// The fewest and the most levels one repetition measures.
+    fn range(&self) -> (u64, u64) {
+        match self {
+            Levels::Fixed(ls) => (ls.len() as u64, ls.len() as u64),
+            Levels::Search(spec) => (1, u64::from(spec.max_levels())),
+        }
+    }
+
+    /// `3 level(s)`, or the search and its range of levels.
+    fn describe(&self) -> String {
+        match self {
+            Levels::Fixed(ls) => format!("{} level(s)", ls.len()),
+            Levels::Search(s) => format!(
+                "rate search {} → {} ops/s (×{}, to {}%): {} level(s)",
+                s.start_ops,
+                s.max_ops,
+                s.factor,
+                s.resolution * 100.0,
+                range_text(self.range().0, self.range().1)
+            ),
+        }
+    }
+}
+
+/// `5`, or `3 to 12`.
+fn range_text(lo: u64, hi: u64) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo} to {hi}")
+    }
+}
+
+/// `1 repetition(s)`, or the rule of `repetitions = "auto"`.
+fn repetitions_text(plan: &RepetitionPlan) -> String {
+    match plan {
+        RepetitionPlan::Fixed(n) => format!("{n} repetition(s)"),
+        RepetitionPlan::Auto(r) => format!(
+            "{} to {} repetition(s) (until every 95% interval of p50 and throughput is within {}% of its median)",
+            r.min,
+            r.max,
+            r.ci_width * 100.0
+        ),
+    }
+}
+
 pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     // --hosts is `[cluster] hosts` (absolute, so that it is not read relative to the
     // experiment file), so that config.toml records it and node counts are checked for hosts.
@@ -75,22 +177,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let grid = exp
         .grid()
         .map_err(|(_, key, why)| anyhow::anyhow!("`{key}`: {why}"))?;
-    let levels_for = |protocol: Protocol| -> Vec<Level> {
-        if exp.load.mode == LoadMode::Open {
-            let rates = exp
-                .load
-                .rates_by_protocol
-                .get(&protocol)
-                .unwrap_or(&exp.load.rates);
-            rates.iter().map(|r| Level::Rate(*r)).collect()
-        } else {
-            exp.load
-                .clients
-                .iter()
-                .map(|c| Level::Clients(*c))
-                .collect()
-        }
-    };
+    let plan = exp.repetition_plan();
     // Resolved against the experiment file, as its other paths are.
     let hosts_file = exp.cluster.hosts.as_ref().map(|h| {
         args.experiment
@@ -124,15 +211,34 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         if let Some(p) = &remote_plan {
             println!("# hosts: {} ({})", p.hosts.path.display(), p.describe());
         }
+        let (mut fewest, mut most) = (0u64, 0u64);
         for g in &grid {
-            let n = levels_for(g.protocol).len() as u32 * exp.repetitions;
+            let levels = Levels::of(&exp, g.protocol);
+            let (lo, hi) = levels.range();
+            let (lo, hi) = (lo * u64::from(plan.min()), hi * u64::from(plan.max()));
+            fewest += lo;
+            most += hi;
             println!(
-                "# {} on {} node(s), {}: {n} point(s)",
+                "# {} on {} node(s), {}: {} × {} = {} point(s)",
                 g.protocol,
                 g.nodes,
-                params_text(&g.params)
+                params_text(&g.params),
+                levels.describe(),
+                repetitions_text(&plan),
+                range_text(lo, hi),
             );
         }
+        let per_point = exp.warmup_s + exp.duration_s;
+        let secs = |n: u64| format!("{:.0} s", n as f64 * per_point);
+        let load = if fewest == most {
+            secs(most)
+        } else {
+            format!("{} to {}", secs(fewest), secs(most))
+        };
+        println!(
+            "# in all: {} point(s), {load} of load (warm-up and window), plus cluster starts",
+            range_text(fewest, most)
+        );
         return Ok(true);
     }
     // Every host is checked before anything is written under results/.
@@ -150,13 +256,15 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         dir.join("env.json"),
         serde_json::to_string_pretty(&env)? + "\n",
     )?;
-    let mut points = std::fs::File::create(dir.join("points.jsonl"))?;
+    let points = std::fs::File::create(dir.join("points.jsonl"))?;
 
+    // The most points the run can take; searches and repetitions that end early take theirs
+    // off as they end.
     let total = grid
         .iter()
-        .map(|g| levels_for(g.protocol).len() as u64)
+        .map(|g| Levels::of(&exp, g.protocol).range().1)
         .sum::<u64>()
-        * u64::from(exp.repetitions);
+        * u64::from(plan.max());
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -183,7 +291,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     let workdir = tempfile::tempdir()?;
     let binary = std::env::current_exe().context("finding the paxbench binary")?;
     let mut netem = None;
-    let (mut launcher, remote) = match checked {
+    let (launcher, remote) = match checked {
         None => {
             let backend = LocalBackend::new(binary, workdir.path().join("hosts"));
             let launcher =
@@ -228,236 +336,72 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             (launcher, Some((remote, checked.generators)))
         }
     };
-    let faults = exp.fault_list();
-    let mut measured = 0u64;
+    let mut runner = Runner {
+        exp: &exp,
+        dir: dir.clone(),
+        rt,
+        stop: stop.clone(),
+        launcher,
+        remote,
+        faults: exp.fault_list(),
+        bar: bar.clone(),
+        points,
+        measured: 0,
+    };
     'outer: for g in &grid {
-        for rep in 0..exp.repetitions {
-            let setup = ClusterSetup {
-                protocol: g.protocol,
-                nodes: g.nodes,
-                durability: g.durability,
-                paxos: g.paxos.clone(),
-                transport: TransportKnobs {
-                    threads: Some(exp.cluster.node_threads as usize),
-                    ..TransportKnobs::default()
-                },
-                emulation: exp
-                    .network
-                    .as_ref()
-                    .filter(|n| n.emulation == Emulation::Node)
-                    .map(|n| n.emulation(&regions[..g.nodes as usize]))
-                    // Link faults go through the nodes' emulated links: give them one (with
-                    // no configured delay) if the experiment does not.
-                    .or_else(|| {
-                        faults
-                            .iter()
-                            .any(|f| f.action.on_links())
-                            .then(LinkEmulation::default)
-                    }),
+        let levels = Levels::of(&exp, g.protocol);
+        let setup = runner.setup(g, &regions);
+        // Each point's figures over the repetitions so far, for `repetitions = "auto"`: one
+        // per level, or the knee of a search.
+        let mut samples: Vec<Samples> = match &levels {
+            Levels::Fixed(ls) => ls
+                .iter()
+                .map(|l| Samples {
+                    level: Some(l.value()),
+                    ..Samples::default()
+                })
+                .collect(),
+            Levels::Search(_) => vec![Samples::default()],
+        };
+        for rep in 0..plan.max() {
+            let measured = match &levels {
+                Levels::Fixed(ls) => runner.run_levels(g, &setup, ls, rep)?,
+                Levels::Search(spec) => runner.run_search(g, &setup, spec, rep)?,
             };
-            // One cluster serves the load levels in turn, until a level overloads it: requests
-            // it never answered may still be queued inside, and would be the next level's
-            // backlog. The level after that gets a fresh cluster.
-            let mut current: Option<Cluster> = None;
-            for (li, level) in levels_for(g.protocol).iter().enumerate() {
-                if stop.load(Ordering::SeqCst) {
-                    if let Some(c) = current.take() {
-                        c.stop()?;
-                    }
-                    break 'outer;
-                }
-                let label = params_text(&g.params);
-                if current.is_none() {
-                    bar.set_message(format!("{} {label} rep {rep}: starting", g.protocol));
-                    current = Some(launcher.start(&setup)?);
-                }
-                let cluster = current.as_mut().expect("started above");
-                bar.set_message(format!("{} {label} rep {rep}: {level:?}", g.protocol));
-                let point_id = format!("p{measured:04}");
-                let file = cluster.client_file.clone();
-                let multi = g.protocol == Protocol::MultiPaxos;
-                let leader0 = if multi {
-                    rt.block_on(leadership(&file))
-                } else {
-                    None
-                };
-                let before = cluster.sample();
-                // Every node's counters just before the load starts (replicated clusters).
-                let replicated = g.nodes > 1;
-                let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
-                let load_plan = plan(g, &exp, *level, li);
-                // Faults need the cluster on this thread, so the load runs on another.
-                let mut schedule = (!faults.is_empty()).then(|| {
-                    let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ li as u64;
-                    Schedule::new(&faults, g.nodes, multi, seed)
-                });
-                let watch = if exp.wants_timeline() && multi {
-                    Some(LeaderWatch::start(&file)?)
-                } else {
-                    None
-                };
-                let t0 = Instant::now();
-                let warmup = Duration::from_secs_f64(exp.warmup_s);
-                // When the local generator's load began (after it connected); a remote one's
-                // is not known here, and its faults count from when it was started.
-                let started = Arc::new(OnceLock::new());
-                let remote_load = matches!(&remote, Some((_, g)) if !g.is_empty());
-                let result = std::thread::scope(|scope| -> anyhow::Result<_> {
-                    let job = scope.spawn(|| match &remote {
-                        Some((remote, generators)) if !generators.is_empty() => {
-                            let client_dir = file.parent().unwrap_or(Path::new("."));
-                            let keep = dir.join("generators").join(&point_id);
-                            let r = remote.measure(
-                                generators, client_dir, &load_plan, &point_id, &keep, &stop,
-                            );
-                            Ok((!stop.load(Ordering::SeqCst)).then_some(r))
-                        }
-                        _ => {
-                            // The generator on one thread (see the runtime above).
-                            let rt = tokio::runtime::Builder::new_current_thread()
-                                .enable_all()
-                                .build()?;
-                            Ok(rt.block_on(async {
-                                tokio::select! {
-                                    r = measure(&file, &load_plan, started.clone()) => Some(r),
-                                    _ = stopped(&stop) => None,
-                                }
-                            }))
-                        }
-                    });
-                    let mut host = match schedule {
-                        Some(_) => Some(LiveCluster {
-                            poller: rt.block_on(async { StatusPoller::new(&file) })?,
-                            cluster: &mut *cluster,
-                            rt: &rt,
-                        }),
-                        None => None,
-                    };
-                    // This thread keeps the runtime turning (a Ctrl-C is seen) and applies each
-                    // fault when it is due.
-                    while !job.is_finished() {
-                        let mut wait = Duration::from_millis(50);
-                        let began = if remote_load {
-                            Some(t0)
-                        } else {
-                            started.get().copied()
-                        };
-                        if let (Some(s), Some(h), Some(began)) =
-                            (schedule.as_mut(), host.as_mut(), began)
-                        {
-                            let elapsed = began.elapsed().saturating_sub(warmup);
-                            s.step(h, elapsed, SystemTime::now());
-                            if let Some(due) = s.next_due() {
-                                wait = wait.min(due.saturating_sub(elapsed));
-                            }
-                        }
-                        let wait = wait.max(Duration::from_millis(1));
-                        rt.block_on(async { tokio::time::sleep(wait).await });
-                    }
-                    if let (Some(s), Some(h)) = (schedule.as_mut(), host.as_mut()) {
-                        s.finish(h, SystemTime::now());
-                    }
-                    job.join().expect("the load thread panicked")
-                })?;
-                let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
-                let secs = t0.elapsed().as_secs_f64();
-                let after = cluster.sample();
-                // ...and just after it ended.
-                let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
-                let Some(result) = result else {
-                    if let Some(c) = current.take() {
-                        c.stop()?;
-                    }
-                    break 'outer;
-                };
-                let result = result?;
-                // Same leader at the same ballot before and after, or an election ran during
-                // the point (its latencies include the failover).
-                let leader_changed =
-                    multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
-                let rtt = if g.nodes > 1 {
-                    rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
-                } else {
-                    Vec::new()
-                };
-                result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
-                let window_start = result.window_start;
-                let records = match &schedule {
-                    Some(s) => observe::fault_records(&faults, s.outcomes(), window_start),
-                    None => Vec::new(),
-                };
-                let availability = if exp.wants_timeline() {
-                    let tl = observe::timeline(&result.timeline, &records, &leaders, window_start);
-                    results::write_timeline(&dir, &point_id, &tl)?;
-                    results::Availability::compute(&tl, &results::fault_windows(&records))
-                } else {
-                    None
-                };
-                let linearizable = match &result.history {
-                    Some(history) => {
-                        bar.set_message(format!(
-                            "{} {label} rep {rep}: checking the history",
-                            g.protocol
-                        ));
-                        let budget = Duration::from_secs_f64(exp.record.check_budget_s);
-                        // Every written key read once more, now that the load and the faults
-                        // are over (a truncated history is missing writes: no read-back).
-                        let verdict = if history.truncated {
-                            observe::check_history(history, budget)
-                        } else {
-                            let finals =
-                                rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
-                            observe::check_with_final_reads(history, finals, budget)
-                        };
-                        // Kept for a reader to look into when the check did not pass.
-                        if verdict.verdict != results::LINEARIZABLE {
-                            let histories = dir.join("history");
-                            std::fs::create_dir_all(&histories)?;
-                            history.write_jsonl(&histories.join(format!("{point_id}.jsonl")))?;
-                        }
-                        Some(verdict)
-                    }
-                    None => None,
-                };
-                let mut point = point(PointFacts {
-                    point_id,
-                    grid: g,
-                    level: *level,
-                    repetition: rep,
-                    summary: &result.summary,
-                    nodes: node_stats(&before, &after, secs),
-                    leader_changed,
-                    logs: cluster.logs(),
-                    rtt,
-                });
-                point.counters = counters0
-                    .zip(counters1)
-                    .map(|(b, a)| contention(b, a, result.summary.completed));
-                point.stall = Some(stall(
-                    &result,
-                    &records,
-                    &exp,
-                    g.protocol,
-                    *level,
-                    leader_changed,
-                ));
-                point.faults = records;
-                point.availability = availability;
-                point.linearizable = linearizable;
-                writeln!(points, "{}", serde_json::to_string(&point)?)?;
-                points.flush()?;
-                measured += 1;
-                bar.inc(1);
-                // A fault changed the cluster; an overload may have left requests queued in it.
-                if !faults.is_empty() || result.summary.timeouts + result.summary.errors > 0 {
-                    current.take().expect("started above").stop()?;
+            let Some(measured) = measured else {
+                break 'outer;
+            };
+            let RepetitionPlan::Auto(rule) = plan else {
+                continue;
+            };
+            for (s, p) in samples.iter_mut().zip(measured) {
+                if let Some(p) = p {
+                    s.p50_us.push(p.p50_us);
+                    s.throughput_ops.push(p.throughput_ops);
                 }
             }
-            if let Some(c) = current.take() {
-                c.stop()?;
+            let done = rep + 1;
+            let intervals = RepetitionRule::intervals(&samples);
+            if let Decision::Stop(outcome) = rule.decide(done, &intervals) {
+                runner.append(
+                    results::REPETITIONS_FILE,
+                    &RepetitionRecord {
+                        protocol: g.protocol.to_string(),
+                        params: params_json(&g.params),
+                        outcome,
+                        repetitions: done,
+                        min_repetitions: rule.min,
+                        max_repetitions: rule.max,
+                        ci_width: rule.ci_width,
+                        points: intervals,
+                    },
+                )?;
+                runner.unplan(u64::from(rule.max - done) * levels.range().1);
+                break;
             }
         }
     }
+    let measured = runner.measured;
     if let Some(installed) = netem {
         let netem_logs = dir.join("logs").join("netem");
         std::fs::create_dir_all(&netem_logs)?;
@@ -465,10 +409,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             std::fs::write(netem_logs.join(format!("{name}.txt")), text)?;
         }
     }
-    if let Some((remote, _)) = &remote {
+    if let Some((remote, _)) = &runner.remote {
         remote.clean_up()?;
     }
     let interrupted = stop.load(Ordering::SeqCst);
+    let planned = bar.length().unwrap_or(total);
     bar.finish_and_clear();
     env.end = Some(env_info::now_utc());
     std::fs::write(
@@ -477,7 +422,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
     )?;
     results::render(&dir)?;
     println!(
-        "{measured} of {total} points measured; results in {}",
+        "{measured} of {planned} points measured; results in {}",
         dir.display()
     );
     if interrupted {
@@ -491,6 +436,404 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
         println!("\n## {headline}");
     }
     Ok(true)
+}
+
+/// What every point of a run shares, and the files it writes: the experiment, the results
+/// directory, the runtime that talks to the nodes, the launcher, the generators' hosts, the
+/// faults, the progress bar and `points.jsonl`.
+struct Runner<'a> {
+    exp: &'a Experiment,
+    dir: PathBuf,
+    rt: tokio::runtime::Runtime,
+    /// Set by Ctrl-C.
+    stop: Arc<AtomicBool>,
+    launcher: Launcher,
+    /// Runs over ssh: the deployed hosts and the generator hosts (none: the generator runs
+    /// here).
+    remote: Option<(Arc<RemoteRun>, Vec<String>)>,
+    faults: Vec<Fault>,
+    bar: ProgressBar,
+    points: std::fs::File,
+    /// Points written so far (also numbers the next point's id).
+    measured: u64,
+}
+
+impl Runner<'_> {
+    /// The cluster of grid point `g` (node i of a local run in `regions[i]`).
+    fn setup(&self, g: &GridPoint, regions: &[String]) -> ClusterSetup {
+        let exp = self.exp;
+        ClusterSetup {
+            protocol: g.protocol,
+            nodes: g.nodes,
+            durability: g.durability,
+            paxos: g.paxos.clone(),
+            transport: TransportKnobs {
+                threads: Some(exp.cluster.node_threads as usize),
+                ..TransportKnobs::default()
+            },
+            emulation: exp
+                .network
+                .as_ref()
+                .filter(|n| n.emulation == Emulation::Node)
+                .map(|n| n.emulation(&regions[..g.nodes as usize]))
+                // Link faults go through the nodes' emulated links: give them one (with
+                // no configured delay) if the experiment does not.
+                .or_else(|| {
+                    self.faults
+                        .iter()
+                        .any(|f| f.action.on_links())
+                        .then(LinkEmulation::default)
+                }),
+        }
+    }
+
+    /// Measures one point: grid point `g` at `level` (the `level_index`-th level of
+    /// repetition `rep`, which varies the workload's and the faults' seeds), on `current`, or
+    /// on a cluster started for it when there is none (left in `current` for the next level).
+    /// Writes the point's interval log, timeline and history files; the caller writes the
+    /// point itself ([`Runner::write_point`]) and decides whether the cluster goes on. `None`:
+    /// interrupted (Ctrl-C), with the cluster stopped.
+    fn measure_point(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        current: &mut Option<Cluster>,
+        level: Level,
+        level_index: usize,
+        rep: u32,
+    ) -> anyhow::Result<Option<Point>> {
+        let Runner {
+            exp,
+            dir,
+            rt,
+            stop,
+            launcher,
+            remote,
+            faults,
+            bar,
+            measured,
+            ..
+        } = self;
+        let (exp, faults) = (*exp, &*faults);
+        if stop.load(Ordering::SeqCst) {
+            if let Some(c) = current.take() {
+                c.stop()?;
+            }
+            return Ok(None);
+        }
+        let label = params_text(&g.params);
+        if current.is_none() {
+            bar.set_message(format!("{} {label} rep {rep}: starting", g.protocol));
+            *current = Some(launcher.start(setup)?);
+        }
+        let cluster = current.as_mut().expect("started above");
+        bar.set_message(format!("{} {label} rep {rep}: {level:?}", g.protocol));
+        let point_id = format!("p{measured:04}");
+        let file = cluster.client_file.clone();
+        let multi = g.protocol == Protocol::MultiPaxos;
+        let leader0 = if multi {
+            rt.block_on(leadership(&file))
+        } else {
+            None
+        };
+        let before = cluster.sample();
+        // Every node's counters just before the load starts (replicated clusters).
+        let replicated = g.nodes > 1;
+        let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        let load_plan = plan(g, exp, level, level_index);
+        // Faults need the cluster on this thread, so the load runs on another.
+        let mut schedule = (!faults.is_empty()).then(|| {
+            let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ level_index as u64;
+            Schedule::new(faults, g.nodes, multi, seed)
+        });
+        let watch = if exp.wants_timeline() && multi {
+            Some(LeaderWatch::start(&file)?)
+        } else {
+            None
+        };
+        let t0 = Instant::now();
+        let warmup = Duration::from_secs_f64(exp.warmup_s);
+        // When the local generator's load began (after it connected); a remote one's
+        // is not known here, and its faults count from when it was started.
+        let started = Arc::new(OnceLock::new());
+        let remote_load = matches!(&remote, Some((_, g)) if !g.is_empty());
+        let result = std::thread::scope(|scope| -> anyhow::Result<_> {
+            let job = scope.spawn(|| match &remote {
+                Some((remote, generators)) if !generators.is_empty() => {
+                    let client_dir = file.parent().unwrap_or(Path::new("."));
+                    let keep = dir.join("generators").join(&point_id);
+                    let r =
+                        remote.measure(generators, client_dir, &load_plan, &point_id, &keep, stop);
+                    Ok((!stop.load(Ordering::SeqCst)).then_some(r))
+                }
+                _ => {
+                    // The generator on one thread (see the runtime above).
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    Ok(rt.block_on(async {
+                        tokio::select! {
+                            r = measure(&file, &load_plan, started.clone()) => Some(r),
+                            _ = stopped(stop) => None,
+                        }
+                    }))
+                }
+            });
+            let mut host = match schedule {
+                Some(_) => Some(LiveCluster {
+                    poller: rt.block_on(async { StatusPoller::new(&file) })?,
+                    cluster: &mut *cluster,
+                    rt,
+                }),
+                None => None,
+            };
+            // This thread keeps the runtime turning (a Ctrl-C is seen) and applies each
+            // fault when it is due.
+            while !job.is_finished() {
+                let mut wait = Duration::from_millis(50);
+                let began = if remote_load {
+                    Some(t0)
+                } else {
+                    started.get().copied()
+                };
+                if let (Some(s), Some(h), Some(began)) = (schedule.as_mut(), host.as_mut(), began) {
+                    let elapsed = began.elapsed().saturating_sub(warmup);
+                    s.step(h, elapsed, SystemTime::now());
+                    if let Some(due) = s.next_due() {
+                        wait = wait.min(due.saturating_sub(elapsed));
+                    }
+                }
+                let wait = wait.max(Duration::from_millis(1));
+                rt.block_on(async { tokio::time::sleep(wait).await });
+            }
+            if let (Some(s), Some(h)) = (schedule.as_mut(), host.as_mut()) {
+                s.finish(h, SystemTime::now());
+            }
+            job.join().expect("the load thread panicked")
+        })?;
+        let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
+        let secs = t0.elapsed().as_secs_f64();
+        let after = cluster.sample();
+        // ...and just after it ended.
+        let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        let Some(result) = result else {
+            if let Some(c) = current.take() {
+                c.stop()?;
+            }
+            return Ok(None);
+        };
+        let result = result?;
+        // Same leader at the same ballot before and after, or an election ran during
+        // the point (its latencies include the failover).
+        let leader_changed =
+            multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
+        let rtt = if g.nodes > 1 {
+            rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
+        } else {
+            Vec::new()
+        };
+        result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
+        let window_start = result.window_start;
+        let records = match &schedule {
+            Some(s) => observe::fault_records(faults, s.outcomes(), window_start),
+            None => Vec::new(),
+        };
+        let availability = if exp.wants_timeline() {
+            let tl = observe::timeline(&result.timeline, &records, &leaders, window_start);
+            results::write_timeline(dir, &point_id, &tl)?;
+            results::Availability::compute(&tl, &results::fault_windows(&records))
+        } else {
+            None
+        };
+        let linearizable = match &result.history {
+            Some(history) => {
+                bar.set_message(format!(
+                    "{} {label} rep {rep}: checking the history",
+                    g.protocol
+                ));
+                let budget = Duration::from_secs_f64(exp.record.check_budget_s);
+                // Every written key read once more, now that the load and the faults
+                // are over (a truncated history is missing writes: no read-back).
+                let verdict = if history.truncated {
+                    observe::check_history(history, budget)
+                } else {
+                    let finals = rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
+                    observe::check_with_final_reads(history, finals, budget)
+                };
+                // Kept for a reader to look into when the check did not pass.
+                if verdict.verdict != results::LINEARIZABLE {
+                    let histories = dir.join("history");
+                    std::fs::create_dir_all(&histories)?;
+                    history.write_jsonl(&histories.join(format!("{point_id}.jsonl")))?;
+                }
+                Some(verdict)
+            }
+            None => None,
+        };
+        let mut point = point(PointFacts {
+            point_id,
+            grid: g,
+            level,
+            repetition: rep,
+            summary: &result.summary,
+            nodes: node_stats(&before, &after, secs),
+            leader_changed,
+            logs: cluster.logs(),
+            rtt,
+        });
+        point.counters = counters0
+            .zip(counters1)
+            .map(|(b, a)| contention(b, a, result.summary.completed));
+        point.stall = Some(stall(
+            &result,
+            &records,
+            exp,
+            g.protocol,
+            level,
+            leader_changed,
+        ));
+        point.faults = records;
+        point.availability = availability;
+        point.linearizable = linearizable;
+        Ok(Some(point))
+    }
+
+    /// One repetition of grid point `g` at each of `levels` in turn: the points, one per
+    /// level, or `None` when interrupted.
+    fn run_levels(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        levels: &[Level],
+        rep: u32,
+    ) -> anyhow::Result<Option<Vec<Option<Point>>>> {
+        // One cluster serves the load levels in turn, until a level overloads it: requests
+        // it never answered may still be queued inside, and would be the next level's
+        // backlog. The level after that gets a fresh cluster.
+        let mut current: Option<Cluster> = None;
+        let mut points = Vec::new();
+        for (li, level) in levels.iter().enumerate() {
+            let Some(point) = self.measure_point(g, setup, &mut current, *level, li, rep)? else {
+                return Ok(None);
+            };
+            self.write_point(&point)?;
+            // A fault changed the cluster; an overload may have left requests queued in it.
+            if !self.faults.is_empty() || point.timeouts + point.errors > 0 {
+                if let Some(c) = current.take() {
+                    c.stop()?;
+                }
+            }
+            points.push(Some(point));
+        }
+        if let Some(c) = current.take() {
+            c.stop()?;
+        }
+        Ok(Some(points))
+    }
+
+    /// One repetition's rate search for grid point `g` ([`crate::search`]): every level it
+    /// measures is written as a point with its step, and the bracket to search.jsonl. Returns
+    /// the point at the knee (the highest passing level; `None` if none passed), or `None`
+    /// when interrupted.
+    fn run_search(
+        &mut self,
+        g: &GridPoint,
+        setup: &ClusterSetup,
+        spec: &SearchSpec,
+        rep: u32,
+    ) -> anyhow::Result<Option<Vec<Option<Point>>>> {
+        let slo = self.exp.slo_p99_us as f64;
+        let mut search = RateSearch::new(spec.clone());
+        let mut current: Option<Cluster> = None;
+        // Each rate comes up once: growth only rises, bisection stays inside the bracket.
+        let mut measured: Vec<(f64, Point)> = Vec::new();
+        while let Some(probe) = search.next_probe() {
+            let level = Level::Rate(probe.rate);
+            let step = probe.step as usize;
+            let Some(mut point) = self.measure_point(g, setup, &mut current, level, step, rep)?
+            else {
+                return Ok(None);
+            };
+            let verdict = search::verdict(&point, slo);
+            point.search = Some(SearchStep {
+                phase: probe.phase,
+                step: probe.step,
+                passed: verdict.is_ok(),
+                why: verdict.clone().err(),
+            });
+            self.write_point(&point)?;
+            // A failed level may have left requests queued in the cluster, and the search
+            // goes lower next: a fresh cluster, so that the lower level inherits no backlog.
+            // A fault changed the cluster.
+            if verdict.is_err() || !self.faults.is_empty() {
+                if let Some(c) = current.take() {
+                    c.stop()?;
+                }
+            }
+            search.record(probe.rate, verdict.is_ok());
+            measured.push((probe.rate, point));
+        }
+        if let Some(c) = current.take() {
+            c.stop()?;
+        }
+        let outcome = search.outcome().expect("a search ends with an outcome");
+        let (pass, fail) = search.bracket();
+        let at = |rate: Option<f64>| {
+            rate.and_then(|r| measured.iter().find(|(x, _)| *x == r).map(|(_, p)| p))
+        };
+        let (pass_point, fail_point) = (at(pass), at(fail));
+        self.append(
+            results::SEARCH_FILE,
+            &SearchRecord {
+                protocol: g.protocol.to_string(),
+                params: params_json(&g.params),
+                repetition: rep,
+                outcome,
+                pass_ops: pass,
+                fail_ops: fail,
+                pass_point: pass_point.map(|p| p.point_id.clone()),
+                fail_point: fail_point.map(|p| p.point_id.clone()),
+                fail_why: fail_point.and_then(|p| p.search.as_ref()?.why.clone()),
+                pass_generator_bound: pass_point.is_some_and(|p| p.generator_bound),
+                fail_generator_bound: fail_point.is_some_and(|p| p.generator_bound),
+                levels: search.steps(),
+                start_ops: spec.start_ops,
+                max_ops: spec.max_ops,
+                factor: spec.factor,
+                resolution: spec.resolution,
+                slo_p99_us: slo,
+            },
+        )?;
+        self.unplan(u64::from(spec.max_levels().saturating_sub(search.steps())));
+        Ok(Some(vec![pass_point.cloned()]))
+    }
+
+    /// Appends `record` as a line of `file` in the results directory.
+    fn append(&self, file: &str, record: &impl serde::Serialize) -> anyhow::Result<()> {
+        let path = self.dir.join(file);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(record)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Takes `points` the run will not measure off the progress bar's plan.
+    fn unplan(&self, points: u64) {
+        let len = self.bar.length().unwrap_or(0);
+        self.bar.set_length(len.saturating_sub(points));
+    }
+
+    /// Appends `point` to points.jsonl and counts it.
+    fn write_point(&mut self, point: &Point) -> anyhow::Result<()> {
+        writeln!(self.points, "{}", serde_json::to_string(point)?)?;
+        self.points.flush()?;
+        self.measured += 1;
+        self.bar.inc(1);
+        Ok(())
+    }
 }
 
 /// What one measured point is made of.
@@ -509,12 +852,7 @@ struct PointFacts<'a> {
 /// The line of `points.jsonl` for one point: the schema is `results::Point`'s.
 fn point(f: PointFacts) -> Point {
     let s = f.summary;
-    let mut params: std::collections::BTreeMap<String, serde_json::Value> = f
-        .grid
-        .params
-        .iter()
-        .map(|(k, v)| (k.clone(), toml_to_json(v)))
-        .collect();
+    let mut params = params_json(&f.grid.params);
     match f.level {
         Level::Rate(r) => params.insert("rate".into(), r.into()),
         Level::Clients(c) => params.insert("clients".into(), c.into()),
@@ -546,6 +884,7 @@ fn point(f: PointFacts) -> Point {
         linearizable: None,
         counters: None,
         stall: None,
+        search: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),
@@ -573,6 +912,16 @@ fn node_stats(
             },
             rss_bytes: a.map_or(0, |a| a.rss_bytes),
         })
+        .collect()
+}
+
+/// Swept parameters as points.jsonl keeps them.
+fn params_json(
+    params: &std::collections::BTreeMap<String, toml::Value>,
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    params
+        .iter()
+        .map(|(k, v)| (k.clone(), toml_to_json(v)))
         .collect()
 }
 

@@ -388,3 +388,219 @@ rates = [150]
     let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
     assert!(csv.lines().next().unwrap().contains("phase1_per_cmd"));
 }
+
+/// The single results directory under `dir/res`.
+fn only_run(dir: &Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(dir.join("res"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    runs[0].path()
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// `rates = "auto"` on Unreplicated over loopback: the search grows ×8 from 200 ops/s until a
+/// level fails (1.6M ops/s, the cap, is far past what this generator can offer, so one does),
+/// then bisects. Every level is a point with its step, and the bracket in search.jsonl is
+/// consistent with them: the pass met the SLO, the fail broke it, pass < fail within the
+/// resolution.
+#[test]
+fn a_rate_search_writes_its_levels_and_a_consistent_bracket() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = r#"
+name = "search-tiny"
+protocols = ["unreplicated"]
+slo_p99_us = 50000
+warmup_s = 0.3
+duration_s = 0.5
+
+[load]
+mode = "open"
+rates = "auto"
+auto = { start_ops = 200, max_ops = 1600000, factor = 8.0, resolution = 1.0 }
+timeout_ms = 500
+"#;
+    std::fs::write(dir.path().join("s.toml"), exp).unwrap();
+    let out = paxbench(&["run", "s.toml", "--dry-run"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Growth 200, 1600, 12800, 102400, 819200, 1.6M; the longest search fails at 819200 and
+    // halves ×8 three times, to ×1.875: 5 + 3 levels.
+    assert!(
+        stdout.contains("rate search 200 → 1600000 ops/s (×8, to 100%): 1 to 8 level(s)")
+            && stdout.contains("= 1 to 8 point(s)")
+            && stdout.contains("# in all: 1 to 8 point(s), 1 s to 6 s of load"),
+        "the dry run gives the run length as a range: {stdout}"
+    );
+    let out = paxbench(&["run", "s.toml", "--out", "res"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run(dir.path());
+    let points = jsonl(&run.join("points.jsonl"));
+    let searches = jsonl(&run.join("search.jsonl"));
+    assert_eq!(
+        searches.len(),
+        1,
+        "one search: one configuration, one repetition"
+    );
+    let s = &searches[0];
+    assert_eq!(s["outcome"], "bracketed", "{s}");
+    assert_eq!(s["levels"].as_u64().unwrap() as usize, points.len(), "{s}");
+    let slo = 50000.0;
+    let (pass, fail) = (
+        s["pass_ops"].as_f64().unwrap(),
+        s["fail_ops"].as_f64().unwrap(),
+    );
+    assert!(pass < fail && (fail - pass) / pass <= 1.0, "{s}");
+    // Every point is a step of the search, in order, with its verdict.
+    for (i, p) in points.iter().enumerate() {
+        let step = &p["search"];
+        assert_eq!(step["step"].as_u64(), Some(i as u64), "{p}");
+        // Generator-bound or not: its lag is in its latencies.
+        let met = p["p99_us"].as_f64().unwrap() < slo
+            && p["errors"] == 0
+            && p["timeouts"] == 0
+            && p["completed"].as_u64().unwrap() > 0;
+        assert_eq!(step["passed"].as_bool(), Some(met), "{p}");
+        assert_eq!(
+            step["why"].is_string(),
+            !met,
+            "a failed level says why: {p}"
+        );
+    }
+    // Growth ×8 from the start until the first failure, bisection after.
+    let rate = |p: &serde_json::Value| p["offered_ops"].as_f64().unwrap();
+    assert_eq!(rate(&points[0]), 200.0);
+    let grow = points
+        .iter()
+        .take_while(|p| p["search"]["phase"] == "grow")
+        .count();
+    for w in points[..grow].windows(2) {
+        assert_eq!(rate(&w[1]), (rate(&w[0]) * 8.0).min(1_600_000.0));
+        assert_eq!(w[0]["search"]["passed"], true);
+    }
+    assert_eq!(
+        points[grow - 1]["search"]["passed"],
+        false,
+        "growth ends at a fail"
+    );
+    assert!(points[grow..]
+        .iter()
+        .all(|p| p["search"]["phase"] == "bisect"));
+    // The bracket's points are the ones at its rates, and agree with it.
+    let by_id = |id: &serde_json::Value| {
+        points
+            .iter()
+            .find(|p| p["point_id"] == *id)
+            .unwrap_or_else(|| panic!("no point {id}"))
+    };
+    let (p_pass, p_fail) = (by_id(&s["pass_point"]), by_id(&s["fail_point"]));
+    assert_eq!((rate(p_pass), rate(p_fail)), (pass, fail));
+    assert_eq!(p_pass["search"]["passed"], true, "{p_pass}");
+    assert!(
+        p_pass["p99_us"].as_f64().unwrap() < slo,
+        "the pass met the SLO: {p_pass}"
+    );
+    assert_eq!(p_fail["search"]["passed"], false, "{p_fail}");
+    assert_eq!(s["fail_why"], p_fail["search"]["why"]);
+    // No passing level above the bracket's pass, no failing one between it and the fail.
+    for p in &points {
+        let r = rate(p);
+        if p["search"]["passed"] == true {
+            assert!(r <= pass, "{p}");
+        } else {
+            assert!(r >= fail, "{p}");
+        }
+    }
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    let section = summary
+        .split("## Saturation search\n\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no search section: {summary}"));
+    let row = section
+        .lines()
+        .find(|l| l.starts_with("| unreplicated |"))
+        .unwrap_or_else(|| panic!("{section}"));
+    assert!(
+        row.contains(&format!("0: {pass:.0} → {fail:.0}")) && row.contains("bracketed to 100%"),
+        "{row}"
+    );
+}
+
+/// `repetitions = "auto"`: a configuration repeats until its intervals are within the width
+/// or the maximum, and repetitions.jsonl says which happened and why.
+#[test]
+fn auto_repetitions_stop_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = r#"
+name = "reps-tiny"
+protocols = ["unreplicated"]
+slo_p99_us = 50000
+warmup_s = 0.2
+duration_s = 0.3
+repetitions = "auto"
+min_repetitions = 2
+max_repetitions = 3
+ci_width = 0.5
+
+[load]
+mode = "open"
+rates = [300]
+"#;
+    std::fs::write(dir.path().join("r.toml"), exp).unwrap();
+    let out = paxbench(&["run", "r.toml", "--dry-run"], dir.path());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 level(s) × 2 to 3 repetition(s)")
+            && stdout.contains("= 2 to 3 point(s)"),
+        "{stdout}"
+    );
+    let out = paxbench(&["run", "r.toml", "--out", "res"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run(dir.path());
+    let points = jsonl(&run.join("points.jsonl"));
+    let records = jsonl(&run.join("repetitions.jsonl"));
+    assert_eq!(records.len(), 1, "one configuration");
+    let r = &records[0];
+    let n = r["repetitions"].as_u64().unwrap();
+    assert_eq!(n as usize, points.len(), "{r}");
+    assert!((2..=3).contains(&n), "{r}");
+    let reps: Vec<u64> = points
+        .iter()
+        .map(|p| p["repetition"].as_u64().unwrap())
+        .collect();
+    assert_eq!(reps, (0..n).collect::<Vec<_>>());
+    let point = &r["points"][0];
+    assert_eq!(point["level"], 300.0, "{r}");
+    let width = |k: &str| {
+        let i = &point[k];
+        (i["hi"].as_f64().unwrap() - i["lo"].as_f64().unwrap()) / i["median"].as_f64().unwrap()
+    };
+    let tight = width("p50_us") <= 0.5 && width("throughput_ops") <= 0.5;
+    match r["outcome"].as_str().unwrap() {
+        "converged" => assert!(tight, "{r}"),
+        "max_reached" => assert!(!tight && n == 3, "{r}"),
+        other => panic!("{other}"),
+    }
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("## Repetitions"), "{summary}");
+}

@@ -228,7 +228,7 @@ pub fn headlines(run: &Run) -> Vec<Headline> {
                 .values()
                 .filter_map(|ps| {
                     ps.iter()
-                        .filter(|p| p.p99_us < slo && p.throughput_ops.is_finite())
+                        .filter(|p| p.meets_slo(slo))
                         .max_by(|a, b| a.throughput_ops.total_cmp(&b.throughput_ops))
                         .copied()
                 })

@@ -10,6 +10,11 @@
 //! timeline/<point_id>.csv           runs with faults: the measured window in buckets
 //!                                   (t_ms,width_ms,completions,errors,timeouts,p50_us,p99_us)
 //! timeline/<point_id>.markers.csv   its fault starts/ends and leader changes (t_ms,kind,label)
+//! search.jsonl       rate searches (`rates = "auto"`): one bracket per configuration and
+//!                    repetition (see [`SearchRecord`]); each level searched is also a point,
+//!                    whose `search` field says its step
+//! repetitions.jsonl  `repetitions = "auto"`: why each configuration's repetitions stopped
+//!                    (see [`RepetitionRecord`])
 //! ```
 //!
 //! A point with faults also carries, in points.jsonl, `faults` (every fault tried, applied or
@@ -26,7 +31,9 @@
 //! [`render`] reads those and (re)writes what is derived from them:
 //!
 //! ```text
-//! summary.md       header, headline table, load levels (when repeated), per-point table
+//! summary.md       header, headline table, load levels (when repeated), per-point table;
+//!                  with search.jsonl or repetitions.jsonl, the Saturation search and
+//!                  Repetitions sections
 //! summary.csv      the per-point table, machine-readable
 //! plots/throughput-latency.svg   p50 and p99 vs throughput, one line per protocol/config
 //! plots/latency-cdf.svg          latency by percentile at each protocol's saturation point
@@ -73,6 +80,7 @@ mod plot;
 mod point;
 mod proposers_plot;
 mod run;
+pub mod search;
 mod seconds;
 pub mod stats;
 mod summary;
@@ -94,6 +102,10 @@ pub use point::{
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};
+pub use search::{
+    Interval, PointInterval, RepetitionOutcome, RepetitionRecord, SearchOutcome, SearchPhase,
+    SearchRecord, SearchStep, REPETITIONS_FILE, SEARCH_FILE,
+};
 pub use seconds::{Seconds, Spread};
 pub use summary::{csv, headline_table, markdown};
 pub use timeline::{

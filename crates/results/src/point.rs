@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::availability::{Availability, FaultWindow};
 use crate::contention::{Contention, Stall};
+use crate::search::SearchStep;
 
 /// Names of swept parameters that set the load level of a closed-loop point, in order of
 /// preference. An open-loop point's load level is its `offered_ops`.
@@ -102,6 +103,9 @@ pub struct Point {
     /// The longest stretch without a completion, and whether it counts as a livelock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<Stall>,
+    /// The point's step in a rate search (`rates = "auto"`), when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchStep>,
     /// Fields not listed above (e.g. `warmup_s`, `duration_s`), kept and shown beside the swept
     /// parameters in the per-point tables. They do not split groups: a measured duration that
     /// differs by a millisecond between points must not make two configurations.
@@ -247,6 +251,16 @@ pub struct FinalReads {
 }
 
 impl Point {
+    /// Whether the point counts toward saturation: p99 under `slo_p99_us`, and no request
+    /// failed or timed out (a level that drops requests does not meet an SLO, whatever the
+    /// latency of those that completed). A rate search passes a level by the same rule.
+    pub fn meets_slo(&self, slo_p99_us: f64) -> bool {
+        self.p99_us < slo_p99_us
+            && self.throughput_ops.is_finite()
+            && self.errors == 0
+            && self.timeouts == 0
+    }
+
     /// Whether the point is marked `⚠ livelock`: a Basic Paxos point (only its proposers
     /// contend) whose completions stalled for the threshold while load was offered and no
     /// fault was in force (an election is marked as such instead). Another protocol's stall is

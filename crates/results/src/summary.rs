@@ -41,7 +41,7 @@ pub fn markdown(run: &Run) -> String {
     s.push_str(&headline_table(&headlines(run)));
     s.push('\n');
     s.push_str(
-        "Saturation: the highest throughput whose p99 stays under the SLO. Low-load p50: the p50 \
+        "Saturation: the highest throughput whose p99 stays under the SLO with no errors or timeouts. Low-load p50: the p50 \
          at the lowest load level. Each is the median over repetitions; with several, [lo–hi] \
          after it is the 95% percentile-bootstrap interval of that median (with 2 to 5 \
          repetitions it is their min–max, which holds the true median less often than 95%: 75% \
@@ -50,6 +50,7 @@ pub fn markdown(run: &Run) -> String {
     );
 
     s.push_str(&load_levels_section(run));
+    s.push_str(&crate::search::section(run));
     s.push_str(&availability_section(run));
     s.push_str(&contention_section(run));
 

@@ -124,7 +124,7 @@ fn write_run(dir: &Path, scale: impl Fn(&str) -> f64) {
                     "p999_us": h.value_at_quantile(0.999),
                     "max_us": h.max(),
                     "mean_us": h.mean(),
-                    "completed": 1000, "errors": 0, "timeouts": level,
+                    "completed": 1000, "errors": 0, "timeouts": 0,
                     "send_lag_p99_us": 20.0,
                     "generator_bound": protocol == "unreplicated" && level == 3,
                     "leader_changed": protocol == "multi-paxos" && level == 2 && rep == 1,
@@ -294,6 +294,42 @@ fn a_point_where_nothing_completed_has_no_latency_and_never_meets_the_slo() {
             sat > 0.0,
             "{}: a level of nothing is no saturation",
             h.protocol
+        );
+    }
+}
+
+#[test]
+fn a_level_that_timed_out_requests_is_not_saturation_however_low_its_p99() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_run(dir, |_| 1.0);
+    let before = results::headlines(&results::Run::load(dir).unwrap());
+    let text = std::fs::read_to_string(dir.join("points.jsonl")).unwrap();
+    let saturating: Vec<String> = before
+        .iter()
+        .flat_map(|h| h.saturation_points.clone())
+        .collect();
+    let mut lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for p in lines
+        .iter_mut()
+        .filter(|p| saturating.contains(&p["point_id"].as_str().unwrap().to_string()))
+    {
+        p["timeouts"] = 3.into();
+    }
+    let text: String = lines.iter().map(|p| format!("{p}\n")).collect();
+    std::fs::write(dir.join("points.jsonl"), text).unwrap();
+    let after = results::headlines(&results::Run::load(dir).unwrap());
+    for (b, a) in before.iter().zip(&after) {
+        let (b, a) = (
+            b.saturation_ops.unwrap().median,
+            a.saturation_ops.map(|s| s.median),
+        );
+        assert!(
+            a.is_none_or(|a| a < b),
+            "{b} -> {a:?}: a level with timeouts still counted"
         );
     }
 }
