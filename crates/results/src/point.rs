@@ -251,6 +251,16 @@ pub struct FinalReads {
 }
 
 impl Point {
+    /// The nodes' CPU time per completed command (µs): the cores they kept busy while the
+    /// load ran, summed over nodes, divided by the throughput. Both are rates over the load,
+    /// so this is exact at a steady load and an approximation when the warm-up differs.
+    /// `None` when nothing completed or a node's CPU is unknown.
+    pub fn cpu_us_per_command(&self) -> Option<f64> {
+        let cores: f64 = self.nodes.iter().map(|n| n.cpu_percent / 100.0).sum();
+        (!self.nodes.is_empty() && cores.is_finite() && self.throughput_ops > 0.0)
+            .then(|| cores * 1e6 / self.throughput_ops)
+    }
+
     /// Whether the point counts toward saturation: p99 under `slo_p99_us`, and no request
     /// failed or timed out (a level that drops requests does not meet an SLO, whatever the
     /// latency of those that completed). A rate search passes a level by the same rule.

@@ -245,7 +245,7 @@ fn points_table(run: &Run) -> String {
         s.push_str(" per-second throughput (ops/s) | per-second p99 (µs) |");
     }
     s.push_str(
-        " errors | timeouts | gen. lag p99 (µs) | CPU % per node | RSS MiB per node |\n|---|---|",
+        " errors | timeouts | gen. lag p99 (µs) | CPU % per node | node CPU µs / cmd | RSS MiB per node |\n|---|---|",
     );
     for _ in &params {
         s.push_str("---|");
@@ -254,7 +254,7 @@ fn points_table(run: &Run) -> String {
     if per_second {
         s.push_str("---:|---:|");
     }
-    s.push_str("---:|---:|---:|---|---|\n");
+    s.push_str("---:|---:|---:|---|---:|---|\n");
     for g in groups(run) {
         for p in &g.points {
             let swept = p.swept();
@@ -308,10 +308,11 @@ fn points_table(run: &Run) -> String {
             }
             let _ = writeln!(
                 s,
-                " {} | {} | {lag} | {} | {} |",
+                " {} | {} | {lag} | {} | {} | {} |",
                 p.errors,
                 p.timeouts,
                 nodes_text(p, |n| fmt_num(n.cpu_percent)),
+                p.cpu_us_per_command().map_or("—".into(), fmt_num),
                 nodes_text(p, |n| fmt_num(n.rss_bytes as f64 / (1024.0 * 1024.0))),
             );
         }
@@ -564,6 +565,7 @@ pub fn csv(run: &Run) -> String {
         "send_lag_p99_us",
         "generator_bound",
         "leader_changed",
+        "cpu_us_per_cmd",
     ] {
         header.push(h.into());
     }
@@ -623,6 +625,7 @@ pub fn csv(run: &Run) -> String {
                 csv_num(p.send_lag_p99_us),
                 p.generator_bound.to_string(),
                 p.leader_changed.to_string(),
+                p.cpu_us_per_command().map(csv_num).unwrap_or_default(),
             ]);
             if faulty {
                 row.extend(availability_cells(run, p));

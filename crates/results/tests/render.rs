@@ -333,3 +333,28 @@ fn a_level_that_timed_out_requests_is_not_saturation_however_low_its_p99() {
         );
     }
 }
+
+#[test]
+fn cpu_per_command_is_the_busy_cores_over_the_throughput() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_run(dir, |_| 1.0);
+    let run = results::Run::load(dir).unwrap();
+    for p in &run.points {
+        // Every synthetic node ran at 50%: 1 node for Unreplicated, 3 for the others.
+        let cores = if p.protocol == "unreplicated" {
+            0.5
+        } else {
+            1.5
+        };
+        let want = cores * 1e6 / p.throughput_ops;
+        let got = p.cpu_us_per_command().unwrap();
+        assert!((got - want).abs() < 1e-6, "{}: {got} vs {want}", p.point_id);
+    }
+    results::render(dir).unwrap();
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    assert!(header.contains(&"cpu_us_per_cmd"), "{header:?}");
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("node CPU µs / cmd"));
+}
