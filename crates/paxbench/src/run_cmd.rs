@@ -531,15 +531,16 @@ impl Runner<'_> {
         let point_id = format!("p{measured:04}");
         let file = cluster.client_file.clone();
         let multi = g.protocol == Protocol::MultiPaxos;
-        let leader0 = if multi {
-            rt.block_on(leadership(&file))
-        } else {
-            None
-        };
-        let before = cluster.sample();
-        // Every node's counters just before the load starts (replicated clusters).
+        // What every node says just before the load starts: the leader, and its counters
+        // (replicated clusters).
         let replicated = g.nodes > 1;
-        let counters0 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        let reading0 = (multi || replicated).then(|| rt.block_on(Reading::take(&file, g.nodes)));
+        let leader0 = reading0
+            .as_ref()
+            .filter(|_| multi)
+            .and_then(Reading::leadership);
+        let counters0 = reading0.filter(|_| replicated).map(|r| r.counters());
+        let before = cluster.sample();
         let load_plan = plan(g, exp, level, level_index);
         // Faults need the cluster on this thread, so the load runs on another.
         let mut schedule = (!faults.is_empty()).then(|| {
@@ -614,8 +615,12 @@ impl Runner<'_> {
         let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
-        // ...and just after it ended.
-        let counters1 = replicated.then(|| rt.block_on(read_counters(&file, g.nodes)));
+        // ...and just after it ended (the same read gives the leader and the round trips).
+        let reading1 = (multi || replicated).then(|| rt.block_on(Reading::take(&file, g.nodes)));
+        let counters1 = reading1
+            .as_ref()
+            .filter(|_| replicated)
+            .map(Reading::counters);
         let Some(result) = result else {
             if let Some(c) = current.take() {
                 c.stop()?;
@@ -625,12 +630,11 @@ impl Runner<'_> {
         let result = result?;
         // Same leader at the same ballot before and after, or an election ran during
         // the point (its latencies include the failover).
-        let leader_changed =
-            multi && (leader0.is_none() || rt.block_on(leadership(&file)) != leader0);
-        let rtt = if g.nodes > 1 {
-            rt.block_on(peer_rtts(&file, setup.emulation.as_ref()))
-        } else {
-            Vec::new()
+        let leader_changed = multi
+            && (leader0.is_none() || reading1.as_ref().and_then(Reading::leadership) != leader0);
+        let rtt = match reading1.as_ref().filter(|_| replicated) {
+            Some(r) => r.rtts(setup.emulation.as_ref()),
+            None => Vec::new(),
         };
         result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
         let window_start = result.window_start;
@@ -930,52 +934,71 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or_else(|_| v.to_string().into())
 }
 
-/// Every node's round trip to each of its peers, as its connections measure them, beside the
-/// round trip `emulation` configures for the pair.
-async fn peer_rtts(file: &Path, emulation: Option<&LinkEmulation>) -> Vec<LinkRtt> {
-    let Some(mut client) = status_client(file) else {
-        return Vec::new();
-    };
-    let one_way = |from: u32, to: u32| {
-        emulation?
-            .links
-            .iter()
-            .find(|l| l.from == from && l.to == to)
-            .map(|l| l.delay_us as f64)
-    };
-    let mut out = Vec::new();
-    let statuses = client.statuses().await;
-    for status in statuses {
-        for (peer, rtt_us) in status.peer_rtt_us {
-            let (a, b) = (status.node.0, peer.0);
-            let configured = match (one_way(a, b), one_way(b, a)) {
-                (None, None) => None,
-                (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
-            };
-            out.push(LinkRtt {
-                from: a,
-                to: b,
-                measured_us: rtt_us as f64,
-                configured_us: configured,
-            });
+/// What every node of a cluster said at one moment, or why it could not be had: one status
+/// read serves a point's counters, its leader and its round trips.
+struct Reading(Vec<(NodeId, Result<wire::NodeStatus, String>)>);
+
+impl Reading {
+    /// Asks each of the `nodes` nodes of the cluster in `file` for its status.
+    async fn take(file: &Path, nodes: u32) -> Reading {
+        match status_client(file) {
+            Some(mut client) => Reading(client.status_results().await),
+            None => {
+                let why = format!("cannot make a status client from {}", file.display());
+                Reading((0..nodes).map(|n| (NodeId(n), Err(why.clone()))).collect())
+            }
         }
     }
-    out
-}
 
-/// Each of the `nodes` nodes of the cluster in `file` with its counters, or why they could not
-/// be read (a node that does not answer is recorded as such, never as zeros).
-async fn read_counters(file: &Path, nodes: u32) -> Vec<(u32, Result<CounterValues, String>)> {
-    let Some(mut client) = status_client(file) else {
-        let why = format!("cannot make a status client from {}", file.display());
-        return (0..nodes).map(|n| (n, Err(why.clone()))).collect();
-    };
-    client
-        .status_results()
-        .await
-        .into_iter()
-        .map(|(node, r)| (node.0, r.map(|s| counter_values(&s.counters))))
-        .collect()
+    fn statuses(&self) -> impl Iterator<Item = &wire::NodeStatus> {
+        self.0.iter().filter_map(|(_, r)| r.as_ref().ok())
+    }
+
+    /// The node that says it leads at the highest ballot.
+    fn leadership(&self) -> Option<(NodeId, paxos::Ballot)> {
+        crate::live::leader_of(&self.statuses().cloned().collect::<Vec<_>>())
+    }
+
+    /// Each node with its counters, or why they could not be read (a node that does not
+    /// answer is recorded as such, never as zeros).
+    fn counters(&self) -> Vec<(u32, Result<CounterValues, String>)> {
+        self.0
+            .iter()
+            .map(|(node, r)| {
+                let values = r.as_ref().map(|s| counter_values(&s.counters));
+                (node.0, values.map_err(String::clone))
+            })
+            .collect()
+    }
+
+    /// Every node's round trip to each of its peers, as its connections measure them, beside
+    /// the round trip `emulation` configures for the pair.
+    fn rtts(&self, emulation: Option<&LinkEmulation>) -> Vec<LinkRtt> {
+        let one_way = |from: u32, to: u32| {
+            emulation?
+                .links
+                .iter()
+                .find(|l| l.from == from && l.to == to)
+                .map(|l| l.delay_us as f64)
+        };
+        let mut out = Vec::new();
+        for status in self.statuses() {
+            for &(peer, rtt_us) in &status.peer_rtt_us {
+                let (a, b) = (status.node.0, peer.0);
+                let configured = match (one_way(a, b), one_way(b, a)) {
+                    (None, None) => None,
+                    (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+                };
+                out.push(LinkRtt {
+                    from: a,
+                    to: b,
+                    measured_us: rtt_us as f64,
+                    configured_us: configured,
+                });
+            }
+        }
+        out
+    }
 }
 
 /// A node's counters as points.jsonl keeps them: messages sent by kind name.
@@ -1061,11 +1084,6 @@ fn stall(
         s.livelock = false;
     }
     s
-}
-
-/// The Multi-Paxos leader of the cluster in `file` and its ballot, if one node says it leads.
-async fn leadership(file: &std::path::Path) -> Option<(NodeId, paxos::Ballot)> {
-    status_client(file)?.leadership().await
 }
 
 /// A client of the cluster in `file` for status requests (it never issues a command, so its
