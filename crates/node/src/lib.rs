@@ -7,6 +7,8 @@
 //! - [`emulation`]: emulated WAN links (delay, jitter, loss, rate per directed node pair), applied
 //!   inside the node to what it sends, for machines without `tc netem`; and faults imposed on
 //!   them during a run (partition, extra delay, extra loss), set over the client connection.
+//! - [`transport`]: the seam between the runtime and what carries its bytes: endpoints that
+//!   listen and dial, authenticated connections, ordered byte streams.
 //! - `tls`: certificates, mutual TLS and the tuned QUIC endpoints.
 //! - `wal`: the write-ahead log behind `durability = "fsync"`.
 #![warn(missing_docs)]
@@ -16,6 +18,8 @@ pub mod config;
 pub mod emulation;
 pub mod runtime;
 pub mod serve;
+pub mod transport;
+pub use transport::{ClientEndpoint, NodeEndpoint};
 
 mod tls;
 pub use tls::{

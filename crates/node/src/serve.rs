@@ -12,6 +12,7 @@ use wire::Codec;
 use crate::config::{ClusterConfig, Durability};
 use crate::runtime::{self, Metrics, RuntimeConfig};
 use crate::tls::{self, ClientCerts, Mtu, NodeCerts, TransportTuning};
+use crate::transport::ClientEndpoint;
 use crate::wal::{Wal, WalOptions};
 
 /// Why a node could not start.
@@ -70,7 +71,7 @@ impl ClusterConfig {
     pub fn client_endpoint(
         &self,
         certs: &ClientCerts,
-    ) -> Result<(quinn::Endpoint, Vec<(NodeId, SocketAddr)>), NodeError> {
+    ) -> Result<(ClientEndpoint, Vec<(NodeId, SocketAddr)>), NodeError> {
         let bind: SocketAddr = if self.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
             (std::net::Ipv4Addr::LOCALHOST, 0).into()
         } else {
@@ -78,7 +79,7 @@ impl ClusterConfig {
         };
         let endpoint = tls::client_endpoint_on(bind, certs, &TransportTuning::default())?;
         let nodes = self.nodes.iter().map(|n| (n.id, n.addr)).collect();
-        Ok((endpoint, nodes))
+        Ok((endpoint.into(), nodes))
     }
 }
 
