@@ -4,27 +4,34 @@
 //! persist completions and the core's next deadline; nothing wraps the core in a mutex. After
 //! every turn it drains the core's actions: messages are encoded once and queued per peer, and
 //! every frame a turn produces for one peer leaves in one write (the peer's writer task drains
-//! its queue into one buffer and one `write_chunk`). Replies go to the client stream that sent the request.
-//! Writes go to the write-ahead log thread (one fsync per batch) or, with `durability = "none"`,
-//! are acknowledged at once.
+//! its queue into one buffer and one write). Replies go to the client stream that sent the
+//! request. Writes go to the write-ahead log thread (one fsync per batch) or, with
+//! `durability = "none"`, are acknowledged at once.
+//!
+//! Connections come through the transport seam ([`crate::transport`]), so everything here is
+//! the same on QUIC and on TCP: an endpoint that accepts and dials, authenticated connections,
+//! ordered byte streams carrying `wire` frames.
 //!
 //! Frames for a peer are copied into one buffer per write (see `PeerLink::write` for why).
 //!
 //! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost.
 //! A node that starts knocks at each lower-id peer (one short connection, closed at once), so a
 //! peer still writing into its predecessor's dead connection redials instead of waiting for the
-//! QUIC idle timeout; a newer connection from a lower-id peer replaces the one in use;
-//! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
-//! must match the node id bound to the sender's certificate. Clients: any certificate of the
-//! cluster CA, ALPN `paxbench-client/3`, requests pipelined on long-lived bidirectional streams.
-//! A client's `Impair` frame is the socket's business, not the core's: the stream's reader hands
-//! it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
+//! QUIC idle timeout (on TCP the predecessor's kernel ended that connection already; the knock
+//! only saves the redial backoff); a newer connection from a lower-id peer replaces the one in
+//! use; each side opens one stream on it (QUIC: unidirectional; TCP: its half of the one
+//! stream), starting with a [`wire::PeerHello`] whose id must match the node id bound to the
+//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/3`,
+//! requests pipelined on long-lived streams (QUIC: bidirectional streams; TCP: one connection
+//! each). A client's `Impair` frame is the socket's business, not the core's: the stream's
+//! reader hands it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
 //!
-//! Status answers carry the RTT quinn measures on each peer connection. Each side sends a tiny
-//! QUIC datagram every [`RTT_PROBE_INTERVAL`] so that the measure stays current on a connection
-//! that otherwise only receives (see `probe_rtt` for why).
+//! Status answers carry the RTT measured on each peer connection: quinn's estimate, kept
+//! current by a tiny QUIC datagram every [`RTT_PROBE_INTERVAL`] (see `transport::probe_rtt`
+//! for why), or on TCP the kernel's (`TCP_INFO`). A connection whose RTT is unknown is not
+//! listed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +65,9 @@ pub mod close {
     pub const SHUTDOWN: u32 = 4;
     /// A knock (see `PeerLink::knock`) was heard: the knocking node is new.
     pub const KNOCKED: u32 = 5;
+    /// The peer link stopped using this connection: a newer one replaced it, it closed, or
+    /// writing on it failed.
+    pub const REPLACED: u32 = 6;
 }
 
 /// Closes a connection that broke the rules, with a logged reason and a counter.
@@ -150,7 +160,7 @@ pub async fn run(
     let codec = config.codec;
     // Peer links: a writer per peer; the dialer side for higher ids, the accepting side lower.
     let mut peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>> = HashMap::new();
-    let mut incoming_conns: HashMap<NodeId, watch::Sender<Option<Conn>>> = HashMap::new();
+    let mut incoming_conns: HashMap<NodeId, Arc<watch::Sender<Option<Conn>>>> = HashMap::new();
     // The connection each link uses now, for the RTTs in status answers.
     let mut peer_conns = Vec::new();
     let mut tasks = Vec::new();
@@ -158,7 +168,7 @@ pub async fn run(
         let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1024);
         peers.insert(peer, tx);
         let (conn_tx, conn_rx) = watch::channel(None);
-        incoming_conns.insert(peer, conn_tx);
+        incoming_conns.insert(peer, Arc::new(conn_tx));
         let (current_tx, current_rx) = watch::channel(None);
         peer_conns.push((peer, current_rx));
         let link = PeerLink {
@@ -659,6 +669,7 @@ impl PeerLink {
                     self.input.clone(),
                     self.metrics.clone(),
                     self.codec,
+                    None,
                 ));
             }
             // On the accepting side, a newer connection from the peer means it restarted: its
@@ -681,7 +692,16 @@ impl PeerLink {
                 _ = newer.changed() => {
                     debug!(peer = self.peer.0, "the peer restarted: using a new connection");
                 }
+                // The connection ended (TCP: at once when the peer's process goes, since its
+                // kernel closes the socket; QUIC: at the idle timeout): redial or wait for
+                // the peer's next connection now, not at the next write.
+                _ = conn.closed() => {
+                    debug!(reason = ?conn.close_reason(), "peer connection closed");
+                }
             }
+            // Whatever ended its use, the old connection goes, so that no reader is left on it
+            // (a TCP connection is both directions of the pair).
+            conn.close(close::REPLACED, b"the link moved on");
         }
     }
 
@@ -694,7 +714,16 @@ impl PeerLink {
         let knock = dialer.connect_node(addr, peer);
         match tokio::time::timeout(Duration::from_secs(2), knock).await {
             Ok(Ok(conn)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                // Until the peer closes it: reading sees that on either transport (a TCP
+                // connection learns of its end only by reading).
+                let heard = async {
+                    while let Some(mut recv) = conn.accept_recv().await {
+                        let mut buf = BytesMut::new();
+                        while let Ok(true) = recv.read_into(&mut buf).await {}
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), heard).await;
+                conn.close(close::KNOCKED, b"knock done");
             }
             Ok(Err(e)) => debug!(error = %e, "knock failed"),
             Err(_) => debug!("knock unanswered"),
@@ -768,19 +797,22 @@ impl PeerLink {
 }
 
 /// Reads every stream a peer opens on `conn`: a hello naming `peer`, then messages, forwarded
-/// to the event loop in per-read batches.
+/// to the event loop in per-read batches. On the accepting side, `publish` is where the
+/// peer's link learns of the connection, once its hello matched the certificate.
 async fn read_peer(
     conn: Conn,
     peer: NodeId,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
+    publish: Option<Arc<watch::Sender<Option<Conn>>>>,
 ) {
     tokio::spawn(conn.clone().discard_probes());
     while let Some(mut recv) = conn.accept_recv().await {
         let conn = conn.clone();
         let input = input.clone();
         let metrics = metrics.clone();
+        let publish = publish.clone();
         tokio::spawn(async move {
             let mut buf = BytesMut::new();
             let mut greeted = false;
@@ -794,7 +826,10 @@ async fn read_peer(
                     match codec.decode::<PeerFrame>(&mut buf) {
                         Ok(None) => break,
                         Ok(Some(PeerFrame::Hello(h))) if !greeted && h.node == peer => {
-                            greeted = true
+                            greeted = true;
+                            if let Some(slot) = &publish {
+                                slot.send_replace(Some(conn.clone()));
+                            }
                         }
                         Ok(Some(PeerFrame::Hello(h))) => {
                             warn!(
@@ -840,7 +875,9 @@ async fn read_peer(
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,
-    incoming: HashMap<NodeId, watch::Sender<Option<Conn>>>,
+    /// Where each peer's link learns of a new connection from it: published once its hello
+    /// matched its certificate (or at once for a knock, which sends none).
+    incoming: HashMap<NodeId, Arc<watch::Sender<Option<Conn>>>>,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
@@ -900,15 +937,16 @@ impl Acceptor {
             );
             return;
         }
-        if let Some(slot) = self.incoming.get(&id) {
-            slot.send_replace(Some(conn.clone()));
-        }
+        // The link switches to this connection only once its hello proved the peer (see
+        // `read_peer`): one that lies would otherwise replace the live link before it is
+        // refused.
         read_peer(
             conn,
             id,
             self.input.clone(),
             self.metrics.clone(),
             self.codec,
+            self.incoming.get(&id).cloned(),
         )
         .await;
     }

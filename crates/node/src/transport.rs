@@ -7,24 +7,89 @@
 //! (`SendStream`, `RecvStream`). Framing stays in `wire`; what a stream carries and who may
 //! send what is the runtime's business. Only what differs between carriers lives here.
 //!
-//! QUIC (quinn): one connection per peer pair with one unidirectional stream each way; a client
-//! connection carries bidirectional streams. RTT is quinn's estimate, kept current by tiny
-//! datagrams (`probe_rtt`).
+//! Which carrier a cluster uses is its [`Transport`] (`[transport] transport` in the cluster
+//! file):
+//!
+//! - QUIC (quinn): one connection per peer pair with one unidirectional stream each way; a
+//!   client connection carries bidirectional streams. RTT is quinn's estimate, kept current by
+//!   tiny datagrams (`probe_rtt`). Emulated links and link faults (`crate::emulation`) wrap its
+//!   UDP socket.
+//! - TCP ([`tcp`]): TLS 1.3 over TCP with the same certificates, verifiers and ALPN strings;
+//!   one connection per peer pair carrying both directions, one per client request stream.
+//!   RTT is the kernel's (`TCP_INFO`). No emulated links: they are a UDP-socket feature.
 
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use paxos::NodeId;
+use serde::{Deserialize, Serialize};
 
 use crate::tls::{self, Remote, TlsError};
+
+pub mod tcp;
+
+pub use tcp::{tcp_client_endpoint, tcp_endpoint, TcpDialer, TcpEndpoint};
+
+/// What carries a cluster's traffic, peers and clients alike (`quic` or `tcp` in files).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    /// QUIC through quinn, on UDP (the default).
+    #[default]
+    Quic,
+    /// TLS 1.3 over TCP (tokio-rustls), `TCP_NODELAY`.
+    Tcp,
+}
+
+impl Transport {
+    /// The name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Quic => "quic",
+            Transport::Tcp => "tcp",
+        }
+    }
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Transport {
+    type Err = paxos::UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [Transport::Quic, Transport::Tcp]
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| paxos::UnknownName {
+                what: "transport",
+                given: s.to_string(),
+                choices: "quic or tcp",
+            })
+    }
+}
 
 /// What a node listens on and dials from.
 #[derive(Clone, Debug)]
 pub enum NodeEndpoint {
     /// A quinn endpoint serving peers and clients on one UDP socket ([`crate::endpoint`]).
     Quic(quinn::Endpoint),
+    /// A TCP listener with TLS ([`tcp_endpoint`]).
+    Tcp(TcpEndpoint),
+}
+
+impl From<TcpEndpoint> for NodeEndpoint {
+    fn from(endpoint: TcpEndpoint) -> Self {
+        NodeEndpoint::Tcp(endpoint)
+    }
 }
 
 impl From<quinn::Endpoint> for NodeEndpoint {
@@ -38,6 +103,7 @@ impl NodeEndpoint {
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         match self {
             NodeEndpoint::Quic(e) => e.local_addr(),
+            NodeEndpoint::Tcp(e) => Ok(e.local_addr()),
         }
     }
 
@@ -45,13 +111,15 @@ impl NodeEndpoint {
     pub(crate) fn dialer(&self) -> Dialer {
         match self {
             NodeEndpoint::Quic(e) => Dialer::Quic(e.clone()),
+            NodeEndpoint::Tcp(e) => Dialer::Tcp(e.dialer()),
         }
     }
 
     /// The next connection attempt; `None` once the endpoint is closed.
     pub(crate) async fn accept(&self) -> Option<Incoming> {
         match self {
-            NodeEndpoint::Quic(e) => e.accept().await.map(Incoming::Quic),
+            NodeEndpoint::Quic(e) => e.accept().await.map(|i| Incoming::Quic(Box::new(i))),
+            NodeEndpoint::Tcp(e) => e.accept().await.map(Incoming::Tcp),
         }
     }
 
@@ -59,13 +127,17 @@ impl NodeEndpoint {
     pub(crate) fn close(&self, code: u32, reason: &[u8]) {
         match self {
             NodeEndpoint::Quic(e) => e.close(quinn::VarInt::from_u32(code), reason),
+            NodeEndpoint::Tcp(e) => e.close(&closed_locally(code, reason)),
         }
     }
 
-    /// Waits until the endpoint's connections are gone and its socket can be released.
+    /// Waits until the endpoint's connections are gone and its socket can be released. TCP
+    /// has nothing to wait for: its connections were shut down by [`NodeEndpoint::close`], and
+    /// its listener closes with the last handle.
     pub(crate) async fn wait_idle(&self) {
         match self {
             NodeEndpoint::Quic(e) => e.wait_idle().await,
+            NodeEndpoint::Tcp(_) => {}
         }
     }
 }
@@ -74,6 +146,7 @@ impl NodeEndpoint {
 #[derive(Clone)]
 pub(crate) enum Dialer {
     Quic(quinn::Endpoint),
+    Tcp(TcpDialer),
 }
 
 impl Dialer {
@@ -85,19 +158,23 @@ impl Dialer {
     ) -> Result<Conn, TlsError> {
         match self {
             Dialer::Quic(e) => tls::connect_node(e, addr, node).await.map(Conn::Quic),
+            Dialer::Tcp(d) => d.connect_node(addr, node).await.map(Conn::Tcp),
         }
     }
 }
 
 /// A connection attempt on a node's endpoint, not yet authenticated.
 pub(crate) enum Incoming {
-    Quic(quinn::Incoming),
+    /// Boxed: quinn's is large, and the acceptor moves one into a task per attempt.
+    Quic(Box<quinn::Incoming>),
+    Tcp(tcp::TcpIncoming),
 }
 
 impl Incoming {
     pub(crate) fn remote_address(&self) -> SocketAddr {
         match self {
             Incoming::Quic(i) => i.remote_address(),
+            Incoming::Tcp(i) => i.remote_address(),
         }
     }
 
@@ -105,9 +182,13 @@ impl Incoming {
     /// [`tls::accept_incoming`]); a refused connection is closed with the reason.
     pub(crate) async fn handshake(self) -> Result<(Conn, Remote), TlsError> {
         match self {
-            Incoming::Quic(i) => tls::accept_incoming(i)
+            Incoming::Quic(i) => tls::accept_incoming(*i)
                 .await
                 .map(|(c, remote)| (Conn::Quic(c), remote)),
+            Incoming::Tcp(i) => i
+                .handshake()
+                .await
+                .map(|(c, remote)| (Conn::Tcp(c), remote)),
         }
     }
 }
@@ -116,6 +197,7 @@ impl Incoming {
 #[derive(Clone, Debug)]
 pub(crate) enum Conn {
     Quic(quinn::Connection),
+    Tcp(Arc<tcp::TcpConn>),
 }
 
 impl Conn {
@@ -123,12 +205,14 @@ impl Conn {
     pub(crate) fn id(&self) -> usize {
         match self {
             Conn::Quic(c) => c.stable_id(),
+            Conn::Tcp(c) => c.id(),
         }
     }
 
     pub(crate) fn remote_address(&self) -> SocketAddr {
         match self {
             Conn::Quic(c) => c.remote_address(),
+            Conn::Tcp(c) => c.remote_address(),
         }
     }
 
@@ -136,6 +220,7 @@ impl Conn {
     pub(crate) fn close_reason(&self) -> Option<String> {
         match self {
             Conn::Quic(c) => c.close_reason().map(|r| r.to_string()),
+            Conn::Tcp(c) => c.close_reason(),
         }
     }
 
@@ -149,13 +234,16 @@ impl Conn {
             Conn::Quic(c) => {
                 c.closed().await;
             }
+            Conn::Tcp(c) => c.closed().await,
         }
     }
 
-    /// Closes it, telling the remote `code` and `reason` where the carrier can.
+    /// Closes it, telling the remote `code` and `reason` where the carrier can (QUIC does;
+    /// TCP only ends the stream, and keeps them as its local close reason).
     pub(crate) fn close(&self, code: u32, reason: &[u8]) {
         match self {
             Conn::Quic(c) => c.close(quinn::VarInt::from_u32(code), reason),
+            Conn::Tcp(c) => c.close(closed_locally(code, reason)),
         }
     }
 
@@ -163,6 +251,7 @@ impl Conn {
     pub(crate) fn rtt(&self) -> Option<Duration> {
         match self {
             Conn::Quic(c) => Some(c.rtt()),
+            Conn::Tcp(c) => c.rtt(),
         }
     }
 
@@ -174,6 +263,7 @@ impl Conn {
                 .await
                 .map(SendStream::Quic)
                 .map_err(io::Error::other),
+            Conn::Tcp(c) => c.take_send().map(SendStream::Tcp),
         }
     }
 
@@ -181,6 +271,7 @@ impl Conn {
     pub(crate) async fn accept_recv(&self) -> Option<RecvStream> {
         match self {
             Conn::Quic(c) => c.accept_uni().await.ok().map(RecvStream::Quic),
+            Conn::Tcp(c) => c.take_recv().await.map(RecvStream::Tcp),
         }
     }
 
@@ -192,6 +283,11 @@ impl Conn {
                 .await
                 .map(|(s, r)| (SendStream::Quic(s), RecvStream::Quic(r)))
                 .map_err(io::Error::other),
+            Conn::Tcp(c) => c
+                .take_both()
+                .await
+                .map(|(s, r)| (SendStream::Tcp(s), RecvStream::Tcp(r)))
+                .ok_or_else(|| io::Error::other("the connection's stream is in use")),
         }
     }
 
@@ -203,15 +299,20 @@ impl Conn {
                 .await
                 .ok()
                 .map(|(s, r)| (SendStream::Quic(s), RecvStream::Quic(r))),
+            Conn::Tcp(c) => c
+                .take_both()
+                .await
+                .map(|(s, r)| (SendStream::Tcp(s), RecvStream::Tcp(r))),
         }
     }
 
     /// Keeps [`Conn::rtt`] current while the connection lives, where the carrier needs help
-    /// for that; returns at once otherwise. Run it in a task of its own, on one side's
-    /// connection handle, once per connection.
+    /// for that; returns at once otherwise (TCP: the kernel samples the RTT as data segments
+    /// are acknowledged). Run it in a task of its own, once per connection.
     pub(crate) async fn probe_rtt(self) {
         match self {
             Conn::Quic(c) => probe_rtt(c).await,
+            Conn::Tcp(_) => {}
         }
     }
 
@@ -220,6 +321,7 @@ impl Conn {
     pub(crate) async fn discard_probes(self) {
         match self {
             Conn::Quic(c) => while c.read_datagram().await.is_ok() {},
+            Conn::Tcp(_) => {}
         }
     }
 }
@@ -227,12 +329,14 @@ impl Conn {
 /// One side's ordered byte stream.
 pub(crate) enum SendStream {
     Quic(quinn::SendStream),
+    Tcp(tcp::TcpSend),
 }
 
 impl SendStream {
     pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
         match self {
             SendStream::Quic(s) => s.write_all(bytes).await.map_err(io::Error::from),
+            SendStream::Tcp(s) => s.write_all(bytes).await,
         }
     }
 
@@ -240,6 +344,7 @@ impl SendStream {
     pub(crate) async fn write_chunk(&mut self, bytes: Bytes) -> io::Result<()> {
         match self {
             SendStream::Quic(s) => s.write_chunk(bytes).await.map_err(io::Error::from),
+            SendStream::Tcp(s) => s.write_all(&bytes).await,
         }
     }
 
@@ -249,6 +354,7 @@ impl SendStream {
             SendStream::Quic(s) => {
                 let _ = s.stopped().await;
             }
+            SendStream::Tcp(s) => s.stopped().await,
         }
     }
 }
@@ -256,6 +362,7 @@ impl SendStream {
 /// The other side's ordered byte stream.
 pub(crate) enum RecvStream {
     Quic(quinn::RecvStream),
+    Tcp(tcp::TcpRecv),
 }
 
 impl RecvStream {
@@ -271,6 +378,7 @@ impl RecvStream {
                 Ok(None) => Ok(false),
                 Err(e) => Err(io::Error::from(e)),
             },
+            RecvStream::Tcp(r) => r.read_into(buf).await,
         }
     }
 }
@@ -280,6 +388,14 @@ impl RecvStream {
 pub enum ClientEndpoint {
     /// A quinn client endpoint ([`crate::client_endpoint_on`]).
     Quic(quinn::Endpoint),
+    /// TLS over TCP ([`tcp_client_endpoint`]).
+    Tcp(TcpDialer),
+}
+
+impl From<TcpDialer> for ClientEndpoint {
+    fn from(dialer: TcpDialer) -> Self {
+        ClientEndpoint::Tcp(dialer)
+    }
 }
 
 impl From<quinn::Endpoint> for ClientEndpoint {
@@ -306,6 +422,7 @@ impl ClientEndpoint {
     pub fn close(&self, code: u32, reason: &[u8]) {
         match self {
             ClientEndpoint::Quic(e) => e.close(quinn::VarInt::from_u32(code), reason),
+            ClientEndpoint::Tcp(d) => d.close(&closed_locally(code, reason)),
         }
     }
 
@@ -313,6 +430,7 @@ impl ClientEndpoint {
     pub async fn wait_idle(&self) {
         match self {
             ClientEndpoint::Quic(e) => e.wait_idle().await,
+            ClientEndpoint::Tcp(_) => {}
         }
     }
 
@@ -324,8 +442,17 @@ impl ClientEndpoint {
     ) -> Result<Conn, TlsError> {
         match self {
             ClientEndpoint::Quic(e) => tls::connect_node(e, addr, node).await.map(Conn::Quic),
+            ClientEndpoint::Tcp(d) => d.connect_node(addr, node).await.map(Conn::Tcp),
         }
     }
+}
+
+/// A TCP connection's close reason when this side closed it.
+fn closed_locally(code: u32, reason: &[u8]) -> String {
+    format!(
+        "closed locally (code {code}): {}",
+        String::from_utf8_lossy(reason)
+    )
 }
 
 /// How often each side of a peer connection sends an RTT probe.
