@@ -239,6 +239,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
                 paxos: g.paxos.clone(),
                 transport: TransportKnobs {
                     threads: Some(exp.cluster.node_threads as usize),
+                    transport: Some(g.transport),
                     ..TransportKnobs::default()
                 },
                 emulation: exp
