@@ -6,7 +6,10 @@
 //! writes it to a directory with [`write_cluster`]; local runs keep a throwaway one in memory).
 //!
 //! How a node id is bound to a certificate, and who checks what, is documented on [`Identity`]
-//! (this module is private; its items are re-exported at the crate root).
+//! (this module is private; its items are re-exported at the crate root). With
+//! `transport = "tcp"` the same rustls configurations and identity rules serve TLS over TCP
+//! (`crate::transport::tcp`): everything below holds there too, except that a refusal after
+//! the handshake ends the TCP stream instead of carrying [`REFUSED_CLOSE_CODE`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -382,7 +385,7 @@ impl TlsError {
     }
 
     /// Whether the remote node closed the connection with [`REFUSED_CLOSE_CODE`] (its identity
-    /// may not use the ALPN it chose).
+    /// may not use the ALPN it chose). QUIC only: TCP carries no close codes.
     pub fn is_refused_by_remote(&self) -> bool {
         matches!(self, TlsError::Handshake {
             source: quinn::ConnectionError::ApplicationClosed(close), ..
