@@ -563,7 +563,7 @@ impl Driver {
         }
         self.lanes[lane].live -= 1;
         // A leader that stops answering may be dead (its connection can look open for the
-        // whole QUIC idle timeout): send the lane's next requests to the next node, whose
+        // whole QUIC idle timeout, or TCP user timeout): send the lane's next requests to the next node, whose
         // NotLeader names the new leader. Only the first timeout of a request sent to the
         // lane's node moves it, so a burst of timeouts moves it once.
         if self.cfg.target == Target::Leader && self.lanes[lane].node == sent_to {
@@ -718,7 +718,8 @@ fn expected_requests(cfg: &LoadConfig) -> usize {
 }
 
 /// How long opening a connection may take: the request timeout, but never so short that a
-/// QUIC handshake cannot finish (a 100 µs request timeout must not make a node unreachable).
+/// QUIC or TLS-over-TCP handshake cannot finish (a 100 µs request timeout must not make a node
+/// unreachable).
 fn connect_timeout(cfg: &LoadConfig) -> Duration {
     cfg.timeout.max(MIN_CONNECT_TIMEOUT)
 }

@@ -151,8 +151,9 @@ pub enum Target {
 /// One load-generator run.
 #[derive(Clone, Debug)]
 pub struct LoadConfig {
-    /// A client endpoint of the cluster (`node::client_endpoint_on`).
-    pub endpoint: quinn::Endpoint,
+    /// A client endpoint of the cluster (`node::config::ClusterConfig::client_endpoint`, or a
+    /// quinn endpoint from `node::client_endpoint_on`).
+    pub endpoint: node::ClientEndpoint,
     /// Every node of the cluster: id and address.
     pub nodes: Vec<(NodeId, SocketAddr)>,
     /// Open or closed loop.
@@ -215,12 +216,16 @@ pub const SELF_TEST_FRESH_ID_RETRIES: u32 = 3;
 
 impl LoadConfig {
     /// A configuration with the defaults above.
-    pub fn new(endpoint: quinn::Endpoint, nodes: Vec<(NodeId, SocketAddr)>, mode: Mode) -> Self {
+    pub fn new(
+        endpoint: impl Into<node::ClientEndpoint>,
+        nodes: Vec<(NodeId, SocketAddr)>,
+        mode: Mode,
+    ) -> Self {
         let nanos = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
         LoadConfig {
-            endpoint,
+            endpoint: endpoint.into(),
             nodes,
             mode,
             workload: Workload::default(),

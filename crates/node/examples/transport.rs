@@ -1,7 +1,8 @@
 //! Measures the transport on this machine (loopback):
 //!
 //! 1. Round trip of a 64-byte put to the unreplicated node through the whole runtime (client
-//!    stream, event loop, core, reply), one request at a time.
+//!    stream, event loop, core, reply), one request at a time, over QUIC and over TLS-on-TCP
+//!    (`TCP_NODELAY`), twice each, alternating, so that drift on a shared machine shows.
 //! 2. Messages per second one node pushes to two peers over its QUIC endpoint: 64-byte frames
 //!    (Accepted messages), coalesced 64 per write as the runtime's writer does, decoded at the
 //!    receivers.
@@ -16,26 +17,46 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use node::client::Connection;
 use node::runtime::{self, Metrics, RuntimeConfig};
-use node::{ClusterCerts, TransportTuning};
+use node::{ClientEndpoint, ClusterCerts, NodeEndpoint, Transport, TransportTuning};
 use paxos::{Accepted, Ballot, Command, Message, NodeId, Op, Protocol, RequestId, Slot};
 use wire::{ClientFrame, Codec, ResponseFrame};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    rtt().await;
+    for transport in [
+        Transport::Quic,
+        Transport::Tcp,
+        Transport::Quic,
+        Transport::Tcp,
+    ] {
+        rtt(transport).await;
+    }
     fanout().await;
 }
 
-async fn rtt() {
+async fn rtt(transport: Transport) {
     let certs = ClusterCerts::generate(1).unwrap();
     let tuning = TransportTuning::default();
-    let ep = node::endpoint(
-        "127.0.0.1:0".parse().unwrap(),
-        certs.node(NodeId(0)).unwrap(),
-        &tuning,
-        None,
-    )
-    .unwrap();
+    let loopback = "127.0.0.1:0".parse().unwrap();
+    let node_certs = certs.node(NodeId(0)).unwrap();
+    let (ep, cep): (NodeEndpoint, ClientEndpoint) = match transport {
+        Transport::Quic => (
+            node::endpoint(loopback, node_certs, &tuning, None)
+                .unwrap()
+                .into(),
+            node::client_endpoint_on(loopback, certs.client(), &tuning)
+                .unwrap()
+                .into(),
+        ),
+        Transport::Tcp => (
+            node::tcp_endpoint(loopback, node_certs, &tuning)
+                .unwrap()
+                .into(),
+            node::tcp_client_endpoint(certs.client(), &tuning)
+                .unwrap()
+                .into(),
+        ),
+    };
     let addr = ep.local_addr().unwrap();
     let config = RuntimeConfig {
         core: paxos::Config::new(Protocol::Unreplicated, NodeId(0), vec![NodeId(0)]),
@@ -45,14 +66,12 @@ async fn rtt() {
         rejoin_without_state: false,
         codec: Codec::default(),
     };
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(runtime::run(ep, config, Arc::new(Metrics::default()), rx));
-    let cep =
-        node::client_endpoint_on("127.0.0.1:0".parse().unwrap(), certs.client(), &tuning).unwrap();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let node = tokio::spawn(runtime::run(ep, config, Arc::new(Metrics::default()), rx));
     let mut conn = Connection::open(&cep, NodeId(0), addr).await.unwrap();
     let value = Bytes::from(vec![7u8; 64]);
     let mut samples = Vec::new();
-    for i in 0..20_000u64 {
+    for i in 0..10_000u64 {
         let cmd = Command {
             client: node::client::new_session(1),
             request: RequestId(i + 1),
@@ -66,19 +85,22 @@ async fn rtt() {
         let ResponseFrame::Response(_) = conn.recv().await.unwrap() else {
             panic!("status?")
         };
-        if i >= 2_000 {
+        if i >= 1_000 {
             samples.push(t.elapsed());
         }
     }
     samples.sort();
     let q = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     println!(
-        "round trip, 64-byte put to the unreplicated node ({} samples): p50 {:?}  p90 {:?}  p99 {:?}",
+        "{transport}: round trip, 64-byte put to the unreplicated node ({} samples): p50 {:?}  p90 {:?}  p99 {:?}",
         samples.len(),
         q(0.5),
         q(0.9),
         q(0.99)
     );
+    conn.close();
+    stop.send_replace(true);
+    node.await.unwrap().unwrap();
 }
 
 async fn fanout() {

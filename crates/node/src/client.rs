@@ -1,5 +1,6 @@
-//! A client of a paxbench cluster: one QUIC connection per node, one long-lived bidirectional
-//! stream per connection, requests pipelined with request ids and answered in any order.
+//! A client of a paxbench cluster: one connection per node (over whichever transport the
+//! [`ClientEndpoint`] dials), one long-lived request stream per connection, requests pipelined
+//! with request ids and answered in any order.
 //! [`KvClient`] follows `NotLeader` redirects; it backs `paxbench kv` and the integration tests.
 
 use std::collections::HashMap;
@@ -11,7 +12,8 @@ use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId, Role};
 use thiserror::Error;
 use wire::{ClientFrame, ClientResponse, Codec, Impairment, NodeStatus, ResponseFrame};
 
-use crate::tls;
+pub use crate::transport::ClientEndpoint;
+use crate::transport::{Conn, RecvStream, SendStream};
 
 /// What went wrong talking to a cluster.
 #[derive(Debug, Error)]
@@ -85,26 +87,27 @@ pub enum ClientError {
 /// A stream to one node.
 pub struct Connection {
     node: NodeId,
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    conn: Conn,
+    send: SendStream,
+    recv: RecvStream,
     buf: BytesMut,
     codec: Codec,
 }
 
 impl Connection {
-    /// Connects to node `node` at `addr` with a client endpoint of the cluster.
+    /// Connects to node `node` at `addr` with a client endpoint of the cluster (a
+    /// [`ClientEndpoint`] or a quinn client endpoint, by reference or value).
     pub async fn open(
-        endpoint: &quinn::Endpoint,
+        endpoint: impl Into<ClientEndpoint>,
         node: NodeId,
         addr: SocketAddr,
     ) -> Result<Connection, ClientError> {
+        let endpoint: ClientEndpoint = endpoint.into();
         let fail = |why: String| ClientError::Connect { node, addr, why };
-        let name = tls::Identity::Node(node).dns_name();
-        let connecting = endpoint
-            .connect(addr, &name)
+        let conn = endpoint
+            .connect_node(addr, node)
+            .await
             .map_err(|e| fail(e.to_string()))?;
-        let conn = connecting.await.map_err(|e| fail(e.to_string()))?;
         let (send, recv) = conn.open_bi().await.map_err(|e| fail(e.to_string()))?;
         Ok(Connection {
             node,
@@ -149,14 +152,10 @@ impl Connection {
                     })
                 }
             }
-            let read = self.recv.read_chunk(usize::MAX, true).await;
-            let chunk = read
-                .map_err(|e| self.lost(e))?
-                .ok_or_else(|| ClientError::Lost {
-                    node: self.node,
-                    why: "stream finished".into(),
-                })?;
-            self.buf.extend_from_slice(&chunk.bytes);
+            let read = self.recv.read_into(&mut self.buf).await;
+            if !read.map_err(|e| self.lost(e))? {
+                return Err(self.lost("stream finished"));
+            }
         }
     }
 
@@ -209,7 +208,7 @@ impl Connection {
 
     /// Closes the connection.
     pub fn close(&self) {
-        self.conn.close(quinn::VarInt::from_u32(0), b"done");
+        self.conn.close(0, b"done");
     }
 }
 
@@ -227,7 +226,7 @@ pub fn new_session(nonce: u64) -> ClientId {
 /// A key-value client of a whole cluster: sends each request to the node it believes leads and
 /// follows `NotLeader` redirects (with the address the node supplies, or the cluster map).
 pub struct KvClient {
-    endpoint: quinn::Endpoint,
+    endpoint: ClientEndpoint,
     nodes: Vec<(NodeId, SocketAddr)>,
     conns: HashMap<NodeId, Connection>,
     target: usize,
@@ -244,14 +243,15 @@ pub struct KvClient {
 }
 
 impl KvClient {
-    /// A client with id `client` of the cluster whose nodes are `nodes`.
+    /// A client with id `client` of the cluster whose nodes are `nodes`, dialing through
+    /// `endpoint` (a [`ClientEndpoint`] or a quinn client endpoint).
     pub fn new(
-        endpoint: quinn::Endpoint,
+        endpoint: impl Into<ClientEndpoint>,
         nodes: Vec<(NodeId, SocketAddr)>,
         client: ClientId,
     ) -> Self {
         KvClient {
-            endpoint,
+            endpoint: endpoint.into(),
             nodes,
             conns: HashMap::new(),
             target: 0,

@@ -20,7 +20,9 @@
 //! # self_test_bug = "local-reads" # SELF-TEST ONLY: a deliberately broken node (SelfTestBug)
 //!
 //! [transport]                     # every key optional
-//! mtu = 4096                      # loopback; use 1200..1452 on real networks
+//! transport = "quic"              # quic | tcp (TLS 1.3 over TCP; no [emulation], mtu or
+//!                                 # udp_buffer_bytes with it)
+//! mtu = 4096                      # QUIC: loopback; use 1200..1452 on real networks
 //! threads = 1                     # runtime threads: 1 = one thread; more = a multi-thread pool
 //!
 //! [[nodes]]
@@ -49,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::emulation::LinkEmulation;
+use crate::transport::Transport;
 
 /// A cluster file that cannot be used.
 #[derive(Debug, Error)]
@@ -463,10 +466,14 @@ impl PaxosKnobs {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TransportKnobs {
-    /// UDP payload size: ~4096 on loopback, 1200..1452 on real networks.
+    /// What carries peers' and clients' traffic: `quic` (the default) or `tcp`. Nodes,
+    /// `paxbench kv` and load generators all follow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// QUIC's UDP payload size: ~4096 on loopback, 1200..1452 on real networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u16>,
-    /// SO_RCVBUF / SO_SNDBUF in bytes.
+    /// SO_RCVBUF / SO_SNDBUF of QUIC's UDP socket, in bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub udp_buffer_bytes: Option<usize>,
     /// Threads of the node's async runtime: 1 (the default) runs everything on one thread;
@@ -607,6 +614,28 @@ impl ClusterConfig {
         {
             return Err(invalid("threads", "must be 1..=256".into()));
         }
+        if raw.transport.transport == Some(Transport::Tcp) {
+            // QUIC-socket settings would be silently ignored on TCP: refuse them instead.
+            let quic_only = [
+                ("mtu", raw.transport.mtu.is_some()),
+                ("udp_buffer_bytes", raw.transport.udp_buffer_bytes.is_some()),
+            ];
+            if let Some((key, _)) = quic_only.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "a QUIC setting, with no use on transport = \"tcp\": remove it".into(),
+                ));
+            }
+            if raw.emulation.is_some() {
+                return Err(invalid(
+                    "transport",
+                    "\"tcp\" cannot run with [emulation]: emulated links and link faults \
+                     (partition, delay, loss) live in the QUIC node's UDP socket; use \
+                     transport = \"quic\" or remove [emulation]"
+                        .into(),
+                ));
+            }
+        }
         if let Some(e) = &raw.emulation {
             let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
             e.validate(&ids).map_err(|e| ConfigError::Invalid {
@@ -656,6 +685,11 @@ impl ClusterConfig {
             .validate()
             .map_err(|e| invalid("paxos", e.to_string()))?;
         Ok(config)
+    }
+
+    /// What carries the cluster's traffic (`[transport] transport`, QUIC if unset).
+    pub fn transport(&self) -> Transport {
+        self.transport.transport.unwrap_or_default()
     }
 
     /// The entry of node `id`, if it is in the cluster.
@@ -826,11 +860,57 @@ key = "node-1-key.pem"
     }
 
     #[test]
+    fn the_transport_is_typed_and_tcp_refuses_what_only_quic_can_do() {
+        let c = ClusterConfig::parse(Path::new("c.toml"), GOOD).unwrap();
+        assert_eq!(c.transport(), Transport::Quic);
+        for (name, transport) in [("quic", Transport::Quic), ("tcp", Transport::Tcp)] {
+            let text = format!("{GOOD}\n[transport]\ntransport = \"{name}\"\n");
+            let c = ClusterConfig::parse(Path::new("c.toml"), &text).unwrap();
+            assert_eq!(c.transport(), transport);
+        }
+        let text = format!("{GOOD}\n[transport]\ntransport = \"udp\"\n");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        let line = 1 + text.lines().position(|l| l.contains("udp")).unwrap();
+        assert!(
+            e.contains(&format!("line {line}")) && e.contains("udp") && e.contains("quic"),
+            "{e}"
+        );
+        // With tcp: [emulation] (links or faults) and the QUIC socket's knobs are refused,
+        // naming the line of the key at fault.
+        let tcp = format!("{GOOD}\n[transport]\ntransport = \"tcp\"\n");
+        let line = 1 + tcp.lines().position(|l| l.contains("\"tcp\"")).unwrap();
+        let e = ClusterConfig::parse(Path::new("c.toml"), &format!("{tcp}\n[emulation]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("c.toml:{line}: `transport`:")) && e.contains("[emulation]"),
+            "{e}"
+        );
+        for knob in ["mtu = 4096", "udp_buffer_bytes = 1048576"] {
+            let text = tcp.replace(
+                "transport = \"tcp\"",
+                &format!("transport = \"tcp\"\n{knob}"),
+            );
+            let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            let key = knob.split(' ').next().unwrap();
+            assert!(
+                e.starts_with(&format!("c.toml:{}: `{key}`:", line + 1)) && e.contains("QUIC"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
     fn a_written_cluster_file_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut file: ClusterFile = toml::from_str(GOOD).unwrap();
         file.paxos.backoff = Some(BackoffMode::Equal);
         file.transport.threads = Some(2);
+        file.transport.transport = Some(Transport::Tcp);
         let path = dir.path().join("cluster.toml");
         let config = file.write(&path).unwrap();
         let again: ClusterFile = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

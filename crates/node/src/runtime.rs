@@ -4,27 +4,34 @@
 //! persist completions and the core's next deadline; nothing wraps the core in a mutex. After
 //! every turn it drains the core's actions: messages are encoded once and queued per peer, and
 //! every frame a turn produces for one peer leaves in one write (the peer's writer task drains
-//! its queue into one buffer and one `write_chunk`). Replies go to the client stream that sent the request.
-//! Writes go to the write-ahead log thread (one fsync per batch) or, with `durability = "none"`,
-//! are acknowledged at once.
+//! its queue into one buffer and one write). Replies go to the client stream that sent the
+//! request. Writes go to the write-ahead log thread (one fsync per batch) or, with
+//! `durability = "none"`, are acknowledged at once.
+//!
+//! Connections come through the transport seam ([`crate::transport`]), so everything here is
+//! the same on QUIC and on TCP: an endpoint that accepts and dials, authenticated connections,
+//! ordered byte streams carrying `wire` frames.
 //!
 //! Frames for a peer are copied into one buffer per write (see `PeerLink::write` for why).
 //!
 //! Peers: one connection per pair, dialed by the lower id and re-dialed with backoff when lost.
 //! A node that starts knocks at each lower-id peer (one short connection, closed at once), so a
 //! peer still writing into its predecessor's dead connection redials instead of waiting for the
-//! QUIC idle timeout; a newer connection from a lower-id peer replaces the one in use;
-//! each side opens one unidirectional stream on it, starting with a [`wire::PeerHello`] whose id
-//! must match the node id bound to the sender's certificate. Clients: any certificate of the
-//! cluster CA, ALPN `paxbench-client/3`, requests pipelined on long-lived bidirectional streams.
-//! A client's `Impair` frame is the socket's business, not the core's: the stream's reader hands
-//! it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
+//! QUIC idle timeout (on TCP the predecessor's kernel ended that connection already; the knock
+//! only saves the redial backoff); a newer connection from a lower-id peer replaces the one in
+//! use; each side opens one stream on it (QUIC: unidirectional; TCP: its half of the one
+//! stream), starting with a [`wire::PeerHello`] whose id must match the node id bound to the
+//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/3`,
+//! requests pipelined on long-lived streams (QUIC: bidirectional streams; TCP: one connection
+//! each). A client's `Impair` frame is the socket's business, not the core's: the stream's
+//! reader hands it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
 //! Nothing in the core assumes delivery: frames queued for a peer that is down are dropped and
 //! counted.
 //!
-//! Status answers carry the RTT quinn measures on each peer connection. Each side sends a tiny
-//! QUIC datagram every [`RTT_PROBE_INTERVAL`] so that the measure stays current on a connection
-//! that otherwise only receives (see `probe_rtt` for why).
+//! Status answers carry the RTT measured on each peer connection: quinn's estimate, kept
+//! current by a tiny QUIC datagram every [`RTT_PROBE_INTERVAL`] (see `transport::probe_rtt`
+//! for why), or on TCP the kernel's (`TCP_INFO`). A connection whose RTT is unknown is not
+//! listed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -42,7 +49,9 @@ use wire::{
     ResponseFrame,
 };
 
-use crate::tls::{self, Remote};
+use crate::tls::Remote;
+pub use crate::transport::RTT_PROBE_INTERVAL;
+use crate::transport::{Conn, Dialer, NodeEndpoint, RecvStream, SendStream};
 
 /// Error codes a node closes connections with.
 pub mod close {
@@ -56,13 +65,16 @@ pub mod close {
     pub const SHUTDOWN: u32 = 4;
     /// A knock (see `PeerLink::knock`) was heard: the knocking node is new.
     pub const KNOCKED: u32 = 5;
+    /// The peer link stopped using this connection: a newer one replaced it, it closed, or
+    /// writing on it failed.
+    pub const REPLACED: u32 = 6;
 }
 
 /// Closes a connection that broke the rules, with a logged reason and a counter.
-fn refuse(conn: &quinn::Connection, counter: &AtomicU64, code: u32, reason: &str) {
+fn refuse(conn: &Conn, counter: &AtomicU64, code: u32, reason: &str) {
     counter.fetch_add(1, Ordering::Relaxed);
     warn!(remote = %conn.remote_address(), reason, "closing a connection");
-    conn.close(quinn::VarInt::from_u32(code), reason.as_bytes());
+    conn.close(code, reason.as_bytes());
 }
 
 /// Counters of what a node refused or dropped; shared with tests and the status log.
@@ -126,13 +138,15 @@ pub struct RuntimeConfig {
     pub codec: Codec,
 }
 
-/// Runs a node on `endpoint` until `shutdown` turns true.
+/// Runs a node on `endpoint` (a quinn endpoint, or any [`NodeEndpoint`]) until `shutdown`
+/// turns true.
 pub async fn run(
-    endpoint: quinn::Endpoint,
+    endpoint: impl Into<NodeEndpoint>,
     config: RuntimeConfig,
     metrics: Arc<Metrics>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), paxos::ConfigError> {
+    let endpoint: NodeEndpoint = endpoint.into();
     let me = config.core.id;
     let node = if config.rejoin_without_state {
         Node::rejoin_without_state(config.core.clone())?
@@ -146,8 +160,7 @@ pub async fn run(
     let codec = config.codec;
     // Peer links: a writer per peer; the dialer side for higher ids, the accepting side lower.
     let mut peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>> = HashMap::new();
-    let mut incoming_conns: HashMap<NodeId, watch::Sender<Option<quinn::Connection>>> =
-        HashMap::new();
+    let mut incoming_conns: HashMap<NodeId, Arc<watch::Sender<Option<Conn>>>> = HashMap::new();
     // The connection each link uses now, for the RTTs in status answers.
     let mut peer_conns = Vec::new();
     let mut tasks = Vec::new();
@@ -155,14 +168,14 @@ pub async fn run(
         let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1024);
         peers.insert(peer, tx);
         let (conn_tx, conn_rx) = watch::channel(None);
-        incoming_conns.insert(peer, conn_tx);
+        incoming_conns.insert(peer, Arc::new(conn_tx));
         let (current_tx, current_rx) = watch::channel(None);
         peer_conns.push((peer, current_rx));
         let link = PeerLink {
             me,
             peer,
             addr: config.addrs[&peer],
-            endpoint: endpoint.clone(),
+            dialer: endpoint.dialer(),
             dial: me < peer,
             accepted: conn_rx,
             current: current_tx,
@@ -233,7 +246,7 @@ pub async fn run(
     // Drop-to-close: every task that holds the endpoint ends, connections are closed, and the
     // socket is released, so a restarted node can bind the same address at once.
     drop(core);
-    endpoint.close(quinn::VarInt::from_u32(close::SHUTDOWN), b"shutdown");
+    endpoint.close(close::SHUTDOWN, b"shutdown");
     for t in tasks {
         let _ = t.await;
     }
@@ -250,7 +263,7 @@ struct CoreLoop {
     epoch: u64,
     peers: HashMap<NodeId, mpsc::Sender<Vec<Bytes>>>,
     /// Each peer link's current connection, if it has one.
-    peer_conns: Vec<(NodeId, watch::Receiver<Option<quinn::Connection>>)>,
+    peer_conns: Vec<(NodeId, watch::Receiver<Option<Conn>>)>,
     addrs: HashMap<NodeId, SocketAddr>,
     /// Where each client's replies go: the stream it last sent a request on.
     clients: FxHashMap<ClientId, ReplyTo>,
@@ -378,15 +391,15 @@ impl CoreLoop {
         })
     }
 
-    /// The RTT quinn measures on each live peer connection, by peer id.
+    /// The RTT measured on each live peer connection, by peer id.
     fn peer_rtts(&self) -> Vec<(NodeId, u64)> {
         let mut rtts: Vec<(NodeId, u64)> = self
             .peer_conns
             .iter()
             .filter_map(|(peer, conn)| {
                 let conn = conn.borrow();
-                let conn = conn.as_ref().filter(|c| c.close_reason().is_none())?;
-                Some((*peer, conn.rtt().as_micros().min(u64::MAX.into()) as u64))
+                let rtt = conn.as_ref().filter(|c| !c.is_closed())?.rtt()?;
+                Some((*peer, rtt.as_micros().min(u64::MAX.into()) as u64))
             })
             .collect();
         rtts.sort_unstable();
@@ -607,11 +620,11 @@ struct PeerLink {
     me: NodeId,
     peer: NodeId,
     addr: SocketAddr,
-    endpoint: quinn::Endpoint,
+    dialer: Dialer,
     dial: bool,
-    accepted: watch::Receiver<Option<quinn::Connection>>,
+    accepted: watch::Receiver<Option<Conn>>,
     /// The connection in use, published for status answers.
-    current: watch::Sender<Option<quinn::Connection>>,
+    current: watch::Sender<Option<Conn>>,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
@@ -626,7 +639,7 @@ impl PeerLink {
         let mut backoff = Duration::from_millis(10);
         let mut probed = None;
         if !self.dial {
-            tokio::spawn(Self::knock((self.endpoint.clone(), self.addr, self.peer)));
+            tokio::spawn(Self::knock(self.dialer.clone(), self.addr, self.peer));
         }
         loop {
             let conn = tokio::select! {
@@ -644,9 +657,9 @@ impl PeerLink {
                 continue;
             };
             backoff = Duration::from_millis(10);
-            if probed != Some(conn.stable_id()) {
-                probed = Some(conn.stable_id());
-                tokio::spawn(probe_rtt(conn.clone()));
+            if probed != Some(conn.id()) {
+                probed = Some(conn.id());
+                tokio::spawn(conn.clone().probe_rtt());
             }
             self.current.send_replace(Some(conn.clone()));
             if self.dial {
@@ -656,6 +669,7 @@ impl PeerLink {
                     self.input.clone(),
                     self.metrics.clone(),
                     self.codec,
+                    None,
                 ));
             }
             // On the accepting side, a newer connection from the peer means it restarted: its
@@ -678,7 +692,16 @@ impl PeerLink {
                 _ = newer.changed() => {
                     debug!(peer = self.peer.0, "the peer restarted: using a new connection");
                 }
+                // The connection ended (TCP: at once when the peer's process goes, since its
+                // kernel closes the socket; QUIC: at the idle timeout): redial or wait for
+                // the peer's next connection now, not at the next write.
+                _ = conn.closed() => {
+                    debug!(reason = ?conn.close_reason(), "peer connection closed");
+                }
             }
+            // Whatever ended its use, the old connection goes, so that no reader is left on it
+            // (a TCP connection is both directions of the pair).
+            conn.close(close::REPLACED, b"the link moved on");
         }
     }
 
@@ -687,12 +710,20 @@ impl PeerLink {
     /// the peer would write into a dead connection until the QUIC idle timeout, and this node
     /// would hear nothing from it. One short connection, which the peer closes at once and
     /// takes as the signal to redial; if it fails, the idle timeout still ends the old one.
-    async fn knock(self_addr_peer: (quinn::Endpoint, SocketAddr, NodeId)) {
-        let (endpoint, addr, peer) = self_addr_peer;
-        let knock = tls::connect_node(&endpoint, addr, peer);
+    async fn knock(dialer: Dialer, addr: SocketAddr, peer: NodeId) {
+        let knock = dialer.connect_node(addr, peer);
         match tokio::time::timeout(Duration::from_secs(2), knock).await {
             Ok(Ok(conn)) => {
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                // Until the peer closes it: reading sees that on either transport (a TCP
+                // connection learns of its end only by reading).
+                let heard = async {
+                    while let Some(mut recv) = conn.accept_recv().await {
+                        let mut buf = BytesMut::new();
+                        while let Ok(true) = recv.read_into(&mut buf).await {}
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(2), heard).await;
+                conn.close(close::KNOCKED, b"knock done");
             }
             Ok(Err(e)) => debug!(error = %e, "knock failed"),
             Err(_) => debug!("knock unanswered"),
@@ -700,9 +731,9 @@ impl PeerLink {
     }
 
     /// The current connection: dialed (lower id), or the one the peer dialed to us.
-    async fn connection(&mut self) -> Option<quinn::Connection> {
+    async fn connection(&mut self) -> Option<Conn> {
         if self.dial {
-            match tls::connect_node(&self.endpoint, self.addr, self.peer).await {
+            match self.dialer.connect_node(self.addr, self.peer).await {
                 Ok(c) => Some(c),
                 Err(e) => {
                     debug!(error = %e, addr = %self.addr, "dial failed");
@@ -712,7 +743,7 @@ impl PeerLink {
         } else {
             loop {
                 if let Some(c) = self.accepted.borrow_and_update().clone() {
-                    if c.close_reason().is_none() {
+                    if !c.is_closed() {
                         return Some(c);
                     }
                 }
@@ -725,10 +756,10 @@ impl PeerLink {
 
     async fn write(
         &self,
-        conn: &quinn::Connection,
+        conn: &Conn,
         frames: &mut mpsc::Receiver<Vec<Bytes>>,
     ) -> Result<(), String> {
-        let mut send = conn.open_uni().await.map_err(|e| e.to_string())?;
+        let mut send = conn.open_send().await.map_err(|e| e.to_string())?;
         let hello = self
             .codec
             .encode_to_bytes(&PeerFrame::Hello(PeerHello { node: self.me }))
@@ -765,71 +796,40 @@ impl PeerLink {
     }
 }
 
-/// How often each side of a peer connection sends an RTT probe.
-pub const RTT_PROBE_INTERVAL: Duration = Duration::from_millis(200);
-
-/// Sends two 1-byte QUIC datagrams on `conn` every [`RTT_PROBE_INTERVAL`] until it closes, so
-/// that [`quinn::Connection::rtt`] stays current on both sides. quinn samples the RTT only when
-/// the peer acknowledges an ack-eliciting packet this side sent, and a follower sends its leader
-/// nothing else (acknowledgements are not ack-eliciting, and quinn's keep-alive stays quiet while
-/// packets arrive): it would report the RTT of its handshake forever.
-///
-/// Two probes, a millisecond apart so that they leave in two packets, because QUIC acknowledges
-/// every second ack-eliciting packet at once. A lone probe was acknowledged when the peer's
-/// delayed-ACK timer (25 ms) fired, and the timer's lateness, which quinn cannot subtract (it
-/// caps the delay the peer reports at 25 ms), landed in every sample: idle follower pairs on
-/// loopback read 2–16 ms. The peer discards probes ([`discard_probes`]); a round costs three or
-/// four small packets.
-async fn probe_rtt(conn: quinn::Connection) {
-    let mut tick = tokio::time::interval(RTT_PROBE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let probe = Bytes::from_static(b"p");
-    loop {
-        tick.tick().await;
-        if conn.send_datagram(probe.clone()).is_err() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-        if conn.send_datagram(probe.clone()).is_err() {
-            return;
-        }
-    }
-}
-
-/// Reads and drops the peer's RTT probes, so none wait in quinn's receive buffer.
-async fn discard_probes(conn: quinn::Connection) {
-    while conn.read_datagram().await.is_ok() {}
-}
-
-/// Reads every unidirectional stream a peer opens on `conn`: a hello naming `peer`, then
-/// messages, forwarded to the event loop in per-chunk batches.
+/// Reads every stream a peer opens on `conn`: a hello naming `peer`, then messages, forwarded
+/// to the event loop in per-read batches. On the accepting side, `publish` is where the
+/// peer's link learns of the connection, once its hello matched the certificate.
 async fn read_peer(
-    conn: quinn::Connection,
+    conn: Conn,
     peer: NodeId,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
+    publish: Option<Arc<watch::Sender<Option<Conn>>>>,
 ) {
-    tokio::spawn(discard_probes(conn.clone()));
-    while let Ok(mut recv) = conn.accept_uni().await {
+    tokio::spawn(conn.clone().discard_probes());
+    while let Some(mut recv) = conn.accept_recv().await {
         let conn = conn.clone();
         let input = input.clone();
         let metrics = metrics.clone();
+        let publish = publish.clone();
         tokio::spawn(async move {
             let mut buf = BytesMut::new();
             let mut greeted = false;
             loop {
-                let chunk = match recv.read_chunk(usize::MAX, true).await {
-                    Ok(Some(chunk)) => chunk,
-                    Ok(None) | Err(_) => return,
-                };
-                buf.extend_from_slice(&chunk.bytes);
+                match recv.read_into(&mut buf).await {
+                    Ok(true) => {}
+                    Ok(false) | Err(_) => return,
+                }
                 let mut msgs = Vec::new();
                 loop {
                     match codec.decode::<PeerFrame>(&mut buf) {
                         Ok(None) => break,
                         Ok(Some(PeerFrame::Hello(h))) if !greeted && h.node == peer => {
-                            greeted = true
+                            greeted = true;
+                            if let Some(slot) = &publish {
+                                slot.send_replace(Some(conn.clone()));
+                            }
                         }
                         Ok(Some(PeerFrame::Hello(h))) => {
                             warn!(
@@ -875,7 +875,9 @@ async fn read_peer(
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,
-    incoming: HashMap<NodeId, watch::Sender<Option<quinn::Connection>>>,
+    /// Where each peer's link learns of a new connection from it: published once its hello
+    /// matched its certificate (or at once for a knock, which sends none).
+    incoming: HashMap<NodeId, Arc<watch::Sender<Option<Conn>>>>,
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
@@ -884,7 +886,7 @@ struct Acceptor {
 }
 
 impl Acceptor {
-    async fn run(self, endpoint: quinn::Endpoint, mut shutdown: watch::Receiver<bool>) {
+    async fn run(self, endpoint: NodeEndpoint, mut shutdown: watch::Receiver<bool>) {
         let this = Arc::new(self);
         loop {
             let incoming = tokio::select! {
@@ -894,7 +896,7 @@ impl Acceptor {
             let this = this.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
-                match tls::accept_incoming(incoming).await {
+                match incoming.handshake().await {
                     Ok((conn, Remote::Peer(id))) => this.serve_peer(conn, id).await,
                     Ok((conn, Remote::Client(_))) => this.serve_client(conn).await,
                     Err(e) => {
@@ -910,7 +912,7 @@ impl Acceptor {
         }
     }
 
-    async fn serve_peer(&self, conn: quinn::Connection, id: NodeId) {
+    async fn serve_peer(&self, conn: Conn, id: NodeId) {
         if id > self.me && self.cluster.contains(&id) {
             // A higher id never dials for real: this is its knock after a restart (see
             // `PeerLink::knock`). Our link to it redials, leaving its predecessor's connection.
@@ -918,7 +920,7 @@ impl Acceptor {
             if let Some(slot) = self.incoming.get(&id) {
                 slot.send_replace(Some(conn.clone()));
             }
-            conn.close(quinn::VarInt::from_u32(close::KNOCKED), b"knock heard");
+            conn.close(close::KNOCKED, b"knock heard");
             return;
         }
         if id == self.me || !self.cluster.contains(&id) {
@@ -935,21 +937,22 @@ impl Acceptor {
             );
             return;
         }
-        if let Some(slot) = self.incoming.get(&id) {
-            slot.send_replace(Some(conn.clone()));
-        }
+        // The link switches to this connection only once its hello proved the peer (see
+        // `read_peer`): one that lies would otherwise replace the live link before it is
+        // refused.
         read_peer(
             conn,
             id,
             self.input.clone(),
             self.metrics.clone(),
             self.codec,
+            self.incoming.get(&id).cloned(),
         )
         .await;
     }
 
-    async fn serve_client(&self, conn: quinn::Connection) {
-        while let Ok((send, recv)) = conn.accept_bi().await {
+    async fn serve_client(&self, conn: Conn) {
+        while let Some((send, recv)) = conn.accept_bi().await {
             let (tx, rx) = mpsc::channel::<Vec<ResponseFrame>>(1024);
             let reply_to = ReplyTo {
                 stream: self.next_stream.fetch_add(1, Ordering::Relaxed),
@@ -964,14 +967,13 @@ impl Acceptor {
             let stream = reply_to.stream;
             let closed = self.input.clone();
             let read = async move {
-                let mut recv = recv;
+                let mut recv: RecvStream = recv;
                 let mut buf = BytesMut::new();
                 loop {
-                    let chunk = match recv.read_chunk(usize::MAX, true).await {
-                        Ok(Some(chunk)) => chunk,
-                        Ok(None) | Err(_) => return,
-                    };
-                    buf.extend_from_slice(&chunk.bytes);
+                    match recv.read_into(&mut buf).await {
+                        Ok(true) => {}
+                        Ok(false) | Err(_) => return,
+                    }
                     let mut requests = Vec::new();
                     let mut bad = None;
                     loop {
@@ -1032,7 +1034,7 @@ impl Acceptor {
 }
 
 async fn write_responses(
-    mut send: quinn::SendStream,
+    mut send: SendStream,
     mut rx: mpsc::Receiver<Vec<ResponseFrame>>,
     codec: Codec,
 ) {

@@ -12,6 +12,7 @@ use wire::Codec;
 use crate::config::{ClusterConfig, Durability};
 use crate::runtime::{self, Metrics, RuntimeConfig};
 use crate::tls::{self, ClientCerts, Mtu, NodeCerts, TransportTuning};
+use crate::transport::{self, ClientEndpoint, NodeEndpoint, Transport};
 use crate::wal::{Wal, WalOptions};
 
 /// Why a node could not start.
@@ -64,19 +65,24 @@ impl ClusterConfig {
     }
 
     /// What a client of this cluster needs: an endpoint presenting `certs` (see
-    /// [`ClusterConfig::client_certs`]), bound to loopback when every node is on loopback and to
-    /// every interface otherwise, and each node's id and address. Must be called inside a tokio
+    /// [`ClusterConfig::client_certs`]) on the cluster's transport (QUIC: bound to loopback when
+    /// every node is on loopback and to every interface otherwise; TCP: each connection from
+    /// an ephemeral port), and each node's id and address. Must be called inside a tokio
     /// runtime.
     pub fn client_endpoint(
         &self,
         certs: &ClientCerts,
-    ) -> Result<(quinn::Endpoint, Vec<(NodeId, SocketAddr)>), NodeError> {
+    ) -> Result<(ClientEndpoint, Vec<(NodeId, SocketAddr)>), NodeError> {
         let bind: SocketAddr = if self.nodes.iter().all(|n| n.addr.ip().is_loopback()) {
             (std::net::Ipv4Addr::LOCALHOST, 0).into()
         } else {
             (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
         };
-        let endpoint = tls::client_endpoint_on(bind, certs, &TransportTuning::default())?;
+        let tuning = TransportTuning::default();
+        let endpoint = match self.transport() {
+            Transport::Quic => tls::client_endpoint_on(bind, certs, &tuning)?.into(),
+            Transport::Tcp => transport::tcp_client_endpoint(certs, &tuning)?.into(),
+        };
         let nodes = self.nodes.iter().map(|n| (n.id, n.addr)).collect();
         Ok((endpoint, nodes))
     }
@@ -127,7 +133,11 @@ pub async fn serve(
         )
     });
     let emulated = emulation.is_some();
-    let endpoint = tls::endpoint(entry.addr, &certs, &tuning(cluster), emulation)?;
+    // The cluster file refused [emulation] with TCP (`ClusterConfig::parse`).
+    let endpoint: NodeEndpoint = match cluster.transport() {
+        Transport::Quic => tls::endpoint(entry.addr, &certs, &tuning(cluster), emulation)?.into(),
+        Transport::Tcp => transport::tcp_endpoint(entry.addr, &certs, &tuning(cluster))?.into(),
+    };
     let dir = cluster.node_dir(id);
     std::fs::create_dir_all(&dir).map_err(|source| NodeError::DataDir {
         path: dir.clone(),
@@ -170,7 +180,10 @@ pub async fn serve(
         rejoin_without_state: rejoin,
         codec: Codec::default(),
     };
-    info!(node = id.0, addr = %entry.addr, protocol = %cluster.protocol, "node starting");
+    info!(
+        node = id.0, addr = %entry.addr, protocol = %cluster.protocol,
+        transport = %cluster.transport(), "node starting"
+    );
     runtime::run(endpoint, config, metrics.clone(), shutdown).await?;
     if emulated {
         let s = metrics.emulation.snapshot();

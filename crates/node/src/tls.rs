@@ -6,7 +6,10 @@
 //! writes it to a directory with [`write_cluster`]; local runs keep a throwaway one in memory).
 //!
 //! How a node id is bound to a certificate, and who checks what, is documented on [`Identity`]
-//! (this module is private; its items are re-exported at the crate root).
+//! (this module is private; its items are re-exported at the crate root). With
+//! `transport = "tcp"` the same rustls configurations and identity rules serve TLS over TCP
+//! (`crate::transport::tcp`): everything below holds there too, except that a refusal after
+//! the handshake ends the TCP stream instead of carrying [`REFUSED_CLOSE_CODE`].
 
 use std::io;
 use std::net::SocketAddr;
@@ -20,9 +23,11 @@ mod transport;
 mod verify;
 
 pub use certs::{write_cluster, ClientCerts, ClusterCerts, NodeCerts, DEFAULT_BASE_PORT};
+pub(crate) use handshake::remote_of;
 pub use handshake::{accept_incoming, authorize, connect_node, peer_identity};
 pub use transport::{client_endpoint, client_endpoint_on, endpoint, Mtu, TransportTuning};
 pub use verify::client_config;
+pub(crate) use verify::{client_tls, identity_of, server_tls};
 
 /// ALPN protocol id for node-to-node (peer) connections: the wire crate's, which versions the
 /// peer frames.
@@ -311,6 +316,31 @@ pub enum TlsError {
         /// How the connection ended.
         source: quinn::ConnectionError,
     },
+    /// Creating, configuring, binding or listening on a node's TCP socket failed.
+    #[error("listening on TCP {addr}: {source}")]
+    Listen {
+        /// The address being bound.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// A TCP connection could not be made (refused, unreachable) or configured.
+    #[error("connecting over TCP to {addr}: {source}")]
+    TcpConnect {
+        /// The address dialed.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: io::Error,
+    },
+    /// The TLS handshake over TCP failed, was refused by either side, or did not finish in
+    /// time. For an alert from the remote, [`TlsError::tls_alert`] names it.
+    #[error("TLS handshake over TCP with {addr}: {source}")]
+    TcpHandshake {
+        /// The remote address.
+        addr: SocketAddr,
+        /// How it failed (a [`rustls::Error`] inside, for TLS failures).
+        source: io::Error,
+    },
     /// The connection carries no peer certificate (cannot happen on a node endpoint, which
     /// requires one; possible on a connection built with another configuration).
     #[error("the connection has no peer certificate")]
@@ -333,7 +363,14 @@ impl TlsError {
     /// The TLS alert that ended the handshake, sent by either side, if this is a handshake
     /// failure caused by TLS (e.g. `UnknownCA` for a foreign CA, `CertificateRequired` for a
     /// client without a certificate, `BadCertificate` for a server of the wrong node).
+    /// Over TCP, only an alert the remote sent is known (one this side sent is in the error).
     pub fn tls_alert(&self) -> Option<rustls::AlertDescription> {
+        if let TlsError::TcpHandshake { source, .. } = self {
+            return match source.get_ref()?.downcast_ref::<rustls::Error>()? {
+                rustls::Error::AlertReceived(alert) => Some(*alert),
+                _ => None,
+            };
+        }
         let TlsError::Handshake { source, .. } = self else {
             return None;
         };
@@ -348,7 +385,7 @@ impl TlsError {
     }
 
     /// Whether the remote node closed the connection with [`REFUSED_CLOSE_CODE`] (its identity
-    /// may not use the ALPN it chose).
+    /// may not use the ALPN it chose). QUIC only: TCP carries no close codes.
     pub fn is_refused_by_remote(&self) -> bool {
         matches!(self, TlsError::Handshake {
             source: quinn::ConnectionError::ApplicationClosed(close), ..

@@ -22,8 +22,9 @@
 //! nodes = 3                 # unreplicated always runs on 1
 //! durability = "none"       # none | fsync
 //! node_threads = 1          # each node's runtime threads (1 = one thread)
+//! transport = "quic"        # quic | tcp (TLS 1.3 over TCP: no [network], no link faults)
 //! hosts = "hosts.toml"      # run on these hosts over ssh (relative to this file); default: local
-//! base_port = 7000          # remote nodes listen on UDP base_port + node id
+//! base_port = 7000          # remote nodes listen on base_port + node id (UDP, or TCP)
 //!
 //! [paxos]                   # knobs for every protocol (names and units as in cluster.toml)
 //! window = 32
@@ -76,7 +77,7 @@
 //! backoff_base = ["1ms", "2rtt"]    # fixed, or in measured phase-1 round trips
 //! ```
 //!
-//! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, and the `[workload]` keys
+//! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, `transport`, and the `[workload]` keys
 //! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`, `hot_keys`,
 //! `hot_fraction`.
 //!
@@ -108,6 +109,7 @@ use std::path::Path;
 use anyhow::{anyhow, Context};
 use node::config::{Durability, PaxosKnobs};
 use node::emulation::{Link, LinkEmulation};
+use node::Transport;
 use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
@@ -119,6 +121,7 @@ use crate::search::SearchSpec;
 pub const OTHER_SWEEP_KEYS: &[&str] = &[
     "nodes",
     "durability",
+    "transport",
     "keys",
     "distribution",
     "zipf_theta",
@@ -602,10 +605,14 @@ pub struct ClusterSpec {
     /// Threads of each node's async runtime (`[transport] threads` in cluster.toml).
     #[serde(default = "one")]
     pub node_threads: u32,
+    /// What carries peers' and clients' traffic (`[transport] transport` in cluster.toml):
+    /// `quic` or `tcp`. Sweepable.
+    #[serde(default)]
+    pub transport: Transport,
     /// A hosts file (relative to the experiment file): run over ssh on those hosts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hosts: Option<std::path::PathBuf>,
-    /// Remote nodes listen on UDP `base_port + node id`.
+    /// Remote nodes listen on `base_port + node id` (UDP for QUIC, or TCP).
     #[serde(default = "default_base_port")]
     pub base_port: u16,
 }
@@ -902,6 +909,7 @@ impl Default for ClusterSpec {
             nodes: 3,
             durability: Durability::None,
             node_threads: 1,
+            transport: Transport::Quic,
             hosts: None,
             base_port: default_base_port(),
         }
@@ -1035,6 +1043,8 @@ pub struct GridPoint {
     pub nodes: u32,
     /// How acceptors keep their state.
     pub durability: Durability,
+    /// What carries the cluster's traffic.
+    pub transport: Transport,
     /// The resolved protocol knobs (global, then per-protocol, then swept).
     pub paxos: PaxosKnobs,
     /// The resolved workload.
@@ -1053,6 +1063,7 @@ impl GridPoint {
         match key {
             "nodes" => self.nodes = typed(value)?,
             "durability" => self.durability = typed(value)?,
+            "transport" => self.transport = typed(value)?,
             "keys" => w.keys = typed(value)?,
             "distribution" => w.distribution = typed(value)?,
             "zipf_theta" => w.zipf_theta = typed(value)?,
@@ -1259,6 +1270,19 @@ impl Experiment {
             }
         }
         let grid = self.grid()?;
+        if let Some(g) = grid.iter().find(|g| g.transport == Transport::Tcp) {
+            if self.network.is_some() {
+                let swept = g.params.contains_key("transport");
+                return Err((
+                    if swept { "sweep" } else { "cluster" },
+                    "transport".into(),
+                    format!(
+                        "{} runs with \"tcp\", which cannot have [network]: emulated links live in the QUIC nodes' UDP sockets (and netem rules match the nodes' UDP ports); use quic, or drop [network]",
+                        g.protocol
+                    ),
+                ));
+            }
+        }
         self.check_faults(&grid)?;
         if let Some(net) = self.network.as_ref().filter(|n| !n.regions.is_empty()) {
             let unknown = net.unknown_regions(&net.regions);
@@ -1324,6 +1348,18 @@ impl Experiment {
                     "link faults go through the nodes' emulated links: use `[network] emulation = \"node\"`".into(),
                 )));
             }
+            if let Some(g) = grid
+                .iter()
+                .find(|g| fault.action.on_links() && g.transport == Transport::Tcp)
+            {
+                return Err(at((
+                    "action".into(),
+                    format!(
+                        "link faults go through the QUIC nodes' emulated UDP sockets, and {} runs with transport = \"tcp\": use quic, or a kill or pause fault",
+                        g.protocol
+                    ),
+                )));
+            }
         }
         if self.wants_history() {
             if let Some(g) = grid.iter().find(|g| g.workload.read_fraction <= 0.0) {
@@ -1357,6 +1393,7 @@ impl Experiment {
                     params: params.clone(),
                     nodes: self.cluster.nodes,
                     durability: self.cluster.durability,
+                    transport: self.cluster.transport,
                     paxos,
                     workload: self.workload.clone(),
                 };
@@ -2174,6 +2211,70 @@ distribution = ["uniform", "zipf"]"#,
         .unwrap_err()
         .to_string();
         assert!(msg.contains("retry-with-fresh-id"), "{msg}");
+    }
+
+    #[test]
+    fn the_transport_is_typed_sweepable_and_tcp_refuses_what_only_quic_can_do() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let e = parse(QUICKISH).unwrap();
+        assert_eq!(e.cluster.transport, Transport::Quic, "QUIC by default");
+        let tcp = format!("{QUICKISH}\n[cluster]\ntransport = \"tcp\"\n");
+        assert!(parse(&tcp)
+            .unwrap()
+            .grid()
+            .unwrap()
+            .iter()
+            .all(|g| g.transport == Transport::Tcp));
+        let swept = QUICKISH.replace("value_size = [16, 64]", r#"transport = ["quic", "tcp"]"#);
+        let grid = parse(&swept).unwrap().grid().unwrap();
+        for t in [Transport::Quic, Transport::Tcp] {
+            assert_eq!(grid.iter().filter(|g| g.transport == t).count(), 2 * 2);
+        }
+        let e = Experiment::parse(
+            Path::new("t.toml"),
+            QUICKISH,
+            &["cluster.transport=\"tcp\"".into()],
+        )
+        .unwrap();
+        assert_eq!(e.cluster.transport, Transport::Tcp);
+        // A wrong value names its line and the choices.
+        let msg = parse(&QUICKISH.replace("value_size = [16, 64]", r#"transport = ["udp"]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("t.toml:18: `transport`") && msg.contains("udp") && msg.contains("tcp"),
+            "{msg}"
+        );
+        // [network] with tcp, set or swept: refused at the transport key.
+        let network = "\n[network]\ndelay_ms = 1.0\n";
+        let msg = parse(&format!("{tcp}{network}")).unwrap_err().to_string();
+        let line = 1 + tcp.lines().position(|l| l.contains("\"tcp\"")).unwrap();
+        assert!(
+            msg.starts_with(&format!("t.toml:{line}: `transport`")) && msg.contains("[network]"),
+            "{msg}"
+        );
+        let msg = parse(&format!("{swept}{network}")).unwrap_err().to_string();
+        assert!(
+            msg.starts_with("t.toml:18: `transport`") && msg.contains("[network]"),
+            "{msg}"
+        );
+        assert!(parse(&format!("{QUICKISH}{network}")).is_ok());
+        // Link faults with tcp: refused; a kill is fine.
+        let fault = |action: &str| {
+            format!("\n[[faults]]\nat_s = 0.5\naction = \"{action}\"\ntarget = \"follower\"\nfor_s = 0.5\n")
+        };
+        let tcp = tcp.replace(r#"["unreplicated", "multi-paxos"]"#, r#"["multi-paxos"]"#)
+            + "\n[workload]\nread_fraction = 0.5\n";
+        let msg = parse(&format!("{tcp}{}", fault("partition")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`faults[1].action`") && msg.contains("tcp"),
+            "{msg}"
+        );
+        let kill = "\n[[faults]]\nat_s = 0.5\naction = \"kill\"\ntarget = \"follower\"\nrestart_after_s = 0.5\n";
+        let e = parse(&format!("{tcp}{kill}"));
+        assert!(e.is_ok(), "{:?}", e.err());
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! them on other hosts.
 
 use std::cell::RefCell;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::rc::Rc;
@@ -37,7 +37,7 @@ pub struct ClusterSetup {
     pub durability: Durability,
     /// Protocol knobs.
     pub paxos: PaxosKnobs,
-    /// Transport knobs (runtime threads, ...).
+    /// Transport knobs (QUIC or TCP, runtime threads, ...).
     pub transport: TransportKnobs,
     /// Emulated links between the nodes, applied inside each node.
     pub emulation: Option<LinkEmulation>,
@@ -525,18 +525,23 @@ impl Process for LocalProcess {
 pub const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// A base port with `n` consecutive free UDP ports on 127.0.0.1.
+/// A base port with `n` consecutive ports on 127.0.0.1 free for UDP and TCP alike, since a
+/// node listens on its port with the cluster's transport, QUIC or TCP.
 fn free_ports(n: u16, salt: u32) -> anyhow::Result<u16> {
     let seed = (std::process::id() % 1000) as u16 * 20 + (salt % 997) as u16 * 7;
     for attempt in 0..500u16 {
         let base = 20_000 + (seed.wrapping_add(attempt.wrapping_mul(41))) % 30_000;
-        let sockets: Vec<_> = (0..n)
+        let udp: Vec<_> = (0..n)
             .map(|i| UdpSocket::bind(("127.0.0.1", base + i)))
             .collect();
-        if sockets.iter().all(|s| s.is_ok()) {
+        let tcp: Vec<_> = (0..n)
+            .map(|i| TcpListener::bind(("127.0.0.1", base + i)))
+            .collect();
+        if udp.iter().all(|s| s.is_ok()) && tcp.iter().all(|s| s.is_ok()) {
             return Ok(base);
         }
     }
-    bail!("no {n} consecutive free UDP ports on 127.0.0.1")
+    bail!("no {n} consecutive ports free for UDP and TCP on 127.0.0.1")
 }
 
 /// CPU time (user + system) in seconds, from the text of `/proc/<pid>/stat` and the clock

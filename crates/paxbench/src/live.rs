@@ -25,7 +25,7 @@ const WATCH_EVERY: Duration = Duration::from_millis(100);
 
 /// Status requests to every node of a cluster, concurrently, over connections kept open.
 pub struct StatusPoller {
-    endpoint: quinn::Endpoint,
+    endpoint: node::ClientEndpoint,
     nodes: Vec<(NodeId, SocketAddr)>,
     conns: Vec<Option<Connection>>,
 }

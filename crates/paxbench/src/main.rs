@@ -4,7 +4,7 @@
 //!
 //! - `paxbench sim`: the deterministic simulator (crates/sim) over a range of seeds, or its
 //!   self-test against deliberately broken protocol variants.
-//! - `paxbench node`: one node of a cluster file, over QUIC.
+//! - `paxbench node`: one node of a cluster file, over QUIC or TCP (its `[transport]`).
 //! - `paxbench kv`: put / get / del / status against a running cluster.
 //! - `paxbench certs`: a cluster CA, node and client certificates, and a cluster.toml.
 //! - `paxbench report`: re-render a results directory's tables and plots (crates/results).

@@ -66,7 +66,7 @@ impl LoadPlan {
     /// The load generator's configuration against `nodes`, through `endpoint`.
     pub fn config(
         &self,
-        endpoint: quinn::Endpoint,
+        endpoint: node::ClientEndpoint,
         nodes: Vec<(NodeId, std::net::SocketAddr)>,
     ) -> anyhow::Result<LoadConfig> {
         let mode = match self.level {

@@ -469,6 +469,7 @@ impl Runner<'_> {
             paxos: g.paxos.clone(),
             transport: TransportKnobs {
                 threads: Some(exp.cluster.node_threads as usize),
+                transport: Some(g.transport),
                 ..TransportKnobs::default()
             },
             emulation: exp

@@ -261,7 +261,7 @@ async fn load_rounds(cluster: &Path, nodes: &Nodes, target: &Target, rounds: usi
             .expect("the load generator runs");
         // Close the generator's connections, so the nodes let go of them now rather than at
         // an idle timeout.
-        endpoint.close(0u32.into(), b"round over");
+        endpoint.close(0, b"round over");
         let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
         drop(endpoint);
         settle(&mut status, pids.len()).await;

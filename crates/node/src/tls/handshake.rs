@@ -65,6 +65,12 @@ pub fn authorize(connection: &quinn::Connection) -> Result<Remote, TlsError> {
         .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
         .and_then(|data| data.protocol);
     let identity = peer_identity(connection)?;
+    remote_of(protocol, identity)
+}
+
+/// What an authenticated remote may be: the peer ALPN needs a node certificate, the client
+/// ALPN takes any. The one rule both transports apply.
+pub(crate) fn remote_of(protocol: Option<Vec<u8>>, identity: Identity) -> Result<Remote, TlsError> {
     match (protocol.as_deref().and_then(Alpn::from_bytes), identity) {
         (Some(Alpn::Peer), Identity::Node(id)) => Ok(Remote::Peer(id)),
         (Some(Alpn::Peer), identity) => Err(TlsError::PeerAlpnNotAllowed { identity }),

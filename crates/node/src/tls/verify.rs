@@ -197,12 +197,10 @@ impl ClientCertVerifier for ClusterClientVerifier {
     }
 }
 
-/// The quinn server configuration of a node: its own certificate, mandatory client
-/// certificates under the cluster CA, both ALPNs, TLS 1.3 only (QUIC requires it).
-pub(crate) fn server_config(
-    certs: &NodeCerts,
-    transport: Arc<quinn::TransportConfig>,
-) -> Result<quinn::ServerConfig, TlsError> {
+/// The rustls server configuration of a node, whatever carries it: its own certificate,
+/// mandatory client certificates under the cluster CA, both ALPNs, TLS 1.3 only (QUIC requires
+/// it; TCP uses the same configuration, so both transports authenticate alike).
+pub(crate) fn server_tls(certs: &NodeCerts) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let webpki = WebPkiClientVerifier::builder_with_provider(roots(certs.ca())?, provider.clone())
         .build()?;
@@ -211,6 +209,15 @@ pub(crate) fn server_config(
         .with_client_cert_verifier(Arc::new(ClusterClientVerifier { webpki }))
         .with_single_cert(certs.chain().to_vec(), certs.key().clone_key())?;
     tls.alpn_protocols = vec![PEER_ALPN.to_vec(), CLIENT_ALPN.to_vec()];
+    Ok(tls)
+}
+
+/// The quinn server configuration of a node: [`server_tls`] with quinn's transport settings.
+pub(crate) fn server_config(
+    certs: &NodeCerts,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ServerConfig, TlsError> {
+    let tls = server_tls(certs)?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(QuicServerConfig::try_from(tls)?));
     server.transport_config(transport);
     Ok(server)
@@ -232,11 +239,12 @@ pub fn client_config(
     client_config_with(certs, alpn, Arc::new(transport))
 }
 
-pub(crate) fn client_config_with(
+/// The rustls client configuration that dials nodes with `certs` and offers `alpn`, whatever
+/// carries it: TLS 1.3 only, the server proving the node named by the server name.
+pub(crate) fn client_tls(
     certs: &ClientCerts,
     alpn: Alpn,
-    transport: Arc<quinn::TransportConfig>,
-) -> Result<quinn::ClientConfig, TlsError> {
+) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
     let webpki = WebPkiServerVerifier::builder_with_provider(roots(certs.ca())?, provider.clone())
         .build()?;
@@ -246,6 +254,15 @@ pub(crate) fn client_config_with(
         .with_custom_certificate_verifier(Arc::new(NodeServerVerifier { webpki }))
         .with_client_auth_cert(certs.chain().to_vec(), certs.key().clone_key())?;
     tls.alpn_protocols = vec![alpn.as_bytes().to_vec()];
+    Ok(tls)
+}
+
+pub(crate) fn client_config_with(
+    certs: &ClientCerts,
+    alpn: Alpn,
+    transport: Arc<quinn::TransportConfig>,
+) -> Result<quinn::ClientConfig, TlsError> {
+    let tls = client_tls(certs, alpn)?;
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     client.transport_config(transport);
     Ok(client)
