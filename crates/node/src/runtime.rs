@@ -188,6 +188,10 @@ pub async fn run(
             link.run(rx, shutdown.clone()).instrument(span),
         ));
     }
+    let published = incoming_conns
+        .keys()
+        .map(|&id| (id, Arc::new(std::sync::Mutex::new(0))))
+        .collect();
     let acceptor = Acceptor {
         me,
         cluster: config.core.nodes.clone(),
@@ -196,6 +200,8 @@ pub async fn run(
         metrics: metrics.clone(),
         codec,
         next_stream: AtomicU64::new(0),
+        next_incoming: AtomicU64::new(0),
+        published,
     };
     let span = tracing::info_span!("accept", node = me.0);
     tasks.push(tokio::spawn(
@@ -805,7 +811,7 @@ async fn read_peer(
     input: mpsc::Sender<Input>,
     metrics: Arc<Metrics>,
     codec: Codec,
-    publish: Option<Arc<watch::Sender<Option<Conn>>>>,
+    publish: Option<Publish>,
 ) {
     tokio::spawn(conn.clone().discard_probes());
     while let Some(mut recv) = conn.accept_recv().await {
@@ -827,8 +833,8 @@ async fn read_peer(
                         Ok(None) => break,
                         Ok(Some(PeerFrame::Hello(h))) if !greeted && h.node == peer => {
                             greeted = true;
-                            if let Some(slot) = &publish {
-                                slot.send_replace(Some(conn.clone()));
+                            if let Some(p) = &publish {
+                                p.publish(&conn);
                             }
                         }
                         Ok(Some(PeerFrame::Hello(h))) => {
@@ -883,6 +889,32 @@ struct Acceptor {
     codec: Codec,
     /// Numbers client streams.
     next_stream: AtomicU64,
+    /// Numbers incoming connections in the order they were accepted.
+    next_incoming: AtomicU64,
+    /// Per lower-id peer, the number of the connection last published to its link.
+    published: HashMap<NodeId, Arc<std::sync::Mutex<u64>>>,
+}
+
+/// Publishes a peer's connection to its link once its hello is read, unless a connection the
+/// peer dialed later was published first: hellos are read on tasks of their own, so the hello of
+/// a redialed connection can be read before its predecessor's, and publishing the predecessor
+/// then would leave the link on a connection the peer has closed, waiting for a newer one that
+/// already came.
+#[derive(Clone)]
+struct Publish {
+    slot: Arc<watch::Sender<Option<Conn>>>,
+    last: Arc<std::sync::Mutex<u64>>,
+    number: u64,
+}
+
+impl Publish {
+    fn publish(&self, conn: &Conn) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if self.number > *last {
+            *last = self.number;
+            self.slot.send_replace(Some(conn.clone()));
+        }
+    }
 }
 
 impl Acceptor {
@@ -894,10 +926,12 @@ impl Acceptor {
                 i = endpoint.accept() => match i { Some(i) => i, None => return },
             };
             let this = this.clone();
+            // From 1: a link's first connection is newer than none.
+            let number = this.next_incoming.fetch_add(1, Ordering::Relaxed) + 1;
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.handshake().await {
-                    Ok((conn, Remote::Peer(id))) => this.serve_peer(conn, id).await,
+                    Ok((conn, Remote::Peer(id))) => this.serve_peer(conn, id, number).await,
                     Ok((conn, Remote::Client(_))) => this.serve_client(conn).await,
                     Err(e) => {
                         // Wrong CA, no certificate, another node's certificate, or a client
@@ -912,7 +946,7 @@ impl Acceptor {
         }
     }
 
-    async fn serve_peer(&self, conn: Conn, id: NodeId) {
+    async fn serve_peer(&self, conn: Conn, id: NodeId, number: u64) {
         if id > self.me && self.cluster.contains(&id) {
             // A higher id never dials for real: this is its knock after a restart (see
             // `PeerLink::knock`). Our link to it redials, leaving its predecessor's connection.
@@ -946,7 +980,14 @@ impl Acceptor {
             self.input.clone(),
             self.metrics.clone(),
             self.codec,
-            self.incoming.get(&id).cloned(),
+            self.incoming
+                .get(&id)
+                .zip(self.published.get(&id))
+                .map(|(slot, last)| Publish {
+                    slot: slot.clone(),
+                    last: last.clone(),
+                    number,
+                }),
         )
         .await;
     }
