@@ -2,7 +2,7 @@
 //!
 //! After every repetition from the `min`-th on, each point of the configuration (each load
 //! level; with a rate search, the knee: every repetition's highest passing level) gets the 95%
-//! percentile-bootstrap interval ([`results::stats::bootstrap_median_ci`]) of its median p50
+//! percentile-bootstrap interval ([`results::stats::median_ci`], the one the summary shows) of its median p50
 //! and of its median throughput over the repetitions so far. The configuration stops when both
 //! intervals of every point span at most `ci_width` of their median ([`RepetitionOutcome::
 //! Converged`]), or after `max` repetitions ([`RepetitionOutcome::MaxReached`]). A point with
@@ -12,17 +12,11 @@
 //! With few repetitions the bootstrap interval is about [min, max] of the figures, so the rule
 //! then asks that the whole spread seen be within `ci_width`: strict, never optimistic.
 
-use results::stats::{bootstrap_median_ci, median};
+use results::stats::{median, median_ci};
 use results::{Interval, PointInterval, RepetitionOutcome};
 
 /// The confidence of the intervals.
 pub const CONFIDENCE: f64 = 0.95;
-
-/// Bootstrap resamples per interval.
-const RESAMPLES: usize = 2000;
-
-/// The resampling seed: a summary and a run agree on every interval.
-const SEED: u64 = 1;
 
 /// When to stop repeating a configuration.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -90,7 +84,7 @@ fn finite(values: &[f64]) -> usize {
 
 /// The bootstrap interval of the median of `values`; `None` with fewer than two finite ones.
 fn interval(values: &[f64]) -> Option<Interval> {
-    let (lo, hi) = bootstrap_median_ci(values, CONFIDENCE, RESAMPLES, SEED)?;
+    let (lo, hi) = median_ci(values, CONFIDENCE)?;
     Some(Interval {
         median: median(values)?,
         lo,
