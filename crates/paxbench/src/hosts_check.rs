@@ -4,8 +4,9 @@
 //!
 //! Per host: ssh reachable (`BatchMode`, so no prompt can hang it); operating system and
 //! architecture against the binary that would be deployed; a POSIX login shell; free disk in
-//! the remote home; whether the node ports (UDP) are free there, from `/proc/net/udp` and
-//! `udp6` as the host sees them; the clock offset to this machine with its error bound; root
+//! the remote home; whether the node ports are free there, as the host sees them: UDP ports
+//! (`/proc/net/udp`, `udp6`) for QUIC nodes, listening TCP ports (`/proc/net/tcp`, `tcp6`) for
+//! TCP nodes; the clock offset to this machine with its error bound; root
 //! or passwordless sudo; `tc`, and whether a netem qdisc can really be added (on a dummy link,
 //! or a veth pair where the kernel has no dummy links, made and deleted for the purpose) or,
 //! without the rights to try, what the kernel shows.
@@ -16,6 +17,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use node::Transport;
+
 use crate::hosts::{Host, Hosts, Role};
 use crate::shell::quote;
 use crate::ssh::{Ssh, SshError};
@@ -23,8 +26,11 @@ use crate::ssh::{Ssh, SshError};
 /// What to check.
 #[derive(Clone, Debug)]
 pub struct CheckRequest {
-    /// UDP ports every node host must have free (empty: not checked).
+    /// Ports every node host must have free (empty: not checked).
     pub ports: Vec<u16>,
+    /// The transports the nodes will use: `quic` binds the ports over UDP, `tcp` listens on
+    /// them over TCP, so each is checked against its own socket table.
+    pub transports: Vec<Transport>,
     /// Nodes the run will start: the node hosts must be able to take them.
     pub nodes: Option<usize>,
     /// Fail hosts on which netem cannot be used (WAN emulation needs it).
@@ -41,6 +47,7 @@ impl Default for CheckRequest {
     fn default() -> Self {
         CheckRequest {
             ports: Vec::new(),
+            transports: vec![Transport::Quic],
             nodes: None,
             require_netem: false,
             min_free_bytes: 1 << 30,
@@ -192,8 +199,10 @@ pub struct HostReport {
     pub platform: Option<Platform>,
     /// Free bytes in the remote home.
     pub free_bytes: Option<u64>,
-    /// The node ports.
+    /// The node ports over UDP (QUIC nodes).
     pub ports: Ports,
+    /// The node ports over TCP (TCP nodes): only listening sockets count.
+    pub tcp_ports: Ports,
     /// The clock offset, or why it is unknown.
     pub clock: Result<ClockOffset, String>,
     /// Root, sudo or neither.
@@ -331,14 +340,20 @@ impl CheckReport {
         let disk = h.free_bytes.map_or_else(dash, |b| {
             format!("{:.1} GiB free", b as f64 / (1u64 << 30) as f64)
         });
-        let ports = match &h.ports {
-            Ports::NotChecked => dash(),
-            Ports::Free(p) => format!("{} free", port_list(p)),
-            Ports::Busy(b) => format!(
+        let cell = |ports: &Ports| match ports {
+            Ports::NotChecked => None,
+            Ports::Free(p) => Some(format!("{} free", port_list(p))),
+            Ports::Busy(b) => Some(format!(
                 "busy: {}",
                 port_list(&b.iter().map(|(p, _)| *p).collect::<Vec<_>>())
-            ),
-            Ports::Unknown(_) => "unknown".into(),
+            )),
+            Ports::Unknown(_) => Some("unknown".into()),
+        };
+        let ports = match (cell(&h.ports), cell(&h.tcp_ports)) {
+            (None, None) => dash(),
+            (Some(udp), None) => udp,
+            (None, Some(tcp)) => format!("tcp {tcp}"),
+            (Some(udp), Some(tcp)) => format!("udp {udp}; tcp {tcp}"),
         };
         let clock = match &h.clock {
             Ok(c) => format!(
@@ -425,7 +440,7 @@ pub fn check(hosts: &Hosts, ssh: &Ssh, req: &CheckRequest) -> CheckReport {
 }
 
 /// The remote side of the check, one round trip: a POSIX sh script printing `@@key value`
-/// lines, then /proc/net/udp and udp6 between markers.
+/// lines, then /proc/net/udp, udp6, tcp and tcp6 between markers.
 fn probe_script() -> String {
     let quoting = quote(QUOTING_SAMPLE);
     format!(
@@ -457,6 +472,8 @@ if [ "$priv" != none ] && [ -n "$tc" ] && [ -n "$ip" ]; then
 fi
 echo @@udp; cat /proc/net/udp 2>/dev/null
 echo @@udp6; cat /proc/net/udp6 2>/dev/null
+echo @@tcp; cat /proc/net/tcp 2>/dev/null
+echo @@tcp6; cat /proc/net/tcp6 2>/dev/null
 echo @@end
 "#
     )
@@ -473,6 +490,7 @@ fn check_host(host: &Host, ssh: &Ssh, req: &CheckRequest) -> HostReport {
         platform: None,
         free_bytes: None,
         ports: Ports::NotChecked,
+        tcp_ports: Ports::NotChecked,
         clock: Err("not measured".into()),
         privilege: None,
         tc: None,
@@ -538,32 +556,46 @@ fn check_host(host: &Host, ssh: &Ssh, req: &CheckRequest) -> HostReport {
         None => r.failures.push("`df -Pk $HOME` gave no free space".into()),
     }
 
-    // Ports.
+    // Ports: each transport against its own socket table.
     if host.is_node() && !req.ports.is_empty() {
         let big_endian = r
             .platform
             .as_ref()
             .is_some_and(|p| matches!(p.arch.as_str(), "s390x" | "sparc64" | "mips" | "mips64"));
-        r.ports = match (probe.section("udp"), probe.section("udp6")) {
-            (None, None) => Ports::Unknown("/proc/net/udp could not be read".into()),
-            (v4, v6) => {
-                let mut bound = Vec::new();
-                for text in [v4, v6].into_iter().flatten() {
-                    bound.extend(parse_proc_net_udp(text, big_endian));
-                }
-                ports_state(host.addr, &req.ports, &bound)
+        for transport in [Transport::Quic, Transport::Tcp] {
+            if !req.transports.contains(&transport) {
+                continue;
             }
-        };
-        match &r.ports {
-            Ports::Busy(b) => r.failures.push(format!(
-                "UDP port(s) in use: {}",
-                b.iter()
-                    .map(|(p, a)| format!("{p} (bound to {a})"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )),
-            Ports::Unknown(why) => r.failures.push(why.clone()),
-            _ => {}
+            let (proto, v4, v6, listening_only) = match transport {
+                Transport::Quic => ("udp", "udp", "udp6", false),
+                Transport::Tcp => ("tcp", "tcp", "tcp6", true),
+            };
+            let state = match (probe.section(v4), probe.section(v6)) {
+                (None, None) => Ports::Unknown(format!("/proc/net/{proto} could not be read")),
+                (a, b) => {
+                    let mut bound = Vec::new();
+                    for text in [a, b].into_iter().flatten() {
+                        bound.extend(parse_proc_net_sockets(text, big_endian, listening_only));
+                    }
+                    ports_state(host.addr, &req.ports, &bound)
+                }
+            };
+            match &state {
+                Ports::Busy(b) => r.failures.push(format!(
+                    "{} port(s) in use: {}",
+                    proto.to_uppercase(),
+                    b.iter()
+                        .map(|(p, a)| format!("{p} (bound to {a})"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Ports::Unknown(why) => r.failures.push(why.clone()),
+                _ => {}
+            }
+            match transport {
+                Transport::Quic => r.ports = state,
+                Transport::Tcp => r.tcp_ports = state,
+            }
         }
     }
 
@@ -653,9 +685,15 @@ fn df_available(line: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The (address, port) of every socket in /proc/net/udp or udp6. The kernel prints each
-/// address as 32-bit words in the host's byte order.
-fn parse_proc_net_udp(text: &str, big_endian: bool) -> Vec<(IpAddr, u16)> {
+/// The (address, port) of every socket in /proc/net/udp, udp6, tcp or tcp6 (with
+/// `listening_only`, only sockets in the TCP LISTEN state, `0A`: a connection's local port
+/// does not stop a listener from binding). The kernel prints each address as 32-bit words in
+/// the host's byte order.
+fn parse_proc_net_sockets(
+    text: &str,
+    big_endian: bool,
+    listening_only: bool,
+) -> Vec<(IpAddr, u16)> {
     let word = |hex: &str| -> Option<[u8; 4]> {
         let v = u32::from_str_radix(hex, 16).ok()?;
         Some(if big_endian {
@@ -666,7 +704,11 @@ fn parse_proc_net_udp(text: &str, big_endian: bool) -> Vec<(IpAddr, u16)> {
     };
     text.lines()
         .filter_map(|l| {
-            let local = l.split_whitespace().nth(1)?;
+            let mut fields = l.split_whitespace();
+            let local = fields.nth(1)?;
+            if listening_only && fields.nth(1) != Some("0A") {
+                return None;
+            }
             let (addr, port) = local.split_once(':')?;
             let port = u16::from_str_radix(port, 16).ok()?;
             let ip = match addr.len() {
@@ -864,7 +906,7 @@ mod tests {
 
     #[test]
     fn proc_net_udp_is_decoded() {
-        let v4 = parse_proc_net_udp(UDP, false);
+        let v4 = parse_proc_net_sockets(UDP, false, false);
         assert_eq!(
             v4,
             vec![
@@ -873,7 +915,7 @@ mod tests {
                 ("198.18.0.11".parse().unwrap(), 7002),
             ]
         );
-        let v6 = parse_proc_net_udp(UDP6, false);
+        let v6 = parse_proc_net_sockets(UDP6, false, false);
         assert_eq!(
             v6,
             vec![
@@ -882,15 +924,49 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_proc_net_udp("  1: 7F000001:0050 00000000:0000 07 0 0 0 0 0 0 0", true),
+            parse_proc_net_sockets(
+                "  1: 7F000001:0050 00000000:0000 07 0 0 0 0 0 0 0",
+                true,
+                false
+            ),
             vec![("127.0.0.1".parse().unwrap(), 80)]
+        );
+    }
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:1B58 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3001 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1B59 0100007F:D431 01 00000000:00000000 00:00000000 00000000     0        0 3002 1 0000000000000000 20 4 30 10 -1
+   2: 0B0012C6:1B5A 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3003 1 0000000000000000 100 0 0 10 0
+   3: 0B0012C6:1B5B 0C0012C6:1B58 06 00000000:00000000 03:00000F9B 00000000     0        0 0 3 0000000000000000
+";
+
+    #[test]
+    fn only_listening_tcp_sockets_hold_a_port() {
+        // 7000 listens on 0.0.0.0 and 7002 on 198.18.0.11; 7001 is an established connection's
+        // local port and 7003 one in TIME_WAIT, neither of which stops a listener.
+        assert_eq!(
+            parse_proc_net_sockets(TCP, false, true),
+            vec![
+                ("0.0.0.0".parse().unwrap(), 7000),
+                ("198.18.0.11".parse().unwrap(), 7002),
+            ]
+        );
+        assert_eq!(parse_proc_net_sockets(TCP, false, false).len(), 4);
+        let a11: IpAddr = "198.18.0.11".parse().unwrap();
+        assert_eq!(
+            ports_state(
+                a11,
+                &[7000, 7001, 7002, 7003],
+                &parse_proc_net_sockets(TCP, false, true)
+            ),
+            Ports::Busy(vec![(7000, "0.0.0.0".parse().unwrap()), (7002, a11)])
         );
     }
 
     #[test]
     fn a_port_is_busy_on_the_address_the_wildcard_or_its_mapped_form() {
-        let mut bound = parse_proc_net_udp(UDP, false);
-        bound.extend(parse_proc_net_udp(UDP6, false));
+        let mut bound = parse_proc_net_sockets(UDP, false, false);
+        bound.extend(parse_proc_net_sockets(UDP6, false, false));
         let a11: IpAddr = "198.18.0.11".parse().unwrap();
         let a12: IpAddr = "198.18.0.12".parse().unwrap();
         // 7000 on 0.0.0.0 blocks every address; 7001 on loopback blocks nobody else.
@@ -942,6 +1018,7 @@ mod tests {
         assert_eq!(p.get("quote"), Some(QUOTING_SAMPLE));
         assert!(df_available(p.get("df").unwrap()).unwrap() > 0);
         assert!(p.section("udp").is_some(), "{text}");
+        assert!(p.section("tcp").is_some(), "{text}");
         assert!(p.get("priv").is_some());
     }
 

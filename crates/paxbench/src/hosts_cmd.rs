@@ -29,9 +29,13 @@ pub enum HostsCommand {
 pub struct CheckArgs {
     /// The hosts file.
     pub hosts: PathBuf,
-    /// UDP ports every node host must have free.
+    /// Ports every node host must have free.
     #[arg(long, value_delimiter = ',', conflicts_with = "base_port")]
     pub ports: Vec<u16>,
+    /// What the nodes will use, so which socket table the ports are checked against: `quic`
+    /// (UDP) or `tcp` (listening TCP sockets); both with `--transport quic,tcp`.
+    #[arg(long, value_delimiter = ',', default_value = "quic", value_parser = parse_transport)]
+    pub transport: Vec<node::Transport>,
     /// With --nodes: the ports P..P+N-1 must be free on every node host.
     #[arg(long, requires = "nodes")]
     pub base_port: Option<u16>,
@@ -70,6 +74,7 @@ fn check(args: &CheckArgs) -> anyhow::Result<bool> {
     }
     let req = CheckRequest {
         ports,
+        transports: args.transport.clone(),
         nodes: args.nodes,
         require_netem: args.require_netem,
         min_free_bytes: (args.min_free_gib * (1u64 << 30) as f64) as u64,
@@ -82,4 +87,12 @@ fn check(args: &CheckArgs) -> anyhow::Result<bool> {
         eprintln!("error: {f}");
     }
     Ok(report.ok())
+}
+
+fn parse_transport(s: &str) -> Result<node::Transport, String> {
+    match s {
+        "quic" => Ok(node::Transport::Quic),
+        "tcp" => Ok(node::Transport::Tcp),
+        other => Err(format!("`{other}` is not a transport: quic or tcp")),
+    }
 }

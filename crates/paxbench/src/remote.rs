@@ -606,8 +606,18 @@ impl RemotePlan {
             .map(|i| u16::try_from(u32::from(base) + i))
             .collect::<Result<Vec<u16>, _>>()
             .context("`[cluster] base_port` + node id is past 65535")?;
+        // The transports of every configuration the run will start (a sweep may use both).
+        let mut transports: Vec<node::Transport> = exp
+            .grid()
+            .map_err(|(section, key, why)| anyhow::anyhow!("[{section}] {key}: {why}"))?
+            .iter()
+            .map(|g| g.transport)
+            .collect();
+        transports.sort_by_key(|t| t.name());
+        transports.dedup();
         let req = CheckRequest {
             ports,
+            transports,
             nodes: Some(self.max_nodes as usize),
             require_netem: exp
                 .network

@@ -93,6 +93,29 @@ fn hosts_check_passes_on_the_testbed_and_names_a_host_that_refuses() {
         }
     }
     assert!(stdout.contains("4 of 4 host(s) ready"), "{stdout}");
+    // TCP nodes' ports are checked against the listening TCP sockets instead, or both.
+    let (ok, stdout, stderr) = hosts_check(
+        &tb.hosts_file,
+        &[
+            "--base-port",
+            "7000",
+            "--nodes",
+            "3",
+            "--transport",
+            "quic,tcp",
+        ],
+    );
+    assert!(ok, "{stdout}{stderr}");
+    let n1 = stdout.lines().find(|l| l.starts_with("n1 ")).unwrap();
+    assert!(
+        n1.contains("udp 7000-7002 free; tcp 7000-7002 free"),
+        "{n1}"
+    );
+    let (ok, stdout, stderr) = hosts_check(&tb.hosts_file, &["--transport", "udp"]);
+    assert!(
+        !ok && stderr.contains("`udp` is not a transport"),
+        "{stdout}{stderr}"
+    );
     // Same machine: the offset lies within its own error bound (plus a little slack).
     let hosts = Hosts::load(&tb.hosts_file).unwrap();
     let ssh = Ssh::new(&hosts).unwrap();
