@@ -40,12 +40,39 @@
 //! node.drain_actions(Time::ZERO, &mut actions);
 //! assert!(matches!(&actions[..], [Action::Reply(r)] if r.request == RequestId(1)));
 //! ```
+//!
+//! # Inside: one replica, one engine per protocol
+//!
+//! A [`Node`] is a *replica* plus a protocol *engine*. The replica (`replica.rs`) is what every
+//! protocol shares: the configuration, clock, RNG and [`Stats`], the acceptor (`acceptor.rs`),
+//! the learner's log and the key-value state (`log.rs`, `kv.rs`), execution and replies, the
+//! queue of commands waiting for a slot, the outbox with its persist barrier (`outbox.rs`), the
+//! self-inbox, catch-up, truncation and snapshots. An engine owns its protocol's state and
+//! nothing else: `multi::Engine` the Multi-Paxos follower, candidate or leader with its window,
+//! heartbeats and phase-1 skipping; `basic::Engine` the Basic Paxos proposer's attempt and
+//! backoff; `unreplicated::Engine` nothing at all. A node holds exactly one engine, so a Basic
+//! Paxos proposer in a Multi-Paxos node cannot be represented.
+//!
+//! Every input (`handle_*`, `drain_actions`, `next_deadline`, `role`, ...) picks the engine with
+//! one `match` and runs the step monomorphised for it. Engines implement one internal trait
+//! (`engine.rs`): entry points (a client request, the protocol's own messages, a timeout, the
+//! pump at each drain, the next deadline) and hooks the replica calls where a protocol must act
+//! inside a shared step (the acceptor promised or accepted, a value was learned or chosen, a
+//! snapshot was installed). Engines get `&mut Replica` for the shared parts and pass themselves
+//! to the few shared operations that call hooks back.
+//!
+//! **Where things plug in.** A new protocol is a [`Protocol`] variant, a module with an engine, a
+//! variant of the node's engine enum and an arm in [`Node::recover`]; the replica and the
+//! simulator's checkers stay as they are. A feature of one protocol (leases and local reads for
+//! Multi-Paxos, say) lives in its engine, and adds a hook only where it must act inside a shared
+//! step. A feature of every protocol (membership change, learners) belongs to the replica.
 #![warn(missing_docs)]
 
 mod acceptor;
 mod basic;
 mod command;
 mod config;
+mod engine;
 mod kv;
 mod log;
 mod messages;
@@ -53,11 +80,13 @@ mod multi;
 mod node;
 mod outbox;
 mod quorum;
+mod replica;
 mod rng;
 mod stats;
 mod storage;
 pub mod testing;
 mod types;
+mod unreplicated;
 
 pub use command::{Batch, Command, Op, Outcome, Reply, Value};
 pub use config::{

@@ -1,28 +1,22 @@
-//! The node: one value per cluster member, driving the acceptor, the learner's log and the
-//! protocol's proposer role (Multi-Paxos leader/follower in `multi.rs`, Basic Paxos proposer in
-//! `basic.rs`). This file holds what both share: dispatch, the self-inbox, execution and replies,
-//! catch-up, truncation and snapshots.
+//! The node: one value per cluster member, made of the shared [`Replica`] (acceptor, learner's
+//! log, execution and replies, queue, outbox, catch-up, truncation and snapshots) and one
+//! protocol engine that owns its protocol's state (the Multi-Paxos leader, candidate or follower
+//! in `multi.rs`, the Basic Paxos proposer in `basic.rs`, the single unreplicated node in
+//! `unreplicated.rs`). Each input picks the engine once, with one `match` on [`Engine`], and
+//! runs the step for it (see `engine.rs` for the seam).
 
-use std::collections::VecDeque;
-
-use rustc_hash::FxHashSet;
-use std::time::Duration;
-
-use crate::acceptor::{AcceptOutcome, Acceptor, PrepareOutcome};
-use crate::basic::BasicState;
-use crate::command::{Command, Op, Outcome, Reply, Value};
-use crate::config::{BackoffMode, Bug, Config, ConfigError, Protocol};
-use crate::kv::{Applied, KvState};
-use crate::log::Log;
-use crate::messages::{
-    Accept, Accepted, CatchUp, Learn, Message, Nack, Prepare, PrepareScope, Promise, Snapshot,
-};
-use crate::multi::MultiState;
-use crate::outbox::{Gated, Outbox};
-use crate::rng::Rng;
+use crate::basic;
+use crate::command::{Command, Value};
+use crate::config::{Config, ConfigError, Protocol};
+use crate::engine::ProtocolEngine;
+use crate::kv::KvState;
+use crate::messages::Message;
+use crate::multi;
+use crate::replica::Replica;
 use crate::stats::Stats;
-use crate::storage::{Durable, PersistToken, Record};
-use crate::types::{Ballot, ClientId, NodeId, RequestId, Slot, Time};
+use crate::storage::{Durable, PersistToken};
+use crate::types::{Ballot, NodeId, Slot, Time};
+use crate::unreplicated;
 use crate::Action;
 
 /// What a node is doing now.
@@ -40,45 +34,64 @@ pub enum Role {
     Single,
 }
 
+/// The protocol a node runs, with that protocol's state and nothing else: a Multi-Paxos node
+/// has no Basic Paxos proposer, and the reverse.
+// One value per node, built once and never moved around: no need to box the larger variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum Engine {
+    Unreplicated(unreplicated::Engine),
+    Multi(multi::Engine),
+    Basic(basic::Engine),
+}
+
+/// Runs `$body` with `$r` the node's replica and `$e` its engine, monomorphised per engine: the
+/// one place a step looks at which protocol runs.
+macro_rules! dispatch {
+    ($node:ident, $r:ident, $e:ident => $body:expr) => {
+        match &mut $node.engine {
+            Engine::Unreplicated($e) => {
+                let $r = &mut $node.replica;
+                $body
+            }
+            Engine::Multi($e) => {
+                let $r = &mut $node.replica;
+                $body
+            }
+            Engine::Basic($e) => {
+                let $r = &mut $node.replica;
+                $body
+            }
+        }
+    };
+}
+
+/// [`dispatch!`] for reading only.
+macro_rules! dispatch_ref {
+    ($node:ident, $r:ident, $e:ident => $body:expr) => {
+        match &$node.engine {
+            Engine::Unreplicated($e) => {
+                let $r = &$node.replica;
+                $body
+            }
+            Engine::Multi($e) => {
+                let $r = &$node.replica;
+                $body
+            }
+            Engine::Basic($e) => {
+                let $r = &$node.replica;
+                $body
+            }
+        }
+    };
+}
+
 /// One node of a cluster: a deterministic state machine driven by the `handle_*` inputs, whose
 /// outputs are drained with [`Node::drain_actions`]. See the crate docs for the contract.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: Config,
-    /// This node's index in `config.nodes` (its bit in vote sets).
-    pub(crate) index: usize,
-    pub(crate) now: Time,
-    /// Whether timers are armed (a fresh or recovered node arms them on its first input).
-    started: bool,
-    /// False for a node that lost its durable state: it learns but never votes.
-    voting: bool,
-    pub(crate) rng: Rng,
-    pub(crate) stats: Stats,
-    pub(crate) acceptor: Acceptor,
-    pub(crate) log: Log,
-    pub(crate) out: Outbox,
-    /// Messages this node sent to itself, handled before the step ends.
-    inbox: VecDeque<Message>,
-    /// Requests this node took and must answer once they execute.
-    pub(crate) pending: FxHashSet<(ClientId, RequestId)>,
-    /// Commands waiting for a slot (leader or proposer), and their payload bytes.
-    pub(crate) queue: VecDeque<Command>,
-    /// Highest ballot round seen anywhere: a new ballot goes above it.
-    pub(crate) max_round: u64,
-    /// Each node's next slot to execute, as last reported (drives truncation).
-    pub(crate) peer_executed: Vec<Slot>,
-    /// Highest truncation point announced to this node.
-    truncate_hint: Slot,
-    /// Where the last snapshot was taken.
-    last_snapshot: Slot,
-    /// A catch-up request is outstanding until then.
-    catch_up_retry: Option<Time>,
-    /// When a snapshot last went to each peer.
-    snapshot_sent: Vec<Option<Time>>,
-    /// Executed slots for the simulator's checkers (`trace_execution`).
-    executed_trace: Vec<(Slot, Value)>,
-    pub(crate) multi: MultiState,
-    pub(crate) basic: BasicState,
+    replica: Replica,
+    engine: Engine,
 }
 
 impl Node {
@@ -91,49 +104,13 @@ impl Node {
     /// and its latest snapshot. Everything else (chosen values beyond the snapshot, leadership,
     /// client requests) is relearned from peers.
     pub fn recover(config: Config, durable: Durable) -> Result<Node, ConfigError> {
-        config.validate()?;
-        let index = config
-            .nodes
-            .iter()
-            .position(|n| *n == config.id)
-            .expect("validated");
-        let accept_lower = config.bug == Some(Bug::AcceptLowerBallot);
-        let forget = config.bug == Some(Bug::ForgetPromiseOnRestart);
-        let acceptor = Acceptor::recover(&durable, accept_lower, forget);
-        let mut kv = match &durable.snapshot {
-            Some((_, state)) => (**state).clone(),
-            None => KvState::new(config.reply_cache_per_client, config.session_timeout),
+        let engine = match config.protocol {
+            Protocol::Unreplicated => Engine::Unreplicated(unreplicated::Engine),
+            Protocol::MultiPaxos => Engine::Multi(multi::Engine::default()),
+            Protocol::BasicPaxos => Engine::Basic(basic::Engine::default()),
         };
-        if config.bug == Some(Bug::ResurrectExpiredSessions) {
-            kv.resurrect_expired_sessions();
-        }
-        let log = Log::new(kv, durable.snapshot.clone());
-        let start = log.executed();
-        let seed = config.seed ^ (u64::from(config.id.0) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        Ok(Node {
-            index,
-            now: Time::ZERO,
-            started: false,
-            voting: true,
-            rng: Rng::new(seed),
-            stats: Stats::default(),
-            max_round: acceptor.max_round(),
-            acceptor,
-            log,
-            out: Outbox::default(),
-            inbox: VecDeque::new(),
-            pending: FxHashSet::default(),
-            queue: VecDeque::new(),
-            peer_executed: vec![Slot(0); config.nodes.len()],
-            truncate_hint: Slot(0),
-            last_snapshot: start,
-            catch_up_retry: None,
-            snapshot_sent: vec![None; config.nodes.len()],
-            executed_trace: Vec::new(),
-            multi: MultiState::default(),
-            basic: BasicState::default(),
-            config,
-        })
+        let replica = Replica::recover(config, durable)?;
+        Ok(Node { replica, engine })
     }
 
     /// A node restarted *without* its durable state (`durability = "none"`). It may have promised
@@ -146,712 +123,168 @@ impl Node {
     /// running it with `fsync` durability.
     pub fn rejoin_without_state(config: Config) -> Result<Node, ConfigError> {
         let mut node = Node::new(config)?;
-        node.voting = false;
+        node.replica.voting = false;
         Ok(node)
     }
 
     /// Whether this node votes (see [`Node::rejoin_without_state`]).
     pub fn voting(&self) -> bool {
-        self.voting
+        self.replica.voting
     }
 
     /// A message from a peer. Messages from nodes outside the cluster are ignored and counted.
     pub fn handle_message(&mut self, now: Time, from: NodeId, msg: Message) {
-        self.begin(now);
-        if from == self.config.id || !self.config.nodes.contains(&from) {
-            self.stats.ignored += 1;
-        } else {
-            self.on_message(from, msg);
-        }
-        self.finish();
+        dispatch!(self, r, e => {
+            r.begin(e, now);
+            if from == r.config.id || !r.config.nodes.contains(&from) {
+                r.stats.ignored += 1;
+            } else {
+                r.on_message(e, from, msg);
+            }
+            r.finish(e);
+        })
     }
 
     /// A client command. The node queues it (leader, proposer), executes it (unreplicated), or
     /// answers NotLeader (follower, candidate). A retry of an executed request is answered from
     /// the reply cache; a retry of one still in flight waits for the first.
     pub fn handle_request(&mut self, now: Time, cmd: Command) {
-        self.begin(now);
-        if let Some(outcome) = self.log.kv.cached(cmd.client, cmd.request) {
-            self.reply(cmd.client, cmd.request, outcome);
-        } else if self.config.protocol == Protocol::Unreplicated {
-            self.execute_alone(cmd);
-        } else if let (Some(Bug::LocalReads), Op::Get { key }) = (self.config.bug, &cmd.op) {
-            // The self-test's broken variant: no log, no lease, whatever this node holds now.
-            let value = self.log.kv.get(key).cloned();
-            self.reply(cmd.client, cmd.request, Outcome::Value(value));
-        } else if self.pending.contains(&(cmd.client, cmd.request)) {
-            self.stats.ignored += 1;
-        } else if self.takes_requests() && self.queue.len() >= self.config.max_queue {
-            self.stats.overloaded += 1;
-            self.reply(cmd.client, cmd.request, Outcome::Overloaded);
-        } else if self.takes_requests() {
-            self.pending.insert((cmd.client, cmd.request));
-            self.queue.push_back(cmd);
-        } else {
-            let leader = self.leader();
-            self.reply(cmd.client, cmd.request, Outcome::NotLeader { leader });
-        }
-        self.finish();
+        dispatch!(self, r, e => {
+            r.begin(e, now);
+            if let Some(outcome) = r.log.kv.cached(cmd.client, cmd.request) {
+                r.reply(cmd.client, cmd.request, outcome);
+            } else {
+                e.request(r, cmd);
+            }
+            r.finish(e);
+        })
     }
 
     /// Time has reached [`Node::next_deadline`].
     pub fn handle_timeout(&mut self, now: Time) {
-        self.begin(now);
-        match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_timeout(),
-            Protocol::BasicPaxos => self.basic_timeout(),
-            Protocol::Unreplicated => {}
-        }
-        if self.catch_up_retry.is_some_and(|t| t <= now) {
-            self.catch_up_retry = None;
-            self.maybe_catch_up(None);
-        }
-        self.finish();
+        dispatch!(self, r, e => {
+            r.begin(e, now);
+            e.timeout(r);
+            if r.catch_up_retry.is_some_and(|t| t <= now) {
+                r.catch_up_retry = None;
+                r.maybe_catch_up(e, None);
+            }
+            r.finish(e);
+        })
     }
 
     /// Every Persist up to `token` is durable: releases the messages that waited for it.
     pub fn handle_persisted(&mut self, now: Time, token: PersistToken) {
-        self.begin(now);
-        let mut released = Vec::new();
-        self.out.persisted(token, &mut released);
-        for g in released {
-            self.release(g);
-        }
-        self.finish();
+        dispatch!(self, r, e => {
+            r.begin(e, now);
+            let mut released = Vec::new();
+            r.out.persisted(token, &mut released);
+            for g in released {
+                r.release(g);
+            }
+            r.finish(e);
+        })
     }
 
     /// Moves every output produced so far into `out`, in order. This is also when a Multi-Paxos
     /// leader cuts batches from queued commands and a Basic Paxos proposer starts its next
     /// attempt, so everything handled before a drain can share one batch.
     pub fn drain_actions(&mut self, now: Time, out: &mut Vec<Action>) {
-        self.begin(now);
-        match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_pump(),
-            Protocol::BasicPaxos => self.basic_pump(),
-            Protocol::Unreplicated => {}
-        }
-        self.finish();
-        out.append(&mut self.out.ready);
+        dispatch!(self, r, e => {
+            r.begin(e, now);
+            e.pump(r);
+            r.finish(e);
+            out.append(&mut r.out.ready);
+        })
     }
 
     /// When the node next needs [`Node::handle_timeout`]. A node that has not seen an input yet
     /// asks to be woken at once, to arm its timers.
     pub fn next_deadline(&self) -> Option<Time> {
-        if !self.started {
+        if !self.replica.started {
             return Some(Time::ZERO);
         }
-        let own = match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_deadline(),
-            Protocol::BasicPaxos => self.basic_deadline(),
-            Protocol::Unreplicated => None,
-        };
-        [own, self.catch_up_retry].into_iter().flatten().min()
+        let own = dispatch_ref!(self, r, e => e.deadline(r));
+        [own, self.replica.catch_up_retry]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Every slot executed since the last call, in order (only with `trace_execution`).
     pub fn drain_executed(&mut self, out: &mut Vec<(Slot, Value)>) {
-        out.append(&mut self.executed_trace);
+        out.append(&mut self.replica.executed_trace);
     }
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.config.id
+        self.replica.config.id
     }
 
     /// Its configuration.
     pub fn config(&self) -> &Config {
-        &self.config
+        &self.replica.config
     }
 
     /// What it is doing now.
     pub fn role(&self) -> Role {
-        match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_role(),
-            Protocol::BasicPaxos => Role::Proposer,
-            Protocol::Unreplicated => Role::Single,
-        }
+        dispatch_ref!(self, _r, e => e.role())
     }
 
     /// The leader this node believes in (itself when it leads; none for Basic Paxos).
     pub fn leader(&self) -> Option<NodeId> {
-        match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_leader(),
-            Protocol::BasicPaxos => None,
-            Protocol::Unreplicated => Some(self.config.id),
-        }
+        dispatch_ref!(self, r, e => e.leader(r))
     }
 
     /// The ballot this node works under: its own while it leads or campaigns, else the highest it
     /// promised.
     pub fn ballot(&self) -> Ballot {
-        self.multi_own_ballot().unwrap_or(self.acceptor.promised())
+        let own = dispatch_ref!(self, _r, e => e.own_ballot());
+        own.unwrap_or(self.replica.acceptor.promised())
     }
 
     /// The ballot promised for every slot.
     pub fn promised(&self) -> Ballot {
-        self.acceptor.promised()
+        self.replica.acceptor.promised()
     }
 
     /// The next slot to execute; every slot below it is executed.
     pub fn executed(&self) -> Slot {
-        self.log.executed()
+        self.replica.log.executed()
     }
 
     /// Slots below this are truncated at the acceptor.
     pub fn log_start(&self) -> Slot {
-        self.acceptor.log_start()
+        self.replica.acceptor.log_start()
     }
 
     /// The state machine.
     pub fn kv(&self) -> &KvState {
-        &self.log.kv
+        &self.replica.log.kv
     }
 
     /// Counters since start.
     pub fn stats(&self) -> &Stats {
-        &self.stats
+        &self.replica.stats
     }
 
     /// Commands waiting for a slot.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.replica.queue.len()
     }
 
     /// Chosen values held in memory (bounded by truncation).
     pub fn log_len(&self) -> usize {
-        self.log.held()
+        self.replica.log.held()
     }
 
     /// The acceptor's accepted value in `slot`, if any (for tests and checkers).
     pub fn accepted(&self, slot: Slot) -> Option<(Ballot, &Value)> {
-        self.acceptor.accepted(slot).map(|(b, v)| (*b, v))
+        self.replica.acceptor.accepted(slot).map(|(b, v)| (*b, v))
     }
 
     /// How many accepted values the acceptor holds.
     pub fn accepted_len(&self) -> usize {
-        self.acceptor.accepted_iter().count()
-    }
-}
-
-// Shared machinery for the role files.
-impl Node {
-    fn begin(&mut self, now: Time) {
-        debug_assert!(
-            now >= self.now || !self.started,
-            "time never goes backwards"
-        );
-        self.now = self.now.max(now);
-        if !self.started {
-            self.started = true;
-            match self.config.protocol {
-                Protocol::MultiPaxos => self.multi_start(),
-                Protocol::BasicPaxos | Protocol::Unreplicated => {}
-            }
-        }
-    }
-
-    /// Handles self-addressed messages, then hands the step's records out as one Persist.
-    fn finish(&mut self) {
-        while let Some(msg) = self.inbox.pop_front() {
-            self.on_message(self.config.id, msg);
-        }
-        self.log.free_some();
-        self.out.flush();
-    }
-
-    fn takes_requests(&self) -> bool {
-        match self.config.protocol {
-            Protocol::MultiPaxos => self.multi_role() == Role::Leader,
-            Protocol::BasicPaxos | Protocol::Unreplicated => true,
-        }
-    }
-
-    pub(crate) fn node_index(&self, id: NodeId) -> Option<usize> {
-        self.config.nodes.iter().position(|n| *n == id)
-    }
-
-    pub(crate) fn quorum(&self) -> usize {
-        self.config.quorum()
-    }
-
-    fn count_sent(&mut self, msg: &Message, copies: u64) {
-        self.stats.sent[msg.kind() as usize] += copies;
-    }
-
-    /// Sends at once.
-    pub(crate) fn send(&mut self, to: NodeId, msg: Message) {
-        self.release(Gated::Send(to, msg));
-    }
-
-    /// Sends to every other node at once.
-    pub(crate) fn broadcast(&mut self, msg: Message) {
-        self.release(Gated::Broadcast(msg));
-    }
-
-    /// Sends to every node, this one included (its own acceptor votes like any other).
-    pub(crate) fn broadcast_all(&mut self, msg: Message) {
-        self.inbox.push_back(msg.clone());
-        self.broadcast(msg);
-    }
-
-    /// A proposer's Prepare: its own acceptor promises first, and the Prepare reaches peers only
-    /// once that promise is durable. Otherwise a proposer that won with its peers' votes and
-    /// crashed before its own write landed could restart below its ballot and reuse it with a
-    /// different value.
-    pub(crate) fn broadcast_prepare(&mut self, prepare: Prepare) {
-        self.on_prepare(self.config.id, prepare.clone());
-        self.release_after_persist(Gated::Broadcast(Message::Prepare(prepare)));
-    }
-
-    /// Sends once everything persisted so far is durable.
-    pub(crate) fn send_after_persist(&mut self, to: NodeId, msg: Message) {
-        self.release_after_persist(Gated::Send(to, msg));
-    }
-
-    fn release_after_persist(&mut self, g: Gated) {
-        if self.config.bug == Some(Bug::AckBeforeDurable) {
-            // The self-test's broken variant: no barrier at all.
-            self.release(g);
-        } else if let Some(g) = self.out.gate(g) {
-            self.release(g);
-        }
-    }
-
-    fn release(&mut self, g: Gated) {
-        match g {
-            Gated::Send(to, msg) if to == self.config.id => self.inbox.push_back(msg),
-            Gated::Send(to, msg) => {
-                self.count_sent(&msg, 1);
-                self.out.push(Action::Send { to, msg });
-            }
-            Gated::Broadcast(msg) => {
-                self.count_sent(&msg, self.config.nodes.len() as u64 - 1);
-                self.out.push(Action::Broadcast { msg });
-            }
-        }
-    }
-
-    pub(crate) fn persist(&mut self, records: Vec<Record>) {
-        for r in records {
-            self.out.persist(r);
-        }
-    }
-
-    pub(crate) fn reply(&mut self, client: ClientId, request: RequestId, outcome: Outcome) {
-        self.out.push(Action::Reply(Reply {
-            client,
-            request,
-            outcome,
-        }));
-    }
-
-    /// Takes the next batch off a non-empty queue: up to `max_batch` commands and
-    /// `max_batch_bytes` (a single larger command still goes alone), and counts it. A command
-    /// that was executed meanwhile (an earlier proposal of it won) is deduplicated at execution
-    /// and answered from the cache.
-    pub(crate) fn cut_batch(&mut self) -> Vec<Command> {
-        debug_assert!(
-            !self.queue.is_empty(),
-            "callers cut only from a non-empty queue"
-        );
-        let mut batch = Vec::with_capacity(self.config.max_batch.min(self.queue.len()));
-        let mut bytes = 0;
-        while batch.len() < self.config.max_batch {
-            let Some(next) = self.queue.front() else {
-                break;
-            };
-            let len = next.op.payload_len();
-            if !batch.is_empty() && bytes + len > self.config.max_batch_bytes {
-                break;
-            }
-            bytes += len;
-            batch.push(self.queue.pop_front().expect("front exists"));
-        }
-        let n = batch.len() as u64;
-        self.stats.batches += 1;
-        self.stats.batched_commands += n;
-        self.stats.max_batch_seen = self.stats.max_batch_seen.max(n);
-        batch
-    }
-
-    /// Answers every request this node took but has not executed: the client must go elsewhere.
-    /// (A command already proposed may still be chosen; a retry elsewhere is deduplicated.)
-    pub(crate) fn fail_pending(&mut self, leader: Option<NodeId>) {
-        self.queue.clear();
-        self.basic.tries.clear();
-        let mut pending: Vec<_> = self.pending.drain().collect();
-        pending.sort_unstable();
-        for (client, request) in pending {
-            self.reply(client, request, Outcome::NotLeader { leader });
-        }
-    }
-
-    /// Random exponential backoff before retry number `attempt` (1 = first retry).
-    pub(crate) fn backoff(&mut self, attempt: u32) -> Duration {
-        let b = self.config.backoff;
-        let rtt = self.stats.phase1_rtt;
-        let exp = b
-            .base
-            .resolve(rtt)
-            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
-        let d = exp.min(b.cap.resolve(rtt));
-        let delay = match b.mode {
-            BackoffMode::None => Duration::ZERO,
-            BackoffMode::Full => self.rng.duration_below(d),
-            BackoffMode::Equal => d / 2 + self.rng.duration_below(d / 2),
-        };
-        self.stats.backoff_time += delay;
-        delay
-    }
-
-    /// A phase-1 round trip ended `now`, begun at `sent`: fold it into the smoothed estimate
-    /// (`7/8 old + 1/8 new`, as TCP's SRTT), which backoff in round trips scales with.
-    pub(crate) fn note_phase1_rtt(&mut self, sent: Time) {
-        let sample = self.now.saturating_since(sent);
-        self.stats.phase1_rtt = Some(match self.stats.phase1_rtt {
-            None => sample,
-            Some(old) => (old * 7 + sample) / 8,
-        });
-    }
-
-    fn on_message(&mut self, from: NodeId, msg: Message) {
-        match msg {
-            Message::Prepare(m) => self.on_prepare(from, m),
-            Message::Accept(m) => self.on_accept(from, m),
-            Message::Learn(m) => self.on_learn(from, m),
-            Message::CatchUp(m) => self.on_catch_up(from, m),
-            Message::Snapshot(m) => self.on_snapshot(m),
-            other => match self.config.protocol {
-                Protocol::MultiPaxos => self.multi_message(from, other),
-                Protocol::BasicPaxos => self.basic_message(from, other),
-                Protocol::Unreplicated => self.stats.ignored += 1,
-            },
-        }
-    }
-
-    /// Acceptor, phase 1. The Promise leaves only once the promise is durable.
-    fn on_prepare(&mut self, from: NodeId, m: Prepare) {
-        self.max_round = self.max_round.max(m.ballot.round);
-        if !self.voting {
-            self.stats.ignored += 1;
-            return;
-        }
-        if let PrepareScope::Only(slot) = m.scope {
-            // A proposer working on a slot this node knows is chosen just needs the value.
-            if let Some(value) = self.log.chosen(slot).cloned() {
-                let entries = vec![crate::messages::ChosenEntry { slot, value }];
-                self.send(from, Message::Learn(Learn { entries }));
-                return;
-            }
-        }
-        let mut records = Vec::new();
-        match self.acceptor.prepare(m.ballot, m.scope, &mut records) {
-            PrepareOutcome::Promised(accepted) => {
-                self.persist(records);
-                if self.config.protocol == Protocol::MultiPaxos {
-                    self.multi_promised(m.ballot);
-                }
-                let promise = Promise {
-                    ballot: m.ballot,
-                    scope: m.scope,
-                    log_start: self.acceptor.log_start(),
-                    accepted,
-                    executed: self.log.executed(),
-                };
-                self.send_after_persist(from, Message::Promise(promise));
-            }
-            PrepareOutcome::Rejected(promised) => {
-                let slot = match m.scope {
-                    PrepareScope::Only(s) => Some(s),
-                    PrepareScope::From(_) => None,
-                };
-                self.send(
-                    from,
-                    Message::Nack(Nack {
-                        ballot: m.ballot,
-                        promised,
-                        slot,
-                    }),
-                );
-            }
-            PrepareOutcome::Truncated => self.send_snapshot(from),
-        }
-    }
-
-    /// Acceptor, phase 2. The Accepted leaves only once the value is durable.
-    fn on_accept(&mut self, from: NodeId, m: Accept) {
-        self.max_round = self.max_round.max(m.ballot.round);
-        let whole_log = self.config.protocol == Protocol::MultiPaxos;
-        let mut records = Vec::new();
-        match self
-            .acceptor
-            .accept(m.ballot, m.slot, &m.value, whole_log, &mut records)
-        {
-            AcceptOutcome::Accepted => {
-                self.persist(records);
-                let executed = self.log.executed();
-                let ack = Accepted {
-                    ballot: m.ballot,
-                    slot: m.slot,
-                    executed,
-                };
-                // A non-voting node keeps the value only to learn it once committed.
-                if self.voting {
-                    self.send_after_persist(from, Message::Accepted(ack));
-                }
-                if whole_log {
-                    self.multi_heard_leader(m.ballot, m.commit);
-                }
-            }
-            AcceptOutcome::Rejected(_) if !self.voting => self.stats.ignored += 1,
-            AcceptOutcome::Rejected(promised) => {
-                let nack = Nack {
-                    ballot: m.ballot,
-                    promised,
-                    slot: Some(m.slot),
-                };
-                self.send(from, Message::Nack(nack));
-            }
-            AcceptOutcome::Truncated => {
-                // The slot is chosen and this node executed it: tell the proposer, which is
-                // behind (a leader that lags its followers must not retransmit forever).
-                match self.log.chosen(m.slot).cloned() {
-                    Some(value) => {
-                        let entries = vec![crate::messages::ChosenEntry {
-                            slot: m.slot,
-                            value,
-                        }];
-                        self.send(from, Message::Learn(Learn { entries }));
-                    }
-                    None => self.send_snapshot(from),
-                }
-            }
-        }
-        self.heard_truncate(m.truncate);
-    }
-
-    fn on_learn(&mut self, from: NodeId, m: Learn) {
-        for e in m.entries {
-            if self.config.protocol == Protocol::BasicPaxos {
-                self.basic_learned(e.slot, &e.value);
-            }
-            self.learn(e.slot, e.value);
-        }
-        self.execute_ready();
-        if self.catch_up_retry.is_some() {
-            // An answer to our catch-up: ask for the next part at once if still behind.
-            self.catch_up_retry = None;
-            self.maybe_catch_up(Some(from));
-        }
-    }
-
-    fn on_catch_up(&mut self, from: NodeId, m: CatchUp) {
-        if m.from < self.log.start() {
-            self.send_snapshot(from);
-            return;
-        }
-        let entries = self.log.entries_from(m.from, self.config.catch_up_batch);
-        if !entries.is_empty() {
-            self.send(from, Message::Learn(Learn { entries }));
-        }
-    }
-
-    /// Sends the latest snapshot, at most once per `retry_timeout` per peer (snapshots can be
-    /// large, and a lagging peer may trigger many requests for one).
-    fn send_snapshot(&mut self, to: NodeId) {
-        let Some(i) = self.node_index(to) else { return };
-        if self.snapshot_sent[i].is_some_and(|t| t + self.config.retry_timeout > self.now) {
-            return;
-        }
-        // The state as of now is always a valid snapshot: every slot below `executed` is in it.
-        let upto = self.log.executed();
-        if upto == Slot(0) {
-            return;
-        }
-        self.snapshot_sent[i] = Some(self.now);
-        let state = match self.log.snapshot() {
-            Some((at, state)) if *at == upto => state.clone(),
-            _ => std::sync::Arc::new(self.log.kv.clone()),
-        };
-        self.send(to, Message::Snapshot(Snapshot { upto, state }));
-    }
-
-    fn on_snapshot(&mut self, m: Snapshot) {
-        if m.upto <= self.log.executed() {
-            self.stats.ignored += 1;
-            return;
-        }
-        self.stats.snapshots_installed += 1;
-        self.log.install(m.upto, m.state.clone());
-        self.truncate_acceptor(m.upto);
-        self.last_snapshot = m.upto;
-        self.persist(vec![Record::Snapshot {
-            upto: m.upto,
-            state: m.state,
-        }]);
-        if self.config.protocol == Protocol::MultiPaxos {
-            self.multi_installed(m.upto);
-        }
-        // Requests this node took that the snapshot covers are answered from the reply cache.
-        let mut done: Vec<_> = self
-            .pending
-            .iter()
-            .filter_map(|&(c, r)| self.log.kv.cached(c, r).map(|o| (c, r, o)))
-            .collect();
-        done.sort_unstable_by_key(|(c, r, _)| (*c, *r));
-        for (c, r, outcome) in done {
-            self.pending.remove(&(c, r));
-            self.reply(c, r, outcome);
-        }
-        self.execute_ready();
-    }
-
-    /// Records a chosen value.
-    pub(crate) fn learn(&mut self, slot: Slot, value: Value) {
-        if self.config.protocol == Protocol::MultiPaxos {
-            self.multi_chosen(slot, &value);
-        }
-        if self.log.learn(slot, value) {
-            self.stats.slots_chosen += 1;
-        }
-    }
-
-    /// Executes every chosen slot in order; the node that took a request answers it.
-    pub(crate) fn execute_ready(&mut self) {
-        while let Some((slot, value)) = self.log.next_to_execute() {
-            match &value {
-                Value::Noop => self.stats.noops += 1,
-                Value::Batch(batch) => {
-                    self.log.kv.tick(batch.stamp);
-                    for cmd in batch.iter() {
-                        let outcome = match self.log.kv.apply(cmd) {
-                            Applied::Fresh(o) => {
-                                self.stats.commands_executed += 1;
-                                o
-                            }
-                            Applied::Duplicate(o) => o,
-                        };
-                        if self.pending.remove(&(cmd.client, cmd.request)) {
-                            self.reply(cmd.client, cmd.request, outcome);
-                        }
-                    }
-                }
-            }
-            if self.config.trace_execution {
-                self.executed_trace.push((slot, value));
-            }
-        }
-        self.maybe_snapshot();
-    }
-
-    /// Unreplicated: the only node executes a command at once, in the next slot, and keeps no
-    /// log of it (no peer will ever ask for it). Holding every executed command cost about
-    /// 260 bytes of memory per command, without bound.
-    fn execute_alone(&mut self, cmd: Command) {
-        let slot = self.log.skip_executed();
-        self.log.kv.tick(self.now);
-        let outcome = match self.log.kv.apply(&cmd) {
-            Applied::Fresh(o) => {
-                self.stats.commands_executed += 1;
-                o
-            }
-            Applied::Duplicate(o) => o,
-        };
-        self.reply(cmd.client, cmd.request, outcome);
-        if self.config.trace_execution {
-            self.executed_trace
-                .push((slot, Value::stamped(self.now, vec![cmd])));
-        }
-    }
-
-    /// A peer reported how far it executed.
-    pub(crate) fn heard_executed(&mut self, from: NodeId, executed: Slot) {
-        if let Some(i) = self.node_index(from) {
-            self.peer_executed[i] = self.peer_executed[i].max(executed);
-        }
-    }
-
-    /// Where every node may truncate: the lowest executed point of all nodes, unless one lags by
-    /// more than `log_retain_slots` (it will catch up from a snapshot).
-    pub(crate) fn truncation_point(&mut self) -> Slot {
-        let own = self.log.executed();
-        self.peer_executed[self.index] = own;
-        let slowest = self.peer_executed.iter().copied().min().unwrap_or(own);
-        slowest.max(Slot(own.0.saturating_sub(self.config.log_retain_slots)))
-    }
-
-    pub(crate) fn heard_truncate(&mut self, point: Slot) {
-        if point > self.truncate_hint {
-            self.truncate_hint = point;
-            self.maybe_snapshot();
-        }
-    }
-
-    /// Lets the acceptor forget every slot below `upto`; the values it held go to the log's
-    /// graveyard, to be freed a few per step.
-    fn truncate_acceptor(&mut self, upto: Slot) {
-        let old = self.acceptor.truncate(upto);
-        self.log.bury(old);
-    }
-
-    /// Once the cluster has executed `snapshot_interval` slots past the last snapshot, persist a
-    /// snapshot of the state and drop the log below it.
-    fn maybe_snapshot(&mut self) {
-        let executed = self.log.executed();
-        let safe = self.truncate_hint.min(executed);
-        if safe.0 < self.last_snapshot.0 + self.config.snapshot_interval {
-            return;
-        }
-        // The acceptor may forget everything this node executed (it is all chosen); the in-memory
-        // log keeps what lagging peers may still ask for.
-        self.stats.snapshots_taken += 1;
-        if !self.config.durable_snapshots {
-            self.log.drop_below(safe);
-            self.truncate_acceptor(executed);
-            self.last_snapshot = executed;
-            return;
-        }
-        let (upto, state) = self.log.snapshot_and_truncate(safe);
-        self.truncate_acceptor(upto);
-        self.last_snapshot = upto;
-        self.persist(vec![Record::Snapshot { upto, state }]);
-    }
-
-    /// Asks a peer for chosen values this node misses, if it misses any, at most once per
-    /// `retry_timeout`. `hint` is the peer that announced them, if known.
-    pub(crate) fn maybe_catch_up(&mut self, hint: Option<NodeId>) {
-        if self.catch_up_retry.is_some() || !self.behind() {
-            return;
-        }
-        let to = hint
-            .or_else(|| self.leader())
-            .filter(|n| *n != self.config.id)
-            .unwrap_or_else(|| {
-                let others: Vec<NodeId> = self
-                    .config
-                    .nodes
-                    .iter()
-                    .copied()
-                    .filter(|n| *n != self.config.id)
-                    .collect();
-                others[self.rng.below(others.len() as u64) as usize]
-            });
-        self.send(
-            to,
-            Message::CatchUp(CatchUp {
-                from: self.log.executed(),
-            }),
-        );
-        self.catch_up_retry = Some(self.now + self.config.retry_timeout);
-    }
-
-    /// Whether this node knows of chosen slots it cannot execute yet.
-    fn behind(&self) -> bool {
-        let known = self
-            .log
-            .highest_chosen()
-            .map_or(Slot(0), Slot::next)
-            .max(self.multi.known_commit);
-        known > self.log.executed()
+        self.replica.acceptor.accepted_iter().count()
     }
 }

@@ -20,6 +20,7 @@ use paxos::{
 
 use crate::checker::{Check, Checkers, Verdict, Violation};
 use crate::faults::{FaultEvent, FaultPlan, FaultProfile};
+use crate::fingerprint::Fingerprint;
 use crate::network::{Endpoint, Fate, Network};
 use crate::rng::SimRng;
 use crate::trace::{MsgBrief, Trace, TraceEvent, ValueBrief};
@@ -239,6 +240,9 @@ pub struct RunReport {
     pub stats: RunStats,
     /// Every client invocation and its response.
     pub history: Vec<HistoryEntry>,
+    /// A hash of every action and executed slot of every node, in order, and of the counters and
+    /// history ([`crate::fingerprint`]): equal for two runs that behaved the same.
+    pub fingerprint: u64,
 }
 
 /// Runs one seed to the end and reports. Never panics on a protocol failure: a panic inside the
@@ -437,6 +441,7 @@ struct Simulation {
     history: Vec<HistoryEntry>,
     stats: RunStats,
     keys: Vec<Bytes>,
+    fingerprint: Fingerprint,
 }
 
 impl Simulation {
@@ -505,6 +510,7 @@ impl Simulation {
                 ..RunStats::default()
             },
             keys,
+            fingerprint: Fingerprint::default(),
             cfg,
         }
     }
@@ -541,11 +547,16 @@ impl Simulation {
             knobs: self.knobs.clone(),
             trace: self.trace.lines(),
         });
+        let mut fingerprint = self.fingerprint;
+        fingerprint.add(&self.stats);
+        fingerprint.add(&self.history);
+        fingerprint.add(&failure);
         RunReport {
             seed: self.cfg.seed,
             failure,
             stats: self.stats,
             history: self.history,
+            fingerprint: fingerprint.value(),
         }
     }
 
@@ -925,6 +936,12 @@ impl Simulation {
         let id = self.nodes[i].id;
         let mut actions = std::mem::take(&mut self.actions);
         node.drain_actions(self.now, &mut actions);
+        if !actions.is_empty() {
+            self.fingerprint.add(&(self.now, id));
+            for action in &actions {
+                self.fingerprint.add(action);
+            }
+        }
         let proposer = matches!(node.role(), Role::Leader | Role::Proposer);
         let mut kill = false;
         for action in actions.drain(..) {
@@ -971,6 +988,9 @@ impl Simulation {
 
         let mut executed = std::mem::take(&mut self.executed);
         node.drain_executed(&mut executed);
+        for e in &executed {
+            self.fingerprint.add(&(id, e));
+        }
         let installed = node.stats().snapshots_installed;
         let mut verdict = Ok(());
         for (slot, value) in &executed {

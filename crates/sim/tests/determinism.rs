@@ -12,9 +12,11 @@ fn a_seed_replays_exactly() {
         assert_eq!(a.stats, b.stats);
         assert_eq!(a.history, b.history);
         assert_eq!(a.failure, b.failure);
+        assert_eq!(a.fingerprint, b.fingerprint);
         assert!(!a.history.is_empty());
         let other = run(&cfg.with_seed(43));
         assert_ne!(a.history, other.history, "seeds 42 and 43 ran the same");
+        assert_ne!(a.fingerprint, other.fingerprint);
     }
 }
 
