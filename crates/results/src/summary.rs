@@ -597,13 +597,18 @@ fn kinds_text(ps: &[&Point]) -> String {
         return "—".into();
     }
     medians.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-    let mut parts: Vec<String> = medians
+    // A kind too rare to show at two decimals (heartbeats under load) is only counted.
+    let shown: Vec<&(&String, f64)> = medians
         .iter()
+        .filter(|(_, m)| *m >= 0.005)
         .take(COST_KINDS_SHOWN)
+        .collect();
+    let mut parts: Vec<String> = shown
+        .iter()
         .map(|(k, m)| format!("{k}={}", fine_num(*m)))
         .collect();
-    if medians.len() > COST_KINDS_SHOWN {
-        parts.push(format!("+{} more", medians.len() - COST_KINDS_SHOWN));
+    if medians.len() > shown.len() {
+        parts.push(format!("+{} more", medians.len() - shown.len()));
     }
     parts.join(" ")
 }
@@ -703,7 +708,7 @@ fn costs_section(run: &Run) -> String {
          Peer bytes and datagrams: what the nodes sent each other (each counted once, by its \
          sender); on QUIC UDP payload bytes and datagrams (acknowledgements, keep-alives and RTT \
          probes included), on TCP the TLS record bytes the kernel saw acknowledged, with no \
-         datagrams (—). Client bytes: both ways between the nodes and their clients (the \
+         datagrams (—, as for a node with no peer). Client bytes: both ways between the nodes and their clients (the \
          launcher's status reads included). Each figure is the median over repetitions with \
          [lo–hi] its 95% interval (with 2 to 5 repetitions, their min–max).\n\n",
     );
@@ -1703,7 +1708,7 @@ mod tests {
                 3,
                 1000,
                 3000,
-                0,
+                1,
                 3_000_000,
                 false,
                 60.0,
@@ -1761,6 +1766,8 @@ mod tests {
         assert_eq!(m[7], "1.80 [1.50–2.10]", "{m:?}");
         // By kind, largest first: 3 x 0.4 and 3 x 0.6 Accepts, 3 x 0.1 Commits.
         assert_eq!(m[8], "accept=1.50 commit=0.30", "{m:?}");
+        // Basic Paxos also sent one Commit in 1000 commands: too rare to show, counted.
+        assert_eq!(cells("basic-paxos")[8], "accept=9.00 +1 more");
         // Peer bytes: 3 x 900 and 3 x 1500 per command; datagrams a thousandth of that.
         assert_eq!(m[9], "3600 [2700–4500]", "{m:?}");
         assert_eq!(m[10], "3.60 [2.70–4.50]", "{m:?}");
@@ -1797,7 +1804,14 @@ mod tests {
             .split(',')
             .collect();
         assert_eq!(b0[col("peer_datagrams_per_cmd")], "", "TCP: empty, not 0");
-        assert_eq!(b0[col("sent_commit_per_cmd")], "0", "counted, never sent");
+        assert_eq!(b0[col("sent_commit_per_cmd")], "0.003");
+        let u0: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("u0,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(u0[col("sent_accept_per_cmd")], "0", "counted, never sent");
         // Older results, without counters, have neither the section nor the columns.
         let old = vec![point("p0", "multi-paxos", 100.0, 0, 100.0)];
         assert!(!markdown(&run(old.clone())).contains("Costs per command"));

@@ -129,7 +129,8 @@ pub struct Traffic {
     pub bytes_received: u64,
     /// Write operations (see above for what one is on each transport).
     pub writes: u64,
-    /// UDP datagrams sent; `None` on a transport without datagrams (TCP), never 0 for it.
+    /// UDP datagrams sent; `None` on a transport without datagrams (TCP), never 0 for it, and
+    /// while the node has had no connection of this class (an Unreplicated node's peers).
     pub datagrams_sent: Option<u64>,
     /// UDP datagrams received; `None` on a transport without datagrams.
     pub datagrams_received: Option<u64>,
