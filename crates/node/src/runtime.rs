@@ -21,7 +21,7 @@
 //! only saves the redial backoff); a newer connection from a lower-id peer replaces the one in
 //! use; each side opens one stream on it (QUIC: unidirectional; TCP: its half of the one
 //! stream), starting with a [`wire::PeerHello`] whose id must match the node id bound to the
-//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/3`,
+//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/4`,
 //! requests pipelined on long-lived streams (QUIC: bidirectional streams; TCP: one connection
 //! each). A client's `Impair` frame is the socket's business, not the core's: the stream's
 //! reader hands it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
@@ -32,6 +32,13 @@
 //! current by a tiny QUIC datagram every [`RTT_PROBE_INTERVAL`] (see `transport::probe_rtt`
 //! for why), or on TCP the kernel's (`TCP_INFO`). A connection whose RTT is unknown is not
 //! listed.
+//!
+//! They also carry the node's wire counters ([`wire::WireCounters`], see
+//! [`Metrics::wire_counters`]): every connection the node dials or accepts (knocks included) is
+//! tracked as peer or client traffic from its handshake on; a status sums what the live ones
+//! carried so far (quinn's UDP statistics, or the kernel's TCP byte counts) and the final
+//! counts of those that closed, folded in when each closed. Peer messages are counted by kind
+//! as the readers decode them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,13 +47,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use paxos::{Action, ClientId, Command, Message, Node, NodeId, PersistToken, Record, Reply, Time};
+use paxos::{
+    Action, ClientId, Command, Message, MessageKind, Node, NodeId, PersistToken, Record, Reply,
+    Time,
+};
 use rustc_hash::FxHashMap;
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn, Instrument};
 use wire::{
     ClientFrame, ClientResponse, Codec, EmulationStatus, NodeStatus, PeerFrame, PeerHello,
-    ResponseFrame,
+    ResponseFrame, Traffic, WireCounters,
 };
 
 use crate::tls::Remote;
@@ -90,6 +100,9 @@ pub struct Metrics {
     pub frames_dropped: AtomicU64,
     /// Peer messages received.
     pub messages_in: AtomicU64,
+    /// Peer messages received and decoded, by kind, in [`MessageKind::ALL`] order (counted
+    /// where the frames are decoded, before they queue for the event loop).
+    pub received: [AtomicU64; MessageKind::ALL.len()],
     /// Client requests received.
     pub requests_in: AtomicU64,
     /// Loop turns.
@@ -101,6 +114,129 @@ pub struct Metrics {
     /// the node's emulated socket attaches to it when [`crate::serve`] builds it (without
     /// `[emulation]` nothing does, and impairments are refused).
     pub faults: Arc<crate::emulation::LinkFaults>,
+    /// Every connection the node made or accepted, by class, for the traffic counts of
+    /// status answers ([`Metrics::wire_counters`]).
+    wire: WireBook,
+}
+
+impl Metrics {
+    /// What the node's connections carried and the peer messages it received, cumulative
+    /// since it started: what its status answers report as [`NodeStatus::wire`].
+    pub fn wire_counters(&self) -> WireCounters {
+        let (peer, client) = self.wire.totals();
+        WireCounters {
+            peer,
+            client,
+            received: std::array::from_fn(|i| self.received[i].load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Counts the peer messages of one read, by kind.
+    fn count_received(&self, kinds: &[u64; MessageKind::ALL.len()]) {
+        for (counter, &n) in self.received.iter().zip(kinds) {
+            if n > 0 {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Whom a connection is with, for the traffic counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// Another node of the cluster (a knock included).
+    Peer,
+    /// A client: a load generator, `paxbench kv`, a launcher reading statuses.
+    Client,
+}
+
+/// The node's connections for the traffic counts: those alive, whose counts are read when a
+/// status is answered, and the final counts of those that closed, folded in once each closed,
+/// so a reconnect never makes the totals go backwards.
+#[derive(Default)]
+struct WireBook(std::sync::Mutex<Book>);
+
+#[derive(Default)]
+struct Book {
+    /// Live connections by [`Conn::id`] (unique while the connection is held here).
+    live: HashMap<usize, (Class, Conn)>,
+    /// What the closed connections carried, peer and client.
+    closed: (Traffic, Traffic),
+}
+
+impl std::fmt::Debug for WireBook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (peer, client) = self.totals();
+        f.debug_struct("WireBook")
+            .field("peer", &peer)
+            .field("client", &client)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WireBook {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Peer and client traffic: the closed connections' final counts plus the live ones' now.
+    fn totals(&self) -> (Traffic, Traffic) {
+        let book = self.lock();
+        let (mut peer, mut client) = book.closed;
+        for (class, conn) in book.live.values() {
+            let t = conn.traffic();
+            match class {
+                Class::Peer => peer = peer.plus(t),
+                Class::Client => client = client.plus(t),
+            }
+        }
+        (peer, client)
+    }
+
+    /// Retires every connection still listed: at shutdown, once the endpoint closed them all,
+    /// so that no handle outlives the node (a watcher may not have run yet).
+    fn retire_all(&self) {
+        let ids: Vec<usize> = self.lock().live.keys().copied().collect();
+        for id in ids {
+            self.retire(id);
+        }
+    }
+
+    /// Moves a closed connection's final counts into the totals (once: under the same lock
+    /// as its removal, so a status answer counts it either live or closed, never both).
+    fn retire(&self, id: usize) {
+        let mut book = self.lock();
+        if let Some((class, conn)) = book.live.remove(&id) {
+            let t = conn.traffic();
+            match class {
+                Class::Peer => book.closed.0 = book.closed.0.plus(t),
+                Class::Client => book.closed.1 = book.closed.1.plus(t),
+            }
+        }
+    }
+}
+
+/// Counts `conn`'s traffic in `metrics` from now on: live until it closes, then folded into
+/// the totals by a task that waits for its end.
+fn track(metrics: &Arc<Metrics>, class: Class, conn: &Conn) {
+    let id = conn.id();
+    let fresh = metrics
+        .wire
+        .lock()
+        .live
+        .insert(id, (class, conn.clone()))
+        .is_none();
+    if fresh {
+        let metrics = metrics.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.closed().await;
+            // This task's handle goes first: a quinn connection handle keeps the endpoint's
+            // socket open, and a stopped node's address must be free for its successor.
+            drop(conn);
+            metrics.wire.retire(id);
+        });
+    }
 }
 
 /// What the event loop receives from connection tasks. Client requests come in the batches
@@ -148,6 +284,7 @@ pub async fn run(
 ) -> Result<(), paxos::ConfigError> {
     let endpoint: NodeEndpoint = endpoint.into();
     let me = config.core.id;
+    let counted = metrics.clone();
     let node = if config.rejoin_without_state {
         Node::rejoin_without_state(config.core.clone())?
     } else {
@@ -257,6 +394,7 @@ pub async fn run(
         let _ = t.await;
     }
     endpoint.wait_idle().await;
+    counted.wire.retire_all();
     Ok(())
 }
 
@@ -381,6 +519,7 @@ impl CoreLoop {
                     peer_rtt_us: self.peer_rtts(),
                     emulation: self.emulation_status(),
                     counters: Box::new(self.node.stats().into()),
+                    wire: Box::new(self.metrics.wire_counters()),
                 };
                 let _ = reply_to.tx.try_send(vec![ResponseFrame::Status(status)]);
             }
@@ -645,7 +784,12 @@ impl PeerLink {
         let mut backoff = Duration::from_millis(10);
         let mut probed = None;
         if !self.dial {
-            tokio::spawn(Self::knock(self.dialer.clone(), self.addr, self.peer));
+            tokio::spawn(Self::knock(
+                self.dialer.clone(),
+                self.addr,
+                self.peer,
+                self.metrics.clone(),
+            ));
         }
         loop {
             let conn = tokio::select! {
@@ -716,10 +860,11 @@ impl PeerLink {
     /// the peer would write into a dead connection until the QUIC idle timeout, and this node
     /// would hear nothing from it. One short connection, which the peer closes at once and
     /// takes as the signal to redial; if it fails, the idle timeout still ends the old one.
-    async fn knock(dialer: Dialer, addr: SocketAddr, peer: NodeId) {
+    async fn knock(dialer: Dialer, addr: SocketAddr, peer: NodeId, metrics: Arc<Metrics>) {
         let knock = dialer.connect_node(addr, peer);
         match tokio::time::timeout(Duration::from_secs(2), knock).await {
             Ok(Ok(conn)) => {
+                track(&metrics, Class::Peer, &conn);
                 // Until the peer closes it: reading sees that on either transport (a TCP
                 // connection learns of its end only by reading).
                 let heard = async {
@@ -740,7 +885,10 @@ impl PeerLink {
     async fn connection(&mut self) -> Option<Conn> {
         if self.dial {
             match self.dialer.connect_node(self.addr, self.peer).await {
-                Ok(c) => Some(c),
+                Ok(c) => {
+                    track(&self.metrics, Class::Peer, &c);
+                    Some(c)
+                }
                 Err(e) => {
                     debug!(error = %e, addr = %self.addr, "dial failed");
                     None
@@ -828,6 +976,7 @@ async fn read_peer(
                     Ok(false) | Err(_) => return,
                 }
                 let mut msgs = Vec::new();
+                let mut kinds = [0u64; MessageKind::ALL.len()];
                 loop {
                     match codec.decode::<PeerFrame>(&mut buf) {
                         Ok(None) => break,
@@ -851,7 +1000,10 @@ async fn read_peer(
                             );
                             return;
                         }
-                        Ok(Some(PeerFrame::Message(m))) if greeted => msgs.push(m),
+                        Ok(Some(PeerFrame::Message(m))) if greeted => {
+                            kinds[m.kind() as usize] += 1;
+                            msgs.push(m);
+                        }
                         Ok(Some(PeerFrame::Message(_))) => {
                             refuse(
                                 &conn,
@@ -868,7 +1020,11 @@ async fn read_peer(
                         }
                     }
                 }
-                if !msgs.is_empty() && input.send(Input::Peer(peer, msgs)).await.is_err() {
+                if msgs.is_empty() {
+                    continue;
+                }
+                metrics.count_received(&kinds);
+                if input.send(Input::Peer(peer, msgs)).await.is_err() {
                     return;
                 }
             }
@@ -877,7 +1033,7 @@ async fn read_peer(
 }
 
 /// Accepts connections: peers (ALPN `paxbench-peer/2`, a node certificate of the cluster) and
-/// clients (ALPN `paxbench-client/3`, any certificate of the cluster CA).
+/// clients (ALPN `paxbench-client/4`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,
@@ -931,8 +1087,14 @@ impl Acceptor {
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 match incoming.handshake().await {
-                    Ok((conn, Remote::Peer(id))) => this.serve_peer(conn, id, number).await,
-                    Ok((conn, Remote::Client(_))) => this.serve_client(conn).await,
+                    Ok((conn, Remote::Peer(id))) => {
+                        track(&this.metrics, Class::Peer, &conn);
+                        this.serve_peer(conn, id, number).await
+                    }
+                    Ok((conn, Remote::Client(_))) => {
+                        track(&this.metrics, Class::Client, &conn);
+                        this.serve_client(conn).await
+                    }
                     Err(e) => {
                         // Wrong CA, no certificate, another node's certificate, or a client
                         // certificate on the peer ALPN: refused (accept_incoming closed it).

@@ -1,7 +1,7 @@
 //! Certificates, mutual TLS and the QUIC endpoint of a node.
 //!
 //! One quinn [`Endpoint`](quinn::Endpoint) per node serves both peers and clients; ALPN tells
-//! them apart ([`Alpn::Peer`] = `paxbench-peer/2`, [`Alpn::Client`] = `paxbench-client/3`). Every
+//! them apart ([`Alpn::Peer`] = `paxbench-peer/2`, [`Alpn::Client`] = `paxbench-client/4`). Every
 //! connection is mutual TLS under a cluster CA that [`ClusterCerts`] makes (`paxbench certs`
 //! writes it to a directory with [`write_cluster`]; local runs keep a throwaway one in memory).
 //!
@@ -118,7 +118,7 @@ impl std::fmt::Display for Identity {
 pub enum Alpn {
     /// `paxbench-peer/2`: node-to-node traffic; only node certificates may use it.
     Peer,
-    /// `paxbench-client/3`: client requests; any cluster certificate may use it.
+    /// `paxbench-client/4`: client requests; any cluster certificate may use it.
     Client,
 }
 

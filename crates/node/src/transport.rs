@@ -17,6 +17,10 @@
 //! - TCP ([`tcp`]): TLS 1.3 over TCP with the same certificates, verifiers and ALPN strings;
 //!   one connection per peer pair carrying both directions, one per client request stream.
 //!   RTT is the kernel's (`TCP_INFO`). No emulated links: they are a UDP-socket feature.
+//!
+//! Each connection reports what it carried (`Conn::traffic`, a [`wire::Traffic`]): on QUIC
+//! quinn's UDP datagram and byte counts, on TCP the kernel's payload byte counts (TLS records)
+//! and the writes made, with no datagrams.
 
 use std::fmt;
 use std::io;
@@ -252,6 +256,25 @@ impl Conn {
         match self {
             Conn::Quic(c) => Some(c.rtt()),
             Conn::Tcp(c) => c.rtt(),
+        }
+    }
+
+    /// What it carried so far, cumulative since it opened (final once it closed; see
+    /// [`wire::Traffic`] for what each carrier counts): quinn's connection statistics
+    /// (`udp_tx` / `udp_rx`), or the kernel's TCP counts.
+    pub(crate) fn traffic(&self) -> wire::Traffic {
+        match self {
+            Conn::Quic(c) => {
+                let s = c.stats();
+                wire::Traffic {
+                    bytes_sent: s.udp_tx.bytes,
+                    bytes_received: s.udp_rx.bytes,
+                    writes: s.udp_tx.ios,
+                    datagrams_sent: Some(s.udp_tx.datagrams),
+                    datagrams_received: Some(s.udp_rx.datagrams),
+                }
+            }
+            Conn::Tcp(c) => c.traffic(),
         }
     }
 

@@ -533,14 +533,14 @@ impl Runner<'_> {
         let file = cluster.client_file.clone();
         let multi = g.protocol == Protocol::MultiPaxos;
         // What every node says just before the load starts: the leader, and its counters
-        // (replicated clusters).
+        // (every cluster, the single Unreplicated node's too: its costs per command).
         let replicated = g.nodes > 1;
-        let reading0 = (multi || replicated).then(|| rt.block_on(Reading::take(&file, g.nodes)));
+        let reading0 = Some(rt.block_on(Reading::take(&file, g.nodes)));
         let leader0 = reading0
             .as_ref()
             .filter(|_| multi)
             .and_then(Reading::leadership);
-        let counters0 = reading0.filter(|_| replicated).map(|r| r.counters());
+        let counters0 = reading0.map(|r| r.counters());
         let before = cluster.sample();
         let load_plan = plan(g, exp, level, level_index);
         // Faults need the cluster on this thread, so the load runs on another.
@@ -617,11 +617,8 @@ impl Runner<'_> {
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
         // ...and just after it ended (the same read gives the leader and the round trips).
-        let reading1 = (multi || replicated).then(|| rt.block_on(Reading::take(&file, g.nodes)));
-        let counters1 = reading1
-            .as_ref()
-            .filter(|_| replicated)
-            .map(Reading::counters);
+        let reading1 = Some(rt.block_on(Reading::take(&file, g.nodes)));
+        let counters1 = reading1.as_ref().map(Reading::counters);
         let Some(result) = result else {
             if let Some(c) = current.take() {
                 c.stop()?;
@@ -966,7 +963,7 @@ impl Reading {
         self.0
             .iter()
             .map(|(node, r)| {
-                let values = r.as_ref().map(|s| counter_values(&s.counters));
+                let values = r.as_ref().map(counter_values);
                 (node.0, values.map_err(String::clone))
             })
             .collect()
@@ -1002,9 +999,25 @@ impl Reading {
     }
 }
 
-/// A node's counters as points.jsonl keeps them: messages sent by kind name.
-fn counter_values(c: &wire::NodeCounters) -> CounterValues {
+/// A node's counters as points.jsonl keeps them: messages sent and received by kind name,
+/// the core's counters and the runtime's wire counters.
+fn counter_values(s: &wire::NodeStatus) -> CounterValues {
+    let c = &s.counters;
+    let traffic = |t: &wire::Traffic| results::TrafficValues {
+        bytes_sent: t.bytes_sent,
+        bytes_received: t.bytes_received,
+        writes: t.writes,
+        datagrams_sent: t.datagrams_sent,
+        datagrams_received: t.datagrams_received,
+    };
     CounterValues {
+        received: s
+            .wire
+            .received_by_name()
+            .map(|(name, n)| (name.to_string(), n))
+            .collect(),
+        peer_traffic: Some(traffic(&s.wire.peer)),
+        client_traffic: Some(traffic(&s.wire.client)),
         sent: c
             .sent_by_name()
             .map(|(name, n)| (name.to_string(), n))

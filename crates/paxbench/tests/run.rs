@@ -281,15 +281,16 @@ region_delay_ms = { a = { b = 10.0 } }
     );
 }
 
-/// Every point of a replicated cluster records what its nodes counted while the load ran,
-/// and the summary shows it: a tiny Basic Paxos run (Multi-Paxos for contrast) whose every
-/// node proposes, so every node runs phase 1 and every command needs at least one round.
+/// Every point records what its nodes counted while the load ran, and the summary shows it:
+/// a tiny Basic Paxos run (Multi-Paxos for contrast) whose every node proposes, so every node
+/// runs phase 1 and every command needs at least one round; and what every command cost on
+/// the wire, Unreplicated included.
 #[test]
 fn basic_paxos_points_record_counters_and_the_summary_shows_contention() {
     let dir = tempfile::tempdir().unwrap();
     let exp = r#"
 name = "contention-tiny"
-protocols = ["basic-paxos", "multi-paxos"]
+protocols = ["basic-paxos", "multi-paxos", "unreplicated"]
 slo_p99_us = 500000
 warmup_s = 0.3
 duration_s = 1.0
@@ -319,17 +320,53 @@ rates = [150]
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(points.len(), 2);
+    assert_eq!(points.len(), 3);
     for p in &points {
         let c = &p["counters"];
         let nodes = c["nodes"]
             .as_array()
             .unwrap_or_else(|| panic!("no counters: {p}"));
-        assert_eq!(nodes.len(), 3, "{c}");
         assert!(c.get("unreadable").is_none(), "every node answered: {c}");
         assert!(c["commands"].as_u64().unwrap() > 0, "{c}");
-        let sent = c["per_command"]["messages_sent"].as_f64().unwrap();
+        // What the nodes' connections carried, per node and per command (QUIC: datagrams).
+        let per = &c["per_command"];
+        for n in nodes {
+            let d = &n["delta"];
+            let client = &d["client_traffic"];
+            assert!(client["bytes_received"].as_u64().unwrap() > 0, "{n}");
+            assert!(client["datagrams_sent"].as_u64().unwrap() > 0, "{n}");
+            assert!(d["received"].is_object() || nodes.len() == 1, "{n}");
+        }
+        assert!(per["client_bytes"].as_f64().unwrap() > 0.0, "{c}");
+        if p["protocol"] == "unreplicated" {
+            // One node and no peer: nothing between nodes, at no cost per command.
+            assert_eq!(nodes.len(), 1, "{c}");
+            assert_eq!(per["messages_sent"].as_f64(), Some(0.0), "{c}");
+            assert_eq!(per["peer_bytes"].as_f64(), Some(0.0), "{c}");
+            continue;
+        }
+        assert_eq!(nodes.len(), 3, "{c}");
+        let sent = per["messages_sent"].as_f64().unwrap();
         assert!(sent >= 2.0, "a replicated command costs messages: {c}");
+        // On loopback every message sent is received; over the span of the point, give or
+        // take the few heartbeats in flight when it was read.
+        let received = per["messages_received"].as_f64().unwrap();
+        assert!(
+            (0.9 * sent..=1.1 * sent).contains(&received),
+            "sent {sent}, received {received} per command: {c}"
+        );
+        assert!(per["peer_bytes"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(per["peer_datagrams"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(per["sent_by_kind"]["accept"].as_f64().unwrap() > 0.0, "{c}");
+        assert!(
+            per["received_by_kind"]["accept"].as_f64().unwrap() > 0.0,
+            "{c}"
+        );
+        for n in nodes {
+            let peer = &n["delta"]["peer_traffic"];
+            assert!(peer["bytes_sent"].as_u64().unwrap() > 0, "{n}");
+            assert!(peer["datagrams_received"].as_u64().unwrap() > 0, "{n}");
+        }
         let stall = &p["stall"];
         assert_eq!(stall["threshold_ms"], 1000, "{stall}");
         assert_eq!(stall["livelock"], false, "{stall}");
@@ -385,8 +422,36 @@ rates = [150]
     );
     assert!(table[2].starts_with("| basic-paxos |"), "{section}");
     assert!(table[3].starts_with("| multi-paxos |"), "{section}");
+    // The costs of a command, for every protocol.
+    let costs = summary
+        .split("## Costs per command\n\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Costs per command section: {summary}"));
+    let table: Vec<&str> = costs.lines().take_while(|l| l.starts_with('|')).collect();
+    for h in [
+        "messages received / cmd",
+        "peer bytes / cmd",
+        "peer datagrams / cmd",
+    ] {
+        assert!(table[0].contains(h), "{h}: {}", table[0]);
+    }
+    assert_eq!(
+        table.len(),
+        5,
+        "header, rule, one row per protocol: {costs}"
+    );
+    for protocol in ["basic-paxos", "multi-paxos", "unreplicated"] {
+        assert!(
+            table
+                .iter()
+                .any(|l| l.starts_with(&format!("| {protocol} |"))),
+            "{protocol}: {costs}"
+        );
+    }
     let csv = std::fs::read_to_string(run.join("summary.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().contains("phase1_per_cmd"));
+    let header = csv.lines().next().unwrap();
+    assert!(header.contains("phase1_per_cmd"));
+    assert!(header.contains("peer_bytes_per_cmd") && header.contains("sent_accept_per_cmd"));
 }
 
 /// The single results directory under `dir/res`.

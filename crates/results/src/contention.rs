@@ -3,9 +3,10 @@
 //! livelock and backoff; and whether completions stalled long enough to call it a livelock
 //! (`stall`).
 //!
-//! The counters come from each node's status (the core's `paxos::Stats`), read just before the
-//! point's load starts and just after it ends: they cover the warm-up, the measured window and
-//! the drain. The per-command figures therefore divide by commands counted over the same span
+//! The counters come from each node's status (the core's `paxos::Stats`, and the runtime's wire
+//! counters: peer messages received by kind, bytes, datagrams and writes of its peer and client
+//! connections), read just before the point's load starts and just after it ends: they cover
+//! the warm-up, the measured window and the drain. The per-command figures therefore divide by commands counted over the same span
 //! (see [`Contention::commands_from`]), not by the window's completions.
 
 use std::collections::BTreeMap;
@@ -85,6 +86,96 @@ pub struct CounterValues {
     /// first phase 1 (or when the core does not measure it).
     #[serde(default)]
     pub phase1_rtt_us: Option<u64>,
+    /// Peer messages received, by kind name (the names of `sent`), counted by the node's
+    /// runtime as it decoded them; empty from a node that does not report them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub received: BTreeMap<String, u64>,
+    /// What the node's connections to and from other nodes carried; `None` from a node that
+    /// does not report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_traffic: Option<TrafficValues>,
+    /// What its connections from clients (load generators, status reads) carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_traffic: Option<TrafficValues>,
+}
+
+/// What one class of a node's connections carried (`wire::Traffic`): on QUIC UDP payload bytes
+/// and datagrams, and quinn's send operations; on TCP the TLS record bytes the kernel counted
+/// and the stream writes, with no datagrams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrafficValues {
+    /// Bytes sent.
+    #[serde(default)]
+    pub bytes_sent: u64,
+    /// Bytes received.
+    #[serde(default)]
+    pub bytes_received: u64,
+    /// Write operations (QUIC: UDP send operations; TCP: stream writes).
+    #[serde(default)]
+    pub writes: u64,
+    /// UDP datagrams sent; `None` on TCP.
+    #[serde(default)]
+    pub datagrams_sent: Option<u64>,
+    /// UDP datagrams received; `None` on TCP.
+    #[serde(default)]
+    pub datagrams_received: Option<u64>,
+}
+
+impl TrafficValues {
+    fn counts(&self) -> [u64; 5] {
+        [
+            self.bytes_sent,
+            self.bytes_received,
+            self.writes,
+            self.datagrams_sent.unwrap_or(0),
+            self.datagrams_received.unwrap_or(0),
+        ]
+    }
+
+    /// Whether some count is below `before`'s.
+    fn went_down(&self, before: &TrafficValues) -> bool {
+        self.counts()
+            .iter()
+            .zip(before.counts())
+            .any(|(a, b)| *a < b)
+    }
+
+    /// `self - before`, for a later reading that did not go down.
+    fn minus(&self, before: &TrafficValues) -> TrafficValues {
+        let d = |a: Option<u64>, b: Option<u64>| a.map(|a| a.saturating_sub(b.unwrap_or(0)));
+        TrafficValues {
+            bytes_sent: self.bytes_sent.saturating_sub(before.bytes_sent),
+            bytes_received: self.bytes_received.saturating_sub(before.bytes_received),
+            writes: self.writes.saturating_sub(before.writes),
+            datagrams_sent: d(self.datagrams_sent, before.datagrams_sent),
+            datagrams_received: d(self.datagrams_received, before.datagrams_received),
+        }
+    }
+
+    /// The sum (saturating); a datagram count is `None` only where both are.
+    fn plus(&self, other: &TrafficValues) -> TrafficValues {
+        let s = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        TrafficValues {
+            bytes_sent: self.bytes_sent.saturating_add(other.bytes_sent),
+            bytes_received: self.bytes_received.saturating_add(other.bytes_received),
+            writes: self.writes.saturating_add(other.writes),
+            datagrams_sent: s(self.datagrams_sent, other.datagrams_sent),
+            datagrams_received: s(self.datagrams_received, other.datagrams_received),
+        }
+    }
+}
+
+/// `a + b` where either may be missing.
+fn plus_traffic(a: Option<TrafficValues>, b: Option<TrafficValues>) -> Option<TrafficValues> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.plus(&b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
 }
 
 impl CounterValues {
@@ -121,6 +212,11 @@ impl CounterValues {
         self.sent.values().fold(0, |a, &b| a.saturating_add(b))
     }
 
+    /// Every peer message received, of any kind.
+    pub fn received_total(&self) -> u64 {
+        self.received.values().fold(0, |a, &b| a.saturating_add(b))
+    }
+
     /// Commands decided in the node's own batches: the sum of `attempts`.
     pub fn decided_own(&self) -> u64 {
         self.attempts.iter().fold(0, |a, &b| a.saturating_add(b))
@@ -144,7 +240,20 @@ impl CounterValues {
                 .attempts
                 .iter()
                 .enumerate()
-                .any(|(i, b)| self.attempts.get(i).copied().unwrap_or(0) < *b);
+                .any(|(i, b)| self.attempts.get(i).copied().unwrap_or(0) < *b)
+            || before
+                .received
+                .iter()
+                .any(|(k, b)| self.received.get(k).copied().unwrap_or(0) < *b)
+            || [
+                (&self.peer_traffic, &before.peer_traffic),
+                (&self.client_traffic, &before.client_traffic),
+            ]
+            .iter()
+            .any(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => a.went_down(b),
+                _ => false,
+            });
         if went_down {
             return (self.clone(), true);
         }
@@ -158,6 +267,15 @@ impl CounterValues {
         for (i, v) in d.attempts.iter_mut().enumerate() {
             *v -= before.attempts.get(i).copied().unwrap_or(0);
         }
+        for (k, v) in d.received.iter_mut() {
+            *v -= before.received.get(k).copied().unwrap_or(0);
+        }
+        // A class the earlier reading lacks is counted from zero, like a missing kind above.
+        let minus = |a: Option<TrafficValues>, b: Option<TrafficValues>| {
+            a.map(|a| a.minus(&b.unwrap_or_default()))
+        };
+        d.peer_traffic = minus(self.peer_traffic, before.peer_traffic);
+        d.client_traffic = minus(self.client_traffic, before.client_traffic);
         (d, false)
     }
 
@@ -179,6 +297,12 @@ impl CounterValues {
         }
         self.max_batch_seen = self.max_batch_seen.max(other.max_batch_seen);
         self.phase1_rtt_us = None;
+        for (k, o) in &other.received {
+            let v = self.received.entry(k.clone()).or_insert(0);
+            *v = v.saturating_add(*o);
+        }
+        self.peer_traffic = plus_traffic(self.peer_traffic, other.peer_traffic);
+        self.client_traffic = plus_traffic(self.client_traffic, other.client_traffic);
     }
 }
 
@@ -224,6 +348,30 @@ pub struct PerCommand {
     pub attempts_p99: Option<u32>,
     /// The most attempts any of them took (8 means 8 or more).
     pub attempts_max: Option<u32>,
+    /// Messages sent by every node, per command, by kind name (kinds never sent left out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sent_by_kind: BTreeMap<String, f64>,
+    /// Peer messages received by every node, per command (`None` when no node reported
+    /// what it received).
+    #[serde(default)]
+    pub messages_received: Option<f64>,
+    /// The same by kind name (kinds never received left out).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub received_by_kind: BTreeMap<String, f64>,
+    /// Bytes every node sent to its peers, per command (each byte counted once: what one
+    /// node sends another receives).
+    #[serde(default)]
+    pub peer_bytes: Option<f64>,
+    /// UDP datagrams every node sent to its peers, per command; `None` on TCP.
+    #[serde(default)]
+    pub peer_datagrams: Option<f64>,
+    /// Peer write operations of every node (QUIC: UDP sends; TCP: stream writes), per command.
+    #[serde(default)]
+    pub peer_writes: Option<f64>,
+    /// Bytes between the nodes and their clients, both ways (requests in, replies out, and
+    /// the status reads), summed over nodes, per command.
+    #[serde(default)]
+    pub client_bytes: Option<f64>,
 }
 
 /// What a point's nodes counted while its load ran: `counters` in points.jsonl.
@@ -323,6 +471,22 @@ impl Contention {
             attempts_p50: attempts_quantile(&attempts, 0.5),
             attempts_p99: attempts_quantile(&attempts, 0.99),
             attempts_max: attempts.iter().rposition(|&n| n > 0).map(|i| i as u32 + 1),
+            sent_by_kind: by_kind(&total.sent, commands),
+            messages_received: if total.received.is_empty() {
+                None
+            } else {
+                per(total.received_total())
+            },
+            received_by_kind: by_kind(&total.received, commands),
+            peer_bytes: total.peer_traffic.and_then(|t| per(t.bytes_sent)),
+            peer_datagrams: total
+                .peer_traffic
+                .and_then(|t| t.datagrams_sent)
+                .and_then(per),
+            peer_writes: total.peer_traffic.and_then(|t| per(t.writes)),
+            client_bytes: total
+                .client_traffic
+                .and_then(|t| per(t.bytes_sent.saturating_add(t.bytes_received))),
         };
         Contention {
             nodes,
@@ -335,6 +499,18 @@ impl Contention {
             phase1_rtt_us,
         }
     }
+}
+
+/// Each kind's count per command, for the kinds counted at least once; empty without commands.
+fn by_kind(counts: &BTreeMap<String, u64>, commands: u64) -> BTreeMap<String, f64> {
+    if commands == 0 {
+        return BTreeMap::new();
+    }
+    counts
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.clone(), *n as f64 / commands as f64))
+        .collect()
 }
 
 /// The attempts at quantile `q` of a distribution by attempt bucket: the smallest attempt
@@ -601,6 +777,122 @@ mod tests {
         let s = Stall::compute(&rows(&c), &[], 1000, true, false);
         assert_eq!((s.longest_ms, s.longest_start_ms), (1000, Some(1000)));
         assert!(s.livelock);
+    }
+
+    fn traffic(bytes: u64, datagrams: Option<u64>) -> TrafficValues {
+        TrafficValues {
+            bytes_sent: bytes,
+            bytes_received: bytes / 2,
+            writes: bytes / 100,
+            datagrams_sent: datagrams,
+            datagrams_received: datagrams.map(|d| d / 2),
+        }
+    }
+
+    /// A node's cumulative reading with wire counters: `accepts` Accepts sent, `received`
+    /// Accepteds received, `bytes` of peer traffic sent and a tenth of that of client traffic.
+    fn wire_reading(accepts: u64, received: u64, bytes: u64, quic: bool) -> CounterValues {
+        let datagrams = |b: u64| quic.then_some(b / 1000);
+        CounterValues {
+            sent: [("accept".to_string(), accepts)].into_iter().collect(),
+            received: [("accepted".to_string(), received), ("commit".into(), 0)]
+                .into_iter()
+                .collect(),
+            peer_traffic: Some(traffic(bytes, datagrams(bytes))),
+            client_traffic: Some(traffic(bytes / 10, datagrams(bytes / 10))),
+            commands_executed: accepts / 2,
+            ..CounterValues::default()
+        }
+    }
+
+    #[test]
+    fn wire_counters_are_differenced_summed_and_divided_per_command() {
+        // A leader (node 0) and a follower (node 1) over QUIC; 100 commands executed.
+        let leader = (
+            wire_reading(20, 20, 10_000, true),
+            wire_reading(220, 220, 210_000, true),
+        );
+        let follower = (
+            CounterValues {
+                commands_executed: 10,
+                ..wire_reading(0, 0, 4_000, true)
+            },
+            CounterValues {
+                commands_executed: 110,
+                ..wire_reading(0, 0, 54_000, true)
+            },
+        );
+        let c = Contention::compute(vec![(0, Ok(leader)), (1, Ok(follower))], 90);
+        let d0 = c.nodes[0].delta.as_ref().unwrap();
+        assert_eq!(d0.received["accepted"], 200);
+        assert_eq!(d0.peer_traffic, Some(traffic(200_000, Some(200))));
+        assert_eq!(
+            d0.client_traffic.unwrap().bytes_sent,
+            20_000,
+            "client traffic apart"
+        );
+        assert_eq!((c.commands, c.commands_from.as_str()), (100, "executed"));
+        let total = c.total.peer_traffic.unwrap();
+        assert_eq!(total.bytes_sent, 250_000);
+        assert_eq!(total.datagrams_sent, Some(250));
+        let p = &c.per_command;
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() < 1e-9);
+        assert!(close(p.messages_sent, 200.0 / 100.0), "{p:?}");
+        assert!(close(p.messages_received, 200.0 / 100.0), "{p:?}");
+        assert!(close(p.peer_bytes, 250_000.0 / 100.0), "{p:?}");
+        assert!(close(p.peer_datagrams, 250.0 / 100.0), "{p:?}");
+        assert!(close(p.peer_writes, 2_500.0 / 100.0), "{p:?}");
+        // Client bytes both ways: 20 000 + 10 000 from the leader, 5 000 + 2 500 from the
+        // follower.
+        assert!(close(p.client_bytes, 37_500.0 / 100.0), "{p:?}");
+        assert_eq!(p.sent_by_kind.keys().collect::<Vec<_>>(), ["accept"]);
+        assert!(close(p.sent_by_kind.get("accept").copied(), 200.0 / 100.0));
+        assert_eq!(
+            p.received_by_kind.keys().collect::<Vec<_>>(),
+            ["accepted"],
+            "kinds never received are left out"
+        );
+    }
+
+    #[test]
+    fn tcp_has_no_datagrams_and_older_nodes_no_wire_figures() {
+        let tcp = (
+            wire_reading(0, 0, 1_000, false),
+            wire_reading(100, 100, 51_000, false),
+        );
+        let c = Contention::compute(vec![(0, Ok(tcp))], 50);
+        let p = &c.per_command;
+        assert_eq!(c.total.peer_traffic.unwrap().datagrams_sent, None);
+        assert_eq!(p.peer_datagrams, None, "None on TCP, not 0");
+        assert!(p.peer_bytes.is_some_and(|b| b == 1_000.0));
+        // Counters from a node that reports no wire counters: no wire figures, no zeros.
+        let old = (reading(0, 0, [0; 8], 0), reading(5, 0, [0; 8], 10));
+        let c = Contention::compute(vec![(0, Ok(old))], 10);
+        let p = &c.per_command;
+        assert_eq!(
+            (p.messages_received, p.peer_bytes, p.client_bytes),
+            (None, None, None)
+        );
+        assert!(p.received_by_kind.is_empty());
+        let text = serde_json::to_string(&c).unwrap();
+        assert!(!text.contains("peer_traffic"), "{text}");
+    }
+
+    #[test]
+    fn wire_counters_that_went_down_mean_a_restart() {
+        let before = wire_reading(50, 50, 100_000, true);
+        let mut after = before.clone();
+        after.peer_traffic = Some(traffic(2_000, Some(2)));
+        let (d, restarted) = after.since(&before);
+        assert!(restarted, "bytes went down");
+        assert_eq!(d, after);
+        let mut after = before.clone();
+        after.received.insert("accepted".into(), 3);
+        assert!(after.since(&before).1, "received went down");
+        // Equal readings: zero deltas, datagram counts kept as counts.
+        let (d, restarted) = before.since(&before);
+        assert!(!restarted);
+        assert_eq!(d.peer_traffic, Some(traffic(0, Some(0))));
     }
 
     #[test]

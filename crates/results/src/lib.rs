@@ -92,7 +92,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 pub use availability::{fault_windows, Availability, FaultWindow};
-pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall};
+pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall, TrafficValues};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_intervals};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};

@@ -97,7 +97,8 @@ pub struct Point {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linearizable: Option<LinearizabilityResult>,
     /// What the nodes counted while the point's load ran (phase-1 rounds, Nacks, backoff,
-    /// attempts...) and the figures per command; replicated clusters only.
+    /// attempts, messages sent and received, bytes and datagrams on the wire...) and the
+    /// figures per command.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<Contention>,
     /// The longest stretch without a completion, and whether it counts as a livelock.

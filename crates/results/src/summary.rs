@@ -53,6 +53,7 @@ pub fn markdown(run: &Run) -> String {
     s.push_str(&crate::search::section(run));
     s.push_str(&availability_section(run));
     s.push_str(&contention_section(run));
+    s.push_str(&costs_section(run));
 
     s.push_str("## Points\n\n");
     s.push_str(&points_table(run));
@@ -538,6 +539,182 @@ fn contention_section(run: &Run) -> String {
     s
 }
 
+/// A figure per command: two decimals below 10, as [`stat_fine`].
+fn fine_num(x: f64) -> String {
+    if x.abs() < 10.0 {
+        format!("{x:.2}")
+    } else {
+        fmt_num(x)
+    }
+}
+
+/// The median over repetitions of a figure per command with its 95% interval, as the Load
+/// levels table shows them ([`fmt_ci`]), two decimals below 10.
+fn stat_ci_fine(ps: &[&Point], f: impl Fn(&Point) -> Option<f64>) -> String {
+    let values: Vec<f64> = ps.iter().filter_map(|p| f(p)).collect();
+    let Some(s) = Stat::of(&values) else {
+        return "—".into();
+    };
+    match s.ci {
+        _ if s.min == s.max => fine_num(s.median),
+        None => fine_num(s.median),
+        Some((lo, hi)) => {
+            let mut text = format!("{} [{}–{}]", fine_num(s.median), fine_num(lo), fine_num(hi));
+            if (lo, hi) != (s.min, s.max) {
+                let _ = write!(text, " (range {}–{})", fine_num(s.min), fine_num(s.max));
+            }
+            text
+        }
+    }
+}
+
+/// How many message kinds the Costs table names per row, largest first.
+const COST_KINDS_SHOWN: usize = 4;
+
+/// The largest kinds of messages sent per command over a row's repetitions (each kind's median
+/// over the repetitions that have counters), as `accept=2.00 accepted=2.00`, then `+n more`.
+fn kinds_text(ps: &[&Point]) -> String {
+    let kinds: BTreeSet<&String> = ps
+        .iter()
+        .filter_map(|p| per_command(p))
+        .flat_map(|c| c.sent_by_kind.keys())
+        .collect();
+    let mut medians: Vec<(&String, f64)> = kinds
+        .into_iter()
+        .filter_map(|k| {
+            // A repetition with counters that never sent the kind sent none of it.
+            let values: Vec<f64> = ps
+                .iter()
+                .filter_map(|p| per_command(p))
+                .map(|c| c.sent_by_kind.get(k).copied().unwrap_or(0.0))
+                .collect();
+            Stat::of(&values)
+                .map(|s| (k, s.median))
+                .filter(|(_, m)| *m > 0.0)
+        })
+        .collect();
+    if medians.is_empty() {
+        return "—".into();
+    }
+    medians.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+    // A kind too rare to show at two decimals (heartbeats under load) is only counted.
+    let shown: Vec<&(&String, f64)> = medians
+        .iter()
+        .filter(|(_, m)| *m >= 0.005)
+        .take(COST_KINDS_SHOWN)
+        .collect();
+    let mut parts: Vec<String> = shown
+        .iter()
+        .map(|(k, m)| format!("{k}={}", fine_num(*m)))
+        .collect();
+    if medians.len() > shown.len() {
+        parts.push(format!("+{} more", medians.len() - shown.len()));
+    }
+    parts.join(" ")
+}
+
+const COST_COLUMNS: &[Column] = &[
+    Column {
+        header: "node CPU µs / cmd",
+        present: |p| p.cpu_us_per_command().is_some(),
+        cell: |ps| stat_ci_fine(ps, Point::cpu_us_per_command),
+    },
+    Column {
+        header: "messages sent / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.messages_sent.is_some()),
+        cell: |ps| stat_ci_fine(ps, |p| per_command(p)?.messages_sent),
+    },
+    Column {
+        header: "messages received / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.messages_received.is_some()),
+        cell: |ps| stat_ci_fine(ps, |p| per_command(p)?.messages_received),
+    },
+    Column {
+        header: "sent by kind / cmd",
+        present: |p| per_command(p).is_some_and(|c| !c.sent_by_kind.is_empty()),
+        cell: kinds_text,
+    },
+    Column {
+        header: "peer bytes / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.peer_bytes.is_some()),
+        cell: |ps| stat_ci_fine(ps, |p| per_command(p)?.peer_bytes),
+    },
+    Column {
+        header: "peer datagrams / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.peer_datagrams.is_some()),
+        cell: |ps| stat_ci_fine(ps, |p| per_command(p)?.peer_datagrams),
+    },
+    Column {
+        header: "client bytes / cmd",
+        present: |p| per_command(p).is_some_and(|c| c.client_bytes.is_some()),
+        cell: |ps| stat_ci_fine(ps, |p| per_command(p)?.client_bytes),
+    },
+];
+
+/// `## Costs per command`: per protocol (every one, Unreplicated included), configuration and
+/// load level, what one command cost the nodes: CPU time, messages sent and received, the
+/// largest kinds of messages sent, bytes and datagrams between the nodes, bytes to and from the
+/// clients; each the median over repetitions with its 95% interval. A column is shown only when
+/// some point has its data. Empty when no point has counters (older results).
+fn costs_section(run: &Run) -> String {
+    if !run.points.iter().any(|p| p.counters.is_some()) {
+        return String::new();
+    }
+    let columns: Vec<&Column> = COST_COLUMNS
+        .iter()
+        .filter(|c| run.points.iter().any(c.present))
+        .collect();
+    let mut s = String::from(
+        "## Costs per command\n\n| protocol | config | load | reps | throughput (ops/s) |",
+    );
+    for c in &columns {
+        let _ = write!(s, " {} |", c.header);
+    }
+    s.push_str("\n|---|---|---:|---:|---:|");
+    for c in &columns {
+        s.push_str(if c.header == "sent by kind / cmd" {
+            "---|"
+        } else {
+            "---:|"
+        });
+    }
+    s.push('\n');
+    for g in &groups(run) {
+        for (level, ps) in g.by_load() {
+            let _ = write!(
+                s,
+                "| {} | {} | {} | {} | {} |",
+                g.protocol,
+                config_text(&g.varying),
+                fmt_num(level),
+                ps.len(),
+                fmt_ci(Stat::of(
+                    &ps.iter().map(|p| p.throughput_ops).collect::<Vec<_>>()
+                )),
+            );
+            for c in &columns {
+                let _ = write!(s, " {} |", (c.cell)(&ps));
+            }
+            s.push('\n');
+        }
+    }
+    s.push_str(
+        "\nCPU: the nodes' busy cores over the measured window, summed over nodes, over the \
+         throughput. The others are counted by every node from just before the point's load \
+         started to just after it ended (warm-up included), summed over the nodes, and divided \
+         by the commands of the same span (see Contention; `counters.commands_from` in \
+         points.jsonl). Messages: peer messages, sent as the core counts them (a broadcast once \
+         per peer) and received as the runtime decoded them; by kind, the largest few sent. \
+         Peer bytes and datagrams: what the nodes sent each other (each counted once, by its \
+         sender); on QUIC UDP payload bytes and datagrams (acknowledgements, keep-alives and RTT \
+         probes included), on TCP the TLS record bytes the kernel saw acknowledged, with no \
+         datagrams (—, as for a node with no peer). Client bytes: both ways between the nodes and their clients (the \
+         launcher's status reads included). Each figure is the median over repetitions with \
+         [lo–hi] its 95% interval (with 2 to 5 repetitions, their min–max).\n\n",
+    );
+    s
+}
+
 /// The per-point table as CSV: one row per point, raw units (ops/s, µs, bytes), one pair of
 /// columns per node id.
 pub fn csv(run: &Run) -> String {
@@ -579,6 +756,24 @@ pub fn csv(run: &Run) -> String {
         .any(|p| p.counters.is_some() || p.stall.is_some());
     if counted {
         header.extend(CONTENTION_CSV_COLUMNS.iter().map(|c| c.to_string()));
+    }
+    // The Costs per command figures, with a column per kind of message any point sent or
+    // received.
+    let costed = run.points.iter().any(|p| p.counters.is_some());
+    let mut sent_kinds = BTreeSet::new();
+    let mut received_kinds = BTreeSet::new();
+    for c in run.points.iter().filter_map(per_command) {
+        sent_kinds.extend(c.sent_by_kind.keys().cloned());
+        received_kinds.extend(c.received_by_kind.keys().cloned());
+    }
+    if costed {
+        header.extend(COST_CSV_COLUMNS.iter().map(|c| c.to_string()));
+        header.extend(sent_kinds.iter().map(|k| format!("sent_{k}_per_cmd")));
+        header.extend(
+            received_kinds
+                .iter()
+                .map(|k| format!("received_{k}_per_cmd")),
+        );
     }
     header.extend(LEVEL_CSV_COLUMNS.iter().map(|c| c.to_string()));
     let per_second = !run.seconds.is_empty();
@@ -632,6 +827,9 @@ pub fn csv(run: &Run) -> String {
             }
             if counted {
                 row.extend(contention_cells(p));
+            }
+            if costed {
+                row.extend(cost_cells(p, &sent_kinds, &received_kinds));
             }
             row.extend(level_cells(levels.get(&p.point_id).copied()));
             if per_second {
@@ -749,6 +947,47 @@ fn per_second_cells(seconds: Option<&Seconds>) -> Vec<String> {
             None => Default::default(),
         });
     }
+    cells
+}
+
+/// Columns of summary.csv present when any point has counters (then a column per message
+/// kind, sent and received).
+const COST_CSV_COLUMNS: &[&str] = &[
+    "messages_received_per_cmd",
+    "peer_bytes_per_cmd",
+    "peer_datagrams_per_cmd",
+    "peer_writes_per_cmd",
+    "client_bytes_per_cmd",
+];
+
+/// The cells of [`COST_CSV_COLUMNS`] and of the kind columns for `p` (a kind the point has
+/// counters for but never sent is 0; without counters every cell is empty).
+fn cost_cells(
+    p: &Point,
+    sent_kinds: &BTreeSet<String>,
+    received_kinds: &BTreeSet<String>,
+) -> Vec<String> {
+    let pc = per_command(p);
+    let opt = |v: Option<f64>| v.map(csv_num).unwrap_or_default();
+    let mut cells = vec![
+        opt(pc.and_then(|c| c.messages_received)),
+        opt(pc.and_then(|c| c.peer_bytes)),
+        opt(pc.and_then(|c| c.peer_datagrams)),
+        opt(pc.and_then(|c| c.peer_writes)),
+        opt(pc.and_then(|c| c.client_bytes)),
+    ];
+    let by_kind = |map: Option<&std::collections::BTreeMap<String, f64>>, k: &String| match map {
+        Some(m) => csv_num(m.get(k).copied().unwrap_or(0.0)),
+        None => String::new(),
+    };
+    // Counters without a count of their kind: 0 only when the commands divide (else empty).
+    let divides = pc.is_some_and(|c| c.messages_sent.is_some());
+    let sent = pc.filter(|_| divides).map(|c| &c.sent_by_kind);
+    let received = pc
+        .filter(|c| c.messages_received.is_some())
+        .map(|c| &c.received_by_kind);
+    cells.extend(sent_kinds.iter().map(|k| by_kind(sent, k)));
+    cells.extend(received_kinds.iter().map(|k| by_kind(received, k)));
     cells
 }
 
@@ -1202,7 +1441,7 @@ fn cell(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contention::{Contention, CounterValues, Stall};
+    use crate::contention::{Contention, CounterValues, Stall, TrafficValues};
     use serde_json::json;
 
     fn point(id: &str, protocol: &str, rate: f64, rep: u32, tput: f64) -> Point {
@@ -1376,5 +1615,206 @@ mod tests {
             p.stall = Some(stall(true));
             assert_eq!(p.livelock(), marked, "{protocol}");
         }
+    }
+
+    /// A point whose `nodes` nodes each executed `commands` commands, sent `accepts` Accepts
+    /// and `commits` Commits (all of them received), and sent `bytes` peer bytes in `bytes /
+    /// 1000` datagrams (`None` on TCP), with `bytes / 4` client bytes each way; each node busy
+    /// at `cpu` % of a core.
+    #[allow(clippy::too_many_arguments)]
+    fn costly(
+        mut p: Point,
+        nodes: u32,
+        commands: u64,
+        accepts: u64,
+        commits: u64,
+        bytes: u64,
+        quic: bool,
+        cpu: f64,
+    ) -> Point {
+        let traffic = |b: u64| TrafficValues {
+            bytes_sent: b,
+            bytes_received: b,
+            writes: b / 500,
+            datagrams_sent: quic.then_some(b / 1000),
+            datagrams_received: quic.then_some(b / 1000),
+        };
+        let kinds = |a: u64, c: u64| {
+            [("accept".to_string(), a), ("commit".to_string(), c)]
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        let after = CounterValues {
+            sent: kinds(accepts, commits),
+            received: kinds(accepts, commits),
+            commands_executed: commands,
+            peer_traffic: Some(traffic(bytes)),
+            client_traffic: Some(traffic(bytes / 4)),
+            ..CounterValues::default()
+        };
+        let readings = (0..nodes)
+            .map(|i| (i, Ok((CounterValues::default(), after.clone()))))
+            .collect();
+        p.counters = Some(Contention::compute(readings, p.completed));
+        p.nodes = (0..nodes)
+            .map(|i| crate::point::NodeStats {
+                id: json!(i),
+                cpu_percent: cpu,
+                rss_bytes: 1 << 20,
+            })
+            .collect();
+        p
+    }
+
+    #[test]
+    fn the_costs_table_covers_every_protocol_with_medians_over_repetitions() {
+        let points = vec![
+            // Unreplicated: one node, no peers (so no messages, no peer bytes), 1000 commands.
+            costly(
+                point("u0", "unreplicated", 1000.0, 0, 1000.0),
+                1,
+                1000,
+                0,
+                0,
+                0,
+                true,
+                50.0,
+            ),
+            // Multi-Paxos, two repetitions: per command 0.4 and 0.6 Accepts per node...
+            costly(
+                point("m0", "multi-paxos", 1000.0, 0, 1000.0),
+                3,
+                1000,
+                400,
+                100,
+                900_000,
+                true,
+                20.0,
+            ),
+            costly(
+                point("m1", "multi-paxos", 1000.0, 1, 1000.0),
+                3,
+                1000,
+                600,
+                100,
+                1_500_000,
+                true,
+                40.0,
+            ),
+            // Basic Paxos over TCP: no datagrams.
+            costly(
+                point("b0", "basic-paxos", 1000.0, 0, 500.0),
+                3,
+                1000,
+                3000,
+                1,
+                3_000_000,
+                false,
+                60.0,
+            ),
+        ];
+        let md = markdown(&run(points.clone()));
+        let section = md
+            .split("## Costs per command\n\n")
+            .nth(1)
+            .expect("a Costs per command section")
+            .split("\n\n")
+            .next()
+            .unwrap();
+        let lines: Vec<&str> = section.lines().collect();
+        for h in [
+            "node CPU µs / cmd",
+            "messages sent / cmd",
+            "messages received / cmd",
+            "sent by kind / cmd",
+            "peer bytes / cmd",
+            "peer datagrams / cmd",
+            "client bytes / cmd",
+        ] {
+            assert!(lines[0].contains(h), "{h}: {}", lines[0]);
+        }
+        assert_eq!(lines.len(), 2 + 3, "a row per protocol and load: {section}");
+        let row = |protocol: &str| {
+            *lines
+                .iter()
+                .find(|l| l.starts_with(&format!("| {protocol} |")))
+                .unwrap_or_else(|| panic!("no {protocol} row: {section}"))
+        };
+        let cells = |protocol: &str| -> Vec<String> {
+            row(protocol)
+                .split('|')
+                .map(|c| c.trim().to_string())
+                .filter(|c| !c.is_empty())
+                .collect()
+        };
+        // protocol, config, load, reps, throughput, CPU, sent, received, kinds, peer bytes,
+        // datagrams, client bytes.
+        let u = cells("unreplicated");
+        assert_eq!(u[3], "1", "{u:?}");
+        assert_eq!(u[5], "500", "0.5 cores over 1000 ops/s: {u:?}");
+        assert_eq!((u[6].as_str(), u[7].as_str()), ("0.00", "—"), "{u:?}");
+        assert_eq!(u[8], "—", "{u:?}");
+        assert_eq!(u[9], "0.00", "{u:?}");
+        assert_eq!(u[11], "0.00", "{u:?}");
+        let m = cells("multi-paxos");
+        assert_eq!(m[3], "2");
+        // CPU: 3 x 20 % and 3 x 40 % over 1000 ops/s: 600 and 1200 µs.
+        assert_eq!(m[5], "900 [600–1200]", "{m:?}");
+        // Sent: 3 x (400 + 100) and 3 x (600 + 100) over 1000 commands.
+        assert_eq!(m[6], "1.80 [1.50–2.10]", "{m:?}");
+        assert_eq!(m[7], "1.80 [1.50–2.10]", "{m:?}");
+        // By kind, largest first: 3 x 0.4 and 3 x 0.6 Accepts, 3 x 0.1 Commits.
+        assert_eq!(m[8], "accept=1.50 commit=0.30", "{m:?}");
+        // Basic Paxos also sent one Commit in 1000 commands: too rare to show, counted.
+        assert_eq!(cells("basic-paxos")[8], "accept=9.00 +1 more");
+        // Peer bytes: 3 x 900 and 3 x 1500 per command; datagrams a thousandth of that.
+        assert_eq!(m[9], "3600 [2700–4500]", "{m:?}");
+        assert_eq!(m[10], "3.60 [2.70–4.50]", "{m:?}");
+        // Client bytes: both ways, a quarter of the peer bytes each way.
+        assert_eq!(m[11], "1800 [1350–2250]", "{m:?}");
+        let b = cells("basic-paxos");
+        assert_eq!(b[10], "—", "TCP has no datagrams: {b:?}");
+        assert_eq!(b[9], "9000", "{b:?}");
+        // summary.csv: the same figures per point, a column per kind.
+        let table = csv(&run(points));
+        let header: Vec<&str> = table.lines().next().unwrap().split(',').collect();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| *h == name)
+                .unwrap_or_else(|| panic!("no {name} column: {header:?}"))
+        };
+        let m0: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("m0,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(m0[col("peer_bytes_per_cmd")], "2700");
+        assert_eq!(m0[col("peer_datagrams_per_cmd")], "2.7");
+        assert_eq!(m0[col("messages_received_per_cmd")], "1.5");
+        assert_eq!(m0[col("client_bytes_per_cmd")], "1350");
+        assert_eq!(m0[col("sent_accept_per_cmd")], "1.2");
+        assert_eq!(m0[col("received_commit_per_cmd")], "0.3");
+        let b0: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("b0,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(b0[col("peer_datagrams_per_cmd")], "", "TCP: empty, not 0");
+        assert_eq!(b0[col("sent_commit_per_cmd")], "0.003");
+        let u0: Vec<&str> = table
+            .lines()
+            .find(|l| l.starts_with("u0,"))
+            .unwrap()
+            .split(',')
+            .collect();
+        assert_eq!(u0[col("sent_accept_per_cmd")], "0", "counted, never sent");
+        // Older results, without counters, have neither the section nor the columns.
+        let old = vec![point("p0", "multi-paxos", 100.0, 0, 100.0)];
+        assert!(!markdown(&run(old.clone())).contains("Costs per command"));
+        assert!(!csv(&run(old)).contains("peer_bytes_per_cmd"));
     }
 }

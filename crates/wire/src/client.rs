@@ -84,6 +84,151 @@ pub struct NodeStatus {
     /// node started, so a harness diffs two readings. Boxed: they would make every
     /// [`ResponseFrame`], replies included, four times as large.
     pub counters: Box<NodeCounters>,
+    /// What the node's connections carried and which peer messages it received, cumulative
+    /// since the node started ([`WireCounters`]). Boxed for the same reason as `counters`.
+    pub wire: Box<WireCounters>,
+}
+
+/// What a node's connections carried, cumulative since the node started, in a
+/// [`NodeStatus`]: peer traffic and client traffic apart, and the peer messages the node
+/// received by kind. A harness diffs two readings, as with [`NodeCounters`].
+///
+/// The traffic counts are the sum over the node's live connections at the moment of the answer
+/// plus the final counts of every connection that closed since the node started, so a
+/// reconnect never makes them go backwards (a restart does: the node starts from zero).
+///
+/// `received` is a fixed array in [`MessageKind::ALL`] order, like [`NodeCounters::sent`], and
+/// the decoder refuses any other count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WireCounters {
+    /// Traffic on connections to and from other nodes of the cluster (knocks included).
+    pub peer: Traffic,
+    /// Traffic on connections from clients (load generators, the launcher's status reads).
+    pub client: Traffic,
+    /// Peer messages received and decoded, by kind, in [`MessageKind::ALL`] order (the
+    /// hello that opens a stream is not a message).
+    pub received: [u64; MessageKind::ALL.len()],
+}
+
+/// What one class of connections (peer or client) carried.
+///
+/// - QUIC: `bytes_*` are UDP payload bytes (QUIC headers, acknowledgements, keep-alives and
+///   RTT probes included; IP and UDP headers not), `datagrams_*` the UDP datagrams, `writes`
+///   the send operations quinn made (one carries several datagrams with GSO), all from quinn's
+///   connection statistics.
+/// - TCP: `bytes_*` are the TCP payload bytes, i.e. TLS records (TLS framing, handshake and
+///   session tickets included; TCP and IP headers not) that the peer acknowledged
+///   (`tcpi_bytes_acked`) and that arrived (`tcpi_bytes_received`) from the kernel's
+///   `TCP_INFO`; `writes` the stream writes the node made (each one flushed); `datagrams_*`
+///   are `None`: a byte stream has no datagrams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Write operations (see above for what one is on each transport).
+    pub writes: u64,
+    /// UDP datagrams sent; `None` on a transport without datagrams (TCP), never 0 for it, and
+    /// while the node has had no connection of this class (an Unreplicated node's peers).
+    pub datagrams_sent: Option<u64>,
+    /// UDP datagrams received; `None` on a transport without datagrams.
+    pub datagrams_received: Option<u64>,
+}
+
+impl Traffic {
+    /// The sum of two counts (saturating); a datagram count is `None` only if both are.
+    pub fn plus(self, other: Traffic) -> Traffic {
+        let opt = |a: Option<u64>, b: Option<u64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.saturating_add(b)),
+            (a, None) => a,
+            (None, b) => b,
+        };
+        Traffic {
+            bytes_sent: self.bytes_sent.saturating_add(other.bytes_sent),
+            bytes_received: self.bytes_received.saturating_add(other.bytes_received),
+            writes: self.writes.saturating_add(other.writes),
+            datagrams_sent: opt(self.datagrams_sent, other.datagrams_sent),
+            datagrams_received: opt(self.datagrams_received, other.datagrams_received),
+        }
+    }
+}
+
+impl WireCounters {
+    /// Each message kind's name with the count received, in [`MessageKind::ALL`] order.
+    pub fn received_by_name(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        MessageKind::ALL
+            .iter()
+            .zip(self.received)
+            .map(|(k, n)| (k.name(), n))
+    }
+}
+
+/// `traffic = bytes_sent bytes_received writes (varints) datagrams_sent:option<varint>
+/// datagrams_received:option<varint>`.
+fn put_traffic(buf: &mut Writer<'_>, t: &Traffic) {
+    put_varint(buf, t.bytes_sent);
+    put_varint(buf, t.bytes_received);
+    put_varint(buf, t.writes);
+    put_option(buf, t.datagrams_sent, put_varint);
+    put_option(buf, t.datagrams_received, put_varint);
+}
+
+fn read_traffic(r: &mut Reader, names: [&'static str; 5]) -> Result<Traffic, WireError> {
+    let bytes_sent = r.varint(names[0])?;
+    let bytes_received = r.varint(names[1])?;
+    let writes = r.varint(names[2])?;
+    let mut opt = |name| -> Result<Option<u64>, WireError> {
+        Ok(if r.option(name)? {
+            Some(r.varint(name)?)
+        } else {
+            None
+        })
+    };
+    Ok(Traffic {
+        bytes_sent,
+        bytes_received,
+        writes,
+        datagrams_sent: opt(names[3])?,
+        datagrams_received: opt(names[4])?,
+    })
+}
+
+/// `wire = peer:traffic client:traffic received:count varint*` (received: exactly one per
+/// message kind, in `MessageKind::ALL` order).
+fn put_wire(buf: &mut Writer<'_>, w: &WireCounters) {
+    put_traffic(buf, &w.peer);
+    put_traffic(buf, &w.client);
+    put_array(buf, &w.received);
+}
+
+fn read_wire(r: &mut Reader) -> Result<WireCounters, WireError> {
+    let peer = read_traffic(
+        r,
+        [
+            "Wire.peer.bytes_sent",
+            "Wire.peer.bytes_received",
+            "Wire.peer.writes",
+            "Wire.peer.datagrams_sent",
+            "Wire.peer.datagrams_received",
+        ],
+    )?;
+    let client = read_traffic(
+        r,
+        [
+            "Wire.client.bytes_sent",
+            "Wire.client.bytes_received",
+            "Wire.client.writes",
+            "Wire.client.datagrams_sent",
+            "Wire.client.datagrams_received",
+        ],
+    )?;
+    let received = read_array(r, "Wire.received", "one count per message kind")?;
+    Ok(WireCounters {
+        peer,
+        client,
+        received,
+    })
 }
 
 /// The core's [`paxos::Stats`] as they cross the wire: every counter, durations in
@@ -649,6 +794,7 @@ impl WriteBody for ResponseFrame {
                     put_varint(buf, e.dropped_fault);
                 });
                 put_counters(buf, &s.counters);
+                put_wire(buf, &s.wire);
             }
             ResponseFrame::Impaired(result) => {
                 buf.put_u8(tag::IMPAIRED);
@@ -707,6 +853,7 @@ impl Frame for ResponseFrame {
                         None
                     },
                     counters: Box::new(read_counters(&mut r)?),
+                    wire: Box::new(read_wire(&mut r)?),
                 };
                 (ResponseFrame::Status(status), "status")
             }

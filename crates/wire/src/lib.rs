@@ -70,7 +70,9 @@
 //! TLS handshake with a clear ALPN error instead of misreading frames. `paxbench-client/2` added
 //! the Impair and Impaired frames and the `emulation` field of Status; peer frames did not
 //! change, so the peer ALPN stayed at `/1`. `paxbench-client/3` added the `counters` field of
-//! Status (the core's [`paxos::Stats`], see [`NodeCounters`]).
+//! Status (the core's [`paxos::Stats`], see [`NodeCounters`]). `paxbench-client/4` added the
+//! `wire` field of Status (bytes, datagrams and writes of the node's peer and client
+//! connections, and the peer messages it received by kind; see [`WireCounters`]).
 //!
 //! # Format
 //!
@@ -102,6 +104,12 @@
 //!                                               all varints; sent: exactly one per message
 //!                                               kind, in MessageKind::ALL order; attempts:
 //!                                               exactly ATTEMPT_BUCKETS (8)
+//! wire        = peer:traffic client:traffic received:count varint*
+//!                                               received: exactly one per message kind, in
+//!                                               MessageKind::ALL order
+//! traffic     = bytes_sent:varint bytes_received:varint writes:varint
+//!               datagrams_sent:option<varint> datagrams_received:option<varint>
+//!                                               datagrams: none on TCP
 //! state       = cache_limit:varint session_timeout_ns:varint clock:varint next_sweep:varint
 //!               count (key:bytes value:bytes)* count session*
 //! session     = client last_active:varint base:varint count option<outcome>*
@@ -128,7 +136,7 @@
 //! | `0x21` | StatusRequest | client | (empty) |
 //! | `0x22` | Impair | client | `impairment` |
 //! | `0x30` | Response | response | `client request outcome leader_addr:addr` |
-//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint> counters` |
+//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint> counters wire` |
 //! | `0x32` | Impaired | response | `0x00` (applied) \| `0x01 why:bytes` (refused; UTF-8 text) |
 //!
 //! `protocol`: 0 MultiPaxos, 1 BasicPaxos, 2 Unreplicated. `role`: 0 Follower, 1 Candidate,
@@ -151,7 +159,7 @@ pub mod record;
 
 pub use client::{
     ClientFrame, ClientResponse, EmulationStatus, Impairment, LinkImpairment, NodeCounters,
-    NodeStatus, ResponseFrame,
+    NodeStatus, ResponseFrame, Traffic, WireCounters,
 };
 pub use error::WireError;
 pub use frame::{
@@ -163,4 +171,4 @@ pub use peer::{PeerFrame, PeerHello};
 pub const PEER_ALPN: &[u8] = b"paxbench-peer/2";
 
 /// ALPN protocol id of client-to-node connections, version included.
-pub const CLIENT_ALPN: &[u8] = b"paxbench-client/3";
+pub const CLIENT_ALPN: &[u8] = b"paxbench-client/4";

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use paxos::{Accept, Ballot, ClientId, Command, Message, NodeId, Op, RequestId, Slot, Value};
 use wire::{
     decode_frame, encode_frame, ClientFrame, EmulationStatus, Frame, Impairment, LinkImpairment,
-    NodeCounters, NodeStatus, PeerFrame, ResponseFrame, WireError,
+    NodeCounters, NodeStatus, PeerFrame, ResponseFrame, Traffic, WireCounters, WireError,
 };
 
 /// The encoding of all-zero counters: 10 sent counts, 17 scalars, 8 attempt buckets, no RTT.
@@ -16,6 +16,21 @@ fn zero_counters() -> Vec<u8> {
     c.extend([0; 8]);
     c.push(0x00);
     c
+}
+
+/// The encoding of all-zero wire counters: two traffic sections of three zero varints and two
+/// absent datagram counts each, then 10 received counts.
+fn zero_wire() -> Vec<u8> {
+    let mut w = vec![0, 0, 0, 0x00, 0x00, 0, 0, 0, 0x00, 0x00, 10];
+    w.extend([0; 10]);
+    w
+}
+
+/// What ends every status body with zero counters: the core's counters, then the wire's.
+fn zero_tail() -> Vec<u8> {
+    let mut t = zero_counters();
+    t.extend(zero_wire());
+    t
 }
 
 fn frame(body: &[u8]) -> BytesMut {
@@ -237,7 +252,7 @@ fn bad_peer_rtts_in_a_status_are_named() {
     );
     // 1 -> 41 000 us, 2 -> 300 us; no emulated link.
     let mut ok = vec![2, 1, 0xa8, 0xc0, 0x02, 2, 0xac, 0x02, 0x00];
-    ok.extend(zero_counters());
+    ok.extend(zero_tail());
     match status(&ok) {
         Ok(Some(ResponseFrame::Status(s))) => {
             assert_eq!(s.peer_rtt_us, vec![(NodeId(1), 41_000), (NodeId(2), 300)])
@@ -475,7 +490,7 @@ fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
     body.extend_from_slice(&impair_body(1, 0)[1..]);
     body.push(42);
     let without_counters = body.clone();
-    body.extend(zero_counters());
+    body.extend(zero_tail());
     let got = decode_frame::<ResponseFrame>(&mut frame(&body));
     let Ok(Some(ResponseFrame::Status(s))) = got else {
         panic!("{got:?}")
@@ -517,6 +532,7 @@ fn status_with(counters: NodeCounters) -> NodeStatus {
         peer_rtt_us: vec![(NodeId(0), 300)],
         emulation: None,
         counters: Box::new(counters),
+        wire: Box::default(),
     }
 }
 
@@ -593,21 +609,21 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
     let mut full = BytesMut::new();
     encode_frame(&frame, &mut full).unwrap();
     let body = full[4..].to_vec();
-    // Every truncation of the body is an error (the counters are the end of it).
+    // Every truncation of the body is an error (the counters end it).
     for cut in 0..body.len() {
         let got = decode_frame::<ResponseFrame>(&mut self::frame(&body[..cut]));
         assert!(got.is_err(), "cut at {cut} of {}: {got:?}", body.len());
     }
-    // The counters start after the status fields: find them by encoding with zero counters,
-    // whose section is 38 bytes.
+    // The counters start after the status fields: find them by encoding with zero counters
+    // (38 bytes of the core's, 21 of the wire's).
     let mut zero = BytesMut::new();
     encode_frame(
         &ResponseFrame::Status(status_with(NodeCounters::default())),
         &mut zero,
     )
     .unwrap();
-    let at = zero.len() - 4 - zero_counters().len();
-    assert_eq!(&zero[4 + at..], &zero_counters()[..]);
+    let at = zero.len() - 4 - zero_tail().len();
+    assert_eq!(&zero[4 + at..], &zero_tail()[..]);
     // A sent array of another length is refused, naming the field.
     let mut bad = zero[4..].to_vec();
     bad[at] = 9;
@@ -641,7 +657,7 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
     ));
     // A bad option tag for the RTT, and a byte after the counters.
     let mut bad = zero[4..].to_vec();
-    *bad.last_mut().unwrap() = 2;
+    bad[at + zero_counters().len() - 1] = 2;
     assert!(matches!(
         decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
         Err(WireError::UnknownTag {
@@ -660,6 +676,165 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
     for _ in 0..2000 {
         let mut g = zero[4..at + 4].to_vec();
         for _ in 0..(x % 60) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            g.push(x as u8);
+        }
+        let _ = decode_frame::<ResponseFrame>(&mut self::frame(&g));
+    }
+}
+
+fn some_wire() -> WireCounters {
+    let mut received = [0; 10];
+    for (i, r) in received.iter_mut().enumerate() {
+        *r = 7 * i as u64 + 3;
+    }
+    WireCounters {
+        peer: Traffic {
+            bytes_sent: 1 << 40,
+            bytes_received: 123_456_789,
+            writes: 4_000,
+            datagrams_sent: Some(90_000),
+            datagrams_received: Some(0),
+        },
+        client: Traffic {
+            bytes_sent: 5,
+            bytes_received: u64::MAX,
+            writes: 1,
+            datagrams_sent: None,
+            datagrams_received: None,
+        },
+        received,
+    }
+}
+
+#[test]
+fn a_status_carries_the_wire_counters_and_they_round_trip() {
+    for wire in [WireCounters::default(), some_wire()] {
+        let mut status = status_with(some_counters());
+        status.wire = Box::new(wire.clone());
+        let frame = ResponseFrame::Status(status);
+        let mut buf = BytesMut::new();
+        encode_frame(&frame, &mut buf).unwrap();
+        assert_eq!(decode_frame::<ResponseFrame>(&mut buf), Ok(Some(frame)));
+        assert!(buf.is_empty());
+    }
+    // Zero is not absent: a TCP count of no datagrams stays `None`, a QUIC count of none is 0.
+    let w = some_wire();
+    assert_eq!(w.peer.datagrams_received, Some(0));
+    assert_eq!(w.client.datagrams_sent, None);
+    let names: Vec<_> = w.received_by_name().collect();
+    assert_eq!(names[2], ("accept", 17));
+    assert_eq!(names.len(), paxos::MessageKind::ALL.len());
+    // Sums keep `None` only where both are.
+    let sum = w.peer.plus(w.client);
+    assert_eq!(sum.bytes_sent, (1 << 40) + 5);
+    assert_eq!(sum.bytes_received, u64::MAX, "saturates");
+    assert_eq!(sum.datagrams_sent, Some(90_000));
+    assert_eq!(
+        w.client.plus(w.client).datagrams_sent,
+        None,
+        "TCP plus TCP has no datagrams"
+    );
+}
+
+#[test]
+fn the_wire_counters_have_the_documented_layout() {
+    let mut status = status_with(NodeCounters::default());
+    status.wire = Box::new(some_wire());
+    let mut buf = BytesMut::new();
+    encode_frame(&ResponseFrame::Status(status), &mut buf).unwrap();
+    let mut zero = BytesMut::new();
+    encode_frame(
+        &ResponseFrame::Status(status_with(NodeCounters::default())),
+        &mut zero,
+    )
+    .unwrap();
+    let at = zero.len() - zero_wire().len();
+    assert_eq!(&zero[at..], &zero_wire()[..]);
+    let mut expected = vec![
+        // peer: 2^40 (6 varint bytes), 123456789 (4), 4000 (2), Some(90000) (3), Some(0)
+        0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0x95, 0x9a, 0xef, 0x3a, 0xa0, 0x1f, 0x01, 0x90, 0xbf,
+        0x05, 0x01, 0x00, // client: 5, u64::MAX (10 bytes), 1, None, None
+        0x05, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x00, 0x00,
+        // received: 10 counts, 3 + 7i
+        10,
+    ];
+    expected.extend((0..10u8).map(|i| 7 * i + 3));
+    assert_eq!(&buf[at..], &expected[..]);
+}
+
+#[test]
+fn a_truncated_or_malformed_wire_section_is_an_error_not_a_panic() {
+    let mut status = status_with(some_counters());
+    status.wire = Box::new(some_wire());
+    let mut full = BytesMut::new();
+    encode_frame(&ResponseFrame::Status(status), &mut full).unwrap();
+    let body = full[4..].to_vec();
+    for cut in 0..body.len() {
+        let got = decode_frame::<ResponseFrame>(&mut self::frame(&body[..cut]));
+        assert!(got.is_err(), "cut at {cut} of {}: {got:?}", body.len());
+    }
+    let mut zero = BytesMut::new();
+    encode_frame(
+        &ResponseFrame::Status(status_with(NodeCounters::default())),
+        &mut zero,
+    )
+    .unwrap();
+    let zero = zero[4..].to_vec();
+    let at = zero.len() - zero_wire().len();
+    // Without the wire section (a `/3` status) the decoder says what is missing.
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&zero[..at])).unwrap_err(),
+        WireError::Truncated {
+            field: "Wire.peer.bytes_sent",
+            needed: 1,
+            remaining: 0
+        }
+    );
+    // A bad option tag for a datagram count is named.
+    let mut bad = zero.clone();
+    bad[at + 3] = 2;
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)).unwrap_err(),
+        WireError::UnknownTag {
+            what: "Wire.peer.datagrams_sent",
+            tag: 2
+        }
+    );
+    let mut bad = zero.clone();
+    bad[at + 5 + 4] = 7;
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)).unwrap_err(),
+        WireError::UnknownTag {
+            what: "Wire.client.datagrams_received",
+            tag: 7
+        }
+    );
+    // A received array of another length is refused, naming the field.
+    let mut bad = zero.clone();
+    bad[at + 10] = 9;
+    assert_eq!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)).unwrap_err(),
+        WireError::BadValue {
+            field: "Wire.received",
+            value: "9".into(),
+            expected: "one count per message kind"
+        }
+    );
+    // A byte after it is refused.
+    let mut bad = zero.clone();
+    bad.push(0);
+    assert!(matches!(
+        decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
+        Err(WireError::TrailingBytes { .. })
+    ));
+    // Garbage in place of the wire section never panics.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for _ in 0..2000 {
+        let mut g = zero[..at].to_vec();
+        for _ in 0..(x % 40) {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;

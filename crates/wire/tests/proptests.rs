@@ -15,7 +15,7 @@ use proptest::prelude::*;
 use wire::{
     decode_frame, encode_frame, ClientFrame, ClientResponse, Codec, EmulationStatus, Frame,
     Impairment, LinkImpairment, NodeCounters, NodeStatus, PeerFrame, PeerHello, ResponseFrame,
-    WireError, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
+    Traffic, WireCounters, WireError, DEFAULT_MAX_FRAME_LEN, FRAME_HEADER_LEN,
 };
 
 // ---- strategies -------------------------------------------------------------------------------
@@ -269,6 +269,34 @@ fn role() -> BoxedStrategy<Role> {
     .boxed()
 }
 
+fn traffic() -> BoxedStrategy<Traffic> {
+    (
+        (num(), num(), num()),
+        proptest::option::of(num()),
+        proptest::option::of(num()),
+    )
+        .prop_map(
+            |((bytes_sent, bytes_received, writes), datagrams_sent, datagrams_received)| Traffic {
+                bytes_sent,
+                bytes_received,
+                writes,
+                datagrams_sent,
+                datagrams_received,
+            },
+        )
+        .boxed()
+}
+
+fn wire_counters() -> BoxedStrategy<WireCounters> {
+    (traffic(), traffic(), vec(num(), 10))
+        .prop_map(|(peer, client, received)| WireCounters {
+            peer,
+            client,
+            received: received.try_into().unwrap(),
+        })
+        .boxed()
+}
+
 fn counters() -> BoxedStrategy<NodeCounters> {
     (
         vec(num(), 10),
@@ -326,9 +354,21 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
         vec((node(), num()), 0..8),
         proptest::option::of((impairment(), num())),
         counters(),
+        wire_counters(),
     )
         .prop_map(
-            |(node, protocol, role, ballot, leader, executed, peer_rtt_us, emulation, counters)| {
+            |(
+                node,
+                protocol,
+                role,
+                ballot,
+                leader,
+                executed,
+                peer_rtt_us,
+                emulation,
+                counters,
+                wire,
+            )| {
                 ResponseFrame::Status(NodeStatus {
                     node,
                     protocol,
@@ -342,6 +382,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                         dropped_fault,
                     }),
                     counters: Box::new(counters),
+                    wire: Box::new(wire),
                 })
             },
         );

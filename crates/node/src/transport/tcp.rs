@@ -12,7 +12,7 @@
 
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -351,6 +351,8 @@ pub(crate) struct TcpConn {
     write: Mutex<Option<WriteHalf<Tls>>>,
     /// `Some(why)` once the connection is closed, by this side or the other.
     closed: watch::Sender<Option<String>>,
+    /// Stream writes made on it ([`TcpSend::write_all`] calls), for [`TcpConn::traffic`].
+    writes: AtomicU64,
 }
 
 impl std::fmt::Debug for TcpConn {
@@ -374,6 +376,7 @@ impl TcpConn {
             read: Mutex::new(Some(read)),
             write: Mutex::new(Some(write)),
             closed: watch::channel(None).0,
+            writes: AtomicU64::new(0),
         }))
     }
 
@@ -436,6 +439,52 @@ impl TcpConn {
         None
     }
 
+    /// What the connection carried so far: the TCP payload bytes (TLS records, so TLS framing
+    /// and the handshake are included) that the remote acknowledged and that arrived, from the
+    /// kernel's `TCP_INFO` (`tcpi_bytes_acked`, `tcpi_bytes_received`: Linux 4.1 and later; 0
+    /// where the kernel does not fill them), and the writes made. A byte stream has no
+    /// datagrams: they are `None`. Readable after the connection closed (the descriptor kept
+    /// here stays open), so its final counts can be folded into a node's totals.
+    pub(crate) fn traffic(&self) -> wire::Traffic {
+        let (bytes_sent, bytes_received) = self.bytes().unwrap_or((0, 0));
+        wire::Traffic {
+            bytes_sent,
+            bytes_received,
+            writes: self.writes.load(Ordering::Relaxed),
+            datagrams_sent: None,
+            datagrams_received: None,
+        }
+    }
+
+    /// `(tcpi_bytes_acked, tcpi_bytes_received)`, if the kernel reports them.
+    #[cfg(target_os = "linux")]
+    fn bytes(&self) -> Option<(u64, u64)> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: as in `rtt`: plain integers, all zeroes valid.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: a live socket descriptor owned by `self.socket`, and a buffer of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                self.socket.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        // An older kernel fills in less of the structure: only trust what it wrote.
+        let end =
+            std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + std::mem::size_of::<u64>();
+        (r == 0 && len as usize >= end).then_some((info.tcpi_bytes_acked, info.tcpi_bytes_received))
+    }
+
+    /// Not measured off Linux.
+    #[cfg(not(target_os = "linux"))]
+    fn bytes(&self) -> Option<(u64, u64)> {
+        None
+    }
+
     /// The write half, once.
     pub(crate) fn take_send(self: &Arc<Self>) -> io::Result<TcpSend> {
         let half = self.write.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -483,6 +532,7 @@ impl TcpSend {
     /// Writes and flushes `bytes` (into as few TLS records as they fit); an error closes the
     /// connection.
     pub(crate) async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.conn.writes.fetch_add(1, Ordering::Relaxed);
         let written = async {
             self.half.write_all(bytes).await?;
             self.half.flush().await
