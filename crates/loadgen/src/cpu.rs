@@ -206,7 +206,10 @@ mod tests {
         let own = mine.user_s + mine.system_s;
         // The same time as the thread's CPU clock says (getrusage rounds to µs and splits user
         // and system by sampling, not the total).
-        assert!(own >= 0.099 && (own - by_clock).abs() < 0.01, "{mine:?} vs {by_clock} s");
+        assert!(
+            own >= 0.099 && (own - by_clock).abs() < 0.01,
+            "{mine:?} vs {by_clock} s"
+        );
         assert!(mine.user_s > 0.05, "a spin is user time: {mine:?}");
         assert_eq!(mine.requests, 1000);
         let per = mine.us_per_request().unwrap();

@@ -49,8 +49,14 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 enum Event {
     /// Every reply one read of a connection brought, stamped with the instant they were
     /// decoded (one event and one wake-up of the driver per read, not per reply).
-    Replies { replies: Vec<Reply>, at: Instant },
-    Lost { node: NodeId, why: String },
+    Replies {
+        replies: Vec<Reply>,
+        at: Instant,
+    },
+    Lost {
+        node: NodeId,
+        why: String,
+    },
 }
 
 /// When a batch's buffer has less room than this left, it gets [`BATCH_BUFFER`] more: requests

@@ -751,7 +751,10 @@ mod tests {
         let per = m.summary.generator_cpu_us_per_request.unwrap();
         assert!((per - 5.0).abs() < 1e-9, "{}", m.summary);
         assert_eq!(m.summary.generator_cpu.unwrap().voluntary_switches, 14);
-        assert!(m.summary.to_string().contains("generator CPU 5.00 µs/request"));
+        assert!(m
+            .summary
+            .to_string()
+            .contains("generator CPU 5.00 µs/request"));
         let m = LoadResult::merge(vec![with(0.0012, 300), part(1, 100, 0)]).unwrap();
         assert_eq!(m.summary.generator_cpu_us_per_request, None);
         assert_eq!(m.summary.generator_cpu, None);

@@ -631,16 +631,24 @@ fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
     node.join().unwrap();
     let s = &r.summary;
     eprintln!("{s}");
-    let cpu = s.generator_cpu.expect("a current-thread runtime has a CPU figure");
+    let cpu = s
+        .generator_cpu
+        .expect("a current-thread runtime has a CPU figure");
     assert_eq!(cpu.scope, loadgen::CpuScope::Thread);
     assert!((1_900..=2_001).contains(&cpu.requests), "{cpu:?}");
     let busy = cpu.user_s + cpu.system_s;
     assert!(busy > 0.0 && cpu.user_s > 0.0, "{cpu:?}");
     let whole = (after - before).as_secs_f64();
     // getrusage rounds to µs and splits user and system by sampling: allow 5 ms.
-    assert!(busy <= whole + 0.005, "window {busy} s > whole run {whole} s");
+    assert!(
+        busy <= whole + 0.005,
+        "window {busy} s > whole run {whole} s"
+    );
     let per = s.generator_cpu_us_per_request.unwrap();
-    assert!((per - busy * 1e6 / cpu.requests as f64).abs() < 1e-6, "{per}");
+    assert!(
+        (per - busy * 1e6 / cpu.requests as f64).abs() < 1e-6,
+        "{per}"
+    );
     // It slept between sends, hundreds of times a second.
     assert!(cpu.voluntary_switches >= 100, "{cpu:?}");
     assert!(s.to_string().contains(" µs/request"), "{s}");

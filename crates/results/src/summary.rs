@@ -1358,7 +1358,10 @@ mod tests {
             .find(|l| l.starts_with("| point | protocol |"))
             .expect("a points table");
         let cols: Vec<&str> = header.split('|').map(str::trim).collect();
-        let at = cols.iter().position(|c| *c == "gen CPU µs/req").expect(header);
+        let at = cols
+            .iter()
+            .position(|c| *c == "gen CPU µs/req")
+            .expect(header);
         let row = |id: &str| -> Vec<String> {
             let line = md
                 .lines()
@@ -1368,21 +1371,31 @@ mod tests {
         };
         assert_eq!(row("p0")[at], "1.83", "{md}");
         assert_eq!(row("p1")[at], "—", "{md}");
-        assert_eq!(row("p0").len(), cols.len(), "every row has the column: {md}");
+        assert_eq!(
+            row("p0").len(),
+            cols.len(),
+            "every row has the column: {md}"
+        );
         // The alignment row has one cell per column too.
         let align = md.lines().skip_while(|l| *l != header).nth(1).unwrap();
-        assert_eq!(align.split('|').count(), header.split('|').count(), "{align}");
+        assert_eq!(
+            align.split('|').count(),
+            header.split('|').count(),
+            "{align}"
+        );
 
         let csv = csv(&r);
         let mut lines = csv.lines();
         let names: Vec<&str> = lines.next().unwrap().split(',').collect();
-        let at = names.iter().position(|c| *c == "gen_cpu_us_per_req").unwrap();
+        let at = names
+            .iter()
+            .position(|c| *c == "gen_cpu_us_per_req")
+            .unwrap();
         let first: Vec<&str> = lines.next().unwrap().split(',').collect();
         let second: Vec<&str> = lines.next().unwrap().split(',').collect();
         assert_eq!((first[at], second[at]), ("1.834", ""), "{csv}");
         // It goes through points.jsonl and back.
-        let back: Point =
-            serde_json::from_str(&serde_json::to_string(&measured).unwrap()).unwrap();
+        let back: Point = serde_json::from_str(&serde_json::to_string(&measured).unwrap()).unwrap();
         assert_eq!(back.generator_cpu_us_per_request, Some(1.834));
     }
 
