@@ -146,6 +146,10 @@ pub(crate) struct Driver {
     next_send: Option<Instant>,
     round_robin: usize,
     pacer: Pacer,
+    /// Open loop at rates of two or more requests per pacing interval: the pacing interval,
+    /// and sends happen on the grid `start + k * pacing`, which the pacer keeps as one
+    /// periodic timer instead of setting a timer per send ([`crate::pacer`] says why).
+    grid: Option<Duration>,
     cpu: CpuWindow,
     /// How requests are framed (the connections' codec).
     codec: Codec,
@@ -223,7 +227,12 @@ impl Driver {
         if let Some(cap) = cfg.history {
             rec = rec.with_history(cap, expected_requests(&cfg));
         }
+        let grid = match cfg.mode {
+            Mode::Open { rate, .. } if rate * cfg.pacing.as_secs_f64() >= 2.0 => Some(cfg.pacing),
+            _ => None,
+        };
         let mut d = Driver {
+            grid,
             rec,
             end: start + cfg.warmup + cfg.duration,
             start,
@@ -245,6 +254,7 @@ impl Driver {
             codec: Codec::default(),
             cfg,
         };
+        d.next_send = d.next_send.map(|t| d.on_grid(t));
         for (id, c) in opened {
             if let Some(ix) = d.node_ix(id) {
                 d.spawn_connection(ix, c);
@@ -265,6 +275,15 @@ impl Driver {
             d.ensure_connection(node).await;
         }
         Ok(d)
+    }
+
+    /// The first point of the send grid at or after `t` (`t` itself without a grid).
+    fn on_grid(&self, t: Instant) -> Instant {
+        let Some(p) = self.grid else { return t };
+        let since = t.saturating_duration_since(self.start).as_nanos();
+        let p = p.as_nanos();
+        let k = since.div_ceil(p);
+        self.start + Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
     }
 
     fn node_ix(&self, id: NodeId) -> Option<usize> {
@@ -356,7 +375,10 @@ impl Driver {
         loop {
             let wake = self.next_wake(now, hard_stop);
             if wake > now {
-                self.pacer.arm(wake);
+                match self.grid {
+                    Some(p) if self.next_send == Some(wake) => self.pacer.arm_grid(wake, p),
+                    _ => self.pacer.arm(wake),
+                }
                 tokio::select! {
                     ev = self.events_rx.recv() => {
                         if let Some(ev) = ev {
@@ -433,10 +455,15 @@ impl Driver {
                     self.issue(lane, self.start + next, now);
                 }
                 let next = self.schedule.as_ref().expect("open loop").peek();
-                self.next_send =
+                self.next_send = (next < window).then(|| match self.grid {
+                    // The grid point of the next request (after `now`: everything due was
+                    // just sent). A late wake-up is followed by the next grid point, not by
+                    // a burst of catch-up wake-ups.
+                    Some(_) => self.on_grid(self.start + next),
                     // At least `pacing` after this send, counted from now: a late wake-up must
                     // not be followed by a burst of catch-up wake-ups sending a few each.
-                    (next < window).then(|| (self.start + next).max(now + self.cfg.pacing));
+                    None => (self.start + next).max(now + self.cfg.pacing),
+                });
             }
             Mode::Closed { depth, .. } => {
                 self.next_send = None;
