@@ -1,6 +1,6 @@
-//! The network side: one task per node connection (owning the `Connection`, sending batches
-//! and forwarding replies with their arrival instant), and one driver loop that owns every
-//! request's state.
+//! The network side: one task per node connection (owning the `Connection`, writing the
+//! batches the driver encoded and forwarding the replies of each read, in one event, with their
+//! arrival instant), and one driver loop that owns every request's state.
 //!
 //! The driver sleeps until the next thing it must do (or until a reply arrives): the next
 //! open-loop send, the next request deadline, the next redirect retry, the start or the end of
@@ -21,11 +21,13 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use node::client::Connection;
 use paxos::{ClientId, Command, NodeId, Outcome, Reply, RequestId, Role};
 use tokio::sync::mpsc;
-use wire::{ClientFrame, ResponseFrame};
+use wire::{ClientFrame, Codec, ResponseFrame};
 
+use crate::cpu::{CpuSample, GeneratorCpu};
 use crate::history::EntryId;
 use crate::pacer::{earliest, Pacer};
 use crate::record::Recorder;
@@ -45,9 +47,24 @@ const RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
 const MIN_CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 
 enum Event {
-    Reply { reply: Reply, at: Instant },
-    Lost { node: NodeId, why: String },
+    /// Every reply one read of a connection brought, stamped with the instant they were
+    /// decoded (one event and one wake-up of the driver per read, not per reply).
+    Replies {
+        replies: Vec<Reply>,
+        at: Instant,
+    },
+    Lost {
+        node: NodeId,
+        why: String,
+    },
 }
+
+/// When a batch's buffer has less room than this left, it gets [`BATCH_BUFFER`] more: requests
+/// are encoded into one buffer and split off per write, so a write costs no allocation of its
+/// own (the transport keeps each write until it is acknowledged, so the room is not reused at
+/// once).
+const BATCH_MIN_ROOM: usize = 4 * 1024;
+const BATCH_BUFFER: usize = 64 * 1024;
 
 /// A request in flight, kept until it is answered (even after it timed out, so the session
 /// window keeps counting it) or the run ends.
@@ -97,9 +114,10 @@ struct Lane {
 /// What to write to one node at the end of this wake-up.
 #[derive(Default)]
 struct Batch {
-    frames: Vec<ClientFrame>,
-    /// The intended send times of the first sends among `frames` (re-sends after a redirect
-    /// do not count toward the send lag), and their history entries: a first send is the
+    /// The frames, encoded back to back.
+    out: BytesMut,
+    /// The intended send times of the first sends among them (re-sends after a redirect do
+    /// not count toward the send lag), and their history entries: a first send is the
     /// operation's invocation.
     first_sends: Vec<(Instant, Option<EntryId>)>,
 }
@@ -110,7 +128,7 @@ pub(crate) struct Driver {
     end: Instant,
     pub(crate) rec: Recorder,
     /// Per node of `cfg.nodes`: its connection task, and until when it is not retried.
-    conns: Vec<Option<mpsc::UnboundedSender<Vec<ClientFrame>>>>,
+    conns: Vec<Option<mpsc::UnboundedSender<Bytes>>>,
     down_until: Vec<Option<Instant>>,
     batches: Vec<Batch>,
     events_tx: mpsc::UnboundedSender<Event>,
@@ -128,6 +146,23 @@ pub(crate) struct Driver {
     next_send: Option<Instant>,
     round_robin: usize,
     pacer: Pacer,
+    /// Open loop at rates of two or more requests per pacing interval: the pacing interval,
+    /// and sends happen on the grid `start + k * pacing`, which the pacer keeps as one
+    /// periodic timer instead of setting a timer per send ([`crate::pacer`] says why).
+    grid: Option<Duration>,
+    cpu: CpuWindow,
+    /// How requests are framed (the connections' codec).
+    codec: Codec,
+}
+
+/// The generator's CPU reading over the measured window (see [`crate::cpu`]).
+enum CpuWindow {
+    /// Before the window: read at its start.
+    Before,
+    /// In it: the reading at its start, and the first sends flushed since.
+    During(CpuSample, u64),
+    /// After it (or unreadable: `None`).
+    Done(Option<GeneratorCpu>),
 }
 
 impl Driver {
@@ -192,7 +227,12 @@ impl Driver {
         if let Some(cap) = cfg.history {
             rec = rec.with_history(cap, expected_requests(&cfg));
         }
+        let grid = match cfg.mode {
+            Mode::Open { rate, .. } if rate * cfg.pacing.as_secs_f64() >= 2.0 => Some(cfg.pacing),
+            _ => None,
+        };
         let mut d = Driver {
+            grid,
             rec,
             end: start + cfg.warmup + cfg.duration,
             start,
@@ -210,8 +250,11 @@ impl Driver {
             schedule,
             round_robin: 0,
             pacer,
+            cpu: CpuWindow::Before,
+            codec: Codec::default(),
             cfg,
         };
+        d.next_send = d.next_send.map(|t| d.on_grid(t));
         for (id, c) in opened {
             if let Some(ix) = d.node_ix(id) {
                 d.spawn_connection(ix, c);
@@ -232,6 +275,15 @@ impl Driver {
             d.ensure_connection(node).await;
         }
         Ok(d)
+    }
+
+    /// The first point of the send grid at or after `t` (`t` itself without a grid).
+    fn on_grid(&self, t: Instant) -> Instant {
+        let Some(p) = self.grid else { return t };
+        let since = t.saturating_duration_since(self.start).as_nanos();
+        let p = p.as_nanos();
+        let k = since.div_ceil(p);
+        self.start + Duration::from_nanos(u64::try_from(k * p).unwrap_or(u64::MAX))
     }
 
     fn node_ix(&self, id: NodeId) -> Option<usize> {
@@ -302,8 +354,11 @@ impl Driver {
 
     /// When the driver must next wake even if no reply arrives.
     fn next_wake(&self, now: Instant, hard_stop: Instant) -> Instant {
+        let window_start = self.start + self.cfg.warmup;
+        let cpu_due = matches!(self.cpu, CpuWindow::Before) && now < window_start;
         earliest([
             self.next_send,
+            cpu_due.then_some(window_start),
             (now < self.end).then_some(self.end),
             self.deadlines.front().map(|d| d.0),
             self.retries.front().map(|r| r.0),
@@ -320,7 +375,10 @@ impl Driver {
         loop {
             let wake = self.next_wake(now, hard_stop);
             if wake > now {
-                self.pacer.arm(wake);
+                match self.grid {
+                    Some(p) if self.next_send == Some(wake) => self.pacer.arm_grid(wake, p),
+                    _ => self.pacer.arm(wake),
+                }
                 tokio::select! {
                     ev = self.events_rx.recv() => {
                         if let Some(ev) = ev {
@@ -334,6 +392,7 @@ impl Driver {
                 self.handle_event(ev);
             }
             now = Instant::now();
+            self.read_cpu(now);
             self.issue_due(now);
             self.retry_due(now);
             self.expire(now);
@@ -345,6 +404,33 @@ impl Driver {
         }
         // Dropping the senders ends the connection tasks, which close their connections.
         self.conns.clear();
+    }
+
+    /// Reads the CPU clock at the first turn at or after the start of the measured window, and
+    /// at the first at or after its end.
+    fn read_cpu(&mut self, now: Instant) {
+        let scope = self.cfg.cpu_scope;
+        match &self.cpu {
+            CpuWindow::Before if now >= self.start + self.cfg.warmup => {
+                self.cpu = match CpuSample::read(scope) {
+                    Some(s) => CpuWindow::During(s, 0),
+                    None => CpuWindow::Done(None),
+                };
+            }
+            CpuWindow::During(start, sent) if now >= self.end => {
+                let cpu = CpuSample::read(scope).and_then(|end| start.until(&end, scope, *sent));
+                self.cpu = CpuWindow::Done(cpu);
+            }
+            _ => {}
+        }
+    }
+
+    /// The generator's CPU over the measured window, once the run is over.
+    pub(crate) fn cpu(&self) -> Option<GeneratorCpu> {
+        match self.cpu {
+            CpuWindow::Done(cpu) => cpu,
+            _ => None,
+        }
     }
 
     fn issue_due(&mut self, now: Instant) {
@@ -369,10 +455,15 @@ impl Driver {
                     self.issue(lane, self.start + next, now);
                 }
                 let next = self.schedule.as_ref().expect("open loop").peek();
-                self.next_send =
+                self.next_send = (next < window).then(|| match self.grid {
+                    // The grid point of the next request (after `now`: everything due was
+                    // just sent). A late wake-up is followed by the next grid point, not by
+                    // a burst of catch-up wake-ups.
+                    Some(_) => self.on_grid(self.start + next),
                     // At least `pacing` after this send, counted from now: a late wake-up must
                     // not be followed by a burst of catch-up wake-ups sending a few each.
-                    (next < window).then(|| (self.start + next).max(now + self.cfg.pacing));
+                    None => (self.start + next).max(now + self.cfg.pacing),
+                });
             }
             Mode::Closed { depth, .. } => {
                 self.next_send = None;
@@ -435,9 +526,14 @@ impl Driver {
             .as_mut()
             .and_then(|h| h.invoke(client.nonce(), &cmd.op, now));
         self.deadlines.push_back((intended + self.cfg.timeout, key));
-        let batch = &mut self.batches[node];
-        batch.frames.push(ClientFrame::Request(cmd.clone()));
-        batch.first_sends.push((intended, hist));
+        // Encoded where it is made: the frame borrows nothing and the command moves on into
+        // its pending entry, uncloned.
+        let frame = ClientFrame::Request(cmd);
+        self.push_frame(node, &frame);
+        let ClientFrame::Request(cmd) = frame else {
+            unreachable!("built above")
+        };
+        self.batches[node].first_sends.push((intended, hist));
         self.track(
             key,
             Pending {
@@ -474,9 +570,7 @@ impl Driver {
         };
         self.deadlines.push_back((now + self.cfg.timeout, key));
         // Not a first send: the operation was invoked when the original request went out.
-        self.batches[node]
-            .frames
-            .push(ClientFrame::Request(cmd.clone()));
+        self.push_frame(node, &ClientFrame::Request(cmd.clone()));
         self.track(
             key,
             Pending {
@@ -491,9 +585,22 @@ impl Driver {
         );
     }
 
+    /// Appends `frame` to what goes to `node` at the next flush. A frame the codec refuses (a
+    /// request over its size limit, which [`LoadConfig::validate`] keeps workloads under) is
+    /// not sent, and its request times out.
+    fn push_frame(&mut self, node: usize, frame: &ClientFrame) {
+        let out = &mut self.batches[node].out;
+        if out.capacity() - out.len() < BATCH_MIN_ROOM {
+            out.reserve(BATCH_BUFFER);
+        }
+        if let Err(e) = self.codec.encode(frame, out) {
+            tracing::warn!(error = %e, "load generator cannot encode a request; it will time out");
+        }
+    }
+
     async fn flush(&mut self) {
         for node in 0..self.batches.len() {
-            if self.batches[node].frames.is_empty() {
+            if self.batches[node].out.is_empty() && self.batches[node].first_sends.is_empty() {
                 continue;
             }
             if !self.ensure_connection(node).await {
@@ -501,12 +608,15 @@ impl Driver {
                 // entries keep the issue instant as their invocation: never sent, they cannot
                 // have taken effect, and an unknown outcome allows for that.)
                 let batch = &mut self.batches[node];
-                batch.frames.clear();
+                batch.out.clear();
                 batch.first_sends.clear();
                 continue;
             }
             let now = Instant::now();
             let batch = &mut self.batches[node];
+            if let CpuWindow::During(_, sent) = &mut self.cpu {
+                *sent += batch.first_sends.len() as u64;
+            }
             for &(intended, hist) in &batch.first_sends {
                 self.rec.record_send(intended, now);
                 if let (Some(id), Some(h)) = (hist, self.rec.history.as_mut()) {
@@ -514,10 +624,12 @@ impl Driver {
                 }
             }
             batch.first_sends.clear();
-            let capacity = batch.frames.capacity();
-            let frames = std::mem::replace(&mut batch.frames, Vec::with_capacity(capacity));
+            if batch.out.is_empty() {
+                continue; // only requests the codec refused
+            }
+            let bytes = batch.out.split().freeze();
             let tx = self.conns[node].as_ref().expect("ensured above");
-            if tx.send(frames).is_err() {
+            if tx.send(bytes).is_err() {
                 self.conns[node] = None;
             }
         }
@@ -531,7 +643,11 @@ impl Driver {
                     self.conns[ix] = None;
                 }
             }
-            Event::Reply { reply, at } => self.handle_reply(reply, at),
+            Event::Replies { replies, at } => {
+                for reply in replies {
+                    self.handle_reply(reply, at);
+                }
+            }
         }
     }
 
@@ -662,7 +778,7 @@ impl Driver {
                             let lane = self.sessions[key.0].lane;
                             self.lanes[lane].node = l;
                         }
-                        self.batches[l].frames.push(frame);
+                        self.push_frame(l, &frame);
                     }
                     _ => {
                         // No leader known: try the next node after a short pause.
@@ -688,7 +804,7 @@ impl Driver {
                 if !p.timed_out {
                     let frame = ClientFrame::Request(p.cmd.clone());
                     let node = p.node;
-                    self.batches[node].frames.push(frame);
+                    self.push_frame(node, &frame);
                 }
             }
         }
@@ -724,11 +840,12 @@ fn connect_timeout(cfg: &LoadConfig) -> Duration {
     cfg.timeout.max(MIN_CONNECT_TIMEOUT)
 }
 
-/// Owns one connection: sends what the driver hands it (one write per batch) and forwards every
-/// reply stamped with the instant it was decoded.
+/// Owns one connection: writes what the driver hands it (one write per batch, the encoded
+/// bytes passed on without a copy) and forwards the replies, all those one read brought in one
+/// event, stamped with the instant they were decoded.
 async fn connection_task(
     mut conn: Connection,
-    mut rx: mpsc::UnboundedReceiver<Vec<ClientFrame>>,
+    mut rx: mpsc::UnboundedReceiver<Bytes>,
     events: mpsc::UnboundedSender<Event>,
 ) {
     let node = conn.node();
@@ -736,25 +853,36 @@ async fn connection_task(
         // `recv` is cancel-safe: it buffers partial frames in the connection and quinn's
         // `read_chunk` loses nothing when dropped. `send` is awaited outside the select.
         tokio::select! {
-            frames = rx.recv() => {
-                let Some(frames) = frames else {
+            biased;
+            bytes = rx.recv() => {
+                let Some(bytes) = bytes else {
                     conn.close();
                     return;
                 };
-                if let Err(e) = conn.send(&frames).await {
+                if let Err(e) = conn.send_encoded(bytes).await {
                     let _ = events.send(Event::Lost { node, why: e.to_string() });
                     return;
                 }
             }
-            r = conn.recv() => match r {
-                Ok(ResponseFrame::Response(resp)) => {
-                    let at = Instant::now();
-                    if events.send(Event::Reply { reply: resp.reply, at }).is_err() {
-                        return;
+            r = conn.recv() => {
+                let at = Instant::now();
+                // One allocation per read (a packet carries tens of replies at high rates).
+                let mut replies = Vec::with_capacity(32);
+                let mut next = r.map(Some);
+                // The first frame, then every whole frame the same read buffered.
+                let lost = loop {
+                    match next {
+                        Ok(Some(ResponseFrame::Response(resp))) => replies.push(resp.reply),
+                        Ok(Some(ResponseFrame::Status(_) | ResponseFrame::Impaired(_))) => {}
+                        Ok(None) => break None,
+                        Err(e) => break Some(e),
                     }
+                    next = conn.try_recv();
+                };
+                if !replies.is_empty() && events.send(Event::Replies { replies, at }).is_err() {
+                    return;
                 }
-                Ok(ResponseFrame::Status(_) | ResponseFrame::Impaired(_)) => {}
-                Err(e) => {
+                if let Some(e) = lost {
                     let _ = events.send(Event::Lost { node, why: e.to_string() });
                     return;
                 }

@@ -151,7 +151,20 @@ fn check_files(result: &LoadResult) {
     for f in fields {
         assert!(obj.contains_key(f), "summary.json lacks {f}: {v}");
     }
-    assert_eq!(obj.len(), fields.len(), "{v}");
+    // The generator's CPU: both fields, or neither where it could not be read.
+    let cpu = ["generator_cpu_us_per_request", "generator_cpu"];
+    let present = cpu.iter().filter(|f| obj.contains_key(**f)).count();
+    assert!(present == 0 || present == cpu.len(), "{v}");
+    assert_eq!(present > 0, result.summary.generator_cpu.is_some(), "{v}");
+    assert_eq!(obj.len(), fields.len() + present, "{v}");
+    // It reads back (the CPU figures exactly; a float's last digit may differ via a Value).
+    let back: loadgen::LoadSummary = serde_json::from_value(v.clone()).unwrap();
+    assert_eq!(back.generator_cpu, result.summary.generator_cpu);
+    assert_eq!(
+        back.generator_cpu_us_per_request,
+        result.summary.generator_cpu_us_per_request
+    );
+    assert_eq!(back.completed, result.summary.completed);
 }
 
 /// Standard base64 (the interval log's histogram encoding), so the test needs no extra crate.
@@ -210,6 +223,10 @@ async fn open_and_closed_loop_against_a_three_node_multi_paxos_cluster() {
     assert_eq!(r.summary.errors, 0, "{}", r.summary);
     assert_eq!(r.summary.offered_ops, Some(2_000.0));
     assert_eq!(r.intervals.len(), 2);
+    // On a multi-thread runtime the generator's tasks run on either worker, and one thread's
+    // clock would miss some of them: no CPU figure rather than a wrong one.
+    assert_eq!(r.summary.generator_cpu, None, "{}", r.summary);
+    assert_eq!(r.summary.generator_cpu_us_per_request, None);
     // Every request of the window is accounted for once: about 4 000 were scheduled.
     let accounted = r.summary.completed + r.summary.errors + r.summary.timeouts;
     assert!((3_000..5_000).contains(&accounted), "{accounted}");
@@ -552,4 +569,94 @@ async fn a_closed_loop_on_hot_keys_records_a_well_formed_history() {
         assert!(op.returned_ns.is_some_and(|r| r < cutoff), "{op:?}");
     }
     shutdown.send_replace(true);
+}
+
+/// This thread's CPU time so far (`CLOCK_THREAD_CPUTIME_ID`), a clock the generator does not use.
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec.
+    assert_eq!(
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) },
+        0
+    );
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// The generator's reading of its own CPU, run as `paxbench run` runs it: on a current-thread
+/// runtime whose thread also made the client endpoint, with the node on a thread of its own
+/// (so the generator's thread runs nothing else). The figure is given, split into user and
+/// system time and wake-ups; it counts the requests sent in the window (constant arrivals:
+/// 2,000 in 1 s), its µs per request is that time over those requests, and it is no more
+/// than the thread spent over the whole run by another clock (connecting, warm-up and drain
+/// included). The multi-thread test above checks that no figure is given there.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
+    let _turn = SERIAL.blocking_lock();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                let (certs, nodes, shutdown) = start_cluster(Protocol::Unreplicated, 1);
+                ready_tx.send((certs, nodes)).unwrap();
+                let _ = stop_rx.await;
+                shutdown.send_replace(true);
+            });
+    });
+    let (certs, nodes) = ready_rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (before, r, after) = rt.block_on(async {
+        let ep = node::client_endpoint_on(loopback(), certs.client(), &TransportTuning::default())
+            .unwrap();
+        wait_for_leader(&ep, &nodes).await;
+        let mut cfg = LoadConfig::new(
+            ep,
+            nodes,
+            Mode::Open {
+                rate: 2_000.0,
+                arrivals: Arrivals::Constant,
+            },
+        );
+        cfg.warmup = Duration::from_millis(300);
+        cfg.duration = Duration::from_secs(1);
+        let before = thread_cpu();
+        let r = loadgen::run(cfg).await.unwrap();
+        (before, r, thread_cpu())
+    });
+    let _ = stop_tx.send(());
+    node.join().unwrap();
+    let s = &r.summary;
+    eprintln!("{s}");
+    let cpu = s
+        .generator_cpu
+        .expect("a current-thread runtime has a CPU figure");
+    assert_eq!(cpu.scope, loadgen::CpuScope::Thread);
+    assert!((1_900..=2_001).contains(&cpu.requests), "{cpu:?}");
+    let busy = cpu.user_s + cpu.system_s;
+    assert!(busy > 0.0 && cpu.user_s > 0.0, "{cpu:?}");
+    let whole = (after - before).as_secs_f64();
+    // getrusage rounds to µs and splits user and system by sampling: allow 5 ms.
+    assert!(
+        busy <= whole + 0.005,
+        "window {busy} s > whole run {whole} s"
+    );
+    let per = s.generator_cpu_us_per_request.unwrap();
+    assert!(
+        (per - busy * 1e6 / cpu.requests as f64).abs() < 1e-6,
+        "{per}"
+    );
+    // It slept between sends, hundreds of times a second.
+    assert!(cpu.voluntary_switches >= 100, "{cpu:?}");
+    assert!(s.to_string().contains(" µs/request"), "{s}");
+    check_files(&r);
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use paxos::{ClientId, Command, NodeId, Op, Outcome, RequestId, Role};
 use thiserror::Error;
 use wire::{ClientFrame, ClientResponse, Codec, Impairment, NodeStatus, ResponseFrame};
@@ -137,6 +137,31 @@ impl Connection {
         }
         let written = self.send.write_all(&out).await;
         written.map_err(|e| self.lost(e))
+    }
+
+    /// Sends frames already encoded with [`Connection::codec`] (any number of them, back to
+    /// back) in one write, handing `bytes` to the transport without a copy where it can: what
+    /// a client that batches many requests per write uses to skip re-encoding and copying.
+    pub async fn send_encoded(&mut self, bytes: Bytes) -> Result<(), ClientError> {
+        let written = self.send.write_chunk(bytes).await;
+        written.map_err(|e| self.lost(e))
+    }
+
+    /// The codec this connection frames with (for [`Connection::send_encoded`]).
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// The next frame already received, without waiting for more to arrive: `Ok(None)` when
+    /// no whole frame is buffered. After [`Connection::recv`] returns, the rest of what the
+    /// same read brought is here, so a client can take every reply of one packet at once.
+    pub fn try_recv(&mut self) -> Result<Option<ResponseFrame>, ClientError> {
+        self.codec
+            .decode::<ResponseFrame>(&mut self.buf)
+            .map_err(|source| ClientError::Wire {
+                node: self.node,
+                source,
+            })
     }
 
     /// The next frame from the node.

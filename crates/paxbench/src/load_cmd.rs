@@ -190,7 +190,10 @@ fn measure(args: &LoadArgs) -> anyhow::Result<loadgen::LoadResult> {
         .context("starting the tokio runtime")?;
     let result = rt.block_on(async {
         let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-        anyhow::Ok(loadgen::run(plan.config(endpoint, nodes)?).await?)
+        let mut config = plan.config(endpoint, nodes)?;
+        // This process is only the generator: its CPU is every thread's.
+        config.cpu_scope = loadgen::CpuScope::Process;
+        anyhow::Ok(loadgen::run(config).await?)
     })?;
     result.write_files(&args.out)?;
     Ok(result)

@@ -877,6 +877,7 @@ fn point(f: PointFacts) -> Point {
         timeouts: s.timeouts,
         send_lag_p99_us: s.send_lag_p99_us as f64,
         generator_bound: s.generator_bound,
+        generator_cpu_us_per_request: s.generator_cpu_us_per_request,
         leader_changed: f.leader_changed,
         logs: Some(f.logs.display().to_string()),
         nodes: f.nodes,

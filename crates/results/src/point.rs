@@ -72,6 +72,11 @@ pub struct Point {
     /// True when the load generator, not the system, limited this point.
     #[serde(default)]
     pub generator_bound: bool,
+    /// The load generator's own CPU time (user plus system) per request it sent in the
+    /// measured window, µs (`loadgen::LoadSummary::generator_cpu_us_per_request`); absent where
+    /// it could not be read and in older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_cpu_us_per_request: Option<f64>,
     /// True when the Multi-Paxos leader (or its ballot) differed before and after the point:
     /// an election ran during it, and its latencies include the failover.
     #[serde(default)]

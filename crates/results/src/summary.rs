@@ -246,7 +246,7 @@ fn points_table(run: &Run) -> String {
         s.push_str(" per-second throughput (ops/s) | per-second p99 (µs) |");
     }
     s.push_str(
-        " errors | timeouts | gen. lag p99 (µs) | CPU % per node | node CPU µs / cmd | RSS MiB per node |\n|---|---|",
+        " errors | timeouts | gen. lag p99 (µs) | gen CPU µs/req | CPU % per node | node CPU µs / cmd | RSS MiB per node |\n|---|---|",
     );
     for _ in &params {
         s.push_str("---|");
@@ -255,7 +255,7 @@ fn points_table(run: &Run) -> String {
     if per_second {
         s.push_str("---:|---:|");
     }
-    s.push_str("---:|---:|---:|---|---:|---|\n");
+    s.push_str("---:|---:|---:|---:|---|---:|---|\n");
     for g in groups(run) {
         for p in &g.points {
             let swept = p.swept();
@@ -309,9 +309,11 @@ fn points_table(run: &Run) -> String {
             }
             let _ = writeln!(
                 s,
-                " {} | {} | {lag} | {} | {} | {} |",
+                " {} | {} | {lag} | {} | {} | {} | {} |",
                 p.errors,
                 p.timeouts,
+                p.generator_cpu_us_per_request
+                    .map_or("—".into(), |c| format!("{c:.2}")),
                 nodes_text(p, |n| fmt_num(n.cpu_percent)),
                 p.cpu_us_per_command().map_or("—".into(), fmt_num),
                 nodes_text(p, |n| fmt_num(n.rss_bytes as f64 / (1024.0 * 1024.0))),
@@ -743,6 +745,7 @@ pub fn csv(run: &Run) -> String {
         "generator_bound",
         "leader_changed",
         "cpu_us_per_cmd",
+        "gen_cpu_us_per_req",
     ] {
         header.push(h.into());
     }
@@ -821,6 +824,9 @@ pub fn csv(run: &Run) -> String {
                 p.generator_bound.to_string(),
                 p.leader_changed.to_string(),
                 p.cpu_us_per_command().map(csv_num).unwrap_or_default(),
+                p.generator_cpu_us_per_request
+                    .map(csv_num)
+                    .unwrap_or_default(),
             ]);
             if faulty {
                 row.extend(availability_cells(run, p));
@@ -1575,6 +1581,61 @@ mod tests {
         let header = csv.lines().next().unwrap();
         assert!(header.contains("phase1_per_cmd") && header.contains("livelock"));
         assert!(csv.lines().nth(1).unwrap().contains(",1.1,"), "{csv}");
+    }
+
+    #[test]
+    fn the_points_table_and_csv_show_the_generators_cpu_per_request() {
+        let mut measured = point("p0", "unreplicated", 100_000.0, 0, 99_000.0);
+        measured.generator_cpu_us_per_request = Some(1.834);
+        // An older point (or one whose generator could not read its CPU) has no figure.
+        let older = point("p1", "unreplicated", 200_000.0, 0, 150_000.0);
+        assert_eq!(older.generator_cpu_us_per_request, None);
+        let r = run(vec![measured.clone(), older]);
+        let md = markdown(&r);
+        let header = md
+            .lines()
+            .find(|l| l.starts_with("| point | protocol |"))
+            .expect("a points table");
+        let cols: Vec<&str> = header.split('|').map(str::trim).collect();
+        let at = cols
+            .iter()
+            .position(|c| *c == "gen CPU µs/req")
+            .expect(header);
+        let row = |id: &str| -> Vec<String> {
+            let line = md
+                .lines()
+                .find(|l| l.starts_with(&format!("| {id} |")))
+                .unwrap_or_else(|| panic!("no row {id}: {md}"));
+            line.split('|').map(|c| c.trim().to_string()).collect()
+        };
+        assert_eq!(row("p0")[at], "1.83", "{md}");
+        assert_eq!(row("p1")[at], "—", "{md}");
+        assert_eq!(
+            row("p0").len(),
+            cols.len(),
+            "every row has the column: {md}"
+        );
+        // The alignment row has one cell per column too.
+        let align = md.lines().skip_while(|l| *l != header).nth(1).unwrap();
+        assert_eq!(
+            align.split('|').count(),
+            header.split('|').count(),
+            "{align}"
+        );
+
+        let csv = csv(&r);
+        let mut lines = csv.lines();
+        let names: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let at = names
+            .iter()
+            .position(|c| *c == "gen_cpu_us_per_req")
+            .unwrap();
+        let first: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let second: Vec<&str> = lines.next().unwrap().split(',').collect();
+        assert_eq!((first[at], second[at]), ("1.834", ""), "{csv}");
+        // It goes through points.jsonl and back.
+        let back: Point = serde_json::from_str(&serde_json::to_string(&measured).unwrap()).unwrap();
+        assert_eq!(back.generator_cpu_us_per_request, Some(1.834));
     }
 
     #[test]
