@@ -410,10 +410,10 @@ impl TcpConn {
         let _ = closed.wait_for(Option::is_some).await;
     }
 
-    /// The kernel's smoothed RTT of this connection (`TCP_INFO`'s `tcpi_rtt`), updated as data
-    /// is acknowledged; `None` before the kernel has a sample, or where it cannot be read.
+    /// The kernel's `TCP_INFO` for this socket and how many bytes of it the kernel filled in
+    /// (an older kernel fills in less of the structure).
     #[cfg(target_os = "linux")]
-    pub(crate) fn rtt(&self) -> Option<Duration> {
+    fn tcp_info(&self) -> Option<(libc::tcp_info, usize)> {
         use std::os::fd::AsRawFd;
         // SAFETY: `tcp_info` is plain integers, for which all zeroes is a valid value; the
         // kernel writes at most `len` bytes into it and reports how many it wrote.
@@ -429,8 +429,16 @@ impl TcpConn {
                 &mut len,
             )
         };
+        (r == 0).then_some((info, len as usize))
+    }
+
+    /// The kernel's smoothed RTT of this connection (`TCP_INFO`'s `tcpi_rtt`), updated as data
+    /// is acknowledged; `None` before the kernel has a sample, or where it cannot be read.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn rtt(&self) -> Option<Duration> {
+        let (info, _) = self.tcp_info()?;
         // `tcpi_rtt` sits well inside the part every kernel since 2.6 fills in.
-        (r == 0 && info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into()))
+        (info.tcpi_rtt > 0).then(|| Duration::from_micros(info.tcpi_rtt.into()))
     }
 
     /// Not measured off Linux.
@@ -459,24 +467,11 @@ impl TcpConn {
     /// `(tcpi_bytes_acked, tcpi_bytes_received)`, if the kernel reports them.
     #[cfg(target_os = "linux")]
     fn bytes(&self) -> Option<(u64, u64)> {
-        use std::os::fd::AsRawFd;
-        // SAFETY: as in `rtt`: plain integers, all zeroes valid.
-        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
-        // SAFETY: a live socket descriptor owned by `self.socket`, and a buffer of `len` bytes.
-        let r = unsafe {
-            libc::getsockopt(
-                self.socket.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_INFO,
-                (&mut info as *mut libc::tcp_info).cast(),
-                &mut len,
-            )
-        };
-        // An older kernel fills in less of the structure: only trust what it wrote.
+        let (info, len) = self.tcp_info()?;
+        // Only trust what the kernel wrote.
         let end =
             std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received) + std::mem::size_of::<u64>();
-        (r == 0 && len as usize >= end).then_some((info.tcpi_bytes_acked, info.tcpi_bytes_received))
+        (len >= end).then_some((info.tcpi_bytes_acked, info.tcpi_bytes_received))
     }
 
     /// Not measured off Linux.
