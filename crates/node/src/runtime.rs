@@ -182,15 +182,11 @@ impl WireBook {
     /// Peer and client traffic: the closed connections' final counts plus the live ones' now.
     fn totals(&self) -> (Traffic, Traffic) {
         let book = self.lock();
-        let (mut peer, mut client) = book.closed;
+        let mut totals = book.closed;
         for (class, conn) in book.live.values() {
-            let t = conn.traffic();
-            match class {
-                Class::Peer => peer = peer.plus(t),
-                Class::Client => client = client.plus(t),
-            }
+            add(&mut totals, *class, conn.traffic());
         }
-        (peer, client)
+        totals
     }
 
     /// Retires every connection still listed: at shutdown, once the endpoint closed them all,
@@ -207,13 +203,18 @@ impl WireBook {
     fn retire(&self, id: usize) {
         let mut book = self.lock();
         if let Some((class, conn)) = book.live.remove(&id) {
-            let t = conn.traffic();
-            match class {
-                Class::Peer => book.closed.0 = book.closed.0.plus(t),
-                Class::Client => book.closed.1 = book.closed.1.plus(t),
-            }
+            add(&mut book.closed, class, conn.traffic());
         }
     }
+}
+
+/// Adds `t` to the peer or the client side of `totals`, by `class`.
+fn add(totals: &mut (Traffic, Traffic), class: Class, t: Traffic) {
+    let side = match class {
+        Class::Peer => &mut totals.0,
+        Class::Client => &mut totals.1,
+    };
+    *side = side.plus(t);
 }
 
 /// Counts `conn`'s traffic in `metrics` from now on: live until it closes, then folded into

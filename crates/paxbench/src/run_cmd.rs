@@ -535,12 +535,9 @@ impl Runner<'_> {
         // What every node says just before the load starts: the leader, and its counters
         // (every cluster, the single Unreplicated node's too: its costs per command).
         let replicated = g.nodes > 1;
-        let reading0 = Some(rt.block_on(Reading::take(&file, g.nodes)));
-        let leader0 = reading0
-            .as_ref()
-            .filter(|_| multi)
-            .and_then(Reading::leadership);
-        let counters0 = reading0.map(|r| r.counters());
+        let reading0 = rt.block_on(Reading::take(&file, g.nodes));
+        let leader0 = if multi { reading0.leadership() } else { None };
+        let counters0 = reading0.counters();
         let before = cluster.sample();
         let load_plan = plan(g, exp, level, level_index);
         // Faults need the cluster on this thread, so the load runs on another.
@@ -617,8 +614,8 @@ impl Runner<'_> {
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
         // ...and just after it ended (the same read gives the leader and the round trips).
-        let reading1 = Some(rt.block_on(Reading::take(&file, g.nodes)));
-        let counters1 = reading1.as_ref().map(Reading::counters);
+        let reading1 = rt.block_on(Reading::take(&file, g.nodes));
+        let counters1 = reading1.counters();
         let Some(result) = result else {
             if let Some(c) = current.take() {
                 c.stop()?;
@@ -628,11 +625,11 @@ impl Runner<'_> {
         let result = result?;
         // Same leader at the same ballot before and after, or an election ran during
         // the point (its latencies include the failover).
-        let leader_changed = multi
-            && (leader0.is_none() || reading1.as_ref().and_then(Reading::leadership) != leader0);
-        let rtt = match reading1.as_ref().filter(|_| replicated) {
-            Some(r) => r.rtts(setup.emulation.as_ref()),
-            None => Vec::new(),
+        let leader_changed = multi && (leader0.is_none() || reading1.leadership() != leader0);
+        let rtt = if replicated {
+            reading1.rtts(setup.emulation.as_ref())
+        } else {
+            Vec::new()
         };
         result.write_interval_log(&dir.join("hist").join(format!("{point_id}.hlog")))?;
         let window_start = result.window_start;
@@ -683,9 +680,7 @@ impl Runner<'_> {
             logs: cluster.logs(),
             rtt,
         });
-        point.counters = counters0
-            .zip(counters1)
-            .map(|(b, a)| contention(b, a, result.summary.completed));
+        point.counters = Some(contention(counters0, counters1, result.summary.completed));
         point.stall = Some(stall(
             &result,
             &records,
