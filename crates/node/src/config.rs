@@ -46,7 +46,7 @@ use std::time::Duration;
 use std::fmt;
 use std::str::FromStr;
 
-use paxos::{BackoffMode, BackoffSpan, NodeId, Protocol};
+use paxos::{BackoffMode, BackoffSpan, NodeId, Protocol, ReadMode};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -283,6 +283,18 @@ pub struct PaxosKnobs {
     /// Seed of the node RNGs (mixed with each node id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+    /// How the Multi-Paxos leader answers a `Get`: `"log"` (the default) or `"lease"` (from its
+    /// own state while a quorum's leases are in force; `paxos::ReadMode`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<ReadMode>,
+    /// `reads = "lease"`: how long a follower's grant lasts from its receipt of a heartbeat,
+    /// milliseconds (default 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_duration_ms: Option<u64>,
+    /// `reads = "lease"`: the clock-rate error every node's clock stays within, parts per
+    /// million (default 1000); the leader shortens its count of a lease by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_drift_ppm: Option<u32>,
     /// **Self-test only**: run a deliberately broken node ([`SelfTestBug`]), so that the
     /// linearizability checker can be shown to catch it. Never set by default; never set it in
     /// a benchmark.
@@ -367,6 +379,9 @@ impl PaxosKnobs {
         set!(snapshot_interval);
         set!(log_retain_slots);
         set!(seed);
+        set!(reads);
+        set!(clock_drift_ppm);
+        set!(lease_duration, lease_duration_ms, Duration::from_millis);
         set!(heartbeat_interval, heartbeat_interval_us, us);
         set!(election_timeout, election_timeout_us, us);
         set!(retry_timeout, retry_timeout_us, us);
@@ -457,6 +472,9 @@ impl PaxosKnobs {
             snapshot_interval,
             log_retain_slots,
             seed,
+            reads,
+            lease_duration_ms,
+            clock_drift_ppm,
             self_test_bug
         );
     }

@@ -21,7 +21,7 @@
 //! only saves the redial backoff); a newer connection from a lower-id peer replaces the one in
 //! use; each side opens one stream on it (QUIC: unidirectional; TCP: its half of the one
 //! stream), starting with a [`wire::PeerHello`] whose id must match the node id bound to the
-//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/4`,
+//! sender's certificate. Clients: any certificate of the cluster CA, ALPN `paxbench-client/5`,
 //! requests pipelined on long-lived streams (QUIC: bidirectional streams; TCP: one connection
 //! each). A client's `Impair` frame is the socket's business, not the core's: the stream's
 //! reader hands it to the emulated links ([`crate::emulation::LinkFaults`]) and answers at once.
@@ -1033,8 +1033,8 @@ async fn read_peer(
     }
 }
 
-/// Accepts connections: peers (ALPN `paxbench-peer/2`, a node certificate of the cluster) and
-/// clients (ALPN `paxbench-client/4`, any certificate of the cluster CA).
+/// Accepts connections: peers (ALPN `paxbench-peer/3`, a node certificate of the cluster) and
+/// clients (ALPN `paxbench-client/5`, any certificate of the cluster CA).
 struct Acceptor {
     me: NodeId,
     cluster: Vec<NodeId>,

@@ -1,7 +1,7 @@
 //! Certificates, mutual TLS and the QUIC endpoint of a node.
 //!
 //! One quinn [`Endpoint`](quinn::Endpoint) per node serves both peers and clients; ALPN tells
-//! them apart ([`Alpn::Peer`] = `paxbench-peer/2`, [`Alpn::Client`] = `paxbench-client/4`). Every
+//! them apart ([`Alpn::Peer`] = `paxbench-peer/3`, [`Alpn::Client`] = `paxbench-client/5`). Every
 //! connection is mutual TLS under a cluster CA that [`ClusterCerts`] makes (`paxbench certs`
 //! writes it to a directory with [`write_cluster`]; local runs keep a throwaway one in memory).
 //!
@@ -116,9 +116,9 @@ impl std::fmt::Display for Identity {
 /// The application protocol a connection negotiated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Alpn {
-    /// `paxbench-peer/2`: node-to-node traffic; only node certificates may use it.
+    /// `paxbench-peer/3`: node-to-node traffic; only node certificates may use it.
     Peer,
-    /// `paxbench-client/4`: client requests; any cluster certificate may use it.
+    /// `paxbench-client/5`: client requests; any cluster certificate may use it.
     Client,
 }
 
@@ -352,7 +352,7 @@ pub enum TlsError {
         protocol: Option<Vec<u8>>,
     },
     /// A certificate that is not a node's tried the peer ALPN; only nodes may be peers.
-    #[error("{identity} may not use ALPN paxbench-peer/2: only node certificates may")]
+    #[error("{identity} may not use ALPN paxbench-peer/3: only node certificates may")]
     PeerAlpnNotAllowed {
         /// The identity its certificate proves.
         identity: Identity,

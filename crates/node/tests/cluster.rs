@@ -14,7 +14,7 @@ use bytes::Bytes;
 use node::client::{Connection, KvClient};
 use node::runtime::{self, Metrics, RuntimeConfig};
 use node::{ClusterCerts, TransportTuning};
-use paxos::{NodeId, Op, Outcome, Protocol, Role};
+use paxos::{NodeId, Op, Outcome, Protocol, ReadMode, Role};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -27,6 +27,8 @@ struct Running {
 
 struct TestCluster {
     protocol: Protocol,
+    /// How the leader answers reads (`log` unless a test starts with `start_with`).
+    reads: ReadMode,
     certs: ClusterCerts,
     addrs: HashMap<NodeId, SocketAddr>,
     metrics: Vec<Arc<Metrics>>,
@@ -45,6 +47,10 @@ fn core_config(protocol: Protocol, id: NodeId, n: u32) -> paxos::Config {
 
 impl TestCluster {
     async fn start(protocol: Protocol, n: u32) -> TestCluster {
+        TestCluster::start_with(protocol, n, ReadMode::Log).await
+    }
+
+    async fn start_with(protocol: Protocol, n: u32, reads: ReadMode) -> TestCluster {
         let certs = ClusterCerts::generate(n).unwrap();
         let tuning = TransportTuning::default();
         let mut endpoints = Vec::new();
@@ -57,6 +63,7 @@ impl TestCluster {
         }
         let mut c = TestCluster {
             protocol,
+            reads,
             certs,
             addrs,
             metrics: (0..n).map(|_| Arc::new(Metrics::default())).collect(),
@@ -71,7 +78,10 @@ impl TestCluster {
     fn launch(&mut self, id: NodeId, endpoint: quinn::Endpoint, rejoin_without_state: bool) {
         let n = self.running.len() as u32;
         let config = RuntimeConfig {
-            core: core_config(self.protocol, id, n),
+            core: paxos::Config {
+                reads: self.reads,
+                ..core_config(self.protocol, id, n)
+            },
             addrs: self.addrs.clone(),
             wal: None,
             recovered: None,
@@ -197,6 +207,42 @@ async fn basic_paxos_serves_puts_and_gets_on_5_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreplicated_serves_puts_and_gets() {
     puts_and_gets(Protocol::Unreplicated, 1).await;
+}
+
+/// With `reads = "lease"` over QUIC, the leader answers gets from its own state (its status
+/// counts them), with the values the puts wrote; and after the leader is killed, its successor
+/// serves puts and reads that see them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_reads_are_served_locally_and_survive_a_failover() {
+    let mut cluster = TestCluster::start_with(Protocol::MultiPaxos, 3, ReadMode::Lease).await;
+    let mut client = cluster.client(3);
+    let old = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    for i in 0..20 {
+        let out = client
+            .call(put(&format!("k{}", i % 4), &format!("v{i}")))
+            .await;
+        assert_eq!(out.unwrap(), Outcome::Done);
+    }
+    let local = |s: &[wire::NodeStatus]| s.iter().map(|s| s.counters.local_reads).sum::<u64>();
+    let before = local(&client.statuses().await);
+    for k in 0..4 {
+        let last = (0..20).filter(|i| i % 4 == k).max().unwrap();
+        let out = client.call(get(&format!("k{k}"))).await.unwrap();
+        assert_eq!(out, Outcome::Value(Some(Bytes::from(format!("v{last}")))));
+    }
+    let after = local(&client.statuses().await);
+    assert!(after >= before + 4, "local reads {before} -> {after}");
+    let killed = cluster.stop(old).await;
+    assert_eq!(client.call(put("k0", "new")).await.unwrap(), Outcome::Done);
+    let failover = killed.elapsed();
+    assert_eq!(
+        client.call(get("k0")).await.unwrap(),
+        Outcome::Value(Some(Bytes::from("new")))
+    );
+    eprintln!("failover with leases: {failover:?} from killing leader {old} to the first commit");
 }
 
 /// Kills the leader and measures the time to the first command committed under its successor.

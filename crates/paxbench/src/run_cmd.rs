@@ -1035,6 +1035,8 @@ fn counter_values(s: &wire::NodeStatus) -> CounterValues {
         snapshots_installed: c.snapshots_installed,
         ignored: c.ignored,
         overloaded: c.overloaded,
+        local_reads: c.local_reads,
+        lease_refusals: c.lease_refusals,
         attempts: c.attempts.to_vec(),
         phase1_rtt_us: c.phase1_rtt_us,
     }

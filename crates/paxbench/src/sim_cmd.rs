@@ -101,6 +101,9 @@ enum BugArg {
     ResurrectExpiredSessions,
     LocalReads,
     AckBeforeDurable,
+    LeaseWithoutDriftMargin,
+    ReadsAfterLeaseExpiry,
+    PromiseInsideLease,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -135,6 +138,9 @@ impl From<BugArg> for Bug {
             BugArg::ResurrectExpiredSessions => Bug::ResurrectExpiredSessions,
             BugArg::LocalReads => Bug::LocalReads,
             BugArg::AckBeforeDurable => Bug::AckBeforeDurable,
+            BugArg::LeaseWithoutDriftMargin => Bug::LeaseWithoutDriftMargin,
+            BugArg::ReadsAfterLeaseExpiry => Bug::ReadsAfterLeaseExpiry,
+            BugArg::PromiseInsideLease => Bug::PromiseInsideLease,
         }
     }
 }
@@ -148,6 +154,9 @@ fn bug_flag(bug: Bug) -> &'static str {
         Bug::ResurrectExpiredSessions => "resurrect-expired-sessions",
         Bug::LocalReads => "local-reads",
         Bug::AckBeforeDurable => "ack-before-durable",
+        Bug::LeaseWithoutDriftMargin => "lease-without-drift-margin",
+        Bug::ReadsAfterLeaseExpiry => "reads-after-lease-expiry",
+        Bug::PromiseInsideLease => "promise-inside-lease",
     }
 }
 

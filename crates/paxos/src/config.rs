@@ -312,6 +312,59 @@ impl FromStr for BackoffMode {
     }
 }
 
+/// How a Multi-Paxos leader answers a `Get`. Named `log` and `lease` in files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "kebab-case")
+)]
+pub enum ReadMode {
+    /// Every `Get` is a command in the log, like a write: linearizable by construction, one
+    /// round of consensus per read batch. The default.
+    #[default]
+    Log,
+    /// The leader answers a `Get` from its own state while it holds a lease from a quorum (see
+    /// [`Config::lease_duration`]), and through the log otherwise. Followers that granted the
+    /// lease promise no other ballot and do not campaign until it runs out, so no other leader
+    /// can choose a write the lease holder has not seen.
+    Lease,
+}
+
+impl ReadMode {
+    /// Every mode.
+    pub const ALL: [ReadMode; 2] = [ReadMode::Log, ReadMode::Lease];
+
+    /// The mode's name in files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadMode::Log => "log",
+            ReadMode::Lease => "lease",
+        }
+    }
+}
+
+impl fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ReadMode {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ReadMode::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "reads",
+                given: s.to_string(),
+                choices: "log or lease",
+            })
+    }
+}
+
 /// A deliberately broken variant of the protocol, for the self-tests: each one must be caught by
 /// a checker. Never set outside `paxbench sim --self-test` (and `--bug`) and the checker's
 /// self-test experiments (`[paxos] self_test_bug`, see `node::config::SelfTestBug`).
@@ -338,6 +391,26 @@ pub enum Bug {
     /// (`node::runtime`) also holds its write-ahead log writes back in memory for a while, so
     /// that a SIGKILL loses state it has acknowledged.
     AckBeforeDurable,
+    /// `reads = "lease"` with no clock-drift margin: the leader counts a lease as the full
+    /// [`Config::lease_duration`] from when it sent the heartbeat that earned it, so a follower
+    /// whose clock runs fast lets its grant go (and promises a new leader) while the old leader,
+    /// on a slow clock, still serves reads.
+    LeaseWithoutDriftMargin,
+    /// `reads = "lease"`, and a leader that keeps serving local reads after its lease ran out:
+    /// once a quorum granted it a lease it never checks the expiry again.
+    ReadsAfterLeaseExpiry,
+    /// `reads = "lease"`, and a follower that promises a new ballot inside a lease it granted.
+    PromiseInsideLease,
+}
+
+impl Bug {
+    /// Whether this variant breaks leases (and so needs `reads = "lease"` to do anything).
+    pub fn needs_lease(self) -> bool {
+        matches!(
+            self,
+            Bug::LeaseWithoutDriftMargin | Bug::ReadsAfterLeaseExpiry | Bug::PromiseInsideLease
+        )
+    }
 }
 
 /// Configuration of one node. Durations are `Duration`; the TOML layer above names units.
@@ -415,6 +488,22 @@ pub struct Config {
     pub log_retain_slots: u64,
     /// Most chosen values sent in one catch-up reply. Default 256.
     pub catch_up_batch: usize,
+    /// Multi-Paxos: how the leader answers a `Get` ([`ReadMode`]). Default `log`.
+    pub reads: ReadMode,
+    /// `reads = "lease"`: a follower that hears the leader's heartbeat grants it a lease until
+    /// its own receipt time plus this, and until then promises no other ballot and does not
+    /// campaign. A node that (re)starts promises nothing for this long either, since it may have
+    /// granted a lease before it went down. The leader renews it with every heartbeat
+    /// (`heartbeat_interval`) and counts it from when it sent the heartbeat, shortened by
+    /// `clock_drift_ppm`. Default 500 ms (the election timeout, so that a lease does not
+    /// delay the election after a leader fails beyond what the timeout does already).
+    pub lease_duration: Duration,
+    /// `reads = "lease"`: the most any node's clock rate may differ from true time, in parts per
+    /// million. The leader counts a lease of `d` as `d * (1 - drift) / (1 + drift)` on its own
+    /// clock: the shortest the follower's grant can last, in true time, is `d / (1 + drift)`,
+    /// and the longest the leader's count can last is `d' / (1 - drift)`. Default 1000 (0.1 %,
+    /// ten times the tolerance of a common quartz clock).
+    pub clock_drift_ppm: u32,
     /// Record every executed slot for [`crate::Node::drain_executed`] (simulator checkers).
     pub trace_execution: bool,
     /// A deliberate bug, for the simulator's self-test only.
@@ -453,6 +542,19 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// How long a lease earned by a heartbeat sent at time `t` lasts on this node's own clock:
+    /// [`Config::lease_duration`] shortened by the drift bound (see
+    /// [`Config::clock_drift_ppm`]), rounded down.
+    pub fn lease_span(&self) -> Duration {
+        if self.bug == Some(Bug::LeaseWithoutDriftMargin) {
+            return self.lease_duration;
+        }
+        let d = self.lease_duration.as_nanos();
+        let ppm = u128::from(self.clock_drift_ppm);
+        let span = d * (1_000_000 - ppm) / (1_000_000 + ppm);
+        Duration::from_nanos(u64::try_from(span).unwrap_or(u64::MAX))
+    }
+
     /// Defaults for `protocol` on `nodes`, as node `id`.
     pub fn new(protocol: Protocol, id: NodeId, nodes: Vec<NodeId>) -> Self {
         let basic = protocol == Protocol::BasicPaxos;
@@ -484,6 +586,9 @@ impl Config {
             log_retain_slots: 100_000,
             durable_snapshots: true,
             catch_up_batch: 256,
+            reads: ReadMode::Log,
+            lease_duration: Duration::from_millis(500),
+            clock_drift_ppm: 1000,
             trace_execution: false,
             bug: None,
         }
@@ -560,6 +665,23 @@ impl Config {
             return Err(ConfigError::Inconsistent(
                 "backoff base must not exceed backoff cap",
             ));
+        }
+        if self.reads == ReadMode::Lease {
+            if self.protocol != Protocol::MultiPaxos {
+                return Err(ConfigError::Inconsistent(
+                    "reads = \"lease\" needs multi-paxos: only a stable leader holds a lease",
+                ));
+            }
+            if self.lease_duration <= self.heartbeat_interval {
+                return Err(ConfigError::Inconsistent(
+                    "lease_duration must be longer than heartbeat_interval, which renews it",
+                ));
+            }
+            if self.clock_drift_ppm >= 500_000 {
+                return Err(ConfigError::Inconsistent(
+                    "clock_drift_ppm must be below 500000 (a clock off by half or more leaves no lease)",
+                ));
+            }
         }
         if self.log_retain_slots < self.snapshot_interval {
             return Err(ConfigError::Inconsistent(

@@ -86,6 +86,13 @@ pub(crate) trait ProtocolEngine {
         r.stats.ignored += 1;
     }
 
+    /// Hook, before the acceptor sees a Prepare of `ballot`: whether this node refuses to promise
+    /// it at all (Multi-Paxos with leases: inside a lease it granted to another ballot). A
+    /// refused Prepare gets no answer; its proposer times out.
+    fn refuses_promise(&mut self, _r: &mut Replica, _ballot: Ballot) -> bool {
+        false
+    }
+
     /// Hook: this node's acceptor promised `ballot` (the Promise is not sent yet).
     fn promised(&mut self, _r: &mut Replica, _ballot: Ballot) {}
 

@@ -90,12 +90,13 @@ mod unreplicated;
 
 pub use command::{Batch, Command, Op, Outcome, Reply, Value};
 pub use config::{
-    Backoff, BackoffMode, BackoffSpan, BadSpan, Bug, Config, ConfigError, Protocol, UnknownName,
+    Backoff, BackoffMode, BackoffSpan, BadSpan, Bug, Config, ConfigError, Protocol, ReadMode,
+    UnknownName,
 };
 pub use kv::{Applied, KvState, Session, SessionLimits, DEFAULT_SESSION_TIMEOUT};
 pub use messages::{
-    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, Learn, Message,
-    MessageKind, Nack, Prepare, PrepareScope, Promise, Snapshot,
+    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, HeartbeatAck, Learn,
+    Message, MessageKind, Nack, Prepare, PrepareScope, Promise, Snapshot,
 };
 pub use node::{Node, Role};
 pub use stats::{Stats, ATTEMPT_BUCKETS};

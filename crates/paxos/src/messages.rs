@@ -1,12 +1,12 @@
 //! Messages between nodes. One vocabulary for both protocols: Prepare (1a) / Promise (1b) /
 //! Accept (2a) / Accepted (2b) / Commit / Nack, plus heartbeats, learning of chosen values and
-//! catch-up. The core never assumes a message arrives, arrives once, or arrives in order.
+//! catch-up, and the acknowledgement that grants a read lease. The core never assumes a message arrives, arrives once, or arrives in order.
 
 use std::sync::Arc;
 
 use crate::command::Value;
 use crate::kv::KvState;
-use crate::types::{Ballot, Slot};
+use crate::types::{Ballot, Slot, Time};
 
 /// A message from one node to another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub enum Message {
     Nack(Nack),
     /// Multi-Paxos: the leader is alive (and how far the log is chosen).
     Heartbeat(Heartbeat),
+    /// Multi-Paxos with `reads = "lease"`: a follower granted the heartbeat's sender a lease.
+    HeartbeatAck(HeartbeatAck),
     /// Chosen values, announced (Basic Paxos) or sent to a node that asked to catch up.
     Learn(Learn),
     /// A node that misses chosen values asks a peer for them.
@@ -137,6 +139,19 @@ pub struct Heartbeat {
     pub commit: Slot,
     /// Every node may truncate its log below this slot.
     pub truncate: Slot,
+    /// When the leader sent it, on the leader's own clock: a follower that grants a lease for
+    /// it echoes this back, and the leader counts the lease from here.
+    pub sent: Time,
+}
+
+/// Multi-Paxos with `reads = "lease"`: the sender granted the leader of `ballot` a lease, on
+/// receipt of the heartbeat the leader sent at `sent` (echoed from [`Heartbeat::sent`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeartbeatAck {
+    /// The leader's ballot the lease is for.
+    pub ballot: Ballot,
+    /// The heartbeat's send time, on the leader's clock.
+    pub sent: Time,
 }
 
 /// Chosen values.
@@ -188,6 +203,8 @@ pub enum MessageKind {
     Nack,
     /// [`Message::Heartbeat`]
     Heartbeat,
+    /// [`Message::HeartbeatAck`]
+    HeartbeatAck,
     /// [`Message::Learn`]
     Learn,
     /// [`Message::CatchUp`]
@@ -198,7 +215,7 @@ pub enum MessageKind {
 
 impl MessageKind {
     /// Every kind, in counter order.
-    pub const ALL: [MessageKind; 10] = [
+    pub const ALL: [MessageKind; 11] = [
         MessageKind::Prepare,
         MessageKind::Promise,
         MessageKind::Accept,
@@ -206,6 +223,7 @@ impl MessageKind {
         MessageKind::Commit,
         MessageKind::Nack,
         MessageKind::Heartbeat,
+        MessageKind::HeartbeatAck,
         MessageKind::Learn,
         MessageKind::CatchUp,
         MessageKind::Snapshot,
@@ -221,6 +239,7 @@ impl MessageKind {
             MessageKind::Commit => "commit",
             MessageKind::Nack => "nack",
             MessageKind::Heartbeat => "heartbeat",
+            MessageKind::HeartbeatAck => "heartbeat_ack",
             MessageKind::Learn => "learn",
             MessageKind::CatchUp => "catch_up",
             MessageKind::Snapshot => "snapshot",
@@ -239,6 +258,7 @@ impl Message {
             Message::Commit(_) => MessageKind::Commit,
             Message::Nack(_) => MessageKind::Nack,
             Message::Heartbeat(_) => MessageKind::Heartbeat,
+            Message::HeartbeatAck(_) => MessageKind::HeartbeatAck,
             Message::Learn(_) => MessageKind::Learn,
             Message::CatchUp(_) => MessageKind::CatchUp,
             Message::Snapshot(_) => MessageKind::Snapshot,

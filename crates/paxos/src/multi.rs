@@ -8,14 +8,41 @@
 //! [`Engine`] owns all of it: the role (follower, candidate with its campaign, leader with its
 //! window of proposals and heartbeat timer), the election timer and the commit point followers
 //! learned. The acceptor, log, queue and outbox are the shared [`Replica`]'s.
+//!
+//! # Leases (`reads = "lease"`)
+//!
+//! The leader's heartbeats carry their send time on its clock and go out every
+//! `heartbeat_interval` however busy it is. A voting follower that takes a heartbeat (its ballot
+//! is at least the one it promised) grants the leader of that ballot a lease until its own
+//! receipt time plus `lease_duration`, and answers with a [`HeartbeatAck`] echoing the send time.
+//! Until a grant runs out the follower refuses to promise any other ballot (the Prepare goes
+//! unanswered, counted in `Stats::lease_refusals`) and does not campaign; the leader grants
+//! itself the same lease at each heartbeat. A node that starts or restarts promises nothing for
+//! one `lease_duration`: it may have granted a lease it no longer remembers.
+//!
+//! The leader counts the lease from each acknowledgement as the echoed send time plus
+//! [`crate::Config::lease_span`], the duration shortened by the clock-drift bound, and answers a
+//! `Get` from its own state while the leases of a quorum (itself included) are in force and it
+//! has executed every slot below the point where its phase 1 ended (everything chosen before it
+//! was elected). Otherwise the `Get` goes through the log, as with `reads = "log"`.
+//!
+//! Why no other leader can have chosen a write the lease holder has not seen: a new ballot needs
+//! promises from a quorum, which shares a node with the quorum whose leases the holder counts.
+//! That node promised either before it granted the lease (then the grant, which needs the
+//! heartbeat's ballot to be at least its promise, was refused, unless the new ballot is lower
+//! and so elected before the holder, whose phase 1 found its writes) or after its grant ran out.
+//! In true time, its grant lasts at least `lease_duration / (1 + drift)` from the heartbeat's
+//! receipt, and the holder's count lasts at most `lease_span / (1 - drift)` from its sending,
+//! which is no longer; so the holder stopped counting it first.
 
 use std::collections::BTreeMap;
 
-use crate::command::Value;
-use crate::config::Bug;
+use crate::command::{Command, Op, Outcome, Value};
+use crate::config::{Bug, ReadMode};
 use crate::engine::ProtocolEngine;
 use crate::messages::{
-    Accept, Accepted, Commit, Heartbeat, Message, Nack, Prepare, PrepareScope, Promise,
+    Accept, Accepted, Commit, Heartbeat, HeartbeatAck, Message, Nack, Prepare, PrepareScope,
+    Promise,
 };
 use crate::node::Role;
 use crate::quorum::Votes;
@@ -34,6 +61,11 @@ pub(crate) struct Engine {
     known_commit: Slot,
     /// The ballot of that announcement: an accepted value at this ballot is the chosen one.
     commit_ballot: Ballot,
+    /// `reads = "lease"`: the lease this node granted last (to a leader's ballot, maybe its
+    /// own), and until when on its own clock.
+    grant: Option<(Ballot, Time)>,
+    /// `reads = "lease"`: a node that (re)started promises nothing before this.
+    quiet_until: Time,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +96,12 @@ struct Leadership {
     /// Commit point last announced to followers.
     commit_sent: Slot,
     next_heartbeat: Time,
+    /// `reads = "lease"`: until when each node's lease is in force, on this node's clock
+    /// (`Time::ZERO`: never granted at this ballot), by node index.
+    lease_expiry: Vec<Time>,
+    /// Every slot below this was chosen before this node was elected, or is being recovered by
+    /// it: no local read until it has executed them.
+    read_fence: Slot,
 }
 
 #[derive(Debug)]
@@ -92,6 +130,9 @@ impl ProtocolEngine for Engine {
     const WHOLE_LOG: bool = true;
 
     fn start(&mut self, r: &mut Replica) {
+        if r.config.reads == ReadMode::Lease {
+            self.quiet_until = r.now + r.config.lease_duration;
+        }
         self.reset_election_deadline(r);
     }
 
@@ -153,12 +194,18 @@ impl ProtocolEngine for Engine {
                 let ballot = l.ballot;
                 if l.next_heartbeat <= now {
                     l.next_heartbeat = now + r.config.heartbeat_interval;
+                    if r.config.reads == ReadMode::Lease {
+                        // The leader grants itself the lease it asks the others for.
+                        self.grant = Some((ballot, now + r.config.lease_duration));
+                        l.lease_expiry[r.index] = now + r.config.lease_span();
+                    }
                     let truncate = r.truncation_point();
                     let commit = r.log.executed();
                     r.broadcast(Message::Heartbeat(Heartbeat {
                         ballot,
                         commit,
                         truncate,
+                        sent: now,
                     }));
                 }
                 self.retransmit(r);
@@ -172,11 +219,14 @@ impl ProtocolEngine for Engine {
                 self.election_deadline = self.election_deadline + delay;
             }
             MultiRole::Follower if self.election_deadline <= now => {
-                if r.voting {
-                    self.campaign(r);
-                } else {
+                if !r.voting {
                     // A non-voting node never leads: it would need its own forgotten vote.
                     self.reset_election_deadline(r);
+                } else if let Some(until) = self.lease_held_until(r) {
+                    // Campaigning inside a lease this node granted would break it.
+                    self.election_deadline = until;
+                } else {
+                    self.campaign(r);
                 }
             }
             _ => {}
@@ -217,10 +267,40 @@ impl ProtocolEngine for Engine {
             Message::Promise(m) => self.on_promise(r, from, m),
             Message::Accepted(m) => self.on_accepted(r, from, m),
             Message::Nack(m) => self.on_nack(r, m),
-            Message::Commit(m) => self.on_leader_news(r, m.ballot, m.up_to, m.truncate),
-            Message::Heartbeat(m) => self.on_leader_news(r, m.ballot, m.commit, m.truncate),
+            Message::Commit(m) => {
+                self.on_leader_news(r, m.ballot, m.up_to, m.truncate);
+            }
+            Message::Heartbeat(m) => self.on_heartbeat(r, from, m),
+            Message::HeartbeatAck(m) => self.on_heartbeat_ack(r, from, m),
             _ => r.stats.ignored += 1,
         }
+    }
+
+    /// A client command: a `Get` the leader may answer under its lease is answered at once from
+    /// its state; everything else is queued for a slot (or answered NotLeader).
+    fn request(&mut self, r: &mut Replica, cmd: Command) {
+        if let Op::Get { key } = &cmd.op {
+            if self.reads_locally(r) {
+                let value = r.log.kv.get(key).cloned();
+                r.stats.local_reads += 1;
+                r.reply(cmd.client, cmd.request, Outcome::Value(value));
+                return;
+            }
+        }
+        let (takes, leader) = (self.takes_requests(), self.leader(r));
+        r.take_request(cmd, takes, leader);
+    }
+
+    /// Inside a lease this node granted to another ballot, or less than a lease after it
+    /// started, it promises nothing.
+    fn refuses_promise(&mut self, r: &mut Replica, ballot: Ballot) -> bool {
+        if r.config.reads != ReadMode::Lease || r.config.bug == Some(Bug::PromiseInsideLease) {
+            return false;
+        }
+        let granted_other = self
+            .grant
+            .is_some_and(|(b, until)| b != ballot && r.now < until);
+        granted_other || r.now < self.quiet_until
     }
 
     /// The acceptor promised `ballot` to a candidate: a higher ballot ends this node's own
@@ -275,6 +355,65 @@ impl ProtocolEngine for Engine {
 }
 
 impl Engine {
+    /// `reads = "lease"`: until when this node may neither promise another ballot nor campaign
+    /// (a grant in force, or the quiet time after a start), if that is later than now.
+    fn lease_held_until(&self, r: &Replica) -> Option<Time> {
+        if r.config.reads != ReadMode::Lease {
+            return None;
+        }
+        let grant = self.grant.map_or(Time::ZERO, |(_, until)| until);
+        let until = grant.max(self.quiet_until);
+        (until > r.now).then_some(until)
+    }
+
+    /// Whether this node answers a `Get` from its own state now: it leads, it has executed
+    /// everything chosen before its election, and a quorum's leases (its own included) are in
+    /// force on its clock.
+    fn reads_locally(&self, r: &Replica) -> bool {
+        let MultiRole::Leader(l) = &self.role else {
+            return false;
+        };
+        if r.config.reads != ReadMode::Lease || r.log.executed() < l.read_fence {
+            return false;
+        }
+        let in_force = if r.config.bug == Some(Bug::ReadsAfterLeaseExpiry) {
+            // The broken variant: a lease once held is held forever.
+            Time(1)
+        } else {
+            r.now + std::time::Duration::from_nanos(1)
+        };
+        l.lease_expiry.iter().filter(|t| **t >= in_force).count() >= r.quorum()
+    }
+
+    /// A heartbeat: news of the leader, and (`reads = "lease"`) a lease to grant.
+    fn on_heartbeat(&mut self, r: &mut Replica, from: NodeId, m: Heartbeat) {
+        if !self.on_leader_news(r, m.ballot, m.commit, m.truncate) {
+            return;
+        }
+        if r.config.reads == ReadMode::Lease && r.voting && self.own_ballot().is_none() {
+            self.grant = Some((m.ballot, r.now + r.config.lease_duration));
+            let ack = HeartbeatAck {
+                ballot: m.ballot,
+                sent: m.sent,
+            };
+            r.send(from, Message::HeartbeatAck(ack));
+        }
+    }
+
+    /// A follower granted this leader a lease from the heartbeat it sent at `m.sent`.
+    fn on_heartbeat_ack(&mut self, r: &mut Replica, from: NodeId, m: HeartbeatAck) {
+        let span = r.config.lease_span();
+        let (now, index) = (r.now, r.node_index(from));
+        match (&mut self.role, index) {
+            // A send time from the future is no heartbeat of ours: ignore it.
+            (MultiRole::Leader(l), Some(i)) if l.ballot == m.ballot && m.sent <= now => {
+                let t = &mut l.lease_expiry[i];
+                *t = (*t).max(m.sent + span);
+            }
+            _ => r.stats.ignored += 1,
+        }
+    }
+
     fn reset_election_deadline(&mut self, r: &mut Replica) {
         let t = r.config.election_timeout;
         self.election_deadline = r.now + t + r.rng.duration_below(t);
@@ -380,11 +519,18 @@ impl Engine {
         r.maybe_catch_up(self, Some(ballot.node));
     }
 
-    fn on_leader_news(&mut self, r: &mut Replica, ballot: Ballot, commit: Slot, truncate: Slot) {
+    /// News from the leader of `ballot`; false if it is stale (below this node's promise).
+    fn on_leader_news(
+        &mut self,
+        r: &mut Replica,
+        ballot: Ballot,
+        commit: Slot,
+        truncate: Slot,
+    ) -> bool {
         r.max_round = r.max_round.max(ballot.round);
         if ballot < r.acceptor.promised() {
             r.stats.ignored += 1;
-            return;
+            return false;
         }
         if self.own_ballot().is_some_and(|own| ballot > own) {
             self.step_down(r, Some(ballot.node));
@@ -394,6 +540,7 @@ impl Engine {
             self.heard_commit(r, ballot, commit);
         }
         r.heard_truncate(truncate);
+        true
     }
 
     fn on_nack(&mut self, r: &mut Replica, m: Nack) {
@@ -490,6 +637,8 @@ impl Engine {
             inflight: BTreeMap::new(),
             commit_sent: Slot(0),
             next_heartbeat: r.now,
+            lease_expiry: vec![Time::ZERO; r.config.nodes.len()],
+            read_fence: next_slot,
         });
         self.commit_ballot = c.ballot;
         // Slots this node already executed are chosen; proposing them again is needless and, once
@@ -524,6 +673,7 @@ impl Engine {
         let now = r.now;
         let commit = r.log.executed();
         let (explicit, heartbeat) = (r.config.explicit_commit, r.config.heartbeat_interval);
+        let lease = r.config.reads == ReadMode::Lease;
         let MultiRole::Leader(l) = &mut self.role else {
             return;
         };
@@ -545,7 +695,10 @@ impl Engine {
                 // The Accept carries the commit point: no separate Commit needed for it.
                 l.commit_sent = l.commit_sent.max(commit);
             }
-            l.next_heartbeat = now + heartbeat;
+            if !lease {
+                // The Accept tells followers the leader is alive; a lease needs heartbeats.
+                l.next_heartbeat = now + heartbeat;
+            }
             let accept = accept(r, ballot, slot, value);
             r.broadcast_all(accept);
         } else {
@@ -645,7 +798,9 @@ impl Engine {
         };
         if commit > l.commit_sent && (explicit || l.inflight.is_empty()) {
             l.commit_sent = commit;
-            l.next_heartbeat = r.now + r.config.heartbeat_interval;
+            if r.config.reads != ReadMode::Lease {
+                l.next_heartbeat = r.now + r.config.heartbeat_interval;
+            }
             let ballot = l.ballot;
             r.broadcast(Message::Commit(Commit {
                 ballot,

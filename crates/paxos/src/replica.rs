@@ -342,6 +342,10 @@ impl Replica {
                 return;
             }
         }
+        if e.refuses_promise(self, m.ballot) {
+            self.stats.lease_refusals += 1;
+            return;
+        }
         let mut records = Vec::new();
         match self.acceptor.prepare(m.ballot, m.scope, &mut records) {
             PrepareOutcome::Promised(accepted) => {

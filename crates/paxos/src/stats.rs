@@ -46,6 +46,12 @@ pub struct Stats {
     pub snapshots_installed: u64,
     /// Messages ignored: stale ballots, unknown senders, duplicates.
     pub ignored: u64,
+    /// Multi-Paxos with `reads = "lease"`: `Get`s the leader answered from its own state under a
+    /// lease, without a slot.
+    pub local_reads: u64,
+    /// Multi-Paxos with `reads = "lease"`: Prepares this node refused to promise because it
+    /// granted a lease to another ballot (or restarted less than a lease ago).
+    pub lease_refusals: u64,
     /// Requests refused because the queue was full ([`crate::Outcome::Overloaded`]).
     pub overloaded: u64,
     /// Basic Paxos: commands this node proposed that were chosen in its own batch, by the

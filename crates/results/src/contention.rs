@@ -78,6 +78,12 @@ pub struct CounterValues {
     /// Requests refused because the node's queue was full.
     #[serde(default)]
     pub overloaded: u64,
+    /// `Get`s the leader answered from its own state under a lease (`reads = "lease"`).
+    #[serde(default)]
+    pub local_reads: u64,
+    /// Prepares refused inside a lease the node granted (`reads = "lease"`).
+    #[serde(default)]
+    pub lease_refusals: u64,
     /// Basic Paxos: commands the node got decided in its own batch, by the attempt that got
     /// them chosen: index k-1 for attempt k = 1..=7, index 7 for 8 or more.
     #[serde(default)]
@@ -181,7 +187,7 @@ fn plus_traffic(a: Option<TrafficValues>, b: Option<TrafficValues>) -> Option<Tr
 impl CounterValues {
     /// The scalar counters, by name, for the arithmetic below (`max_batch_seen` and the gauge
     /// excluded).
-    fn counters_mut(&mut self) -> [&mut u64; 16] {
+    fn counters_mut(&mut self) -> [&mut u64; 18] {
         [
             &mut self.phase1_rounds,
             &mut self.nacks_received,
@@ -199,10 +205,12 @@ impl CounterValues {
             &mut self.snapshots_installed,
             &mut self.ignored,
             &mut self.overloaded,
+            &mut self.local_reads,
+            &mut self.lease_refusals,
         ]
     }
 
-    fn counters(&self) -> [u64; 16] {
+    fn counters(&self) -> [u64; 18] {
         let mut c = self.clone();
         c.counters_mut().map(|v| *v)
     }

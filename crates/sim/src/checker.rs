@@ -26,6 +26,11 @@
 //!   had already made durable (globally or for that slot).
 //! - **persist-before-send**: a Promise leaves a node only once a promise at least that high is
 //!   durable there, and an Accepted only once that (slot, ballot) accept is durable there.
+//! - **real-time-reads** (runs with `reads = "lease"`): a `Get` answered from a leader's state,
+//!   outside the log, must return the key's value after some prefix of the chosen log that holds
+//!   every write whose reply a client had before the `Get` was invoked, and every write an earlier
+//!   completed `Get` had seen. (Writes are numbered in log order; the check looks for the
+//!   returned value among the key's values from that lower bound to the log's end.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -54,6 +59,9 @@ pub enum Check {
     AcceptBelowPromise,
     /// Promise and Accepted messages leave a node only after what they report is durable.
     PersistBeforeSend,
+    /// A `Get` answered outside the log (a lease read) sees every write that completed before it
+    /// was invoked, and only values the log held.
+    RealTimeReads,
     /// Once faults stop, every outstanding command completes within the liveness bound.
     Liveness,
     /// Virtual time stopped advancing (a node asks to be woken at the same instant forever), or
@@ -65,7 +73,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 10] = [
+    pub const ALL: [Check; 11] = [
         Check::OneValuePerSlot,
         Check::OnlyProposedChosen,
         Check::ExecutedLogsAgree,
@@ -73,6 +81,7 @@ impl Check {
         Check::PromiseMonotonic,
         Check::AcceptBelowPromise,
         Check::PersistBeforeSend,
+        Check::RealTimeReads,
         Check::Liveness,
         Check::Stuck,
         Check::Panic,
@@ -88,6 +97,7 @@ impl Check {
             Check::PromiseMonotonic => "promise-monotonic",
             Check::AcceptBelowPromise => "accept-below-promise",
             Check::PersistBeforeSend => "persist-before-send",
+            Check::RealTimeReads => "real-time-reads",
             Check::Liveness => "liveness",
             Check::Stuck => "stuck",
             Check::Panic => "panic",
@@ -185,6 +195,12 @@ pub struct Reference {
     session_timeout: Duration,
     clock: Time,
     next_sweep: Time,
+    /// Writes (puts and deletes run, not duplicates) replayed so far: write `n` is the `n`th.
+    writes: u64,
+    /// Each write's number, by (client, request).
+    write_no: HashMap<(ClientId, RequestId), u64>,
+    /// Each key's values in log order: (number of the write that set it, the value after it).
+    key_history: HashMap<Bytes, Vec<(u64, Option<Bytes>)>>,
 }
 
 impl Default for Reference {
@@ -197,6 +213,9 @@ impl Default for Reference {
             session_timeout: paxos::DEFAULT_SESSION_TIMEOUT,
             clock: Time::ZERO,
             next_sweep: Time::ZERO,
+            writes: 0,
+            write_no: HashMap::new(),
+            key_history: HashMap::new(),
         }
     }
 }
@@ -249,21 +268,52 @@ impl Reference {
                 }
                 let last = self.sessions.entry(cmd.client).or_insert(Time::ZERO);
                 *last = (*last).max(self.clock).max(cmd.client.created());
-                let outcome = match &cmd.op {
-                    Op::Get { key } => Outcome::Value(self.map.get(key).cloned()),
+                let (key, after) = match &cmd.op {
+                    Op::Get { key } => {
+                        let value = self.map.get(key).cloned();
+                        self.results.insert(id, (self.next, Outcome::Value(value)));
+                        continue;
+                    }
                     Op::Put { key, value } => {
                         self.map.insert(key.clone(), value.clone());
-                        Outcome::Done
+                        (key, Some(value.clone()))
                     }
                     Op::Delete { key } => {
                         self.map.remove(key);
-                        Outcome::Done
+                        (key, None)
                     }
                 };
+                self.writes += 1;
+                self.write_no.insert(id, self.writes);
+                self.key_history
+                    .entry(key.clone())
+                    .or_default()
+                    .push((self.writes, after));
+                let outcome = Outcome::Done;
                 self.results.insert(id, (self.next, outcome));
             }
             self.next = self.next.next();
         }
+    }
+
+    /// The values `key` held after any prefix of the replayed log with at least `from` writes.
+    fn values_from(&self, key: &[u8], from: u64) -> Vec<Option<Bytes>> {
+        let history = self.key_history.get(key).map_or(&[][..], Vec::as_slice);
+        let before = history.partition_point(|(n, _)| *n <= from);
+        let at_from = before.checked_sub(1).and_then(|i| history[i].1.clone());
+        std::iter::once(at_from)
+            .chain(history[before..].iter().map(|(_, v)| v.clone()))
+            .collect()
+    }
+
+    /// The number of the write that put `value` under `key`, if one did (values are unique per
+    /// write in the simulator's workload).
+    fn writer_of(&self, key: &[u8], value: &Bytes) -> Option<u64> {
+        self.key_history
+            .get(key)?
+            .iter()
+            .find(|(_, v)| v.as_ref() == Some(value))
+            .map(|(n, _)| *n)
     }
 
     /// Compares a node's state machine, taken after the same prefix, with the reference.
@@ -301,6 +351,13 @@ pub struct Checkers {
     /// The latest batch stamp of any chosen value.
     latest_stamp: Time,
     issued: HashMap<(ClientId, RequestId), Op>,
+    /// When each command was invoked (`issued_at`).
+    invoked: HashMap<(ClientId, RequestId), Time>,
+    /// Whether `Get`s may be answered outside the log (`reads = "lease"`).
+    local_reads: bool,
+    /// Completions that bound later reads, in time order: (when, the highest write number that
+    /// completed or was seen by then).
+    completions: Vec<(Time, u64)>,
     views: Vec<NodeView>,
     reference: Reference,
 }
@@ -319,6 +376,9 @@ impl Checkers {
             votes: BTreeMap::new(),
             chosen: BTreeMap::new(),
             issued: HashMap::new(),
+            invoked: HashMap::new(),
+            local_reads: false,
+            completions: Vec::new(),
             views,
             reference: Reference::new(start),
             latest_stamp: Time::ZERO,
@@ -351,6 +411,18 @@ impl Checkers {
     /// The reference replay.
     pub fn reference(&self) -> &Reference {
         &self.reference
+    }
+
+    /// `Get`s may be answered outside the log (`reads = "lease"`): check them by real time.
+    pub fn allow_local_reads(&mut self) {
+        self.local_reads = true;
+    }
+
+    /// A client issued this command at `at` (so it may be chosen, and a read of it is bounded
+    /// by what completed before).
+    pub fn issued_at(&mut self, cmd: &Command, at: Time) {
+        self.issued(cmd);
+        self.invoked.insert((cmd.client, cmd.request), at);
     }
 
     /// A client issued this command (so it may be chosen).
@@ -609,8 +681,91 @@ impl Checkers {
         }
     }
 
-    /// A client received a reply.
-    pub fn reply(&self, client: ClientId, request: RequestId, outcome: &Outcome) -> Verdict {
+    /// A client received a reply at `now`.
+    pub fn reply(
+        &mut self,
+        client: ClientId,
+        request: RequestId,
+        outcome: &Outcome,
+        now: Time,
+    ) -> Verdict {
+        if let Err(v) = self.judge_reply(client, request, outcome) {
+            match self.local_read(client, request, outcome) {
+                None => return Err(v),
+                Some(Err(v)) => return Err(v),
+                Some(Ok(())) => {}
+            }
+        }
+        self.completed(client, request, outcome, now);
+        Ok(())
+    }
+
+    /// A `Get` answered with a value the log does not give it, when reads may be answered
+    /// outside the log: the real-time check (`None` if it does not apply).
+    fn local_read(
+        &self,
+        client: ClientId,
+        request: RequestId,
+        outcome: &Outcome,
+    ) -> Option<Verdict> {
+        let Some(Op::Get { key }) = self.issued.get(&(client, request)) else {
+            return None;
+        };
+        if !self.local_reads {
+            return None;
+        }
+        let seen = match outcome {
+            Outcome::Value(seen) => seen,
+            // A lease read leaves nothing in the reply cache, so a retry of one can find it
+            // below the cache's window: `Expired` claims nothing about the value.
+            Outcome::Expired => return Some(Ok(())),
+            _ => return None,
+        };
+        let invoked = self
+            .invoked
+            .get(&(client, request))
+            .copied()
+            .unwrap_or_default();
+        let before = self.completions.partition_point(|(t, _)| *t < invoked);
+        let from = before.checked_sub(1).map_or(0, |i| self.completions[i].1);
+        if self.reference.values_from(key, from).contains(seen) {
+            return Some(Ok(()));
+        }
+        Some(Err(Violation::new(
+            Check::RealTimeReads,
+            format!(
+                "c{}r{} Get({:?}) invoked at {invoked} answered {}, but {from} writes had completed (or been seen) by then, and after them the key held only {:?}",
+                client.0,
+                request.0,
+                String::from_utf8_lossy(key),
+                show_outcome(outcome),
+                self.reference
+                    .values_from(key, from)
+                    .iter()
+                    .map(|v| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()))
+                    .collect::<Vec<_>>()
+            ),
+        )))
+    }
+
+    /// Records a completion that bounds later reads: an acknowledged write, or the write a read
+    /// saw.
+    fn completed(&mut self, client: ClientId, request: RequestId, outcome: &Outcome, now: Time) {
+        let no = match (self.issued.get(&(client, request)), outcome) {
+            (Some(Op::Put { .. } | Op::Delete { .. }), Outcome::Done) => {
+                self.reference.write_no.get(&(client, request)).copied()
+            }
+            (Some(Op::Get { key }), Outcome::Value(Some(v))) => self.reference.writer_of(key, v),
+            _ => None,
+        };
+        if let Some(no) = no {
+            let high = self.completions.last().map_or(0, |(_, n)| *n).max(no);
+            self.completions.push((now, high));
+        }
+    }
+
+    /// The reply judged against the log alone.
+    fn judge_reply(&self, client: ClientId, request: RequestId, outcome: &Outcome) -> Verdict {
         // Neither says anything about execution: the request was not taken.
         if matches!(outcome, Outcome::NotLeader { .. } | Outcome::Overloaded) {
             return Ok(());
@@ -912,7 +1067,8 @@ mod tests {
         c.started(n(0), Slot(0), Ballot::ZERO, 0, false).unwrap();
         c.executed(n(0), Slot(0), &batch(std::slice::from_ref(&x)), 0)
             .unwrap();
-        c.reply(ClientId(1), RequestId(1), &Outcome::Done).unwrap();
+        c.reply(ClientId(1), RequestId(1), &Outcome::Done, Time::ZERO)
+            .unwrap();
         // A restarted node that re-executes slot 0 with something else lost acknowledged state.
         c.started(n(0), Slot(0), Ballot::ZERO, 0, true).unwrap();
         assert_eq!(
@@ -938,7 +1094,7 @@ mod tests {
         // Slot 1 is chosen first: nothing replays until slot 0 is.
         accept_at(&mut c, &[0, 1], 1, b(1, 0), &batch(&cmds[2..])).unwrap();
         assert_eq!(
-            c.reply(ClientId(1), RequestId(2), &Outcome::Done)
+            c.reply(ClientId(1), RequestId(2), &Outcome::Done, Time::ZERO)
                 .unwrap_err()
                 .check,
             Check::ExactlyOnceReplies
@@ -953,17 +1109,20 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.reference().next(), Slot(2));
-        c.reply(ClientId(1), RequestId(1), &Outcome::Done).unwrap();
+        c.reply(ClientId(1), RequestId(1), &Outcome::Done, Time::ZERO)
+            .unwrap();
         c.reply(
             ClientId(2),
             RequestId(1),
             &Outcome::Value(Some(Bytes::from_static(b"a"))),
+            Time::ZERO,
         )
         .unwrap();
         c.reply(
             ClientId(2),
             RequestId(2),
             &Outcome::Value(Some(Bytes::from_static(b"b"))),
+            Time::ZERO,
         )
         .unwrap();
         let stale = c
@@ -971,6 +1130,7 @@ mod tests {
                 ClientId(2),
                 RequestId(2),
                 &Outcome::Value(Some(Bytes::from_static(b"a"))),
+                Time::ZERO,
             )
             .unwrap_err();
         assert_eq!(stale.check, Check::ExactlyOnceReplies);
@@ -983,15 +1143,16 @@ mod tests {
             ClientId(2),
             RequestId(2),
             &Outcome::NotLeader { leader: None },
+            Time::ZERO,
         )
         .unwrap();
         // Expired ("executed long ago, reply evicted") is fine for an executed command, and a
         // lie for one that is not in the chosen log.
-        c.reply(ClientId(1), RequestId(1), &Outcome::Expired)
+        c.reply(ClientId(1), RequestId(1), &Outcome::Expired, Time::ZERO)
             .unwrap();
         c.issued(&put(3, 1, "k", "z"));
         let lie = c
-            .reply(ClientId(3), RequestId(1), &Outcome::Expired)
+            .reply(ClientId(3), RequestId(1), &Outcome::Expired, Time::ZERO)
             .unwrap_err();
         assert!(
             lie.detail.contains("not in the chosen log"),
@@ -999,7 +1160,8 @@ mod tests {
             lie.detail
         );
         assert!(
-            c.reply(ClientId(7), RequestId(1), &Outcome::Done).is_err(),
+            c.reply(ClientId(7), RequestId(1), &Outcome::Done, Time::ZERO)
+                .is_err(),
             "never issued"
         );
     }

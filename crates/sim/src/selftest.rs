@@ -35,7 +35,10 @@ pub struct BugCase {
 /// - `AckBeforeDurable` sends Promises and Accepteds before their writes complete, which the
 ///   persist-before-send check sees under any load; `crashes` are what turn it into lost
 ///   acknowledged state.
-pub const BUG_CASES: [BugCase; 7] = [
+/// - `ReadsAfterLeaseExpiry` (runs with `reads = "lease"`) needs a leader cut off long enough for
+///   the others to elect a new one and write, while it keeps answering reads: `partitions`; the
+///   real-time-reads check sees the stale value.
+pub const BUG_CASES: [BugCase; 8] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -70,6 +73,11 @@ pub const BUG_CASES: [BugCase; 7] = [
         bug: Bug::AckBeforeDurable,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Crashes,
+    },
+    BugCase {
+        bug: Bug::ReadsAfterLeaseExpiry,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Partitions,
     },
 ];
 

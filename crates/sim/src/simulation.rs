@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use paxos::{
     Action, Backoff, BackoffSpan, Ballot, Bug, ClientId, Command, Config, Durable, Message, Node,
-    NodeId, Op, Outcome, PersistToken, Protocol, Record, Reply, RequestId, Role, Slot, Stats, Time,
-    Value,
+    NodeId, Op, Outcome, PersistToken, Protocol, ReadMode, Record, Reply, RequestId, Role, Slot,
+    Stats, Time, Value,
 };
 
 use crate::checker::{Check, Checkers, Verdict, Violation};
@@ -464,6 +464,7 @@ impl Simulation {
         );
         let (configs, knobs) = node_configs(&cfg, &ids);
         let session_timeout = configs[0].session_timeout;
+        let reads = configs[0].reads;
         let nodes = ids
             .iter()
             .zip(configs)
@@ -485,6 +486,9 @@ impl Simulation {
         let mut checkers =
             Checkers::new(ids.clone(), Slot(0), cfg.protocol == Protocol::Unreplicated);
         checkers.set_session_timeout(session_timeout);
+        if reads == ReadMode::Lease {
+            checkers.allow_local_reads();
+        }
         Simulation {
             trace: Trace::new(cfg.trace_len),
             rng_clients: SimRng::stream(cfg.seed, STREAM_CLIENTS),
@@ -1131,7 +1135,7 @@ impl Simulation {
             request,
             op: op.clone(),
         };
-        self.checkers.issued(&cmd);
+        self.checkers.issued_at(&cmd, self.now);
         self.history.push(HistoryEntry {
             client: client.id,
             request,
@@ -1204,7 +1208,7 @@ impl Simulation {
         }
         let outstanding = self.clients[c].outstanding.contains_key(&reply.request);
         self.checkers
-            .reply(reply.client, reply.request, &reply.outcome)?;
+            .reply(reply.client, reply.request, &reply.outcome, self.now)?;
         if !outstanding {
             return Ok(());
         }
@@ -1414,6 +1418,9 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
     let mut base = Config::new(cfg.protocol, ids[0], ids.to_vec());
     base.trace_execution = true;
     base.bug = cfg.bug;
+    if cfg.bug.is_some_and(Bug::needs_lease) {
+        base.reads = ReadMode::Lease;
+    }
     if let Some(b) = cfg.backoff {
         base.backoff = b;
     }
@@ -1440,6 +1447,15 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
             Duration::from_secs(2),
             Duration::from_millis(300),
         ]);
+        if cfg.protocol == Protocol::MultiPaxos && rng.chance(0.5) {
+            // Leases, sometimes longer than the election timeout so that followers wait them out.
+            base.reads = ReadMode::Lease;
+            base.lease_duration = *rng.pick(&[
+                Duration::from_millis(100),
+                Duration::from_millis(500),
+                Duration::from_millis(1500),
+            ]);
+        }
         if cfg.backoff.is_none() {
             // Backoff fixed (the default) or in measured phase-1 round trips.
             base.backoff.base = *rng.pick(&[
@@ -1450,7 +1466,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         }
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1465,6 +1481,8 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.session_timeout,
         base.backoff.mode,
         base.backoff.base,
+        base.reads,
+        base.lease_duration,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
     let configs = ids

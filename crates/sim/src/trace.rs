@@ -74,8 +74,10 @@ pub enum MsgBrief {
     Commit(Ballot, Slot),
     /// Nack(refused ballot, promised ballot, slot).
     Nack(Ballot, Ballot, Option<Slot>),
-    /// Heartbeat(ballot, commit point).
-    Heartbeat(Ballot, Slot),
+    /// Heartbeat(ballot, commit point, send time on the leader's clock).
+    Heartbeat(Ballot, Slot, Time),
+    /// HeartbeatAck(ballot, echoed send time): a lease granted.
+    HeartbeatAck(Ballot, Time),
     /// Learn(first slot, number of entries, first value).
     Learn(Option<Slot>, u32, Option<ValueBrief>),
     /// CatchUp(from).
@@ -98,7 +100,8 @@ impl MsgBrief {
             Message::Accepted(m) => MsgBrief::Accepted(m.ballot, m.slot),
             Message::Commit(m) => MsgBrief::Commit(m.ballot, m.up_to),
             Message::Nack(m) => MsgBrief::Nack(m.ballot, m.promised, m.slot),
-            Message::Heartbeat(m) => MsgBrief::Heartbeat(m.ballot, m.commit),
+            Message::Heartbeat(m) => MsgBrief::Heartbeat(m.ballot, m.commit, m.sent),
+            Message::HeartbeatAck(m) => MsgBrief::HeartbeatAck(m.ballot, m.sent),
             Message::Learn(m) => MsgBrief::Learn(
                 m.entries.first().map(|e| e.slot),
                 m.entries.len() as u32,
@@ -133,7 +136,8 @@ impl fmt::Display for MsgBrief {
                 Some(s) => write!(f, "Nack(b={b} promised={p} {s})"),
                 None => write!(f, "Nack(b={b} promised={p})"),
             },
-            MsgBrief::Heartbeat(b, c) => write!(f, "Heartbeat(b={b} commit<{c})"),
+            MsgBrief::Heartbeat(b, c, t) => write!(f, "Heartbeat(b={b} commit<{c} sent={t})"),
+            MsgBrief::HeartbeatAck(b, t) => write!(f, "HeartbeatAck(b={b} sent={t})"),
             MsgBrief::Learn(first, n, v) => match (first, v) {
                 (Some(s), Some(v)) => write!(f, "Learn({n} from {s}, first={v})"),
                 _ => write!(f, "Learn(empty)"),

@@ -277,6 +277,10 @@ pub struct NodeCounters {
     pub ignored: u64,
     /// Requests refused because the queue was full.
     pub overloaded: u64,
+    /// `Get`s answered from the leader's state under a lease (`reads = "lease"`).
+    pub local_reads: u64,
+    /// Prepares refused inside a lease this node granted (`reads = "lease"`).
+    pub lease_refusals: u64,
     /// Basic Paxos: commands decided in this node's own batch, by the attempt that got them
     /// chosen (`attempts[k - 1]` for attempt k = 1..=7, `attempts[7]` for 8 or more).
     pub attempts: [u64; ATTEMPT_BUCKETS],
@@ -310,6 +314,8 @@ impl From<&Stats> for NodeCounters {
             snapshots_installed: s.snapshots_installed,
             ignored: s.ignored,
             overloaded: s.overloaded,
+            local_reads: s.local_reads,
+            lease_refusals: s.lease_refusals,
             attempts: s.attempts,
             phase1_rtt_us: s.phase1_rtt.map(micros),
         }
@@ -333,7 +339,7 @@ impl NodeCounters {
 
     /// The scalar counters in their wire order (everything but `sent`, `attempts` and
     /// `phase1_rtt_us`).
-    fn scalars(&self) -> [u64; 17] {
+    fn scalars(&self) -> [u64; 19] {
         [
             self.phase1_rounds,
             self.nacks_received,
@@ -352,6 +358,8 @@ impl NodeCounters {
             self.snapshots_installed,
             self.ignored,
             self.overloaded,
+            self.local_reads,
+            self.lease_refusals,
         ]
     }
 }
@@ -387,7 +395,7 @@ fn read_array<const N: usize>(
 /// `counters = sent:count varint* (exactly MessageKind::ALL.len()) phase1_rounds nacks_received
 /// preemptions backoff_us batches batched_commands max_batch_seen slots_chosen noops
 /// commands_executed elections_won campaigns retransmits snapshots_taken snapshots_installed
-/// ignored overloaded (varints) attempts:count varint* (exactly ATTEMPT_BUCKETS)
+/// ignored overloaded local_reads lease_refusals (varints) attempts:count varint* (exactly ATTEMPT_BUCKETS)
 /// phase1_rtt_us:option<varint>`.
 fn put_counters(buf: &mut Writer<'_>, c: &NodeCounters) {
     put_array(buf, &c.sent);
@@ -400,8 +408,8 @@ fn put_counters(buf: &mut Writer<'_>, c: &NodeCounters) {
 
 fn read_counters(r: &mut Reader) -> Result<NodeCounters, WireError> {
     let sent = read_array(r, "Counters.sent", "one count per message kind")?;
-    let mut s = [0u64; 17];
-    const NAMES: [&str; 17] = [
+    let mut s = [0u64; 19];
+    const NAMES: [&str; 19] = [
         "Counters.phase1_rounds",
         "Counters.nacks_received",
         "Counters.preemptions",
@@ -419,6 +427,8 @@ fn read_counters(r: &mut Reader) -> Result<NodeCounters, WireError> {
         "Counters.snapshots_installed",
         "Counters.ignored",
         "Counters.overloaded",
+        "Counters.local_reads",
+        "Counters.lease_refusals",
     ];
     for (v, name) in s.iter_mut().zip(NAMES) {
         *v = r.varint(name)?;
@@ -429,7 +439,7 @@ fn read_counters(r: &mut Reader) -> Result<NodeCounters, WireError> {
     } else {
         None
     };
-    let [phase1_rounds, nacks_received, preemptions, backoff_us, batches, batched_commands, max_batch_seen, slots_chosen, noops, commands_executed, elections_won, campaigns, retransmits, snapshots_taken, snapshots_installed, ignored, overloaded] =
+    let [phase1_rounds, nacks_received, preemptions, backoff_us, batches, batched_commands, max_batch_seen, slots_chosen, noops, commands_executed, elections_won, campaigns, retransmits, snapshots_taken, snapshots_installed, ignored, overloaded, local_reads, lease_refusals] =
         s;
     Ok(NodeCounters {
         sent,
@@ -450,6 +460,8 @@ fn read_counters(r: &mut Reader) -> Result<NodeCounters, WireError> {
         snapshots_installed,
         ignored,
         overloaded,
+        local_reads,
+        lease_refusals,
         attempts,
         phase1_rtt_us,
     })

@@ -26,6 +26,7 @@ pub(crate) mod tag {
     pub const LEARN: u8 = 0x08;
     pub const CATCH_UP: u8 = 0x09;
     pub const SNAPSHOT: u8 = 0x0a;
+    pub const HEARTBEAT_ACK: u8 = 0x0b;
     pub const HELLO: u8 = 0x10;
     pub const REQUEST: u8 = 0x20;
     pub const STATUS_REQUEST: u8 = 0x21;
@@ -47,6 +48,7 @@ pub(crate) mod tag {
             LEARN => "Learn",
             CATCH_UP => "CatchUp",
             SNAPSHOT => "Snapshot",
+            HEARTBEAT_ACK => "HeartbeatAck",
             HELLO => "Hello",
             REQUEST => "Request",
             STATUS_REQUEST => "StatusRequest",

@@ -72,7 +72,10 @@
 //! change, so the peer ALPN stayed at `/1`. `paxbench-client/3` added the `counters` field of
 //! Status (the core's [`paxos::Stats`], see [`NodeCounters`]). `paxbench-client/4` added the
 //! `wire` field of Status (bytes, datagrams and writes of the node's peer and client
-//! connections, and the peer messages it received by kind; see [`WireCounters`]).
+//! connections, and the peer messages it received by kind; see [`WireCounters`]). `paxbench-peer/3`
+//! and `paxbench-client/5` added the lease: the `sent` field of Heartbeat, the HeartbeatAck
+//! frame (one more message kind in every by-kind count) and the `local_reads` and
+//! `lease_refusals` counters.
 //!
 //! # Format
 //!
@@ -100,7 +103,8 @@
 //! counters    = sent:count varint* phase1_rounds nacks_received preemptions backoff_us batches
 //!               batched_commands max_batch_seen slots_chosen noops commands_executed
 //!               elections_won campaigns retransmits snapshots_taken snapshots_installed
-//!               ignored overloaded attempts:count varint* phase1_rtt_us:option<varint>
+//!               ignored overloaded local_reads lease_refusals attempts:count varint*
+//!               phase1_rtt_us:option<varint>
 //!                                               all varints; sent: exactly one per message
 //!                                               kind, in MessageKind::ALL order; attempts:
 //!                                               exactly ATTEMPT_BUCKETS (8)
@@ -127,10 +131,11 @@
 //! | `0x04` | Accepted (2b) | peer | `ballot slot executed:slot` |
 //! | `0x05` | Commit | peer | `ballot up_to:slot truncate:slot` |
 //! | `0x06` | Nack | peer | `ballot promised:ballot option<slot>` |
-//! | `0x07` | Heartbeat | peer | `ballot commit:slot truncate:slot` |
+//! | `0x07` | Heartbeat | peer | `ballot commit:slot truncate:slot sent:varint` (ns, sender's clock) |
 //! | `0x08` | Learn | peer | `count (slot value)*` |
 //! | `0x09` | CatchUp | peer | `from:slot` |
 //! | `0x0a` | Snapshot | peer | `upto:slot state` |
+//! | `0x0b` | HeartbeatAck | peer | `ballot sent:varint` (the heartbeat's, echoed) |
 //! | `0x10` | Hello | peer | `node` |
 //! | `0x20` | Request | client | `command` |
 //! | `0x21` | StatusRequest | client | (empty) |
@@ -168,7 +173,7 @@ pub use frame::{
 pub use peer::{PeerFrame, PeerHello};
 
 /// ALPN protocol id of node-to-node connections, version included.
-pub const PEER_ALPN: &[u8] = b"paxbench-peer/2";
+pub const PEER_ALPN: &[u8] = b"paxbench-peer/3";
 
 /// ALPN protocol id of client-to-node connections, version included.
-pub const CLIENT_ALPN: &[u8] = b"paxbench-client/4";
+pub const CLIENT_ALPN: &[u8] = b"paxbench-client/5";

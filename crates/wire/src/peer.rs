@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use paxos::{
-    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, KvState, Learn,
-    Message, Nack, NodeId, Prepare, PrepareScope, Promise, Session, SessionLimits, Snapshot, Time,
+    Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, HeartbeatAck,
+    KvState, Learn, Message, Nack, NodeId, Prepare, PrepareScope, Promise, Session, SessionLimits,
+    Snapshot, Time,
 };
 
 use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
@@ -184,6 +185,12 @@ fn put_message(buf: &mut Writer<'_>, msg: &Message) {
             put_ballot(buf, m.ballot);
             put_slot(buf, m.commit);
             put_slot(buf, m.truncate);
+            put_varint(buf, m.sent.0);
+        }
+        Message::HeartbeatAck(m) => {
+            buf.put_u8(tag::HEARTBEAT_ACK);
+            put_ballot(buf, m.ballot);
+            put_varint(buf, m.sent.0);
         }
         Message::Learn(m) => {
             buf.put_u8(tag::LEARN);
@@ -267,6 +274,11 @@ fn read_message(t: u8, r: &mut Reader, expected: &'static str) -> Result<Message
             ballot: read_ballot(r, "Heartbeat.ballot")?,
             commit: read_slot(r, "Heartbeat.commit")?,
             truncate: read_slot(r, "Heartbeat.truncate")?,
+            sent: Time(r.varint("Heartbeat.sent")?),
+        }),
+        tag::HEARTBEAT_ACK => Message::HeartbeatAck(HeartbeatAck {
+            ballot: read_ballot(r, "HeartbeatAck.ballot")?,
+            sent: Time(r.varint("HeartbeatAck.sent")?),
         }),
         tag::LEARN => {
             let count = r.count("Learn.entries", 1 + MIN_VALUE_LEN)?;

@@ -7,11 +7,11 @@ use wire::{
     NodeCounters, NodeStatus, PeerFrame, ResponseFrame, Traffic, WireCounters, WireError,
 };
 
-/// The encoding of all-zero counters: 10 sent counts, 17 scalars, 8 attempt buckets, no RTT.
+/// The encoding of all-zero counters: 11 sent counts, 19 scalars, 8 attempt buckets, no RTT.
 fn zero_counters() -> Vec<u8> {
-    let mut c = vec![10];
-    c.extend([0; 10]);
-    c.extend([0; 17]);
+    let mut c = vec![11];
+    c.extend([0; 11]);
+    c.extend([0; 19]);
     c.push(8);
     c.extend([0; 8]);
     c.push(0x00);
@@ -19,10 +19,10 @@ fn zero_counters() -> Vec<u8> {
 }
 
 /// The encoding of all-zero wire counters: two traffic sections of three zero varints and two
-/// absent datagram counts each, then 10 received counts.
+/// absent datagram counts each, then 11 received counts.
 fn zero_wire() -> Vec<u8> {
-    let mut w = vec![0, 0, 0, 0x00, 0x00, 0, 0, 0, 0x00, 0x00, 10];
-    w.extend([0; 10]);
+    let mut w = vec![0, 0, 0, 0x00, 0x00, 0, 0, 0, 0x00, 0x00, 11];
+    w.extend([0; 11]);
     w
 }
 
@@ -537,7 +537,7 @@ fn status_with(counters: NodeCounters) -> NodeStatus {
 }
 
 fn some_counters() -> NodeCounters {
-    let mut sent = [0; 10];
+    let mut sent = [0; paxos::MessageKind::ALL.len()];
     for (i, s) in sent.iter_mut().enumerate() {
         *s = 1000 * i as u64 + 1;
     }
@@ -560,6 +560,8 @@ fn some_counters() -> NodeCounters {
         snapshots_installed: 0,
         ignored: 77,
         overloaded: 2,
+        local_reads: 12_345,
+        lease_refusals: 4,
         attempts: [100, 10, 5, 0, 0, 0, 0, u64::MAX],
         phase1_rtt_us: Some(612),
     }
@@ -615,7 +617,7 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
         assert!(got.is_err(), "cut at {cut} of {}: {got:?}", body.len());
     }
     // The counters start after the status fields: find them by encoding with zero counters
-    // (38 bytes of the core's, 21 of the wire's).
+    // (41 bytes of the core's, 22 of the wire's).
     let mut zero = BytesMut::new();
     encode_frame(
         &ResponseFrame::Status(status_with(NodeCounters::default())),
@@ -637,7 +639,7 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
     );
     // So is an attempts array of another length.
     let mut bad = zero[4..].to_vec();
-    bad[at + 1 + 10 + 17] = 7;
+    bad[at + 1 + 11 + 19] = 7;
     assert!(matches!(
         decode_frame::<ResponseFrame>(&mut self::frame(&bad)),
         Err(WireError::BadValue {
@@ -686,7 +688,7 @@ fn a_truncated_or_malformed_counters_section_is_an_error_not_a_panic() {
 }
 
 fn some_wire() -> WireCounters {
-    let mut received = [0; 10];
+    let mut received = [0; paxos::MessageKind::ALL.len()];
     for (i, r) in received.iter_mut().enumerate() {
         *r = 7 * i as u64 + 3;
     }
@@ -758,10 +760,10 @@ fn the_wire_counters_have_the_documented_layout() {
         0x80, 0x80, 0x80, 0x80, 0x80, 0x20, 0x95, 0x9a, 0xef, 0x3a, 0xa0, 0x1f, 0x01, 0x90, 0xbf,
         0x05, 0x01, 0x00, // client: 5, u64::MAX (10 bytes), 1, None, None
         0x05, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x01, 0x00, 0x00,
-        // received: 10 counts, 3 + 7i
-        10,
+        // received: 11 counts, 3 + 7i
+        11,
     ];
-    expected.extend((0..10u8).map(|i| 7 * i + 3));
+    expected.extend((0..11u8).map(|i| 7 * i + 3));
     assert_eq!(&buf[at..], &expected[..]);
 }
 

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::{BufMut, Bytes, BytesMut};
 use paxos::{
     Accept, Accepted, AcceptedEntry, Ballot, CatchUp, ChosenEntry, ClientId, Command, Commit,
-    Heartbeat, KvState, Learn, Message, Nack, NodeId, Op, Outcome, Prepare, PrepareScope, Promise,
-    Protocol, Reply, RequestId, Role, Session, SessionLimits, Slot, Snapshot, Time, Value,
+    Heartbeat, HeartbeatAck, KvState, Learn, Message, Nack, NodeId, Op, Outcome, Prepare,
+    PrepareScope, Promise, Protocol, Reply, RequestId, Role, Session, SessionLimits, Slot,
+    Snapshot, Time, Value,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -185,13 +186,18 @@ fn message() -> BoxedStrategy<Message> {
                 slot,
             })
         }),
-        (ballot(), slot(), slot()).prop_map(|(ballot, commit, truncate)| Message::Heartbeat(
-            Heartbeat {
+        (ballot(), slot(), slot(), any::<u64>()).prop_map(|(ballot, commit, truncate, sent)| {
+            Message::Heartbeat(Heartbeat {
                 ballot,
                 commit,
-                truncate
-            }
-        )),
+                truncate,
+                sent: Time(sent),
+            })
+        }),
+        (ballot(), any::<u64>()).prop_map(|(ballot, sent)| Message::HeartbeatAck(HeartbeatAck {
+            ballot,
+            sent: Time(sent),
+        })),
         vec((slot(), value()), 0..5).prop_map(|e| Message::Learn(Learn {
             entries: e
                 .into_iter()
@@ -288,7 +294,11 @@ fn traffic() -> BoxedStrategy<Traffic> {
 }
 
 fn wire_counters() -> BoxedStrategy<WireCounters> {
-    (traffic(), traffic(), vec(num(), 10))
+    (
+        traffic(),
+        traffic(),
+        vec(num(), paxos::MessageKind::ALL.len()),
+    )
         .prop_map(|(peer, client, received)| WireCounters {
             peer,
             client,
@@ -299,8 +309,8 @@ fn wire_counters() -> BoxedStrategy<WireCounters> {
 
 fn counters() -> BoxedStrategy<NodeCounters> {
     (
-        vec(num(), 10),
-        vec(num(), 17),
+        vec(num(), paxos::MessageKind::ALL.len()),
+        vec(num(), 19),
         vec(num(), 8),
         proptest::option::of(num()),
     )
@@ -323,6 +333,8 @@ fn counters() -> BoxedStrategy<NodeCounters> {
             snapshots_installed: s[14],
             ignored: s[15],
             overloaded: s[16],
+            local_reads: s[17],
+            lease_refusals: s[18],
             attempts: attempts.try_into().unwrap(),
             phase1_rtt_us,
         })
