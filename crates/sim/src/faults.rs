@@ -22,7 +22,8 @@ pub enum FaultProfile {
     None,
     /// Message loss, duplication and reordering spikes.
     Lossy,
-    /// Timed partitions: isolating a node or the leader, splitting the cluster, one-way cuts.
+    /// Timed partitions: isolating a node or the leader, splitting the cluster, one-way cuts, and
+    /// cutting the one link between the leader and a follower.
     Partitions,
     /// Node crashes and restarts, including killing the leader while a batch is in flight.
     Crashes,
@@ -157,7 +158,7 @@ impl FaultPlan {
             }
             for id in 0..rng.range(1, 5) {
                 let at = Time(rng.below(window));
-                let shape = match rng.below(5) {
+                let shape = match rng.below(6) {
                     0 => PartitionShape::Isolate(None),
                     1 => PartitionShape::Isolate(Some(*rng.pick(nodes))),
                     2 => {
@@ -170,11 +171,12 @@ impl FaultPlan {
                     } else {
                         Some(*rng.pick(nodes))
                     }),
-                    _ => PartitionShape::DeafIncoming(if rng.chance(0.5) {
+                    4 => PartitionShape::DeafIncoming(if rng.chance(0.5) {
                         None
                     } else {
                         Some(*rng.pick(nodes))
                     }),
+                    _ => PartitionShape::CutLink(None, *rng.pick(nodes)),
                 };
                 let duration =
                     rng.duration(Duration::from_millis(100), Duration::from_millis(1200));

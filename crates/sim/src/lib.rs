@@ -31,8 +31,12 @@
 //!   timeout, so a deposed leader's messages arrive after its successor took over). Client
 //!   traffic goes through the same model.
 //! - **Partitions**: timed cuts of 100 ms-1.2 s: isolating a node or the current leader, splitting
-//!   the cluster in two, and one-way cuts (a node, or the leader, that is heard but cannot hear,
-//!   or hears but is not heard).
+//!   the cluster in two, one-way cuts (a node, or the leader, that is heard but cannot hear,
+//!   or hears but is not heard), and the one link between the leader and a follower.
+//! - **Clocks** ([`clock`]): every node reads its own clock, drifting within the drift bound the
+//!   seed draws (`clock_drift_ppm` 0, 1000 or 200,000), often at its extremes and on half the
+//!   seeds one slow clock among fast ones; the times a node is given are its clock's readings,
+//!   and its deadlines are turned back into true time. Checkers and traces use true time.
 //! - **Crashes**: a node (or the current leader) crashes and restarts 20-800 ms later through
 //!   `Node::recover` with the durable state of its *completed* writes; everything in memory is
 //!   lost. The writes in flight at the crash are an append-only log's unsynced tail: half the
@@ -87,7 +91,8 @@
 //!
 //! Unless [`SimConfig::vary_knobs`] is off, each seed also draws protocol knobs (window, batch
 //! size, snapshot interval as low as 3 slots, catch-up batch, reply cache size, explicit commits,
-//! phase-1 skipping) so that truncation, snapshots and catch-up are exercised too.
+//! phase-1 skipping, reads by log or lease, the drift bound, a short election timeout) so that
+//! truncation, snapshots, catch-up and leases are exercised too.
 //!
 //! # Use
 //!
@@ -109,6 +114,7 @@
 #![warn(missing_docs)]
 
 pub mod checker;
+pub mod clock;
 pub mod contention;
 pub mod faults;
 pub mod fingerprint;

@@ -68,6 +68,11 @@ pub enum PartitionShape {
     /// One-way: messages *to* this node are lost, its own messages get out (`None`: the leader;
     /// it keeps sending heartbeats but hears no answers).
     DeafIncoming(Option<NodeId>),
+    /// One link, both ways: the first node (`None`: the leader) and the second stop hearing each
+    /// other while both still reach everyone else. If the two are the same node, the second is
+    /// the next node in the cluster. This is what lets a follower that still hears the leader
+    /// hold it a lease while a third node, cut from the leader, campaigns through it.
+    CutLink(Option<NodeId>, NodeId),
 }
 
 impl PartitionShape {
@@ -103,6 +108,19 @@ impl PartitionShape {
             PartitionShape::DeafIncoming(t) => {
                 let t = target(t);
                 cut.extend(nodes.iter().filter(|n| **n != t).map(|&n| (n, t)));
+            }
+            PartitionShape::CutLink(a, b) => {
+                let a = target(a);
+                let b = if *b != a {
+                    *b
+                } else {
+                    let k = nodes.iter().position(|n| *n == a).unwrap_or(0);
+                    nodes[(k + 1) % nodes.len()]
+                };
+                if a != b {
+                    cut.insert((a, b));
+                    cut.insert((b, a));
+                }
             }
         }
         cut
@@ -337,6 +355,19 @@ mod tests {
         assert!(mute.contains(&(NodeId(1), NodeId(0))) && !mute.contains(&(NodeId(0), NodeId(1))));
         let deaf = PartitionShape::DeafIncoming(None).resolve(&all, None, NodeId(3));
         assert!(deaf.contains(&(NodeId(0), NodeId(3))) && !deaf.contains(&(NodeId(3), NodeId(0))));
+
+        let link =
+            PartitionShape::CutLink(None, NodeId(4)).resolve(&all, Some(NodeId(1)), NodeId(0));
+        assert_eq!(
+            link,
+            [(NodeId(1), NodeId(4)), (NodeId(4), NodeId(1))].into()
+        );
+        let same =
+            PartitionShape::CutLink(None, NodeId(4)).resolve(&all, Some(NodeId(4)), NodeId(0));
+        assert_eq!(
+            same,
+            [(NodeId(4), NodeId(0)), (NodeId(0), NodeId(4))].into()
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use paxos::{
 };
 
 use crate::checker::{Check, Checkers, Verdict, Violation};
+use crate::clock::Clock;
 use crate::faults::{FaultEvent, FaultPlan, FaultProfile};
 use crate::fingerprint::Fingerprint;
 use crate::network::{Endpoint, Fate, Network};
@@ -380,8 +381,11 @@ struct SimNode {
     /// Writes complete in token order: none before this time.
     last_persist_done: Time,
     incarnation: u64,
+    /// When its core asked to be woken, in true time.
     deadline: Option<Time>,
     shown: Option<(Role, Ballot, Option<NodeId>)>,
+    /// Its own clock: every time it is given is this clock's reading.
+    clock: Clock,
 }
 
 /// A request a client awaits.
@@ -415,6 +419,7 @@ const STREAM_CLIENTS: u64 = 2;
 const STREAM_FAULTS: u64 = 3;
 const STREAM_PERSIST: u64 = 4;
 const STREAM_KNOBS: u64 = 5;
+const STREAM_CLOCKS: u64 = 6;
 const STREAM_NODES: u64 = 100;
 
 /// A running simulation.
@@ -462,13 +467,19 @@ impl Simulation {
             plan.network.clone(),
             SimRng::stream(cfg.seed, STREAM_NETWORK),
         );
-        let (configs, knobs) = node_configs(&cfg, &ids);
+        let (configs, mut knobs) = node_configs(&cfg, &ids);
         let session_timeout = configs[0].session_timeout;
         let reads = configs[0].reads;
+        let mut rng_clocks = SimRng::stream(cfg.seed, STREAM_CLOCKS);
+        let clocks =
+            Clock::draw_cluster(configs[0].clock_drift_ppm, configs.len(), &mut rng_clocks);
+        let shown: Vec<String> = clocks.iter().map(|c| format!("{:+}", c.ppm())).collect();
+        let _ = write!(knobs, " clocks_ppm=[{}]", shown.join(","));
         let nodes = ids
             .iter()
             .zip(configs)
-            .map(|(&id, config)| SimNode {
+            .zip(clocks)
+            .map(|((&id, config), clock)| SimNode {
                 id,
                 config,
                 node: None,
@@ -478,6 +489,7 @@ impl Simulation {
                 incarnation: 0,
                 deadline: None,
                 shown: None,
+                clock,
             })
             .collect();
         let keys = (0..cfg.workload.keys.max(1))
@@ -754,7 +766,7 @@ impl Simulation {
                         msg: MsgBrief::of(&msg),
                     },
                 );
-                let now = self.now;
+                let now = self.local_now(i);
                 self.node_mut(i).handle_message(now, from, msg);
                 self.after_input(i)
             }
@@ -771,7 +783,7 @@ impl Simulation {
                         to,
                     },
                 );
-                let now = self.now;
+                let now = self.local_now(i);
                 self.node_mut(i).handle_request(now, cmd);
                 self.after_input(i)
             }
@@ -845,6 +857,11 @@ impl Simulation {
         }
     }
 
+    /// What node `i`'s clock reads now.
+    fn local_now(&self, i: usize) -> Time {
+        self.nodes[i].clock.local(self.now)
+    }
+
     fn node_mut(&mut self, i: usize) -> &mut Node {
         self.nodes[i].node.as_mut().expect("node is up")
     }
@@ -854,7 +871,7 @@ impl Simulation {
         self.trace.push(self.now, TraceEvent::Timeout { node: id });
         // Cleared now, set again by `after_input` from `next_deadline()`.
         self.nodes[i].deadline = None;
-        let now = self.now;
+        let now = self.local_now(i);
         self.node_mut(i).handle_timeout(now);
         self.after_input(i)
     }
@@ -893,7 +910,7 @@ impl Simulation {
                 records: kinds,
             },
         );
-        let now = self.now;
+        let now = self.local_now(i);
         self.node_mut(i).handle_persisted(now, token);
         self.after_input(i)
     }
@@ -912,7 +929,8 @@ impl Simulation {
                 return Err(v);
             }
         };
-        self.nodes[i].deadline = node.next_deadline();
+        let clock = self.nodes[i].clock;
+        self.nodes[i].deadline = node.next_deadline().map(|d| clock.true_time(d));
         let shown = (node.role(), node.ballot(), node.leader());
         if self.nodes[i].shown != Some(shown) {
             self.nodes[i].shown = Some(shown);
@@ -939,7 +957,7 @@ impl Simulation {
     fn carry_out(&mut self, i: usize, node: &mut Node) -> Result<bool, Violation> {
         let id = self.nodes[i].id;
         let mut actions = std::mem::take(&mut self.actions);
-        node.drain_actions(self.now, &mut actions);
+        node.drain_actions(self.local_now(i), &mut actions);
         if !actions.is_empty() {
             self.fingerprint.add(&(self.now, id));
             for action in &actions {
@@ -1464,9 +1482,19 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
                 BackoffSpan::Rtts { milli: 500 },
             ]);
         }
+        // The drift bound the nodes are configured with (and their clocks drawn within):
+        // sometimes none, sometimes far beyond real clocks, so that a lease margin matters.
+        base.clock_drift_ppm = *rng.pick(&[0, 1000, 1000, 200_000]);
+        // Sometimes a short election timeout, below the lease: followers then wait out the lease
+        // they granted rather than their own timer, which is where a lease margin is tested.
+        base.election_timeout = *rng.pick(&[
+            base.election_timeout,
+            base.election_timeout,
+            Duration::from_millis(120),
+        ]);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1483,6 +1511,8 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.backoff.base,
         base.reads,
         base.lease_duration,
+        base.clock_drift_ppm,
+        base.election_timeout,
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
     let configs = ids
