@@ -68,13 +68,14 @@ fn the_self_test_catches_every_bug_variant() {
         "ResurrectExpiredSessions",
         "LocalReads",
         "AckBeforeDurable",
+        "ReadsAfterLeaseExpiry",
     ] {
         assert!(
             text.contains(&format!("caught {bug}")),
             "{bug} missing:\n{text}"
         );
     }
-    assert_eq!(text.lines().last(), Some("7 passed, 0 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("8 passed, 0 failed"), "{text}");
 }
 
 #[test]
