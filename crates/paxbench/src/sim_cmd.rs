@@ -50,7 +50,7 @@ pub struct SimArgs {
     #[arg(long)]
     self_test: bool,
     /// Seeds the self-test tries per variant before it gives up.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 5000)]
     self_test_seeds: u64,
     /// Run the Basic Paxos contention scenario (backoff against no backoff) instead of a sweep,
     /// with the first seed of `--seeds`.

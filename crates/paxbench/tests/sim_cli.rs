@@ -69,13 +69,15 @@ fn the_self_test_catches_every_bug_variant() {
         "LocalReads",
         "AckBeforeDurable",
         "ReadsAfterLeaseExpiry",
+        "PromiseInsideLease",
+        "LeaseWithoutDriftMargin",
     ] {
         assert!(
             text.contains(&format!("caught {bug}")),
             "{bug} missing:\n{text}"
         );
     }
-    assert_eq!(text.lines().last(), Some("8 passed, 0 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("10 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -31,6 +31,11 @@
 //!   every write whose reply a client had before the `Get` was invoked, and every write an earlier
 //!   completed `Get` had seen. (Writes are numbered in log order; the check looks for the
 //!   returned value among the key's values from that lower bound to the log's end.)
+//! - **lease-overlap** (runs with `reads = "lease"`): when a leader of ballot `b` answers a `Get`
+//!   from its own state, fewer than a quorum of nodes may have made a promise above `b` durable.
+//!   A quorum that did could have elected a newer leader and chosen writes the reader has not
+//!   seen; this fails the moment two leases overlap, whether or not a write landed in the gap
+//!   for real-time-reads to see.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -62,6 +67,8 @@ pub enum Check {
     /// A `Get` answered outside the log (a lease read) sees every write that completed before it
     /// was invoked, and only values the log held.
     RealTimeReads,
+    /// A leader answers a lease read only while no quorum has durably promised a newer ballot.
+    LeaseOverlap,
     /// Once faults stop, every outstanding command completes within the liveness bound.
     Liveness,
     /// Virtual time stopped advancing (a node asks to be woken at the same instant forever), or
@@ -73,7 +80,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 11] = [
+    pub const ALL: [Check; 12] = [
         Check::OneValuePerSlot,
         Check::OnlyProposedChosen,
         Check::ExecutedLogsAgree,
@@ -82,6 +89,7 @@ impl Check {
         Check::AcceptBelowPromise,
         Check::PersistBeforeSend,
         Check::RealTimeReads,
+        Check::LeaseOverlap,
         Check::Liveness,
         Check::Stuck,
         Check::Panic,
@@ -98,6 +106,7 @@ impl Check {
             Check::AcceptBelowPromise => "accept-below-promise",
             Check::PersistBeforeSend => "persist-before-send",
             Check::RealTimeReads => "real-time-reads",
+            Check::LeaseOverlap => "lease-overlap",
             Check::Liveness => "liveness",
             Check::Stuck => "stuck",
             Check::Panic => "panic",
@@ -416,6 +425,29 @@ impl Checkers {
     /// `Get`s may be answered outside the log (`reads = "lease"`): check them by real time.
     pub fn allow_local_reads(&mut self) {
         self.local_reads = true;
+    }
+
+    /// `holder`, leader of `ballot`, answered `reads` more `Get`s from its own state: fewer than
+    /// a quorum of nodes may have a durable promise above `ballot`.
+    pub fn lease_reads(&self, holder: NodeId, ballot: Ballot, reads: u64) -> Verdict {
+        let above: Vec<String> = self
+            .nodes
+            .iter()
+            .zip(&self.views)
+            .filter(|(_, v)| v.durable_promise > ballot)
+            .map(|(n, v)| format!("{n} promised {}", v.durable_promise))
+            .collect();
+        if above.len() < self.quorum {
+            return Ok(());
+        }
+        Err(Violation::new(
+            Check::LeaseOverlap,
+            format!(
+                "{holder} answered {reads} lease read(s) at ballot {ballot} while a quorum had \
+                 promised a newer ballot ({})",
+                above.join(", ")
+            ),
+        ))
     }
 
     /// A client issued this command at `at` (so it may be chosen, and a read of it is bounded
@@ -949,6 +981,39 @@ mod tests {
         let err = accept_at(&mut c, &[0], 3, b(3, 2), &vy).unwrap_err();
         assert_eq!(err.check, Check::OneValuePerSlot);
         assert!(err.detail.contains("#3 chosen twice"), "{}", err.detail);
+    }
+
+    #[test]
+    fn a_lease_read_fails_once_a_quorum_durably_promised_a_newer_ballot() {
+        let mut c = three();
+        let promise = Record::Promise;
+        for i in 0..3 {
+            c.durable(n(i), &Durable::default(), &promise(b(1, 0)))
+                .unwrap();
+        }
+        c.lease_reads(n(0), b(1, 0), 1).unwrap();
+        // One node promising a newer ballot is what a lease allows (it was outside the quorum).
+        c.durable(n(2), &Durable::default(), &promise(b(2, 2)))
+            .unwrap();
+        c.lease_reads(n(0), b(1, 0), 1).unwrap();
+        // A second one makes a quorum that could elect n2 while n0 still reads under its lease.
+        c.durable(n(1), &Durable::default(), &promise(b(2, 2)))
+            .unwrap();
+        let err = c.lease_reads(n(0), b(1, 0), 3).unwrap_err();
+        assert_eq!(err.check, Check::LeaseOverlap);
+        assert!(
+            err.detail
+                .contains("n0 answered 3 lease read(s) at ballot 1.0"),
+            "{}",
+            err.detail
+        );
+        assert!(
+            err.detail.contains("n1 promised 2.2, n2 promised 2.2"),
+            "{}",
+            err.detail
+        );
+        // The newer leader reading at its own ballot is fine.
+        c.lease_reads(n(2), b(2, 2), 1).unwrap();
     }
 
     #[test]

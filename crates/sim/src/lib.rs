@@ -77,6 +77,10 @@
 //! 6. `accept-below-promise`: no acceptor makes an accept durable below a durable promise.
 //! 7. `persist-before-send`: a Promise or Accepted leaves a node only after the promise or
 //!    accept it reports is durable (the core's persist barrier).
+//! 8. `real-time-reads` (with `reads = "lease"`): a `Get` answered from a leader's state saw every
+//!    write that completed before it was invoked, and every write an earlier read saw.
+//! 9. `lease-overlap` (with `reads = "lease"`): a leader of ballot `b` answers such a `Get` only
+//!    while fewer than a quorum of nodes have a durable promise above `b`.
 //!
 //! **Liveness**: once faults stop, every outstanding command must complete within
 //! [`default_liveness_bound`]: 30 s of virtual time after the heal for Multi-Paxos, 60 s for

@@ -36,9 +36,17 @@ pub struct BugCase {
 ///   persist-before-send check sees under any load; `crashes` are what turn it into lost
 ///   acknowledged state.
 /// - `ReadsAfterLeaseExpiry` (runs with `reads = "lease"`) needs a leader cut off long enough for
-///   the others to elect a new one and write, while it keeps answering reads: `partitions`; the
-///   real-time-reads check sees the stale value.
-pub const BUG_CASES: [BugCase; 8] = [
+///   the others to elect a new one, while it keeps answering reads: `partitions`; lease-overlap sees
+///   it read under the newer quorum's promises (and, with that check off, real-time-reads sees the
+///   stale value once the new leader writes).
+/// - `PromiseInsideLease` lets a follower promise a candidate while it holds the leader a lease:
+///   `partitions` cut the leader from one follower (or all) while clients still reach it, and
+///   lease-overlap sees a quorum promise a newer ballot under the lease.
+/// - `LeaseWithoutDriftMargin` counts the whole lease on the leader's clock, which is exact on
+///   perfect clocks; the simulator gives that variant the 200,000 ppm drift bound, and a slow
+///   leader cut off by `partitions` then reads locally after its fast followers' grants expired
+///   and they promised a candidate (lease-overlap). It takes a few hundred seeds to find.
+pub const BUG_CASES: [BugCase; 10] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -76,6 +84,16 @@ pub const BUG_CASES: [BugCase; 8] = [
     },
     BugCase {
         bug: Bug::ReadsAfterLeaseExpiry,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Partitions,
+    },
+    BugCase {
+        bug: Bug::PromiseInsideLease,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Partitions,
+    },
+    BugCase {
+        bug: Bug::LeaseWithoutDriftMargin,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Partitions,
     },

@@ -1,5 +1,6 @@
 //! Runs with `reads = "lease"` (half the seeds draw it) answer reads outside the log, and the
-//! real-time-reads check passes them; a leader that reads past its lease is caught by it.
+//! real-time-reads and lease-overlap checks pass them; a leader that reads past its lease is
+//! caught by each of the two on its own.
 
 use paxos::{Bug, Protocol};
 use sim::{run, Check, FaultProfile, SimConfig};
@@ -23,13 +24,25 @@ fn lease_runs_read_locally_and_pass_every_check() {
     assert!(local_reads > 100, "only {local_reads} local reads");
 }
 
-#[test]
-fn a_leader_reading_past_its_lease_fails_the_real_time_check() {
+/// The first failure of a leader that reads past its lease, within 500 `partitions` seeds.
+fn first_catch(check_lease_overlap: bool) -> sim::Failure {
     let caught = (0..500).find_map(|seed| {
         let mut cfg = SimConfig::new(Protocol::MultiPaxos, 3, seed, FaultProfile::Partitions);
         cfg.bug = Some(Bug::ReadsAfterLeaseExpiry);
+        cfg.check_lease_overlap = check_lease_overlap;
         run(&cfg).failure
     });
-    let f = caught.expect("caught within 500 seeds");
+    caught.expect("caught within 500 seeds")
+}
+
+#[test]
+fn a_leader_reading_past_its_lease_fails_the_lease_overlap_check_first() {
+    let f = first_catch(true);
+    assert_eq!(f.check, Check::LeaseOverlap, "{f}");
+}
+
+#[test]
+fn without_the_overlap_check_the_real_time_check_sees_the_stale_read() {
+    let f = first_catch(false);
     assert_eq!(f.check, Check::RealTimeReads, "{f}");
 }
