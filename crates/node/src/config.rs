@@ -189,6 +189,28 @@ pub struct NodeFile {
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
+    /// `voter` (the default) or `learner`: a learner receives and executes chosen values and
+    /// answers status, but never votes or campaigns (`paxos::Config::learners`).
+    #[serde(default, skip_serializing_if = "NodeRole::is_voter")]
+    pub role: NodeRole,
+}
+
+/// What a node does in the protocol (`role` of a `[[nodes]]` entry).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Votes in quorums and may lead.
+    #[default]
+    Voter,
+    /// Learns chosen values; never votes, never leads.
+    Learner,
+}
+
+impl NodeRole {
+    /// Whether this is the default, `voter`.
+    pub fn is_voter(&self) -> bool {
+        *self == NodeRole::Voter
+    }
 }
 
 impl ClusterFile {
@@ -518,6 +540,8 @@ pub struct NodeEntry {
     pub cert: PathBuf,
     /// Its private key (PEM).
     pub key: PathBuf,
+    /// Voter or learner.
+    pub role: NodeRole,
 }
 
 /// A validated cluster file. Paths are absolute (resolved against the file's directory).
@@ -604,6 +628,7 @@ impl ClusterConfig {
                 addr,
                 cert: resolve(&n.cert),
                 key: resolve(&n.key),
+                role: n.role,
             });
         }
         if protocol == Protocol::Unreplicated && nodes.len() != 1 {
@@ -719,6 +744,12 @@ impl ClusterConfig {
     pub fn core_config(&self, id: NodeId) -> paxos::Config {
         let ids = self.nodes.iter().map(|n| n.id).collect();
         let mut c = paxos::Config::new(self.protocol, id, ids);
+        c.learners = self
+            .nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Learner)
+            .map(|n| n.id)
+            .collect();
         self.paxos.apply(&mut c);
         // Only a write-ahead log needs a copy of the state at every truncation.
         c.durable_snapshots = self.durability == Durability::Fsync;
@@ -781,6 +812,38 @@ key = "node-1-key.pem"
         assert_eq!(core.max_batch, 10);
         assert_eq!(core.election_timeout, Duration::from_millis(300));
         assert_eq!(core.nodes, vec![NodeId(0), NodeId(1)]);
+    }
+
+    #[test]
+    fn a_node_can_be_a_learner_but_not_every_node_and_not_an_unknown_role() {
+        let learner = GOOD.replace(
+            "key = \"node-1-key.pem\"",
+            "key = \"node-1-key.pem\"\nrole = \"learner\"",
+        );
+        let c = ClusterConfig::parse(Path::new("c.toml"), &learner).unwrap();
+        assert_eq!(c.nodes[1].role, NodeRole::Learner);
+        let core = c.core_config(NodeId(0));
+        assert_eq!(core.learners, vec![NodeId(1)]);
+        assert_eq!(core.quorum(), 1);
+        let text = learner.replace(
+            "key = \"node-0-key.pem\"",
+            "key = \"node-0-key.pem\"\nrole = \"learner\"",
+        );
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("c.toml") && e.contains("at least one must vote"),
+            "{e}"
+        );
+        let text = learner.replace("\"learner\"", "\"observer\"");
+        let e = ClusterConfig::parse(Path::new("c.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 23") && e.contains("observer") && e.contains("learner"),
+            "{e}"
+        );
     }
 
     #[test]

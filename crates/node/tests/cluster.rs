@@ -1,6 +1,7 @@
 //! Clusters over real quinn on loopback, inside one process (each node in its own tracing span):
 //! commands succeed on 3 and 5 nodes for both protocols, the leader fails over, a node restarted
-//! without durable state rejoins without a vote, and bad clients and peers are refused while the
+//! without durable state rejoins without a vote, configured learners execute and never vote,
+//! and bad clients and peers are refused while the
 //! cluster keeps serving. Waits poll the nodes' status; nothing sleeps in the hope that
 //! something happened.
 
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use node::client::{Connection, KvClient};
 use node::runtime::{self, Metrics, RuntimeConfig};
 use node::{ClusterCerts, TransportTuning};
-use paxos::{NodeId, Op, Outcome, Protocol, ReadMode, Role};
+use paxos::{MessageKind, NodeId, Op, Outcome, Protocol, ReadMode, Role};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -29,6 +30,9 @@ struct TestCluster {
     protocol: Protocol,
     /// How the leader answers reads (`log` unless a test starts with `start_with`).
     reads: ReadMode,
+    /// The learners (`paxos::Config::learners`): none unless a test starts with
+    /// `start_with_learners`.
+    learners: Vec<NodeId>,
     certs: ClusterCerts,
     addrs: HashMap<NodeId, SocketAddr>,
     metrics: Vec<Arc<Metrics>>,
@@ -51,6 +55,21 @@ impl TestCluster {
     }
 
     async fn start_with(protocol: Protocol, n: u32, reads: ReadMode) -> TestCluster {
+        TestCluster::start_full(protocol, n, reads, Vec::new()).await
+    }
+
+    /// `voters` voting nodes and then `learners` learners.
+    async fn start_with_learners(protocol: Protocol, voters: u32, learners: u32) -> TestCluster {
+        let ids = (voters..voters + learners).map(NodeId).collect();
+        TestCluster::start_full(protocol, voters + learners, ReadMode::Log, ids).await
+    }
+
+    async fn start_full(
+        protocol: Protocol,
+        n: u32,
+        reads: ReadMode,
+        learners: Vec<NodeId>,
+    ) -> TestCluster {
         let certs = ClusterCerts::generate(n).unwrap();
         let tuning = TransportTuning::default();
         let mut endpoints = Vec::new();
@@ -64,6 +83,7 @@ impl TestCluster {
         let mut c = TestCluster {
             protocol,
             reads,
+            learners,
             certs,
             addrs,
             metrics: (0..n).map(|_| Arc::new(Metrics::default())).collect(),
@@ -80,6 +100,7 @@ impl TestCluster {
         let config = RuntimeConfig {
             core: paxos::Config {
                 reads: self.reads,
+                learners: self.learners.clone(),
                 ..core_config(self.protocol, id, n)
             },
             addrs: self.addrs.clone(),
@@ -318,6 +339,68 @@ async fn a_follower_restarted_without_state_rejoins_as_a_learner() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Polls (at most 10 s) until learners 3 and 4 have executed as far as `leader`; returns the
+/// statuses that showed it.
+async fn wait_learners_caught_up(client: &mut KvClient, leader: NodeId) -> Vec<wire::NodeStatus> {
+    let start = Instant::now();
+    loop {
+        let statuses = client.statuses().await;
+        let of = |id: NodeId| statuses.iter().find(|s| s.node == id).map(|s| s.executed);
+        if [NodeId(3), NodeId(4)]
+            .iter()
+            .all(|l| of(*l).is_some() && of(*l) == of(leader))
+        {
+            return statuses;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the learners did not catch up with {leader}: {statuses:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Learners execute what the voters choose and never vote: on 3 voters + 2 learners, writes
+/// commit, the learners catch up to the leader's executed slot, send no Promise or Accepted and
+/// never campaign; with the leader killed, a voter takes over (2 of the 3 voters are a quorum)
+/// and the learners follow it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learners_execute_and_never_vote_across_a_failover() {
+    let mut cluster = TestCluster::start_with_learners(Protocol::MultiPaxos, 3, 2).await;
+    let mut client = cluster.client(5);
+    let leader = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    assert!(leader.0 < 3, "learner {leader} leads");
+    for i in 0..20 {
+        assert_eq!(
+            client.call(put("k", &format!("{i}"))).await.unwrap(),
+            Outcome::Done
+        );
+    }
+    let statuses = wait_learners_caught_up(&mut client, leader).await;
+    let never_voted = |statuses: &[wire::NodeStatus]| {
+        for s in statuses.iter().filter(|s| s.node.0 >= 3) {
+            assert_ne!(s.role, Role::Leader, "{s:?}");
+            assert_eq!(s.counters.sent[MessageKind::Promise as usize], 0, "{s:?}");
+            assert_eq!(s.counters.sent[MessageKind::Accepted as usize], 0, "{s:?}");
+            assert_eq!(s.counters.campaigns, 0, "{s:?}");
+            assert!(s.counters.commands_executed >= 20, "{s:?}");
+        }
+    };
+    never_voted(&statuses);
+    cluster.stop(leader).await;
+    assert_eq!(client.call(put("k", "after")).await.unwrap(), Outcome::Done);
+    let new = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("a new leader");
+    assert!(new != leader && new.0 < 3, "{new} leads after {leader}");
+    let statuses = wait_learners_caught_up(&mut client, new).await;
+    never_voted(&statuses);
 }
 
 /// Garbage from a client closes that connection with a logged reason and a counter; a client

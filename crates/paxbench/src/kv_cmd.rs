@@ -62,11 +62,15 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
                         .iter()
                         .map(|(p, us)| format!("{}:{:.1}ms", p.0, *us as f64 / 1000.0))
                         .collect();
+                    let learner = cluster
+                        .node(s.node)
+                        .is_some_and(|n| n.role == node::config::NodeRole::Learner);
                     println!(
-                        "node {} {:?} {:?} ballot {} leader {} executed {} rtt {}",
+                        "node {} {:?} {:?}{} ballot {} leader {} executed {} rtt {}",
                         s.node.0,
                         s.protocol,
                         s.role,
+                        if learner { " (learner)" } else { "" },
                         s.ballot,
                         s.leader.map_or("-".to_string(), |l| l.0.to_string()),
                         s.executed.0,

@@ -164,6 +164,7 @@ impl Launcher {
                 addr: addr.to_string(),
                 cert: format!("node-{i}.pem").into(),
                 key: format!("node-{i}-key.pem").into(),
+                role: node::config::NodeRole::Voter,
             })
             .collect();
         let file = |tls: TlsFiles| ClusterFile {

@@ -104,6 +104,7 @@ enum BugArg {
     LeaseWithoutDriftMargin,
     ReadsAfterLeaseExpiry,
     PromiseInsideLease,
+    LearnerVotes,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -141,6 +142,7 @@ impl From<BugArg> for Bug {
             BugArg::LeaseWithoutDriftMargin => Bug::LeaseWithoutDriftMargin,
             BugArg::ReadsAfterLeaseExpiry => Bug::ReadsAfterLeaseExpiry,
             BugArg::PromiseInsideLease => Bug::PromiseInsideLease,
+            BugArg::LearnerVotes => Bug::LearnerVotes,
         }
     }
 }
@@ -157,6 +159,7 @@ fn bug_flag(bug: Bug) -> &'static str {
         Bug::LeaseWithoutDriftMargin => "lease-without-drift-margin",
         Bug::ReadsAfterLeaseExpiry => "reads-after-lease-expiry",
         Bug::PromiseInsideLease => "promise-inside-lease",
+        Bug::LearnerVotes => "learner-votes",
     }
 }
 

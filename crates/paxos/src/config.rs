@@ -401,6 +401,9 @@ pub enum Bug {
     ReadsAfterLeaseExpiry,
     /// `reads = "lease"`, and a follower that promises a new ballot inside a lease it granted.
     PromiseInsideLease,
+    /// A configured learner that votes like any other node: it sends Promises and Accepteds
+    /// (quorums are still counted among the voters, so it can tip one that should not exist).
+    LearnerVotes,
 }
 
 impl Bug {
@@ -420,6 +423,10 @@ pub struct Config {
     pub id: NodeId,
     /// Every node of the cluster, this one included (one node for `Unreplicated`).
     pub nodes: Vec<NodeId>,
+    /// The nodes of `nodes` that are **learners**: they receive chosen values and execute them,
+    /// but never send a Promise or an Accepted and never campaign, so quorums are majorities of
+    /// the other nodes (the voters). Default none.
+    pub learners: Vec<NodeId>,
     /// The protocol.
     pub protocol: Protocol,
     /// Seeds this node's RNG (election timeouts, backoff jitter); mixed with the node id.
@@ -523,6 +530,9 @@ pub enum ConfigError {
     /// A node id appears twice.
     #[error("node {0} is listed twice")]
     DuplicateNode(NodeId),
+    /// A learner that is not one of the nodes.
+    #[error("learner {0} is not in the cluster's node list")]
+    UnknownLearner(NodeId),
     /// The node list is empty, or the protocol needs a different number of nodes.
     #[error("{protocol:?} cannot run on {count} node(s): {why}")]
     ClusterSize {
@@ -561,6 +571,7 @@ impl Config {
         Config {
             id,
             nodes,
+            learners: Vec::new(),
             protocol,
             seed: 0,
             max_batch: if basic { 1 } else { 100 },
@@ -625,6 +636,21 @@ impl Config {
         }
         if !self.nodes.contains(&self.id) {
             return Err(ConfigError::UnknownSelf { id: self.id });
+        }
+        for (i, l) in self.learners.iter().enumerate() {
+            if !self.nodes.contains(l) {
+                return Err(ConfigError::UnknownLearner(*l));
+            }
+            if self.learners[..i].contains(l) {
+                return Err(ConfigError::DuplicateNode(*l));
+            }
+        }
+        if self.voters() == 0 {
+            return Err(ConfigError::ClusterSize {
+                protocol: self.protocol,
+                count,
+                why: "every node is a learner; at least one must vote",
+            });
         }
         for (name, value) in [
             ("max_batch", self.max_batch as u64),
@@ -693,7 +719,17 @@ impl Config {
 
     /// Votes needed for a quorum (a majority).
     pub fn quorum(&self) -> usize {
-        self.nodes.len() / 2 + 1
+        self.voters() / 2 + 1
+    }
+
+    /// How many nodes vote: `nodes` less the learners.
+    pub fn voters(&self) -> usize {
+        self.nodes.len() - self.learners.len()
+    }
+
+    /// Whether `node` is a learner.
+    pub fn is_learner(&self, node: NodeId) -> bool {
+        self.learners.contains(&node)
     }
 }
 
@@ -718,6 +754,24 @@ mod tests {
             "Full".parse::<BackoffMode>().is_err(),
             "names are case-sensitive"
         );
+    }
+
+    #[test]
+    fn learners_shrink_the_quorum_to_the_voters_and_must_be_members() {
+        let ids = (0..5).map(NodeId).collect();
+        let mut c = Config::new(Protocol::MultiPaxos, NodeId(0), ids);
+        assert_eq!(c.quorum(), 3);
+        c.learners = vec![NodeId(3), NodeId(4)];
+        c.validate().unwrap();
+        assert_eq!((c.voters(), c.quorum()), (3, 2));
+        assert!(c.is_learner(NodeId(4)) && !c.is_learner(NodeId(0)));
+        c.learners = vec![NodeId(3), NodeId(9)];
+        assert_eq!(c.validate(), Err(ConfigError::UnknownLearner(NodeId(9))));
+        c.learners = vec![NodeId(3), NodeId(3)];
+        assert_eq!(c.validate(), Err(ConfigError::DuplicateNode(NodeId(3))));
+        c.learners = (0..5).map(NodeId).collect();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("at least one must vote"), "{e}");
     }
 
     #[test]

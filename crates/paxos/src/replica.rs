@@ -93,7 +93,7 @@ impl Replica {
             index,
             now: Time::ZERO,
             started: false,
-            voting: true,
+            voting: !config.is_learner(config.id) || config.bug == Some(Bug::LearnerVotes),
             rng: Rng::new(seed),
             stats: Stats::default(),
             max_round: acceptor.max_round(),

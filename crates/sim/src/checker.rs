@@ -31,6 +31,9 @@
 //!   every write whose reply a client had before the `Get` was invoked, and every write an earlier
 //!   completed `Get` had seen. (Writes are numbered in log order; the check looks for the
 //!   returned value among the key's values from that lower bound to the log's end.)
+//! - **learners-never-vote**: a node configured as a learner never sends a Promise or an
+//!   Accepted (and its accepts, had it any, never count towards a quorum, which is a majority of
+//!   the voters).
 //! - **lease-overlap** (runs with `reads = "lease"`): when a leader of ballot `b` answers a `Get`
 //!   from its own state, fewer than a quorum of nodes may have made a promise above `b` durable.
 //!   A quorum that did could have elected a newer leader and chosen writes the reader has not
@@ -69,6 +72,8 @@ pub enum Check {
     RealTimeReads,
     /// A leader answers a lease read only while no quorum has durably promised a newer ballot.
     LeaseOverlap,
+    /// A learner never sends a Promise or an Accepted.
+    LearnersNeverVote,
     /// Once faults stop, every outstanding command completes within the liveness bound.
     Liveness,
     /// Virtual time stopped advancing (a node asks to be woken at the same instant forever), or
@@ -80,7 +85,7 @@ pub enum Check {
 
 impl Check {
     /// Every check, in report order.
-    pub const ALL: [Check; 12] = [
+    pub const ALL: [Check; 13] = [
         Check::OneValuePerSlot,
         Check::OnlyProposedChosen,
         Check::ExecutedLogsAgree,
@@ -90,6 +95,7 @@ impl Check {
         Check::PersistBeforeSend,
         Check::RealTimeReads,
         Check::LeaseOverlap,
+        Check::LearnersNeverVote,
         Check::Liveness,
         Check::Stuck,
         Check::Panic,
@@ -107,6 +113,7 @@ impl Check {
             Check::PersistBeforeSend => "persist-before-send",
             Check::RealTimeReads => "real-time-reads",
             Check::LeaseOverlap => "lease-overlap",
+            Check::LearnersNeverVote => "learners-never-vote",
             Check::Liveness => "liveness",
             Check::Stuck => "stuck",
             Check::Panic => "panic",
@@ -353,6 +360,8 @@ impl Reference {
 pub struct Checkers {
     nodes: Vec<NodeId>,
     quorum: usize,
+    /// The learners, a bit per node index: their votes never count.
+    learners: u64,
     /// Unreplicated: the one node's execution defines the log (it has no acceptors).
     chosen_by_execution: bool,
     votes: BTreeMap<Slot, Vec<Vote>>,
@@ -381,6 +390,7 @@ impl Checkers {
         Checkers {
             nodes,
             quorum,
+            learners: 0,
             chosen_by_execution,
             votes: BTreeMap::new(),
             chosen: BTreeMap::new(),
@@ -420,6 +430,13 @@ impl Checkers {
     /// The reference replay.
     pub fn reference(&self) -> &Reference {
         &self.reference
+    }
+
+    /// These nodes are learners: quorums are majorities of the others, and a learner that sends
+    /// a vote fails learners-never-vote.
+    pub fn set_learners(&mut self, learners: &[NodeId]) {
+        self.learners = learners.iter().fold(0, |m, l| m | 1 << self.index(*l));
+        self.quorum = (self.nodes.len() - learners.len()) / 2 + 1;
     }
 
     /// `Get`s may be answered outside the log (`reads = "lease"`): check them by real time.
@@ -542,6 +559,13 @@ impl Checkers {
     /// `node` sends `msg`; `durable` is its durable state now. Promise and Accepted report
     /// durable state, so they must not overtake the write.
     pub fn outgoing(&self, node: NodeId, durable: &Durable, msg: &Message) -> Verdict {
+        let learner = self.learners & (1 << self.index(node)) != 0;
+        if learner && matches!(msg, Message::Promise(_) | Message::Accepted(_)) {
+            return Err(Violation::new(
+                Check::LearnersNeverVote,
+                format!("learner {node} sent {}", crate::trace::MsgBrief::of(msg)),
+            ));
+        }
         match msg {
             Message::Promise(p) => {
                 let promised = match p.scope {
@@ -616,7 +640,7 @@ impl Checkers {
             }
         };
         vote.voters |= 1 << voter;
-        if (vote.voters.count_ones() as usize) < self.quorum {
+        if ((vote.voters & !self.learners).count_ones() as usize) < self.quorum {
             return Ok(());
         }
         let (voted, at) = (vote.voters, vote.ballot);
@@ -625,7 +649,10 @@ impl Checkers {
             Some(existing) => {
                 let earlier = votes
                     .iter()
-                    .find(|v| v.value == *existing && v.voters.count_ones() as usize >= self.quorum)
+                    .find(|v| {
+                        v.value == *existing
+                            && (v.voters & !self.learners).count_ones() as usize >= self.quorum
+                    })
                     .map_or_else(
                         || "?".to_string(),
                         |v| format!("{} by {}", v.ballot, voters(&self.nodes, v.voters)),

@@ -81,6 +81,8 @@
 //!    write that completed before it was invoked, and every write an earlier read saw.
 //! 9. `lease-overlap` (with `reads = "lease"`): a leader of ballot `b` answers such a `Get` only
 //!    while fewer than a quorum of nodes have a durable promise above `b`.
+//! 10. `learners-never-vote`: a learner ([`SimConfig::learners`]) never sends a Promise or an
+//!     Accepted, and only voters' accepts count towards a chosen value.
 //!
 //! **Liveness**: once faults stop, every outstanding command must complete within
 //! [`default_liveness_bound`]: 30 s of virtual time after the heal for Multi-Paxos, 60 s for
@@ -95,8 +97,9 @@
 //!
 //! Unless [`SimConfig::vary_knobs`] is off, each seed also draws protocol knobs (window, batch
 //! size, snapshot interval as low as 3 slots, catch-up batch, reply cache size, explicit commits,
-//! phase-1 skipping, reads by log or lease, the drift bound, a short election timeout) so that
-//! truncation, snapshots, catch-up and leases are exercised too.
+//! phase-1 skipping, reads by log or lease, the drift bound, a short election timeout, one or two
+//! learners beside the voters) so that truncation, snapshots, catch-up, leases and learners are
+//! exercised too.
 //!
 //! # Use
 //!

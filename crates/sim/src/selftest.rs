@@ -46,7 +46,9 @@ pub struct BugCase {
 ///   perfect clocks; the simulator gives that variant the 200,000 ppm drift bound, and a slow
 ///   leader cut off by `partitions` then reads locally after its fast followers' grants expired
 ///   and they promised a candidate (lease-overlap). It takes a few hundred seeds to find.
-pub const BUG_CASES: [BugCase; 10] = [
+/// - `LearnerVotes` needs only a learner, which the simulator gives that variant (one or two);
+///   learners-never-vote sees its first Promise or Accepted, under any faults or none.
+pub const BUG_CASES: [BugCase; 11] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -96,6 +98,11 @@ pub const BUG_CASES: [BugCase; 10] = [
         bug: Bug::LeaseWithoutDriftMargin,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Partitions,
+    },
+    BugCase {
+        bug: Bug::LearnerVotes,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Lossy,
     },
 ];
 

@@ -81,8 +81,12 @@ impl Default for Workload {
 pub struct SimConfig {
     /// The protocol under test.
     pub protocol: Protocol,
-    /// Cluster size (1 for `Unreplicated`).
+    /// Voting nodes (1 for `Unreplicated`).
     pub nodes: usize,
+    /// Learners beyond the voters (`paxos::Config::learners`): `None` draws them from the seed
+    /// (none on most seeds, one or two on a quarter of the replicated ones, at least one for
+    /// `Bug::LearnerVotes`); `Some(k)` is exactly `k`.
+    pub learners: Option<usize>,
     /// The one seed everything random is drawn from.
     pub seed: u64,
     /// Which faults to draw.
@@ -118,6 +122,7 @@ impl SimConfig {
         SimConfig {
             protocol,
             nodes,
+            learners: None,
             seed,
             faults,
             bug: None,
@@ -426,6 +431,7 @@ const STREAM_FAULTS: u64 = 3;
 const STREAM_PERSIST: u64 = 4;
 const STREAM_KNOBS: u64 = 5;
 const STREAM_CLOCKS: u64 = 6;
+const STREAM_LEARNERS: u64 = 7;
 const STREAM_NODES: u64 = 100;
 
 /// A running simulation.
@@ -453,6 +459,8 @@ struct Simulation {
     stats: RunStats,
     keys: Vec<Bytes>,
     fingerprint: Fingerprint,
+    /// How many of `ids` (the last ones) are learners.
+    learners: usize,
 }
 
 impl Simulation {
@@ -462,7 +470,9 @@ impl Simulation {
         } else {
             cfg.nodes.max(1)
         };
-        let ids: Vec<NodeId> = (0..nodes_n as u32).map(NodeId).collect();
+        let learners_n = learner_count(&cfg);
+        let ids: Vec<NodeId> = (0..(nodes_n + learners_n) as u32).map(NodeId).collect();
+        let learners = ids[nodes_n..].to_vec();
         let heal = Time::ZERO + cfg.heal_after;
         let mut rng_faults = SimRng::stream(cfg.seed, STREAM_FAULTS);
         // The unreplicated baseline keeps nothing durable: a crash would lose acknowledged writes
@@ -473,7 +483,7 @@ impl Simulation {
             plan.network.clone(),
             SimRng::stream(cfg.seed, STREAM_NETWORK),
         );
-        let (configs, mut knobs) = node_configs(&cfg, &ids);
+        let (configs, mut knobs) = node_configs(&cfg, &ids, &learners);
         let session_timeout = configs[0].session_timeout;
         let reads = configs[0].reads;
         let mut rng_clocks = SimRng::stream(cfg.seed, STREAM_CLOCKS);
@@ -505,10 +515,12 @@ impl Simulation {
         let mut checkers =
             Checkers::new(ids.clone(), Slot(0), cfg.protocol == Protocol::Unreplicated);
         checkers.set_session_timeout(session_timeout);
+        checkers.set_learners(&learners);
         if reads == ReadMode::Lease {
             checkers.allow_local_reads();
         }
         Simulation {
+            learners: learners.len(),
             trace: Trace::new(cfg.trace_len),
             rng_clients: SimRng::stream(cfg.seed, STREAM_CLIENTS),
             rng_persist: SimRng::stream(cfg.seed, STREAM_PERSIST),
@@ -563,7 +575,7 @@ impl Simulation {
             seed: self.cfg.seed,
             protocol: self.cfg.protocol,
             faults: self.cfg.faults,
-            nodes: self.ids.len(),
+            nodes: self.ids.len() - self.learners,
             check: v.check,
             at: self.now,
             detail: v.detail,
@@ -1451,9 +1463,27 @@ fn carries_commands(msg: &Message) -> bool {
     matches!(msg, Message::Accept(a) if !a.value.commands().is_empty())
 }
 
+/// How many learners a run has beyond its voters (see [`SimConfig::learners`]).
+fn learner_count(cfg: &SimConfig) -> usize {
+    if cfg.protocol == Protocol::Unreplicated {
+        return 0;
+    }
+    if let Some(k) = cfg.learners {
+        return k;
+    }
+    let mut rng = SimRng::stream(cfg.seed, STREAM_LEARNERS);
+    let drawn = cfg.vary_knobs && rng.chance(0.25);
+    if drawn || cfg.bug == Some(Bug::LearnerVotes) {
+        rng.range(1, 3) as usize
+    } else {
+        0
+    }
+}
+
 /// The node configurations of a run, and a one-line description of the drawn knobs.
-fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
+fn node_configs(cfg: &SimConfig, ids: &[NodeId], learners: &[NodeId]) -> (Vec<Config>, String) {
     let mut base = Config::new(cfg.protocol, ids[0], ids.to_vec());
+    base.learners = learners.to_vec();
     base.trace_execution = true;
     base.bug = cfg.bug;
     if cfg.bug.is_some_and(Bug::needs_lease) {
@@ -1518,7 +1548,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.clock_drift_ppm = base.clock_drift_ppm.max(200_000);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1537,6 +1567,11 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId]) -> (Vec<Config>, String) {
         base.lease_duration,
         base.clock_drift_ppm,
         base.election_timeout,
+        if learners.is_empty() {
+            String::new()
+        } else {
+            format!(" learners={learners:?}")
+        },
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
     let configs = ids

@@ -16,7 +16,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::verify::identity_of;
 use super::{Identity, TlsError};
-use crate::config::{ClusterFile, Durability, NodeFile, PaxosKnobs, TlsFiles, TransportKnobs};
+use crate::config::{
+    ClusterFile, Durability, NodeFile, NodeRole, PaxosKnobs, TlsFiles, TransportKnobs,
+};
 
 /// The port of node 0 when none is given; node `id` listens on `DEFAULT_BASE_PORT + id`.
 pub const DEFAULT_BASE_PORT: u16 = 7000;
@@ -217,7 +219,8 @@ impl ClusterCerts {
              # addresses, so they stay valid), and copy ca.pem plus node-<id>.pem and\n\
              # node-<id>-key.pem to the host of node <id>, and client.pem / client-key.pem to\n\
              # the load generators. ca-key.pem only signs certificates; keep it off the nodes.\n\
-             # Relative paths are resolved against this file's directory.\n\n"
+             # Relative paths are resolved against this file's directory. A node whose entry\n\
+             # says `role = \"learner\"` executes what the others choose but never votes.\n\n"
         );
         let file = ClusterFile {
             protocol: Protocol::MultiPaxos,
@@ -244,6 +247,7 @@ impl ClusterCerts {
                         addr: format!("127.0.0.1:{port}"),
                         cert: format!("node-{id}.pem").into(),
                         key: format!("node-{id}-key.pem").into(),
+                        role: NodeRole::Voter,
                     }
                 })
                 .collect(),
