@@ -324,39 +324,31 @@ async fn a_follower_restarted_without_state_rejoins_as_a_learner() {
         client.call(put("k", &format!("{i}"))).await.unwrap();
     }
     // The learner catches up to the leader's executed slot.
-    let start = Instant::now();
-    loop {
-        let statuses = client.statuses().await;
-        let of = |id: NodeId| statuses.iter().find(|s| s.node == id).map(|s| s.executed);
-        if of(follower).is_some() && of(follower) == of(leader) {
-            let s = statuses.iter().find(|s| s.node == follower).unwrap();
-            assert_ne!(s.role, Role::Leader);
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the restarted node did not catch up: {statuses:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let statuses = wait_caught_up(&mut client, &[follower], leader).await;
+    let s = statuses.iter().find(|s| s.node == follower).unwrap();
+    assert_ne!(s.role, Role::Leader);
 }
 
-/// Polls (at most 10 s) until learners 3 and 4 have executed as far as `leader`; returns the
+/// Polls (at most 10 s) until every node of `nodes` has executed as far as `leader`; returns the
 /// statuses that showed it.
-async fn wait_learners_caught_up(client: &mut KvClient, leader: NodeId) -> Vec<wire::NodeStatus> {
+async fn wait_caught_up(
+    client: &mut KvClient,
+    nodes: &[NodeId],
+    leader: NodeId,
+) -> Vec<wire::NodeStatus> {
     let start = Instant::now();
     loop {
         let statuses = client.statuses().await;
         let of = |id: NodeId| statuses.iter().find(|s| s.node == id).map(|s| s.executed);
-        if [NodeId(3), NodeId(4)]
+        if nodes
             .iter()
-            .all(|l| of(*l).is_some() && of(*l) == of(leader))
+            .all(|n| of(*n).is_some() && of(*n) == of(leader))
         {
             return statuses;
         }
         assert!(
             start.elapsed() < Duration::from_secs(10),
-            "the learners did not catch up with {leader}: {statuses:?}"
+            "{nodes:?} did not catch up with {leader}: {statuses:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -368,6 +360,7 @@ async fn wait_learners_caught_up(client: &mut KvClient, leader: NodeId) -> Vec<w
 /// and the learners follow it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn learners_execute_and_never_vote_across_a_failover() {
+    const LEARNERS: [NodeId; 2] = [NodeId(3), NodeId(4)];
     let mut cluster = TestCluster::start_with_learners(Protocol::MultiPaxos, 3, 2).await;
     let mut client = cluster.client(5);
     let leader = cluster
@@ -381,9 +374,9 @@ async fn learners_execute_and_never_vote_across_a_failover() {
             Outcome::Done
         );
     }
-    let statuses = wait_learners_caught_up(&mut client, leader).await;
+    let statuses = wait_caught_up(&mut client, &LEARNERS, leader).await;
     let never_voted = |statuses: &[wire::NodeStatus]| {
-        for s in statuses.iter().filter(|s| s.node.0 >= 3) {
+        for s in statuses.iter().filter(|s| LEARNERS.contains(&s.node)) {
             assert_ne!(s.role, Role::Leader, "{s:?}");
             assert_eq!(s.counters.sent[MessageKind::Promise as usize], 0, "{s:?}");
             assert_eq!(s.counters.sent[MessageKind::Accepted as usize], 0, "{s:?}");
@@ -399,7 +392,7 @@ async fn learners_execute_and_never_vote_across_a_failover() {
         .await
         .expect("a new leader");
     assert!(new != leader && new.0 < 3, "{new} leads after {leader}");
-    let statuses = wait_learners_caught_up(&mut client, new).await;
+    let statuses = wait_caught_up(&mut client, &LEARNERS, new).await;
     never_voted(&statuses);
 }
 
