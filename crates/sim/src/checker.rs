@@ -559,8 +559,8 @@ impl Checkers {
     /// `node` sends `msg`; `durable` is its durable state now. Promise and Accepted report
     /// durable state, so they must not overtake the write.
     pub fn outgoing(&self, node: NodeId, durable: &Durable, msg: &Message) -> Verdict {
-        let learner = self.learners & (1 << self.index(node)) != 0;
-        if learner && matches!(msg, Message::Promise(_) | Message::Accepted(_)) {
+        let vote = matches!(msg, Message::Promise(_) | Message::Accepted(_));
+        if vote && self.learners & (1 << self.index(node)) != 0 {
             return Err(Violation::new(
                 Check::LearnersNeverVote,
                 format!("learner {node} sent {}", crate::trace::MsgBrief::of(msg)),
