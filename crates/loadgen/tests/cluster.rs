@@ -642,8 +642,10 @@ fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
         .expect("a current-thread runtime has a CPU figure");
     assert_eq!(cpu.scope, loadgen::CpuScope::Thread);
     assert!((1_900..=2_001).contains(&cpu.requests), "{cpu:?}");
+    // The kernel splits a thread's time into user and system by sampling ticks, so a thread
+    // that spends ~70 ms mostly in syscalls can be charged 0 user time: check only the sum.
     let busy = cpu.user_s + cpu.system_s;
-    assert!(busy > 0.0 && cpu.user_s > 0.0, "{cpu:?}");
+    assert!(busy > 0.0, "{cpu:?}");
     let whole = (after - before).as_secs_f64();
     // getrusage rounds to µs and splits user and system by sampling: allow 5 ms.
     assert!(
