@@ -329,17 +329,22 @@ pub enum ReadMode {
     /// lease promise no other ballot and do not campaign until it runs out, so no other leader
     /// can choose a write the lease holder has not seen.
     Lease,
+    /// A learner ([`Config::learners`]) answers a `Get` sent to it from its own state, at once:
+    /// **not linearizable** — the value may be as old as the learner's lag behind the leader —
+    /// but reads scale out with learners. Gets at voters go through the log as with `log`.
+    Learner,
 }
 
 impl ReadMode {
     /// Every mode.
-    pub const ALL: [ReadMode; 2] = [ReadMode::Log, ReadMode::Lease];
+    pub const ALL: [ReadMode; 3] = [ReadMode::Log, ReadMode::Lease, ReadMode::Learner];
 
     /// The mode's name in files.
     pub fn name(self) -> &'static str {
         match self {
             ReadMode::Log => "log",
             ReadMode::Lease => "lease",
+            ReadMode::Learner => "learner",
         }
     }
 }
@@ -360,7 +365,7 @@ impl FromStr for ReadMode {
             .ok_or_else(|| UnknownName {
                 what: "reads",
                 given: s.to_string(),
-                choices: "log or lease",
+                choices: "log, lease or learner",
             })
     }
 }
@@ -690,6 +695,11 @@ impl Config {
         if self.backoff.mode != BackoffMode::None && base_above_cap {
             return Err(ConfigError::Inconsistent(
                 "backoff base must not exceed backoff cap",
+            ));
+        }
+        if self.reads == ReadMode::Learner && self.protocol != Protocol::MultiPaxos {
+            return Err(ConfigError::Inconsistent(
+                "reads = \"learner\" needs multi-paxos: learners follow a stable leader's log",
             ));
         }
         if self.reads == ReadMode::Lease {

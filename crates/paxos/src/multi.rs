@@ -276,11 +276,11 @@ impl ProtocolEngine for Engine {
         }
     }
 
-    /// A client command: a `Get` the leader may answer under its lease is answered at once from
-    /// its state; everything else is queued for a slot (or answered NotLeader).
+    /// A client command: a `Get` the leader may answer under its lease, or a learner under
+    /// `reads = "learner"`, is answered at once from its state; everything else is queued for a slot (or answered NotLeader).
     fn request(&mut self, r: &mut Replica, cmd: Command) {
         if let Op::Get { key } = &cmd.op {
-            if self.reads_locally(r) {
+            if self.reads_locally(r) || self.learner_reads(r) {
                 let value = r.log.kv.get(key).cloned();
                 r.stats.local_reads += 1;
                 r.reply(cmd.client, cmd.request, Outcome::Value(value));
@@ -383,6 +383,11 @@ impl Engine {
             r.now + std::time::Duration::from_nanos(1)
         };
         l.lease_expiry.iter().filter(|t| **t >= in_force).count() >= r.quorum()
+    }
+
+    /// `reads = "learner"`: a learner answers a `Get` from its own state, however far behind.
+    fn learner_reads(&self, r: &Replica) -> bool {
+        r.config.reads == ReadMode::Learner && r.config.is_learner(r.config.id)
     }
 
     /// A heartbeat: news of the leader, and (`reads = "lease"`) a lease to grant.

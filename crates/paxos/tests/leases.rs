@@ -218,3 +218,45 @@ fn leases_need_multi_paxos_and_a_lease_longer_than_the_heartbeat() {
     assert_eq!("lease".parse::<ReadMode>(), Ok(ReadMode::Lease));
     assert!("Lease".parse::<ReadMode>().is_err());
 }
+
+/// `reads = "learner"`: a learner answers a Get from its own state (after it learned the write
+/// here), a voting follower still points the client to the leader, and the leader's Get goes
+/// through the log.
+#[test]
+fn a_learner_answers_gets_from_its_state_under_learner_reads() {
+    let mut c = LocalCluster::new(Protocol::MultiPaxos, 4, |c: &mut Config| {
+        c.reads = ReadMode::Learner;
+        c.learners = vec![NodeId(3)];
+    });
+    let leader = c.elect(5 * SECOND).expect("a leader within 5 s");
+    assert_ne!(leader, NodeId(3), "a learner never leads");
+    c.request(leader, put(1, 1, b"k", b"v"));
+    c.run();
+    c.advance(Duration::from_millis(50));
+    let at_learner = get(2, 1, b"k");
+    c.request(NodeId(3), at_learner.clone());
+    c.run();
+    assert_eq!(
+        value_of(&c, &at_learner),
+        vec![Outcome::Value(Some("v".into()))]
+    );
+    assert_eq!(c.nodes[3].stats().local_reads, 1);
+    let follower = (0..3).map(NodeId).find(|n| *n != leader).unwrap();
+    let at_follower = get(2, 2, b"k");
+    c.request(follower, at_follower.clone());
+    c.run();
+    assert!(matches!(
+        value_of(&c, &at_follower)[..],
+        [Outcome::NotLeader { .. }]
+    ));
+    let chosen = c.nodes[leader.0 as usize].stats().slots_chosen;
+    let at_leader = get(2, 3, b"k");
+    c.request(leader, at_leader.clone());
+    c.run();
+    assert_eq!(
+        value_of(&c, &at_leader),
+        vec![Outcome::Value(Some("v".into()))]
+    );
+    assert_eq!(c.nodes[leader.0 as usize].stats().local_reads, 0);
+    assert!(c.nodes[leader.0 as usize].stats().slots_chosen > chosen);
+}
