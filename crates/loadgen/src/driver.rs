@@ -788,8 +788,9 @@ impl Driver {
                     }
                 }
             }
-            // Refused (the node's queue was full) or of unknown outcome: an error either way.
-            Outcome::Expired | Outcome::Overloaded => {
+            // Refused (the node's queue was full, or the command changed nothing) or of unknown
+            // outcome: an error either way.
+            Outcome::Expired | Outcome::Overloaded | Outcome::Refused(_) => {
                 let p = self.finish(key, at).expect("present above");
                 self.rec.record_error(p.intended, at);
                 self.record_gave_up(p.hist, at);

@@ -342,11 +342,13 @@ impl HistoryRecorder {
         let ops = self
             .entries
             .into_iter()
-            .map(|e| {
+            .filter_map(|e| {
                 let (key, call) = match e.op {
                     Op::Put { key, value } => (key, Call::Put(value.to_vec())),
                     Op::Get { key } => (key, Call::Get),
                     Op::Delete { key } => (key, Call::Delete),
+                    // Not an operation on a register (the generator never sends one).
+                    Op::Reconfigure { .. } => return None,
                 };
                 let (returned_ns, ret) = match e.status {
                     Status::Pending => (None, Ret::Unknown),
@@ -354,14 +356,14 @@ impl HistoryRecorder {
                     Status::Read(v) => (e.returned_ns, Ret::Read(v.map(|b| b.to_vec()))),
                     Status::Unknown => (e.returned_ns, Ret::Unknown),
                 };
-                Operation {
+                Some(Operation {
                     client: e.client,
                     key: key.to_vec(),
                     call,
                     invoked_ns: e.invoked_ns,
                     returned_ns,
                     ret,
-                }
+                })
             })
             .collect();
         let mut h = History {

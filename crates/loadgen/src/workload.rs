@@ -296,7 +296,7 @@ mod tests {
             match g.next_op(9, i) {
                 Op::Get { .. } => reads += 1,
                 Op::Put { value, .. } => assert_eq!(value.len(), 100),
-                Op::Delete { .. } => unreachable!(),
+                Op::Delete { .. } | Op::Reconfigure { .. } => unreachable!(),
             }
         }
         let share = reads as f64 / n as f64;
@@ -367,7 +367,7 @@ mod tests {
             let (key, read) = match &op {
                 Op::Get { key } => (key, true),
                 Op::Put { key, .. } => (key, false),
-                Op::Delete { .. } => unreachable!(),
+                Op::Delete { .. } | Op::Reconfigure { .. } => unreachable!(),
             };
             let k: u64 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
             if k < 10 {
@@ -396,9 +396,7 @@ mod tests {
         let keys = |w: &Workload| {
             let mut g = OpGenerator::new(w, 1);
             (0..100)
-                .map(|i| match g.next_op(1, i) {
-                    Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } => key,
-                })
+                .map(|i| g.next_op(1, i).key().cloned().expect("a key-value op"))
                 .collect::<Vec<_>>()
         };
         let plain = Workload::default();

@@ -105,6 +105,7 @@ enum BugArg {
     ReadsAfterLeaseExpiry,
     PromiseInsideLease,
     LearnerVotes,
+    ReconfigNextSlot,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -143,6 +144,7 @@ impl From<BugArg> for Bug {
             BugArg::ReadsAfterLeaseExpiry => Bug::ReadsAfterLeaseExpiry,
             BugArg::PromiseInsideLease => Bug::PromiseInsideLease,
             BugArg::LearnerVotes => Bug::LearnerVotes,
+            BugArg::ReconfigNextSlot => Bug::ReconfigNextSlot,
         }
     }
 }
@@ -160,6 +162,7 @@ fn bug_flag(bug: Bug) -> &'static str {
         Bug::ReadsAfterLeaseExpiry => "reads-after-lease-expiry",
         Bug::PromiseInsideLease => "promise-inside-lease",
         Bug::LearnerVotes => "learner-votes",
+        Bug::ReconfigNextSlot => "reconfig-next-slot",
     }
 }
 
@@ -225,7 +228,8 @@ pub fn run(args: &SimArgs) -> Result<bool> {
     );
     outln!(
         "work: {} commands issued, {} completed, {} slots chosen, {} node messages ({} dropped), \
-         {} crashes ({} leaders killed mid-batch), {} snapshots taken, {} installed",
+         {} crashes ({} leaders killed mid-batch), {} snapshots taken, {} installed, \
+         {} membership changes ({} refused)",
         summary.issued,
         summary.completed,
         summary.slots_chosen,
@@ -234,7 +238,9 @@ pub fn run(args: &SimArgs) -> Result<bool> {
         summary.crashes,
         summary.mid_batch_kills,
         summary.snapshots.0,
-        summary.snapshots.1
+        summary.snapshots.1,
+        summary.reconfigs.0,
+        summary.reconfigs.1
     );
     outln!(
         "{} passed, {} failed",

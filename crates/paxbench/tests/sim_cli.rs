@@ -72,13 +72,14 @@ fn the_self_test_catches_every_bug_variant() {
         "PromiseInsideLease",
         "LeaseWithoutDriftMargin",
         "LearnerVotes",
+        "ReconfigNextSlot",
     ] {
         assert!(
             text.contains(&format!("caught {bug}")),
             "{bug} missing:\n{text}"
         );
     }
-    assert_eq!(text.lines().last(), Some("11 passed, 0 failed"), "{text}");
+    assert_eq!(text.lines().last(), Some("12 passed, 0 failed"), "{text}");
 }
 
 #[test]

@@ -26,6 +26,15 @@ pub enum Op {
         /// The key to remove.
         key: Bytes,
     },
+    /// Change the voting members (Multi-Paxos): add some of the cluster's nodes as voters and
+    /// remove others, from `window` slots after the slot this is chosen in (see
+    /// [`crate::membership`]). Answered `Done`, or `Refused` with the reason.
+    Reconfigure {
+        /// Nodes that start voting.
+        add: Vec<NodeId>,
+        /// Voters that stop voting.
+        remove: Vec<NodeId>,
+    },
 }
 
 /// A client's command: an operation tagged with the ids that make execution exactly-once.
@@ -88,6 +97,9 @@ pub enum Outcome {
     /// it did not take this request, which this attempt will never execute. The client may
     /// retry later (the same request id stays exactly-once).
     Overloaded,
+    /// A command that executed and changed nothing, and why (a membership change that would
+    /// add an unknown node or leave no voters).
+    Refused(String),
 }
 
 /// A reply for one client request, released by the node that took the request.
@@ -102,10 +114,11 @@ pub struct Reply {
 }
 
 impl Op {
-    /// The key this operation touches.
-    pub fn key(&self) -> &Bytes {
+    /// The key this operation touches (none for a membership change).
+    pub fn key(&self) -> Option<&Bytes> {
         match self {
-            Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } => key,
+            Op::Get { key } | Op::Put { key, .. } | Op::Delete { key } => Some(key),
+            Op::Reconfigure { .. } => None,
         }
     }
 
@@ -114,6 +127,7 @@ impl Op {
         match self {
             Op::Get { key } | Op::Delete { key } => key.len(),
             Op::Put { key, value } => key.len() + value.len(),
+            Op::Reconfigure { add, remove } => 4 * (add.len() + remove.len()),
         }
     }
 }

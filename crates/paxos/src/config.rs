@@ -409,6 +409,9 @@ pub enum Bug {
     /// A configured learner that votes like any other node: it sends Promises and Accepteds
     /// (quorums are still counted among the voters, so it can tip one that should not exist).
     LearnerVotes,
+    /// A membership change that governs from the very next slot instead of `window` slots
+    /// later, while slots proposed under the old voters are still in flight.
+    ReconfigNextSlot,
 }
 
 impl Bug {
@@ -430,7 +433,9 @@ pub struct Config {
     pub nodes: Vec<NodeId>,
     /// The nodes of `nodes` that are **learners**: they receive chosen values and execute them,
     /// but never send a Promise or an Accepted and never campaign, so quorums are majorities of
-    /// the other nodes (the voters). Default none.
+    /// the other nodes (the voters). Default none. Under Multi-Paxos these are the learners at
+    /// start: an `Op::Reconfigure` can make a learner a voter and a voter a learner (see
+    /// [`crate::membership`]), so `nodes` is every node the cluster may ever let vote.
     pub learners: Vec<NodeId>,
     /// The protocol.
     pub protocol: Protocol,
@@ -441,7 +446,10 @@ pub struct Config {
     /// Most payload bytes (keys + values) per slot; a single larger command still gets a slot.
     /// Default 1 MiB.
     pub max_batch_bytes: usize,
-    /// Most slots a Multi-Paxos leader has in flight (proposed, not yet chosen). Default 32.
+    /// Most slots a Multi-Paxos leader has in flight (proposed, not yet chosen), and how far
+    /// past its execution point it may propose: a membership change chosen in slot `s` governs
+    /// from `s + window` (the window fixed when the cluster's state was created, see
+    /// [`crate::membership`]). Default 32.
     pub window: usize,
     /// Most slots holding a *partial* batch (fewer than `max_batch` commands) a Multi-Paxos
     /// leader has in flight. While that many are out, queued commands wait for a full batch or

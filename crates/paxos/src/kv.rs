@@ -7,6 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
+use crate::membership::{Membership, ReconfigError};
+
 /// Keys are arbitrary client bytes: they need a hash of real quality (FxHash collides badly on
 /// keys that differ only in their last bytes, and probing then compares keys). A fixed seed keeps
 /// runs reproducible.
@@ -77,7 +79,7 @@ impl std::fmt::Debug for Key {
 }
 
 use crate::command::{Command, Op, Outcome};
-use crate::types::{ClientId, RequestId, Time};
+use crate::types::{ClientId, NodeId, RequestId, Slot, Time};
 
 /// The key-value map and the reply cache. Every replica applies the same commands in the same
 /// order, so every replica holds the same `KvState` at the same slot.
@@ -112,6 +114,8 @@ pub struct KvState {
     next_sweep: Time,
     /// The self-test's broken variant: unknown sessions always start afresh.
     resurrect: bool,
+    /// Multi-Paxos: who votes for which slot, changed by `Op::Reconfigure`.
+    membership: Option<Membership>,
 }
 
 impl Default for KvState {
@@ -193,6 +197,24 @@ impl KvState {
             clock: Time::ZERO,
             next_sweep: Time::ZERO,
             resurrect: false,
+            membership: None,
+        }
+    }
+
+    /// Who votes for which slot (Multi-Paxos), if this state tracks it.
+    pub fn membership(&self) -> Option<&Membership> {
+        self.membership.as_ref()
+    }
+
+    /// Starts tracking membership (a fresh Multi-Paxos state) or restores it (a snapshot).
+    pub fn set_membership(&mut self, membership: Membership) {
+        self.membership = Some(membership);
+    }
+
+    /// Forgets configurations that ended before `slot` (everything below it is executed).
+    pub fn forget_membership_before(&mut self, slot: Slot) {
+        if let Some(m) = &mut self.membership {
+            m.forget_before(slot);
         }
     }
 
@@ -223,6 +245,7 @@ impl KvState {
             return Applied::Duplicate(previous);
         }
         let outcome = match &cmd.op {
+            Op::Reconfigure { .. } => Outcome::Refused(ReconfigError::Unsupported.to_string()),
             Op::Get { key } => Outcome::Value(self.map.get(&key[..]).cloned()),
             Op::Put { key, value } => {
                 // Store copies (see `Key::copy_of`); an existing key keeps the copy it has.
@@ -240,6 +263,40 @@ impl KvState {
                 Outcome::Done
             }
         };
+        self.record(cmd, outcome)
+    }
+
+    /// Executes a membership change chosen in `slot`, unless it ran before: the voters change
+    /// from `slot + effective_after` (the window; see [`crate::membership`]). `nodes` are the
+    /// cluster's nodes, the only ones that may be added.
+    pub fn reconfigure(
+        &mut self,
+        cmd: &Command,
+        slot: Slot,
+        nodes: &[NodeId],
+        effective_after: u64,
+    ) -> Applied {
+        if let Some(previous) = self.cached(cmd.client, cmd.request) {
+            return Applied::Duplicate(previous);
+        }
+        let Op::Reconfigure { add, remove } = &cmd.op else {
+            return self.apply(cmd);
+        };
+        let outcome = match &mut self.membership {
+            None => Outcome::Refused(ReconfigError::Unsupported.to_string()),
+            Some(m) => match m.changed(nodes, add, remove) {
+                Ok(voters) => {
+                    m.change(slot, voters, effective_after);
+                    Outcome::Done
+                }
+                Err(e) => Outcome::Refused(e.to_string()),
+            },
+        };
+        self.record(cmd, outcome)
+    }
+
+    /// Caches a fresh command's outcome in its session.
+    fn record(&mut self, cmd: &Command, outcome: Outcome) -> Applied {
         let (limit, clock) = (self.cache_limit, self.clock);
         let session = self.sessions.entry(cmd.client).or_default();
         // Counted from no earlier than its creation: that is what makes a dropped session
@@ -342,6 +399,7 @@ impl KvState {
             clock: limits.clock,
             next_sweep: limits.next_sweep,
             resurrect: false,
+            membership: None,
         }
     }
 

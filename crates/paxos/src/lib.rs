@@ -75,6 +75,7 @@ mod config;
 mod engine;
 mod kv;
 mod log;
+pub mod membership;
 mod messages;
 mod multi;
 mod node;
@@ -94,6 +95,7 @@ pub use config::{
     UnknownName,
 };
 pub use kv::{Applied, KvState, Session, SessionLimits, DEFAULT_SESSION_TIMEOUT};
+pub use membership::{Membership, ReconfigError};
 pub use messages::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, HeartbeatAck, Learn,
     Message, MessageKind, Nack, Prepare, PrepareScope, Promise, Snapshot,

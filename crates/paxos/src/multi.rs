@@ -102,6 +102,21 @@ struct Leadership {
     /// Every slot below this was chosen before this node was elected, or is being recovered by
     /// it: no local read until it has executed them.
     read_fence: Slot,
+    /// Phase 1 covered every slot from here.
+    from: Slot,
+    /// Nodes that promised this ballot (the election's quorum, and any later promise).
+    promised: Votes,
+    /// Highest-ballot value reported per slot not proposed yet.
+    recovered: BTreeMap<Slot, (Ballot, Value)>,
+    /// Slots below this that phase 1 found values beyond are re-proposed (or filled with
+    /// no-ops) before any new batch.
+    recover_upto: Slot,
+    /// The next slot's voters have no majority among `promised`: the Prepare is re-sent.
+    awaiting_promises: bool,
+    /// When the Prepare last went out.
+    prepare_sent: Time,
+    /// The highest slot this leader proposed a membership change in.
+    last_reconfig: Option<Slot>,
 }
 
 #[derive(Debug)]
@@ -151,7 +166,10 @@ impl ProtocolEngine for Engine {
             MultiRole::Follower => {
                 let b = self.commit_ballot;
                 // Believe in the leader we last heard from, unless we promised a newer ballot.
-                (b != Ballot::ZERO && b >= r.acceptor.promised()).then_some(b.node)
+                // Not ourselves: a leader that stepped down (removed, or superseded) is no
+                // longer one.
+                (b != Ballot::ZERO && b >= r.acceptor.promised() && b.node != r.config.id)
+                    .then_some(b.node)
             }
         }
     }
@@ -175,10 +193,12 @@ impl ProtocolEngine for Engine {
     fn deadline(&self, r: &Replica) -> Option<Time> {
         match &self.role {
             MultiRole::Leader(l) => {
+                let prepare = l.awaiting_promises.then_some(l.prepare_sent);
                 let retry = l
                     .inflight
                     .values()
                     .map(|p| p.sent_at)
+                    .chain(prepare)
                     .min()
                     .map(|t| t + r.config.retry_timeout);
                 Some(retry.map_or(l.next_heartbeat, |t| t.min(l.next_heartbeat)))
@@ -219,7 +239,7 @@ impl ProtocolEngine for Engine {
                 self.election_deadline = self.election_deadline + delay;
             }
             MultiRole::Follower if self.election_deadline <= now => {
-                if !r.voting {
+                if !r.votes() {
                     // A non-voting node never leads: it would need its own forgotten vote.
                     self.reset_election_deadline(r);
                 } else if let Some(until) = self.lease_held_until(r) {
@@ -233,32 +253,9 @@ impl ProtocolEngine for Engine {
         }
     }
 
-    /// Called when outputs are drained: cut batches into free window slots and announce commits.
+    /// Called when outputs are drained: propose into free slots and announce commits.
     fn pump(&mut self, r: &mut Replica) {
-        let MultiRole::Leader(l) = &self.role else {
-            return;
-        };
-        let mut room = r.config.window.saturating_sub(l.inflight.len());
-        let mut partial = l.inflight.values().filter(|p| p.partial).count();
-        while room > 0 && !r.queue.is_empty() {
-            // Would this batch be partial: the queue runs out before either limit is reached?
-            let short = r.queue.len() < r.config.max_batch
-                && r.queue.iter().map(|c| c.op.payload_len()).sum::<usize>()
-                    < r.config.max_batch_bytes;
-            if short && partial >= r.config.partial_batches {
-                break;
-            }
-            partial += usize::from(short);
-            let batch = r.cut_batch();
-            let MultiRole::Leader(l) = &mut self.role else {
-                return;
-            };
-            let slot = l.next_slot;
-            l.next_slot = slot.next();
-            let skip = r.config.skip_phase1;
-            self.propose(r, slot, Value::stamped(r.now, batch), skip, short);
-            room -= 1;
-        }
+        self.fill(r);
         self.announce_commit(r);
     }
 
@@ -376,13 +373,31 @@ impl Engine {
         if r.config.reads != ReadMode::Lease || r.log.executed() < l.read_fence {
             return false;
         }
+        // While a membership change is decided but not in force, or proposed by this leader
+        // and not executed, another configuration may govern slots this leader has not
+        // executed: its lease quorum proves nothing about them.
+        let executed = r.log.executed();
+        let Some(m) = r.log.kv.membership() else {
+            return false;
+        };
+        if !m.settled_from(executed) || l.last_reconfig.is_some_and(|s| s >= executed) {
+            return false;
+        }
         let in_force = if r.config.bug == Some(Bug::ReadsAfterLeaseExpiry) {
             // The broken variant: a lease once held is held forever.
             Time(1)
         } else {
             r.now + std::time::Duration::from_nanos(1)
         };
-        l.lease_expiry.iter().filter(|t| **t >= in_force).count() >= r.quorum()
+        let voters = m.voters_at(executed);
+        let held = voters
+            .iter()
+            .filter(|v| {
+                r.node_index(**v)
+                    .is_some_and(|i| l.lease_expiry[i] >= in_force)
+            })
+            .count();
+        held > voters.len() / 2
     }
 
     /// `reads = "learner"`: a learner answers a `Get` from its own state, however far behind.
@@ -395,7 +410,7 @@ impl Engine {
         if !self.on_leader_news(r, m.ballot, m.commit, m.truncate) {
             return;
         }
-        if r.config.reads == ReadMode::Lease && r.voting && self.own_ballot().is_none() {
+        if r.config.reads == ReadMode::Lease && r.votes() && self.own_ballot().is_none() {
             self.grant = Some((m.ballot, r.now + r.config.lease_duration));
             let ack = HeartbeatAck {
                 ballot: m.ballot,
@@ -459,6 +474,19 @@ impl Engine {
         };
         let ballot = l.ballot;
         let mut resend = Vec::new();
+        if l.awaiting_promises && l.prepare_sent + retry <= now {
+            // A configuration whose voters have not all heard this ballot governs the next slot.
+            l.prepare_sent = now;
+            r.stats.phase1_rounds += 1;
+            let from = l.from;
+            r.broadcast(Message::Prepare(Prepare {
+                ballot,
+                scope: PrepareScope::From(from),
+            }));
+        }
+        let MultiRole::Leader(l) = &mut self.role else {
+            return;
+        };
         for (slot, p) in l.inflight.iter_mut() {
             if p.sent_at + retry <= now {
                 p.sent_at = now;
@@ -590,12 +618,34 @@ impl Engine {
                         }
                     }
                 }
-                if c.votes.count() >= r.quorum() {
+                if r.is_quorum(c.votes, c.from) {
                     self.become_leader(r);
                 }
             }
+            (MultiRole::Leader(l), PrepareScope::From(_)) if l.ballot == m.ballot => {
+                // A promise after the election: the voters of a later configuration may need it.
+                if m.log_start > l.next_slot {
+                    // It truncated slots this leader never learned: it is behind.
+                    r.stats.preemptions += 1;
+                    self.step_down(r, None);
+                    r.maybe_catch_up(self, Some(from));
+                    return;
+                }
+                if !l.promised.insert(index) {
+                    return;
+                }
+                for e in m.accepted.into_iter().filter(|e| e.slot >= l.next_slot) {
+                    l.recover_upto = l.recover_upto.max(e.slot.next());
+                    l.read_fence = l.read_fence.max(e.slot.next());
+                    match l.recovered.get(&e.slot) {
+                        Some((b, _)) if *b >= e.ballot => {}
+                        _ => {
+                            l.recovered.insert(e.slot, (e.ballot, e.value));
+                        }
+                    }
+                }
+            }
             (MultiRole::Leader(l), PrepareScope::Only(slot)) if l.ballot == m.ballot => {
-                let quorum = r.config.quorum();
                 let Some(p) = l.inflight.get_mut(&slot) else {
                     return;
                 };
@@ -610,7 +660,7 @@ impl Engine {
                         *best = Some((e.ballot, e.value));
                     }
                 }
-                if votes.count() >= quorum {
+                if r.is_quorum(*votes, slot) {
                     let adopted = best.take();
                     self.start_accept(r, slot, adopted);
                 }
@@ -619,7 +669,7 @@ impl Engine {
         }
     }
 
-    /// Phase 1 succeeded: re-propose what was found, fill holes with no-ops, lead.
+    /// Phase 1 succeeded: lead, re-proposing what was found and filling holes with no-ops.
     fn become_leader(&mut self, r: &mut Replica) {
         let MultiRole::Candidate(c) = std::mem::take(&mut self.role) else {
             return;
@@ -627,7 +677,6 @@ impl Engine {
         r.stats.elections_won += 1;
         self.failed_campaigns = 0;
         r.note_phase1_rtt(c.started);
-        let skip_recovery = r.config.bug == Some(Bug::SkipRecovery);
         let last = [
             c.recovered.keys().next_back().copied(),
             r.log.highest_chosen(),
@@ -635,34 +684,85 @@ impl Engine {
         .into_iter()
         .flatten()
         .max();
-        let next_slot = last.map_or(c.from, Slot::next).max(c.from);
+        let recover_upto = last.map_or(c.from, Slot::next).max(c.from);
+        // Slots this node already executed are chosen; proposing them again is needless and, once
+        // truncated, their values are gone. Peers that miss them catch up from us.
         self.role = MultiRole::Leader(Leadership {
             ballot: c.ballot,
-            next_slot,
+            next_slot: c.from.max(r.log.executed()),
             inflight: BTreeMap::new(),
             commit_sent: Slot(0),
             next_heartbeat: r.now,
             lease_expiry: vec![Time::ZERO; r.config.nodes.len()],
-            read_fence: next_slot,
+            read_fence: recover_upto,
+            from: c.from,
+            promised: c.votes,
+            recovered: c.recovered,
+            recover_upto,
+            awaiting_promises: false,
+            prepare_sent: c.started,
+            last_reconfig: None,
         });
         self.commit_ballot = c.ballot;
-        // Slots this node already executed are chosen; proposing them again is needless and, once
-        // truncated, their values are gone. Peers that miss them catch up from us.
-        let mut slot = c.from.max(r.log.executed());
-        while slot < next_slot {
-            let value = if let Some(v) = r.log.chosen(slot) {
-                v.clone()
-            } else {
-                match c.recovered.get(&slot) {
-                    Some((_, v)) if !skip_recovery => v.clone(),
-                    _ => Value::Noop,
-                }
-            };
-            self.propose(r, slot, value, true, false);
-            slot = slot.next();
-        }
+        self.fill(r);
         // Announce leadership at once so followers stop campaigning.
         self.timeout(r);
+    }
+
+    /// Proposes in the next slots as far as the membership rule lets it: a slot only once its
+    /// voters are decided (this node executed the slot `window` below it) and a majority of
+    /// them promised this ballot. Slots where phase 1 found values get those (or a no-op);
+    /// after them, batches cut from the queue, into free window slots. A leader that is not a
+    /// voter of its next slot steps down once its earlier slots are chosen.
+    fn fill(&mut self, r: &mut Replica) {
+        let skip_recovery = r.config.bug == Some(Bug::SkipRecovery);
+        loop {
+            let MultiRole::Leader(l) = &mut self.role else {
+                return;
+            };
+            let slot = l.next_slot;
+            let window = r.log.kv.membership().map_or(u64::MAX, |m| m.window());
+            if slot.0 >= r.log.executed().0.saturating_add(window) {
+                return;
+            }
+            if !r.voters_at(slot).contains(&r.config.id) {
+                if l.inflight.is_empty() {
+                    self.step_down(r, None);
+                }
+                return;
+            }
+            if !r.is_quorum(l.promised, slot) {
+                l.awaiting_promises = true;
+                return;
+            }
+            l.awaiting_promises = false;
+            if slot < l.recover_upto {
+                let recovered = l.recovered.remove(&slot);
+                let value = match (r.log.chosen(slot), recovered) {
+                    (Some(v), _) => v.clone(),
+                    (None, Some((_, v))) if !skip_recovery => v,
+                    _ => Value::Noop,
+                };
+                l.next_slot = slot.next();
+                self.propose(r, slot, value, true, false);
+                continue;
+            }
+            if r.queue.is_empty() || l.inflight.len() >= r.config.window {
+                return;
+            }
+            // Would this batch be partial: the queue runs out before either limit is reached?
+            let short = r.queue.len() < r.config.max_batch
+                && r.queue.iter().map(|c| c.op.payload_len()).sum::<usize>()
+                    < r.config.max_batch_bytes;
+            let partial = l.inflight.values().filter(|p| p.partial).count();
+            if short && partial >= r.config.partial_batches {
+                return;
+            }
+            let batch = r.cut_batch();
+            l.next_slot = slot.next();
+            let skip = r.config.skip_phase1;
+            self.propose(r, slot, Value::stamped(r.now, batch), skip, short);
+        }
     }
 
     /// Puts `value` in `slot`: straight to phase 2 when phase 1 already covers it.
@@ -683,6 +783,13 @@ impl Engine {
             return;
         };
         let ballot = l.ballot;
+        if value
+            .commands()
+            .iter()
+            .any(|c| matches!(c.op, Op::Reconfigure { .. }))
+        {
+            l.last_reconfig = Some(slot);
+        }
         if phase1_done {
             let phase = Phase::Accepting {
                 votes: Votes::default(),
@@ -759,11 +866,6 @@ impl Engine {
 
     fn on_accepted(&mut self, r: &mut Replica, from: NodeId, m: Accepted) {
         r.heard_executed(from, m.executed);
-        let quorum = if r.config.bug == Some(Bug::CommitWithoutQuorum) {
-            1
-        } else {
-            r.quorum()
-        };
         let Some(index) = r.node_index(from) else {
             return;
         };
@@ -781,7 +883,7 @@ impl Engine {
         let Phase::Accepting { votes } = &mut p.phase else {
             return;
         };
-        if !votes.insert(index) || votes.count() < quorum {
+        if !votes.insert(index) || !r.is_quorum(*votes, m.slot) {
             return;
         }
         let p = l.inflight.remove(&m.slot).expect("present above");

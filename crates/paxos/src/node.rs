@@ -127,9 +127,15 @@ impl Node {
         Ok(node)
     }
 
-    /// Whether this node votes (see [`Node::rejoin_without_state`]).
+    /// Whether this node votes now (see [`Node::rejoin_without_state`]; under Multi-Paxos also
+    /// whether the membership lets it, see [`crate::membership`]).
     pub fn voting(&self) -> bool {
-        self.replica.voting
+        self.replica.votes()
+    }
+
+    /// Who votes for which slot, as far as this node executed (Multi-Paxos).
+    pub fn membership(&self) -> Option<&crate::membership::Membership> {
+        self.replica.log.kv.membership()
     }
 
     /// A message from a peer. Messages from nodes outside the cluster are ignored and counted.

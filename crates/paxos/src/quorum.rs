@@ -14,7 +14,6 @@ impl Votes {
         fresh
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(self, index: usize) -> bool {
         self.0 & (1u64 << index) != 0
     }

@@ -14,15 +14,17 @@ use rustc_hash::FxHashSet;
 
 use crate::acceptor::{AcceptOutcome, Acceptor, PrepareOutcome};
 use crate::command::{Command, Op, Outcome, Reply, Value};
-use crate::config::{BackoffMode, Bug, Config, ConfigError};
+use crate::config::{BackoffMode, Bug, Config, ConfigError, Protocol};
 use crate::engine::ProtocolEngine;
 use crate::kv::{Applied, KvState};
 use crate::log::Log;
+use crate::membership::Membership;
 use crate::messages::{
     Accept, Accepted, CatchUp, ChosenEntry, Learn, Message, Nack, Prepare, PrepareScope, Promise,
     Snapshot,
 };
 use crate::outbox::{Gated, Outbox};
+use crate::quorum::Votes;
 use crate::rng::Rng;
 use crate::stats::Stats;
 use crate::storage::{Durable, Record};
@@ -38,7 +40,9 @@ pub(crate) struct Replica {
     pub(crate) now: Time,
     /// Whether timers are armed (a fresh or recovered node arms them on its first input).
     pub(crate) started: bool,
-    /// False for a node that lost its durable state: it learns but never votes.
+    /// False for a node that lost its durable state, and for a configured learner of a protocol
+    /// without membership change: it learns but never votes. (Multi-Paxos nodes vote while the
+    /// membership says so: see [`Replica::votes`].)
     pub(crate) voting: bool,
     pub(crate) rng: Rng,
     pub(crate) stats: Stats,
@@ -83,6 +87,16 @@ impl Replica {
             Some((_, state)) => (**state).clone(),
             None => KvState::new(config.reply_cache_per_client, config.session_timeout),
         };
+        let tracks_membership = config.protocol == Protocol::MultiPaxos;
+        if tracks_membership && kv.membership().is_none() {
+            let voters = config
+                .nodes
+                .iter()
+                .copied()
+                .filter(|n| !config.is_learner(*n))
+                .collect();
+            kv.set_membership(Membership::new(voters, config.window as u64));
+        }
         if config.bug == Some(Bug::ResurrectExpiredSessions) {
             kv.resurrect_expired_sessions();
         }
@@ -93,7 +107,9 @@ impl Replica {
             index,
             now: Time::ZERO,
             started: false,
-            voting: !config.is_learner(config.id) || config.bug == Some(Bug::LearnerVotes),
+            voting: tracks_membership
+                || !config.is_learner(config.id)
+                || config.bug == Some(Bug::LearnerVotes),
             rng: Rng::new(seed),
             stats: Stats::default(),
             max_round: acceptor.max_round(),
@@ -167,6 +183,53 @@ impl Replica {
 
     pub(crate) fn quorum(&self) -> usize {
         self.config.quorum()
+    }
+
+    /// Whether this node sends votes (Promise, Accepted) now: it has its durable state and,
+    /// under Multi-Paxos, it is a voter of its next slot to execute or of a later one decided
+    /// so far. A node added by a membership change therefore votes only once it has executed
+    /// the change, which it reaches by catching up (from a snapshot if it is far behind); a
+    /// removed node stops once it has executed past the last slot it voted for.
+    pub(crate) fn votes(&self) -> bool {
+        let member = match self.log.kv.membership() {
+            Some(m) => {
+                m.votes_from(self.log.executed(), self.config.id)
+                    || self.config.bug == Some(Bug::LearnerVotes)
+            }
+            None => true,
+        };
+        self.voting && member
+    }
+
+    /// The voters of `slot` (all but the learners without membership change).
+    pub(crate) fn voters_at(&self, slot: Slot) -> std::borrow::Cow<'_, [NodeId]> {
+        match self.log.kv.membership() {
+            Some(m) => std::borrow::Cow::Borrowed(m.voters_at(slot)),
+            None => std::borrow::Cow::Owned(
+                self.config
+                    .nodes
+                    .iter()
+                    .copied()
+                    .filter(|n| !self.config.is_learner(*n))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether `votes` hold a majority of `slot`'s voters (see [`crate::membership`]).
+    pub(crate) fn is_quorum(&self, votes: Votes, slot: Slot) -> bool {
+        if self.config.bug == Some(Bug::CommitWithoutQuorum) {
+            return votes.count() >= 1;
+        }
+        let Some(m) = self.log.kv.membership() else {
+            return votes.count() >= self.config.quorum();
+        };
+        let voters = m.voters_at(slot);
+        let have = voters
+            .iter()
+            .filter(|v| self.node_index(**v).is_some_and(|i| votes.contains(i)))
+            .count();
+        have > voters.len() / 2
     }
 
     fn count_sent(&mut self, msg: &Message, copies: u64) {
@@ -330,7 +393,20 @@ impl Replica {
     /// Acceptor, phase 1. The Promise leaves only once the promise is durable.
     fn on_prepare<E: ProtocolEngine>(&mut self, e: &mut E, from: NodeId, m: Prepare) {
         self.max_round = self.max_round.max(m.ballot.round);
-        if !self.voting {
+        if let PrepareScope::From(f) = m.scope {
+            // Every slot below the candidate's `from` is chosen (it executed them). A node behind
+            // it catches up from it; a node ahead of it that will not vote sends what it misses:
+            // after a membership change, either may be what lets a quorum of the next slot's
+            // voters form (a node votes only once it executed the change that made it a voter).
+            if f > self.log.executed() && self.catch_up_retry.is_none() && from != self.config.id {
+                let to = self.log.executed();
+                self.send(from, Message::CatchUp(CatchUp { from: to }));
+                self.catch_up_retry = Some(self.now + self.config.retry_timeout);
+            } else if f < self.log.executed() && !self.votes() {
+                self.on_catch_up(from, CatchUp { from: f });
+            }
+        }
+        if !self.votes() {
             self.stats.ignored += 1;
             return;
         }
@@ -395,12 +471,12 @@ impl Replica {
                     executed,
                 };
                 // A non-voting node keeps the value only to learn it once committed.
-                if self.voting {
+                if self.votes() {
                     self.send_after_persist(from, Message::Accepted(ack));
                 }
                 e.accepted(self, m.ballot, m.commit);
             }
-            AcceptOutcome::Rejected(_) if !self.voting => self.stats.ignored += 1,
+            AcceptOutcome::Rejected(_) if !self.votes() => self.stats.ignored += 1,
             AcceptOutcome::Rejected(promised) => {
                 let nack = Nack {
                     ballot: m.ballot,
@@ -518,7 +594,20 @@ impl Replica {
                 Value::Batch(batch) => {
                     self.log.kv.tick(batch.stamp);
                     for cmd in batch.iter() {
-                        let outcome = match self.log.kv.apply(cmd) {
+                        let applied = if let Op::Reconfigure { .. } = cmd.op {
+                            let after = match self.log.kv.membership() {
+                                _ if self.config.bug == Some(Bug::ReconfigNextSlot) => 1,
+                                Some(m) => m.window(),
+                                None => 1,
+                            };
+                            self.stats.reconfigurations += 1;
+                            self.log
+                                .kv
+                                .reconfigure(cmd, slot, &self.config.nodes, after)
+                        } else {
+                            self.log.kv.apply(cmd)
+                        };
+                        let outcome = match applied {
                             Applied::Fresh(o) => {
                                 self.stats.commands_executed += 1;
                                 o
@@ -531,6 +620,7 @@ impl Replica {
                     }
                 }
             }
+            self.log.kv.forget_membership_before(slot.next());
             if self.config.trace_execution {
                 self.executed_trace.push((slot, value));
             }

@@ -49,6 +49,8 @@ pub struct Stats {
     /// Multi-Paxos with `reads = "lease"`: `Get`s the leader answered from its own state under a
     /// lease, without a slot.
     pub local_reads: u64,
+    /// Membership changes (`Op::Reconfigure`) this node executed, refused ones included.
+    pub reconfigurations: u64,
     /// Multi-Paxos with `reads = "lease"`: Prepares this node refused to promise because it
     /// granted a lease to another ballot (or restarted less than a lease ago).
     pub lease_refusals: u64,

@@ -47,7 +47,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use paxos::{
     Ballot, ClientId, Command, Durable, KvState, Message, NodeId, Op, Outcome, PrepareScope,
-    Record, RequestId, Slot, Time, Value,
+    ReconfigError, Record, RequestId, Slot, Time, Value,
 };
 
 /// Names a checker: what a failure is a failure of.
@@ -217,6 +217,51 @@ pub struct Reference {
     write_no: HashMap<(ClientId, RequestId), u64>,
     /// Each key's values in log order: (number of the write that set it, the value after it).
     key_history: HashMap<Bytes, Vec<(u64, Option<Bytes>)>>,
+    /// Multi-Paxos membership, modelled on its own: the cluster's nodes (a bit each, by index),
+    /// the window, and the voters from each slot on. `None`: fixed voters.
+    membership: Option<RefMembership>,
+}
+
+/// The reference's own model of who votes for which slot (see `paxos::membership`): a change
+/// replayed in slot `s` governs from `s + window`.
+#[derive(Clone, Debug)]
+struct RefMembership {
+    nodes: Vec<NodeId>,
+    window: u64,
+    /// `(from, voters as a bitmask)`, in slot order.
+    configs: Vec<(Slot, u64)>,
+    /// Every node that was a voter of any configuration so far.
+    ever: u64,
+}
+
+impl RefMembership {
+    /// The voters after `add` and `remove`, or why the change is refused (the core's reasons,
+    /// checked in the same order, so the reply can be compared).
+    fn changed(&self, add: &[NodeId], remove: &[NodeId]) -> Result<u64, ReconfigError> {
+        let mut mask = self.configs.last().expect("never empty").1;
+        for n in add {
+            if remove.contains(n) {
+                return Err(ReconfigError::Both(*n));
+            }
+            let Some(i) = self.nodes.iter().position(|x| x == n) else {
+                return Err(ReconfigError::Unknown(*n));
+            };
+            if mask & (1 << i) != 0 {
+                return Err(ReconfigError::AlreadyVoter(*n));
+            }
+            mask |= 1 << i;
+        }
+        for n in remove {
+            match self.nodes.iter().position(|x| x == n) {
+                Some(i) if mask & (1 << i) != 0 => mask &= !(1 << i),
+                _ => return Err(ReconfigError::NotVoter(*n)),
+            }
+        }
+        if mask == 0 {
+            return Err(ReconfigError::NoVoters);
+        }
+        Ok(mask)
+    }
 }
 
 impl Default for Reference {
@@ -232,6 +277,7 @@ impl Default for Reference {
             writes: 0,
             write_no: HashMap::new(),
             key_history: HashMap::new(),
+            membership: None,
         }
     }
 }
@@ -253,6 +299,38 @@ impl Reference {
     /// The outcome a command got at its first position, and that slot.
     pub fn result(&self, client: ClientId, request: RequestId) -> Option<&(Slot, Outcome)> {
         self.results.get(&(client, request))
+    }
+
+    /// The voters of `slot` as a bitmask over the cluster's nodes, `all` if membership is fixed,
+    /// or `None` while it is undecided (a change may still be replayed `window` slots below).
+    fn voters_at(&self, slot: Slot, all: u64) -> Option<u64> {
+        let Some(m) = &self.membership else {
+            return Some(all);
+        };
+        if slot.0 >= self.next.0.saturating_add(m.window) {
+            return None;
+        }
+        let i = m.configs.partition_point(|(from, _)| *from <= slot);
+        Some(m.configs[i.saturating_sub(1)].1)
+    }
+
+    /// The voters after every change replayed so far (`None` if membership is fixed).
+    pub fn latest_voters(&self) -> Option<Vec<NodeId>> {
+        let m = self.membership.as_ref()?;
+        let mask = m.configs.last().expect("never empty").1;
+        Some(
+            m.nodes
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| mask & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect(),
+        )
+    }
+
+    /// Every node that was a voter of some configuration so far (`all` if membership is fixed).
+    fn ever_voters(&self, all: u64) -> u64 {
+        self.membership.as_ref().map_or(all, |m| m.ever)
     }
 
     /// The value of a key after every replayed slot.
@@ -285,6 +363,11 @@ impl Reference {
                 let last = self.sessions.entry(cmd.client).or_insert(Time::ZERO);
                 *last = (*last).max(self.clock).max(cmd.client.created());
                 let (key, after) = match &cmd.op {
+                    Op::Reconfigure { add, remove } => {
+                        let outcome = self.reconfigure(add, remove);
+                        self.results.insert(id, (self.next, outcome));
+                        continue;
+                    }
                     Op::Get { key } => {
                         let value = self.map.get(key).cloned();
                         self.results.insert(id, (self.next, Outcome::Value(value)));
@@ -309,6 +392,24 @@ impl Reference {
                 self.results.insert(id, (self.next, outcome));
             }
             self.next = self.next.next();
+        }
+    }
+
+    /// A membership change replayed at `self.next`.
+    fn reconfigure(&mut self, add: &[NodeId], remove: &[NodeId]) -> Outcome {
+        let slot = self.next;
+        let Some(m) = &mut self.membership else {
+            return Outcome::Refused(ReconfigError::Unsupported.to_string());
+        };
+        match m.changed(add, remove) {
+            Ok(mask) => {
+                let from = Slot(slot.0 + m.window);
+                m.configs.retain(|(f, _)| *f < from);
+                m.configs.push((from, mask));
+                m.ever |= mask;
+                Outcome::Done
+            }
+            Err(e) => Outcome::Refused(e.to_string()),
         }
     }
 
@@ -359,7 +460,8 @@ impl Reference {
 #[derive(Debug)]
 pub struct Checkers {
     nodes: Vec<NodeId>,
-    quorum: usize,
+    /// Every node, a bit per index.
+    all: u64,
     /// The learners, a bit per node index: their votes never count.
     learners: u64,
     /// Unreplicated: the one node's execution defines the log (it has no acceptors).
@@ -385,11 +487,15 @@ impl Checkers {
     /// (the unreplicated baseline) a slot counts as chosen when the node executes it.
     pub fn new(nodes: Vec<NodeId>, start: Slot, chosen_by_execution: bool) -> Self {
         assert!(nodes.len() <= 64, "the vote bitmask holds 64 nodes");
-        let quorum = nodes.len() / 2 + 1;
+        let all = if nodes.len() == 64 {
+            u64::MAX
+        } else {
+            (1 << nodes.len()) - 1
+        };
         let views = vec![NodeView::default(); nodes.len()];
         Checkers {
             nodes,
-            quorum,
+            all,
             learners: 0,
             chosen_by_execution,
             votes: BTreeMap::new(),
@@ -436,7 +542,30 @@ impl Checkers {
     /// a vote fails learners-never-vote.
     pub fn set_learners(&mut self, learners: &[NodeId]) {
         self.learners = learners.iter().fold(0, |m, l| m | 1 << self.index(*l));
-        self.quorum = (self.nodes.len() - learners.len()) / 2 + 1;
+        if let Some(m) = &mut self.reference.membership {
+            let voters = self.all & !self.learners;
+            m.configs = vec![(Slot(0), voters)];
+            m.ever = voters;
+        }
+    }
+
+    /// Multi-Paxos: the voters change by `Op::Reconfigure`, from `window` slots after the slot
+    /// a change is chosen in. A slot's value is then chosen by a majority of *its* voters, and
+    /// only a node that is a voter of some configuration may vote. Call before `set_learners`.
+    pub fn track_membership(&mut self, window: u64) {
+        let voters = self.all & !self.learners;
+        self.reference.membership = Some(RefMembership {
+            nodes: self.nodes.clone(),
+            window,
+            configs: vec![(Slot(0), voters)],
+            ever: voters,
+        });
+    }
+
+    /// Whether `voters` hold a majority of `slot`'s voters; `None` while those are undecided.
+    fn majority_at(&self, slot: Slot, voters: u64) -> Option<bool> {
+        let of = self.reference.voters_at(slot, self.all & !self.learners)?;
+        Some((voters & of).count_ones() > of.count_ones() / 2)
     }
 
     /// `Get`s may be answered outside the log (`reads = "lease"`): check them by real time.
@@ -447,14 +576,21 @@ impl Checkers {
     /// `holder`, leader of `ballot`, answered `reads` more `Get`s from its own state: fewer than
     /// a quorum of nodes may have a durable promise above `ballot`.
     pub fn lease_reads(&self, holder: NodeId, ballot: Ballot, reads: u64) -> Verdict {
+        // The voters of the reference's next slot (always decided).
+        let next = self.reference.next();
+        let mut mask = 0;
         let above: Vec<String> = self
             .nodes
             .iter()
             .zip(&self.views)
-            .filter(|(_, v)| v.durable_promise > ballot)
-            .map(|(n, v)| format!("{n} promised {}", v.durable_promise))
+            .enumerate()
+            .filter(|(_, (_, v))| v.durable_promise > ballot)
+            .map(|(i, (n, v))| {
+                mask |= 1 << i;
+                format!("{n} promised {}", v.durable_promise)
+            })
             .collect();
-        if above.len() < self.quorum {
+        if self.majority_at(next, mask) != Some(true) {
             return Ok(());
         }
         Err(Violation::new(
@@ -560,10 +696,14 @@ impl Checkers {
     /// durable state, so they must not overtake the write.
     pub fn outgoing(&self, node: NodeId, durable: &Durable, msg: &Message) -> Verdict {
         let vote = matches!(msg, Message::Promise(_) | Message::Accepted(_));
-        if vote && self.learners & (1 << self.index(node)) != 0 {
+        let ever = self.reference.ever_voters(self.all & !self.learners);
+        if vote && ever & (1 << self.index(node)) == 0 {
             return Err(Violation::new(
                 Check::LearnersNeverVote,
-                format!("learner {node} sent {}", crate::trace::MsgBrief::of(msg)),
+                format!(
+                    "learner {node}, a voter of no configuration, sent {}",
+                    crate::trace::MsgBrief::of(msg)
+                ),
             ));
         }
         match msg {
@@ -640,35 +780,47 @@ impl Checkers {
             }
         };
         vote.voters |= 1 << voter;
-        if ((vote.voters & !self.learners).count_ones() as usize) < self.quorum {
+        self.settle(slot)
+    }
+
+    /// Whether a value at `slot` reached a majority of the slot's voters, once those are
+    /// decided: it is chosen, and must be the only value ever chosen there.
+    fn settle(&mut self, slot: Slot) -> Verdict {
+        let Some(votes) = self.votes.get(&slot) else {
             return Ok(());
-        }
-        let (voted, at) = (vote.voters, vote.ballot);
-        match self.chosen.get(&slot) {
-            Some(existing) if existing == value => Ok(()),
-            Some(existing) => {
-                let earlier = votes
-                    .iter()
-                    .find(|v| {
-                        v.value == *existing
-                            && (v.voters & !self.learners).count_ones() as usize >= self.quorum
-                    })
-                    .map_or_else(
-                        || "?".to_string(),
-                        |v| format!("{} by {}", v.ballot, voters(&self.nodes, v.voters)),
-                    );
-                Err(Violation::new(
-                    Check::OneValuePerSlot,
-                    format!(
-                        "{slot} chosen twice: {} (at {earlier}) and {} (at {at} by {})",
-                        describe_value(existing),
-                        describe_value(value),
-                        voters(&self.nodes, voted)
-                    ),
-                ))
+        };
+        let won: Vec<(Ballot, Value, u64)> = votes
+            .iter()
+            .filter(|v| self.majority_at(slot, v.voters) == Some(true))
+            .map(|v| (v.ballot, v.value.clone(), v.voters))
+            .collect();
+        for (at, value, voted) in won {
+            match self.chosen.get(&slot) {
+                Some(existing) if *existing == value => {}
+                Some(existing) => {
+                    let earlier = self.votes[&slot]
+                        .iter()
+                        .find(|v| {
+                            v.value == *existing && self.majority_at(slot, v.voters) == Some(true)
+                        })
+                        .map_or_else(
+                            || "?".to_string(),
+                            |v| format!("{} by {}", v.ballot, voters(&self.nodes, v.voters)),
+                        );
+                    return Err(Violation::new(
+                        Check::OneValuePerSlot,
+                        format!(
+                            "{slot} chosen twice: {} (at {earlier}) and {} (at {at} by {})",
+                            describe_value(existing),
+                            describe_value(&value),
+                            voters(&self.nodes, voted)
+                        ),
+                    ));
+                }
+                None => self.choose(slot, value)?,
             }
-            None => self.choose(slot, value.clone()),
         }
+        Ok(())
     }
 
     fn choose(&mut self, slot: Slot, value: Value) -> Verdict {
@@ -687,7 +839,20 @@ impl Checkers {
             self.latest_stamp = self.latest_stamp.max(b.stamp);
         }
         self.chosen.insert(slot, value);
+        let before = self.reference.next();
         self.reference.advance(&self.chosen);
+        let Some(window) = self.reference.membership.as_ref().map(|m| m.window) else {
+            return Ok(());
+        };
+        // Replaying decided the voters of more slots: votes there may now make a majority.
+        let (lo, hi) = (
+            Slot(before.0 + window),
+            Slot(self.reference.next().0 + window),
+        );
+        let undecided: Vec<Slot> = self.votes.range(lo..hi).map(|(s, _)| *s).collect();
+        for s in undecided {
+            self.settle(s)?;
+        }
         Ok(())
     }
 
@@ -912,6 +1077,7 @@ pub fn show_outcome(outcome: &Outcome) -> String {
         Outcome::NotLeader { leader: None } => "NotLeader(?)".to_string(),
         Outcome::Expired => "Expired".to_string(),
         Outcome::Overloaded => "Overloaded".to_string(),
+        Outcome::Refused(why) => format!("Refused({why})"),
     }
 }
 

@@ -48,7 +48,12 @@ pub struct BugCase {
 ///   and they promised a candidate (lease-overlap). It takes a few hundred seeds to find.
 /// - `LearnerVotes` needs only a learner, which the simulator gives that variant (one or two);
 ///   learners-never-vote sees its first Promise or Accepted, under any faults or none.
-pub const BUG_CASES: [BugCase; 11] = [
+/// - `ReconfigNextSlot` lets a membership change govern from the next slot, while the leader
+///   still has slots in flight that it proposed under the old voters; the simulator changes
+///   membership on every seed of that variant, and the leader then counts a majority of the new
+///   voters in a slot the old ones govern, so a node executes a value no majority of that slot's
+///   voters accepted (executed-logs-agree; about one lossy seed in twenty).
+pub const BUG_CASES: [BugCase; 12] = [
     BugCase {
         bug: Bug::ForgetPromiseOnRestart,
         protocol: Protocol::MultiPaxos,
@@ -101,6 +106,11 @@ pub const BUG_CASES: [BugCase; 11] = [
     },
     BugCase {
         bug: Bug::LearnerVotes,
+        protocol: Protocol::MultiPaxos,
+        faults: FaultProfile::Lossy,
+    },
+    BugCase {
+        bug: Bug::ReconfigNextSlot,
         protocol: Protocol::MultiPaxos,
         faults: FaultProfile::Lossy,
     },

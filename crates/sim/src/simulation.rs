@@ -87,6 +87,11 @@ pub struct SimConfig {
     /// (none on most seeds, one or two on a quarter of the replicated ones, at least one for
     /// `Bug::LearnerVotes`); `Some(k)` is exactly `k`.
     pub learners: Option<usize>,
+    /// Membership changes (Multi-Paxos): one client now and then asks to swap a voter for a
+    /// non-voter, add one or remove one. `None` draws it from the seed (on about a third of
+    /// the Multi-Paxos seeds, always for `Bug::ReconfigNextSlot`), with at least one node
+    /// beyond the voters to swap in.
+    pub reconfigs: Option<bool>,
     /// The one seed everything random is drawn from.
     pub seed: u64,
     /// Which faults to draw.
@@ -123,6 +128,7 @@ impl SimConfig {
             protocol,
             nodes,
             learners: None,
+            reconfigs: None,
             seed,
             faults,
             bug: None,
@@ -188,6 +194,10 @@ pub struct RunStats {
     pub client_retries: u64,
     /// Times a client began a new session after an `Expired` answer.
     pub sessions_renewed: u64,
+    /// Membership changes answered `Done` (see [`SimConfig::reconfigs`]).
+    pub reconfigs_done: u64,
+    /// Membership changes answered `Refused`.
+    pub reconfigs_refused: u64,
     /// The latest time a command completed.
     pub last_completion: Time,
     /// Each node's counters at the end (of its current incarnation).
@@ -432,6 +442,7 @@ const STREAM_PERSIST: u64 = 4;
 const STREAM_KNOBS: u64 = 5;
 const STREAM_CLOCKS: u64 = 6;
 const STREAM_LEARNERS: u64 = 7;
+const STREAM_RECONFIG: u64 = 8;
 const STREAM_NODES: u64 = 100;
 
 /// A running simulation.
@@ -449,6 +460,8 @@ struct Simulation {
     checkers: Checkers,
     trace: Trace,
     rng_clients: SimRng,
+    /// Draws membership changes (`None`: this run has none).
+    rng_reconfig: Option<SimRng>,
     rng_faults: SimRng,
     rng_persist: SimRng,
     kill_armed: Option<Duration>,
@@ -484,6 +497,7 @@ impl Simulation {
             SimRng::stream(cfg.seed, STREAM_NETWORK),
         );
         let (configs, mut knobs) = node_configs(&cfg, &ids, &learners);
+        let window = configs[0].window as u64;
         let session_timeout = configs[0].session_timeout;
         let reads = configs[0].reads;
         let mut rng_clocks = SimRng::stream(cfg.seed, STREAM_CLOCKS);
@@ -515,6 +529,9 @@ impl Simulation {
         let mut checkers =
             Checkers::new(ids.clone(), Slot(0), cfg.protocol == Protocol::Unreplicated);
         checkers.set_session_timeout(session_timeout);
+        if cfg.protocol == Protocol::MultiPaxos {
+            checkers.track_membership(window);
+        }
         checkers.set_learners(&learners);
         if reads == ReadMode::Lease {
             checkers.allow_local_reads();
@@ -523,6 +540,7 @@ impl Simulation {
             learners: learners.len(),
             trace: Trace::new(cfg.trace_len),
             rng_clients: SimRng::stream(cfg.seed, STREAM_CLIENTS),
+            rng_reconfig: reconfigs(&cfg).then(|| SimRng::stream(cfg.seed, STREAM_RECONFIG ^ 1)),
             rng_persist: SimRng::stream(cfg.seed, STREAM_PERSIST),
             rng_faults,
             now: Time::ZERO,
@@ -672,13 +690,26 @@ impl Simulation {
             .map(|n| match &n.node {
                 None => format!("{} down", n.id),
                 Some(node) => format!(
-                    "{} {:?} b={} leader={} executed<{} queued={}",
+                    "{} {:?} b={} leader={} executed<{} queued={}{}",
                     n.id,
                     node.role(),
                     node.ballot(),
                     node.leader().map_or_else(|| "?".into(), |l| l.to_string()),
                     node.executed(),
-                    node.queued()
+                    node.queued(),
+                    node.membership().map_or_else(String::new, |m| {
+                        let show = |v: &[NodeId]| {
+                            v.iter()
+                                .map(|n| n.to_string())
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        };
+                        let epochs: Vec<String> = m
+                            .epochs()
+                            .map(|(from, v)| format!("{from}:{{{}}}", show(v)))
+                            .collect();
+                        format!(" voters {}", epochs.join(" "))
+                    })
                 ),
             })
             .collect();
@@ -1147,6 +1178,37 @@ impl Simulation {
         }
     }
 
+    /// Now and then (runs with [`SimConfig::reconfigs`]), a membership change instead of a
+    /// key-value command: swap a voter for a non-voter, or add or remove one to come back to
+    /// the configured number of voters, judged by the voters the reference replayed so far
+    /// (which may lag, so some changes are refused: that is tested too).
+    fn draw_reconfig(&mut self) -> Option<Op> {
+        let rng = self.rng_reconfig.as_mut()?;
+        if !rng.chance(0.25) {
+            return None;
+        }
+        let voters = self.checkers.reference().latest_voters()?;
+        let others: Vec<NodeId> = self
+            .ids
+            .iter()
+            .copied()
+            .filter(|n| !voters.contains(n))
+            .collect();
+        let wanted = self.ids.len() - self.learners;
+        let pick = |rng: &mut SimRng, from: &[NodeId]| from[rng.below(from.len() as u64) as usize];
+        let add = if voters.len() <= wanted && !others.is_empty() {
+            vec![pick(rng, &others)]
+        } else {
+            Vec::new()
+        };
+        let remove = if voters.len() >= wanted {
+            vec![pick(rng, &voters)]
+        } else {
+            Vec::new()
+        };
+        Some(Op::Reconfigure { add, remove })
+    }
+
     fn client_issue(&mut self, c: usize) -> Verdict {
         let quota = self.cfg.workload.commands_per_client;
         let client = &self.clients[c];
@@ -1166,18 +1228,25 @@ impl Simulation {
                 return Ok(());
             }
         }
-        let key = self.keys[self.rng_clients.below(self.keys.len() as u64) as usize].clone();
+        let change = if c == 0 { self.draw_reconfig() } else { None };
+        let key = match change {
+            Some(_) => Bytes::new(),
+            None => self.keys[self.rng_clients.below(self.keys.len() as u64) as usize].clone(),
+        };
         let client = &mut self.clients[c];
         let request = RequestId(client.next_request);
         client.next_request += 1;
         client.issued += 1;
-        let op = match self.rng_clients.below(10) {
-            0..=3 => Op::Put {
-                key,
-                value: Bytes::from(format!("c{}r{}", client.id.0, request.0)),
+        let op = match change {
+            Some(op) => op,
+            None => match self.rng_clients.below(10) {
+                0..=3 => Op::Put {
+                    key,
+                    value: Bytes::from(format!("c{}r{}", client.id.0, request.0)),
+                },
+                4..=7 => Op::Get { key },
+                _ => Op::Delete { key },
             },
-            4..=7 => Op::Get { key },
-            _ => Op::Delete { key },
         };
         let cmd = Command {
             client: client.id,
@@ -1313,6 +1382,13 @@ impl Simulation {
                     self.stats.sessions_renewed += 1;
                 }
                 let think = client.think;
+                if let Op::Reconfigure { .. } = p.cmd.op {
+                    match outcome {
+                        Outcome::Done => self.stats.reconfigs_done += 1,
+                        Outcome::Refused(_) => self.stats.reconfigs_refused += 1,
+                        _ => {}
+                    }
+                }
                 self.history[p.history].response = Some((self.now, outcome));
                 self.stats.completed += 1;
                 self.stats.last_completion = self.now;
@@ -1476,8 +1552,20 @@ fn learner_count(cfg: &SimConfig) -> usize {
     if drawn || cfg.bug == Some(Bug::LearnerVotes) {
         rng.range(1, 3) as usize
     } else {
-        0
+        usize::from(reconfigs(cfg))
     }
+}
+
+/// Whether a run changes membership (see [`SimConfig::reconfigs`]).
+fn reconfigs(cfg: &SimConfig) -> bool {
+    if cfg.protocol != Protocol::MultiPaxos {
+        return false;
+    }
+    if let Some(r) = cfg.reconfigs {
+        return r;
+    }
+    let drawn = cfg.vary_knobs && SimRng::stream(cfg.seed, STREAM_RECONFIG).chance(0.33);
+    drawn || cfg.bug == Some(Bug::ReconfigNextSlot)
 }
 
 /// The node configurations of a run, and a one-line description of the drawn knobs.
@@ -1548,7 +1636,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId], learners: &[NodeId]) -> (Vec<Co
         base.clock_drift_ppm = base.clock_drift_ppm.max(200_000);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}{}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
@@ -1572,6 +1660,7 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId], learners: &[NodeId]) -> (Vec<Co
         } else {
             format!(" learners={learners:?}")
         },
+        if reconfigs(cfg) { " reconfigs" } else { "" },
         cfg.bug.map_or_else(String::new, |b| format!(" bug={b:?}"))
     );
     let configs = ids

@@ -32,6 +32,8 @@ pub struct SweepSummary {
     pub snapshots: (u64, u64),
     /// Messages between nodes, and how many of them were dropped, over all seeds.
     pub messages: (u64, u64),
+    /// Membership changes answered `Done` and `Refused`, over all seeds.
+    pub reconfigs: (u64, u64),
     /// Wall-clock time the sweep took (for reporting seeds per second only; it never affects a run).
     pub elapsed: Duration,
 }
@@ -95,6 +97,8 @@ pub fn run_seeds(
                 }
                 summary.messages.0 += stats.messages;
                 summary.messages.1 += stats.dropped;
+                summary.reconfigs.0 += stats.reconfigs_done;
+                summary.reconfigs.1 += stats.reconfigs_refused;
                 match report.failure {
                     Some(f) => summary.failures.push(f),
                     None => summary.passed += 1,

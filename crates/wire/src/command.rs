@@ -16,6 +16,7 @@ pub(crate) const MIN_BALLOT_LEN: usize = 2;
 const OP_GET: u8 = 0;
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
+const OP_RECONFIGURE: u8 = 3;
 
 const VALUE_NOOP: u8 = 0;
 const VALUE_BATCH: u8 = 1;
@@ -25,6 +26,7 @@ const OUTCOME_DONE: u8 = 1;
 const OUTCOME_NOT_LEADER: u8 = 2;
 const OUTCOME_EXPIRED: u8 = 3;
 const OUTCOME_OVERLOADED: u8 = 4;
+const OUTCOME_REFUSED: u8 = 5;
 
 #[inline]
 pub(crate) fn put_slot(buf: &mut Writer<'_>, slot: Slot) {
@@ -91,7 +93,29 @@ pub(crate) fn put_command(buf: &mut Writer<'_>, cmd: &Command) {
             buf.put_u8(OP_DELETE);
             put_bytes(buf, key);
         }
+        Op::Reconfigure { add, remove } => {
+            buf.put_u8(OP_RECONFIGURE);
+            put_nodes(buf, add);
+            put_nodes(buf, remove);
+        }
     }
+}
+
+/// A list of node ids: a count, then each id.
+fn put_nodes(buf: &mut Writer<'_>, nodes: &[NodeId]) {
+    put_count(buf, nodes.len());
+    for n in nodes {
+        put_node(buf, *n);
+    }
+}
+
+fn read_nodes(r: &mut Reader, field: &'static str) -> Result<Vec<NodeId>, WireError> {
+    let count = r.count(field, 1)?;
+    let mut nodes = Reader::vec_for(count);
+    for _ in 0..count {
+        nodes.push(read_node(r, field)?);
+    }
+    Ok(nodes)
 }
 
 #[inline]
@@ -108,6 +132,10 @@ pub(crate) fn read_command(r: &mut Reader) -> Result<Command, WireError> {
         },
         OP_DELETE => Op::Delete {
             key: r.bytes("Op.key")?,
+        },
+        OP_RECONFIGURE => Op::Reconfigure {
+            add: read_nodes(r, "Op.add")?,
+            remove: read_nodes(r, "Op.remove")?,
         },
         tag => return Err(WireError::UnknownTag { what: "Op", tag }),
     };
@@ -166,6 +194,10 @@ pub(crate) fn put_outcome(buf: &mut Writer<'_>, outcome: &Outcome) {
         }
         Outcome::Expired => buf.put_u8(OUTCOME_EXPIRED),
         Outcome::Overloaded => buf.put_u8(OUTCOME_OVERLOADED),
+        Outcome::Refused(why) => {
+            buf.put_u8(OUTCOME_REFUSED);
+            put_bytes(buf, why.as_bytes());
+        }
     }
 }
 
@@ -190,6 +222,17 @@ pub(crate) fn read_outcome(r: &mut Reader) -> Result<Outcome, WireError> {
         }
         OUTCOME_EXPIRED => Ok(Outcome::Expired),
         OUTCOME_OVERLOADED => Ok(Outcome::Overloaded),
+        OUTCOME_REFUSED => {
+            let why = r.bytes("Outcome.refused")?;
+            match String::from_utf8(why.to_vec()) {
+                Ok(why) => Ok(Outcome::Refused(why)),
+                Err(e) => Err(WireError::BadValue {
+                    field: "Outcome.refused",
+                    value: format!("{} bytes that are not UTF-8", e.as_bytes().len()),
+                    expected: "UTF-8 text",
+                }),
+            }
+        }
         tag => Err(WireError::UnknownTag {
             what: "Outcome",
             tag,

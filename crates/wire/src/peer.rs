@@ -7,8 +7,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use paxos::{
     Accept, Accepted, AcceptedEntry, CatchUp, ChosenEntry, Commit, Heartbeat, HeartbeatAck,
-    KvState, Learn, Message, Nack, NodeId, Prepare, PrepareScope, Promise, Session, SessionLimits,
-    Snapshot, Time,
+    KvState, Learn, Membership, Message, Nack, NodeId, Prepare, PrepareScope, Promise, Session,
+    SessionLimits, Snapshot, Time,
 };
 
 use crate::coding::{put_bytes, put_count, put_option, put_varint, Reader, Writer};
@@ -92,6 +92,18 @@ pub(crate) fn put_state(buf: &mut Writer<'_>, state: &KvState) {
             put_option(buf, outcome.as_ref(), put_outcome);
         }
     }
+    // Multi-Paxos membership: the window, then each configuration and the slot it starts at.
+    put_option(buf, state.membership(), |buf, m| {
+        put_varint(buf, m.window());
+        put_count(buf, m.epochs().count());
+        for (from, voters) in m.epochs() {
+            put_slot(buf, from);
+            put_count(buf, voters.len());
+            for v in voters {
+                put_node(buf, *v);
+            }
+        }
+    });
 }
 
 pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
@@ -131,7 +143,30 @@ pub(crate) fn read_state(r: &mut Reader) -> Result<KvState, WireError> {
             },
         ));
     }
-    Ok(KvState::from_parts(limits, entries, sessions))
+    let mut state = KvState::from_parts(limits, entries, sessions);
+    if r.option("Snapshot.membership")? {
+        let window = r.varint("Membership.window")?;
+        let count = r.count("Membership.epochs", 2)?;
+        let mut epochs = Reader::vec_for(count);
+        for _ in 0..count {
+            let from = read_slot(r, "Membership.from")?;
+            let n = r.count("Membership.voters", 1)?;
+            let mut voters = Reader::vec_for(n);
+            for _ in 0..n {
+                voters.push(read_node(r, "Membership.voters")?);
+            }
+            epochs.push((from, voters));
+        }
+        let Some(m) = Membership::from_parts(epochs, window) else {
+            return Err(WireError::BadValue {
+                field: "Snapshot.membership",
+                value: format!("{count} configurations, window {window}"),
+                expected: "configurations in slot order, none empty, and a window of at least 1",
+            });
+        };
+        state.set_membership(m);
+    }
+    Ok(state)
 }
 
 fn put_message(buf: &mut Writer<'_>, msg: &Message) {

@@ -53,6 +53,8 @@ fn op() -> BoxedStrategy<Op> {
         bytes().prop_map(|key| Op::Get { key }),
         (bytes(), bytes()).prop_map(|(key, value)| Op::Put { key, value }),
         bytes().prop_map(|key| Op::Delete { key }),
+        (vec(node(), 0..4), vec(node(), 0..4))
+            .prop_map(|(add, remove)| Op::Reconfigure { add, remove }),
     ]
     .boxed()
 }
@@ -82,6 +84,7 @@ fn outcome() -> BoxedStrategy<Outcome> {
         proptest::option::of(node()).prop_map(|leader| Outcome::NotLeader { leader }),
         Just(Outcome::Expired),
         Just(Outcome::Overloaded),
+        "[a-z 0-9]{0,40}".prop_map(Outcome::Refused),
     ]
     .boxed()
 }
@@ -106,16 +109,24 @@ fn kv_state() -> BoxedStrategy<KvState> {
         (num(), num(), num()),
         vec((bytes(), bytes()), 0..10),
         vec(session, 0..5),
+        proptest::option::of((1u64..100, vec((num(), vec(node(), 1..5)), 1..4))),
     )
         .prop_map(
-            |(cache_limit, (timeout, clock, next_sweep), entries, sessions)| {
+            |(cache_limit, (timeout, clock, next_sweep), entries, sessions, membership)| {
                 let limits = SessionLimits {
                     cache_limit,
                     session_timeout: std::time::Duration::from_nanos(timeout),
                     clock: Time(clock),
                     next_sweep: Time(next_sweep),
                 };
-                KvState::from_parts(limits, entries, sessions)
+                let mut state = KvState::from_parts(limits, entries, sessions);
+                if let Some((window, mut epochs)) = membership {
+                    epochs.sort_by_key(|(from, _)| *from);
+                    epochs.dedup_by_key(|(from, _)| *from);
+                    let epochs = epochs.into_iter().map(|(f, v)| (Slot(f), v)).collect();
+                    state.set_membership(paxos::Membership::from_parts(epochs, window).unwrap());
+                }
+                state
             },
         )
         .boxed()
