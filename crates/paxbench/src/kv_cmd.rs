@@ -1,6 +1,6 @@
-//! `paxbench kv --cluster cluster.toml put KEY VALUE | get KEY | del KEY | status`: a small client
-//! for people and scripts. It follows NotLeader redirects, prints the value or a clear error, and
-//! exits non-zero on failure.
+//! `paxbench kv --cluster cluster.toml put KEY VALUE | get KEY | del KEY | status | reconfigure
+//! --add ID[=ADDR] --remove ID`: a small client for people and scripts. It follows NotLeader
+//! redirects, prints the value or a clear error, and exits non-zero on failure.
 
 use std::path::PathBuf;
 
@@ -8,7 +8,7 @@ use anyhow::{bail, Context};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
 use node::config::ClusterConfig;
-use paxos::{Op, Outcome};
+use paxos::{NodeId, Op, Outcome};
 
 /// Arguments of `paxbench kv`.
 #[derive(Debug, Args)]
@@ -31,6 +31,53 @@ pub enum KvOp {
     Del { key: String },
     /// Print every node's role, ballot, leader and last executed slot.
     Status,
+    /// Change the voting members (Multi-Paxos) through the log: the change governs from
+    /// `window` slots after the slot it is chosen in. Added nodes must be in the cluster file
+    /// (a running learner, or a node started empty, which catches up before it votes).
+    Reconfigure {
+        /// A node to make a voter: its id, optionally `=ADDR`, which must be the address the
+        /// cluster file gives it. Repeatable.
+        #[arg(long = "add", value_name = "ID[=ADDR]")]
+        add: Vec<String>,
+        /// A voter to remove (it keeps executing, as a learner). Repeatable.
+        #[arg(long = "remove", value_name = "ID")]
+        remove: Vec<u32>,
+    },
+}
+
+/// `ID` or `ID=ADDR` of `--add`, checked against the cluster file: membership change picks
+/// voters among the nodes the file lists (every node dials every other at start, so a node's
+/// address cannot be new).
+fn added_node(cluster: &ClusterConfig, arg: &str) -> anyhow::Result<NodeId> {
+    let (id, addr) = match arg.split_once('=') {
+        Some((id, addr)) => (id, Some(addr)),
+        None => (arg, None),
+    };
+    let id: u32 = id
+        .trim()
+        .parse()
+        .with_context(|| format!("--add {arg:?}: {id:?} is not a node id"))?;
+    let Some(entry) = cluster.node(NodeId(id)) else {
+        bail!(
+            "--add {arg:?}: node {id} is not in {}; add it there (role = \"learner\"), start it, \
+             then make it a voter",
+            cluster.path.display()
+        );
+    };
+    if let Some(addr) = addr {
+        let addr: std::net::SocketAddr = addr
+            .trim()
+            .parse()
+            .with_context(|| format!("--add {arg:?}: {addr:?} is not an address like 127.0.0.1:7003"))?;
+        if addr != entry.addr {
+            bail!(
+                "--add {arg:?}: {} gives node {id} the address {}, not {addr}",
+                cluster.path.display(),
+                entry.addr
+            );
+        }
+    }
+    Ok(NodeId(id))
 }
 
 pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
@@ -51,6 +98,19 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
             },
             KvOp::Get { key } => Op::Get { key: b(key) },
             KvOp::Del { key } => Op::Delete { key: b(key) },
+            KvOp::Reconfigure { add, remove } => {
+                if add.is_empty() && remove.is_empty() {
+                    bail!("reconfigure needs at least one --add or --remove");
+                }
+                let add = add
+                    .iter()
+                    .map(|a| added_node(&cluster, a))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Op::Reconfigure {
+                    add,
+                    remove: remove.iter().copied().map(NodeId).collect(),
+                }
+            }
             KvOp::Status => {
                 let statuses = client.statuses().await;
                 if statuses.is_empty() {
@@ -94,6 +154,7 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
                 Ok(false)
             }
             Outcome::Done => Ok(true),
+            Outcome::Refused(why) => bail!("refused: {why}"),
             other => bail!("unexpected answer: {other:?}"),
         }
     })
