@@ -1149,8 +1149,7 @@ async fn measure(
 ) -> anyhow::Result<LoadResult> {
     let cluster = ClusterConfig::load(file)?;
     let certs = cluster.client_certs()?;
-    let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-    let mut config = plan.config(endpoint, nodes)?;
+    let mut config = plan.config(&cluster, &certs)?;
     config.started = Some(started);
     Ok(loadgen::run(config).await?)
 }
