@@ -184,7 +184,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             .parent()
             .map_or_else(|| h.clone(), |d| d.join(h))
     });
-    let max_nodes = grid.iter().map(|g| g.nodes).max().unwrap_or(1);
+    let max_nodes = grid.iter().map(GridPoint::total_nodes).max().unwrap_or(1);
     let remote_plan = match &hosts_file {
         Some(path) => Some(RemotePlan::new(path, &exp, max_nodes)?),
         None if exp.load.hosts.as_ref().is_some_and(|h| !h.is_empty()) => {
@@ -218,8 +218,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             let (lo, hi) = (lo * u64::from(plan.min()), hi * u64::from(plan.max()));
             fewest += lo;
             most += hi;
+            let learners = match g.learners {
+                0 => String::new(),
+                n => format!(" + {n} learner(s)"),
+            };
             println!(
-                "# {} on {} node(s), {}: {} × {} = {} point(s)",
+                "# {} on {} node(s){learners}, {}: {} × {} = {} point(s)",
                 g.protocol,
                 g.nodes,
                 params_text(&g.params),
@@ -465,6 +469,7 @@ impl Runner<'_> {
         ClusterSetup {
             protocol: g.protocol,
             nodes: g.nodes,
+            learners: g.learners,
             durability: g.durability,
             paxos: g.paxos.clone(),
             transport: TransportKnobs {
@@ -476,7 +481,7 @@ impl Runner<'_> {
                 .network
                 .as_ref()
                 .filter(|n| n.emulation == Emulation::Node)
-                .map(|n| n.emulation(&regions[..g.nodes as usize]))
+                .map(|n| n.emulation(&regions[..g.total_nodes() as usize]))
                 // Link faults go through the nodes' emulated links: give them one (with
                 // no configured delay) if the experiment does not.
                 .or_else(|| {
@@ -534,8 +539,8 @@ impl Runner<'_> {
         let multi = g.protocol == Protocol::MultiPaxos;
         // What every node says just before the load starts: the leader, and its counters
         // (every cluster, the single Unreplicated node's too: its costs per command).
-        let replicated = g.nodes > 1;
-        let reading0 = rt.block_on(Reading::take(&file, g.nodes));
+        let replicated = g.total_nodes() > 1;
+        let reading0 = rt.block_on(Reading::take(&file, g.total_nodes()));
         let leader0 = if multi { reading0.leadership() } else { None };
         let counters0 = reading0.counters();
         let before = cluster.sample();
@@ -614,7 +619,7 @@ impl Runner<'_> {
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
         // ...and just after it ended (the same read gives the leader and the round trips).
-        let reading1 = rt.block_on(Reading::take(&file, g.nodes));
+        let reading1 = rt.block_on(Reading::take(&file, g.total_nodes()));
         let counters1 = reading1.counters();
         let Some(result) = result else {
             if let Some(c) = current.take() {
