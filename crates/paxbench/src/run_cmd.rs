@@ -658,11 +658,13 @@ impl Runner<'_> {
                 let budget = Duration::from_secs_f64(exp.record.check_budget_s);
                 // Every written key read once more, now that the load and the faults
                 // are over (a truncated history is missing writes: no read-back).
-                let verdict = if history.truncated {
-                    observe::check_history(history, budget)
-                } else {
-                    let finals = rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
-                    observe::check_with_final_reads(history, finals, budget)
+                let finals = (!history.truncated)
+                    .then(|| rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET)));
+                let verdict = match finals {
+                    // Stale by design: the lost writes are still counted.
+                    _ if g.learner_reads() => observe::learner_reads_not_checked(history, finals),
+                    None => observe::check_history(history, budget),
+                    Some(finals) => observe::check_with_final_reads(history, finals, budget),
                 };
                 // Kept for a reader to look into when the check did not pass.
                 if verdict.verdict != results::LINEARIZABLE {

@@ -98,7 +98,7 @@ pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_interv
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{
     FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point,
-    CLOSED_LOOP_LOAD_PARAMS, LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
+    CLOSED_LOOP_LOAD_PARAMS, LINEARIZABLE, NOT_CHECKED, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};

@@ -213,6 +213,9 @@ pub const LINEARIZABLE: &str = "linearizable";
 pub const VIOLATION: &str = "violation";
 /// `verdict` of a [`LinearizabilityResult`] that could not decide (budget exhausted...).
 pub const UNKNOWN: &str = "unknown";
+/// `verdict` of a [`LinearizabilityResult`] whose history was deliberately not checked: its
+/// reads were not meant to be linearizable (`reads = "learner"`); `detail` says why.
+pub const NOT_CHECKED: &str = "not checked";
 
 /// The outcome of checking a point's client history for linearizability, as plain data (the
 /// results crate does not depend on the checker).

@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::headline::{fixed_params, groups, headlines, Headline, Stat};
-use crate::point::{label, value_text, LinearizabilityResult, Point, LINEARIZABLE, VIOLATION};
+use crate::point::{
+    label, value_text, LinearizabilityResult, Point, LINEARIZABLE, NOT_CHECKED, VIOLATION,
+};
 use crate::run::Run;
 use crate::seconds::{Seconds, Spread};
 use crate::timeline_plot::{has_timeline_plot, timeline_plot_name};
@@ -1239,11 +1241,21 @@ fn linearizability_text(ps: &[&Point]) -> String {
         };
         parts.push(format!("linearizable {}/{n}{note}", ok.len()));
     }
+    // Learner reads: not linearizable by design, so deliberately not checked.
+    let skipped = checked
+        .iter()
+        .filter(|(_, l)| l.verdict == NOT_CHECKED)
+        .count();
+    if skipped > 0 {
+        parts.push(format!(
+            "not checked (learner reads: not linearizable) {skipped}/{n}"
+        ));
+    }
     // Anything else is undecided; the checker's detail says why.
     let mut reasons: Vec<String> = Vec::new();
     let mut undecided = 0;
     for (_, l) in &checked {
-        if l.verdict == VIOLATION || l.verdict == LINEARIZABLE {
+        if [VIOLATION, LINEARIZABLE, NOT_CHECKED].contains(&l.verdict.as_str()) {
             continue;
         }
         undecided += 1;
