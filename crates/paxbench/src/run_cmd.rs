@@ -550,8 +550,9 @@ impl Runner<'_> {
             let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ level_index as u64;
             Schedule::new(faults, g.nodes, multi, seed)
         });
-        let watch = if exp.wants_timeline() && multi {
-            Some(LeaderWatch::start(&file)?)
+        // With learners the watch also samples how far behind the leader they are.
+        let watch = if (exp.wants_timeline() && multi) || g.learners > 0 {
+            Some(LeaderWatch::start(&file, g.learner_ids())?)
         } else {
             None
         };
@@ -615,7 +616,7 @@ impl Runner<'_> {
             }
             job.join().expect("the load thread panicked")
         })?;
-        let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
+        let (leaders, lags) = watch.map(LeaderWatch::finish).unwrap_or_default();
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
         // ...and just after it ended (the same read gives the leader and the round trips).
@@ -696,6 +697,9 @@ impl Runner<'_> {
             level,
             leader_changed,
         ));
+        point.staleness = (g.learners > 0)
+            .then(|| staleness(g, &lags, &result))
+            .flatten();
         point.faults = records;
         point.availability = availability;
         point.linearizable = linearizable;
@@ -889,6 +893,7 @@ fn point(f: PointFacts) -> Point {
         linearizable: None,
         counters: None,
         stall: None,
+        staleness: None,
         search: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
@@ -1103,6 +1108,28 @@ fn stall(
         s.livelock = false;
     }
     s
+}
+
+/// The learners' lag behind the leader over the point's measured window, from the watch's
+/// polls (`None`: no poll in the window read the leader).
+fn staleness(
+    g: &GridPoint,
+    lags: &[crate::live::LagSample],
+    result: &LoadResult,
+) -> Option<results::Staleness> {
+    let window = Duration::from_secs_f64(result.summary.duration_s);
+    let polls: Vec<(f64, u64, Vec<u64>)> = lags
+        .iter()
+        .filter_map(|s| {
+            let into = s.at.duration_since(result.window_start).ok()?;
+            (into <= window).then(|| {
+                let learners = s.learners.iter().map(|(_, e)| *e).collect();
+                (into.as_secs_f64(), s.leader_executed, learners)
+            })
+        })
+        .collect();
+    let ids = g.learner_ids().iter().map(|n| n.0).collect();
+    results::Staleness::compute(ids, g.learner_reads(), &polls)
 }
 
 /// A client of the cluster in `file` for status requests (it never issues a command, so its
