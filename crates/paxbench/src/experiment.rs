@@ -1073,9 +1073,12 @@ impl GridPoint {
     }
 
     /// Whether Gets are answered by learners from their own state (`reads = "learner"` with
-    /// learners in the cluster): such a point's reads are **not linearizable**.
+    /// learners in the cluster, and reads in the workload): such a point's reads are **not
+    /// linearizable**.
     pub fn learner_reads(&self) -> bool {
-        self.learners > 0 && self.paxos.reads == Some(paxos::ReadMode::Learner)
+        self.learners > 0
+            && self.paxos.reads == Some(paxos::ReadMode::Learner)
+            && self.workload.read_fraction > 0.0
     }
 
     /// Sets one swept key to `value`, typed as that key is everywhere else.
@@ -2334,7 +2337,7 @@ distribution = ["uniform", "zipf"]"#,
         );
         // reads = "learner" is a multi-paxos read mode; its learners are the core's learners.
         let reads =
-            format!("{two}\n[sweep_by_protocol.multi-paxos]\nreads = [\"log\", \"learner\"]\n");
+            format!("{two}\n[workload]\nread_fraction = 0.5\n[sweep_by_protocol.multi-paxos]\nreads = [\"log\", \"learner\"]\n");
         let grid = parse(&reads).unwrap().grid().unwrap();
         let learner_reads: Vec<bool> = grid
             .iter()
