@@ -145,6 +145,9 @@ pub(crate) struct Driver {
     /// slot (slots a reply frees are refilled on the wake-up the reply itself brings).
     next_send: Option<Instant>,
     round_robin: usize,
+    /// Indexes into `cfg.nodes` of [`LoadConfig::read_nodes`], and the next one a `Get` goes to.
+    read_nodes: Vec<usize>,
+    next_reader: usize,
     pacer: Pacer,
     /// Open loop at rates of two or more requests per pacing interval: the pacing interval,
     /// and sends happen on the grid `start + k * pacing`, which the pacer keeps as one
@@ -209,6 +212,15 @@ impl Driver {
                     .ok_or_else(|| LoadError::Invalid(format!("node {id} is not in the cluster")))
             })
             .collect::<Result<_, _>>()?;
+        let read_nodes: Vec<usize> = cfg
+            .read_nodes
+            .iter()
+            .map(|id| {
+                cfg.nodes.iter().position(|n| n.0 == *id).ok_or_else(|| {
+                    LoadError::Invalid(format!("read node {id} is not in the cluster"))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let lane_count = match cfg.mode {
             Mode::Open { .. } => targets.len(),
             Mode::Closed { clients, .. } => clients,
@@ -249,6 +261,8 @@ impl Driver {
             next_send: Some(start + schedule.as_ref().map_or(Duration::ZERO, Schedule::peek)),
             schedule,
             round_robin: 0,
+            read_nodes,
+            next_reader: 0,
             pacer,
             cpu: CpuWindow::Before,
             codec: Codec::default(),
@@ -271,7 +285,9 @@ impl Driver {
                 ops: OpGenerator::new(&d.cfg.workload, i as u64),
             });
         }
-        for &node in &targets {
+        // Connected before the load starts, so no request's latency holds a handshake.
+        let readers = d.read_nodes.clone();
+        for &node in targets.iter().chain(&readers) {
             d.ensure_connection(node).await;
         }
         Ok(d)
@@ -519,7 +535,14 @@ impl Driver {
             request: RequestId(key.1),
             op: lane.ops.next_op(client.nonce(), key.1),
         };
-        let node = lane.node;
+        let node = match (&cmd.op, self.read_nodes.len()) {
+            // `reads = "learner"`: the Gets to the learners in turn.
+            (paxos::Op::Get { .. }, readers) if readers > 0 => {
+                self.next_reader = (self.next_reader + 1) % readers;
+                self.read_nodes[self.next_reader]
+            }
+            _ => self.lanes[lane_ix].node,
+        };
         let hist = self
             .rec
             .history

@@ -17,7 +17,9 @@
 //!   with the session and request id), so a read names the write it saw. [`Target`] picks the
 //!   nodes: the leader, all nodes (Basic Paxos contention), or a list. `NotLeader` redirects
 //!   are followed, re-sending the same request id (execution is exactly-once per client and
-//!   request).
+//!   request). [`LoadConfig::read_nodes`] sends the `Get`s elsewhere: to learners that answer
+//!   them from their own state (`reads = "learner"`, **not linearizable**), spread round-robin
+//!   per request, while writes still go to the target.
 //! - **Recording** ([`record::Recorder`]): µs, 3 significant digits, one histogram per second of
 //!   the measured window plus the merged one, after a discarded warm-up. Requests are assigned
 //!   to the window and intervals by their intended send time. Errors and timeouts are counted;
@@ -167,6 +169,12 @@ pub struct LoadConfig {
     pub workload: Workload,
     /// Where to send it.
     pub target: Target,
+    /// Where the `Get`s go instead of the target, spread round-robin per request (default
+    /// empty: to the target like every other request). For `reads = "learner"`: the learners,
+    /// which answer a `Get` from their own state at once — **not linearizable**, as stale as
+    /// the learner is behind. Every other operation still goes to [`LoadConfig::target`]. A
+    /// `Get` a node answers `NotLeader` follows the redirect like any request.
+    pub read_nodes: Vec<NodeId>,
     /// Discarded at the start (default 1 s).
     pub warmup: Duration,
     /// Measured after the warm-up (default 5 s).
@@ -239,6 +247,7 @@ impl LoadConfig {
             mode,
             workload: Workload::default(),
             target: Target::Leader,
+            read_nodes: Vec::new(),
             warmup: Duration::from_secs(1),
             duration: Duration::from_secs(5),
             timeout: Duration::from_secs(2),
@@ -285,6 +294,15 @@ impl LoadConfig {
                     "target node {id} is not in the cluster"
                 )));
             }
+        }
+        if let Some(id) = self
+            .read_nodes
+            .iter()
+            .find(|id| !self.nodes.iter().any(|n| n.0 == **id))
+        {
+            return Err(LoadError::Invalid(format!(
+                "read node {id} is not in the cluster"
+            )));
         }
         self.workload.validate().map_err(LoadError::Invalid)?;
         // A request frame is the value plus well under 1 KiB (key, ids, framing).

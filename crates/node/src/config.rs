@@ -305,8 +305,9 @@ pub struct PaxosKnobs {
     /// Seed of the node RNGs (mixed with each node id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
-    /// How the Multi-Paxos leader answers a `Get`: `"log"` (the default) or `"lease"` (from its
-    /// own state while a quorum's leases are in force; `paxos::ReadMode`).
+    /// How a Multi-Paxos node answers a `Get`: `"log"` (the default), `"lease"` (the leader,
+    /// from its own state while a quorum's leases are in force) or `"learner"` (a learner, from
+    /// its own state at once: **not linearizable**); `paxos::ReadMode`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reads: Option<ReadMode>,
     /// `reads = "lease"`: how long a follower's grant lasts from its receipt of a heartbeat,
@@ -756,6 +757,20 @@ impl ClusterConfig {
         c
     }
 
+    /// The nodes that answer a `Get` sent to them from their own state, so a load generator
+    /// sends its reads there: the learners under `reads = "learner"` (**not linearizable**);
+    /// none otherwise.
+    pub fn learner_readers(&self) -> Vec<NodeId> {
+        if self.paxos.reads != Some(ReadMode::Learner) {
+            return Vec::new();
+        }
+        self.nodes
+            .iter()
+            .filter(|n| n.role == NodeRole::Learner)
+            .map(|n| n.id)
+            .collect()
+    }
+
     /// Node `id`'s own data directory.
     pub fn node_dir(&self, id: NodeId) -> PathBuf {
         self.data_dir.join(format!("node-{}", id.0))
@@ -825,6 +840,22 @@ key = "node-1-key.pem"
         let core = c.core_config(NodeId(0));
         assert_eq!(core.learners, vec![NodeId(1)]);
         assert_eq!(core.quorum(), 1);
+        // Reads go to the learners only under reads = "learner".
+        assert_eq!(c.learner_readers(), Vec::<NodeId>::new());
+        let reads = learner.replace("max_batch = 10", "max_batch = 10\nreads = \"learner\"");
+        let c = ClusterConfig::parse(Path::new("c.toml"), &reads).unwrap();
+        assert_eq!(c.learner_readers(), vec![NodeId(1)]);
+        let e = ClusterConfig::parse(
+            Path::new("c.toml"),
+            &reads.replace("reads = \"learner\"", "reads = \"learners\""),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("`reads`") || e.contains("reads = \"learners\""),
+            "{e}"
+        );
+        assert!(e.contains("`learners`") && e.contains("`learner`"), "{e}");
         let text = learner.replace(
             "key = \"node-0-key.pem\"",
             "key = \"node-0-key.pem\"\nrole = \"learner\"",

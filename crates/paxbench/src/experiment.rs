@@ -20,6 +20,8 @@
 //!
 //! [cluster]
 //! nodes = 3                 # unreplicated always runs on 1
+//! learners = 0              # Multi-Paxos: this many non-voting learners too, ids after the
+//!                           # voters (unreplicated runs none)
 //! durability = "none"       # none | fsync
 //! node_threads = 1          # each node's runtime threads (1 = one thread)
 //! transport = "quic"        # quic | tcp (TLS 1.3 over TCP: no [network], no link faults)
@@ -77,7 +79,7 @@
 //! backoff_base = ["1ms", "2rtt"]    # fixed, or in measured phase-1 round trips
 //! ```
 //!
-//! Sweepable keys: every `[paxos]` knob, `nodes`, `durability`, `transport`, and the `[workload]` keys
+//! Sweepable keys: every `[paxos]` knob, `nodes`, `learners`, `durability`, `transport`, and the `[workload]` keys
 //! `keys`, `distribution`, `zipf_theta`, `read_fraction`, `value_size`, `target`, `hot_keys`,
 //! `hot_fraction`.
 //!
@@ -120,6 +122,7 @@ use crate::search::SearchSpec;
 /// Non-paxos keys a sweep may vary (every `[paxos]` knob may be swept too).
 pub const OTHER_SWEEP_KEYS: &[&str] = &[
     "nodes",
+    "learners",
     "durability",
     "transport",
     "keys",
@@ -596,9 +599,13 @@ impl NetworkSpec {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterSpec {
-    /// Nodes of a replicated cluster.
+    /// Voting nodes of a replicated cluster.
     #[serde(default = "three")]
     pub nodes: u32,
+    /// Multi-Paxos: non-voting learners besides the `nodes` voters, with the ids after theirs
+    /// (`role = "learner"` in the cluster file). Default 0. Sweepable.
+    #[serde(default)]
+    pub learners: u32,
     /// How acceptors keep their state.
     #[serde(default)]
     pub durability: Durability,
@@ -907,6 +914,7 @@ impl Default for ClusterSpec {
     fn default() -> Self {
         ClusterSpec {
             nodes: 3,
+            learners: 0,
             durability: Durability::None,
             node_threads: 1,
             transport: Transport::Quic,
@@ -1039,8 +1047,10 @@ pub struct GridPoint {
     pub protocol: Protocol,
     /// Every swept key and its value here (in sweep order), as written: the point's label.
     pub params: BTreeMap<String, toml::Value>,
-    /// The resolved cluster size.
+    /// The resolved number of voters.
     pub nodes: u32,
+    /// The resolved number of learners (ids `nodes..nodes + learners`).
+    pub learners: u32,
     /// How acceptors keep their state.
     pub durability: Durability,
     /// What carries the cluster's traffic.
@@ -1052,6 +1062,25 @@ pub struct GridPoint {
 }
 
 impl GridPoint {
+    /// Every node of the cluster: the voters, then the learners.
+    pub fn total_nodes(&self) -> u32 {
+        self.nodes + self.learners
+    }
+
+    /// The learners' ids, after the voters'.
+    pub fn learner_ids(&self) -> Vec<NodeId> {
+        (self.nodes..self.total_nodes()).map(NodeId).collect()
+    }
+
+    /// Whether Gets are answered by learners from their own state (`reads = "learner"` with
+    /// learners in the cluster, and reads in the workload): such a point's reads are **not
+    /// linearizable**.
+    pub fn learner_reads(&self) -> bool {
+        self.learners > 0
+            && self.paxos.reads == Some(paxos::ReadMode::Learner)
+            && self.workload.read_fraction > 0.0
+    }
+
     /// Sets one swept key to `value`, typed as that key is everywhere else.
     fn set(&mut self, key: &str, value: &toml::Value) -> Result<(), String> {
         fn typed<T: serde::de::DeserializeOwned>(v: &toml::Value) -> Result<T, String> {
@@ -1062,6 +1091,7 @@ impl GridPoint {
         let w = &mut self.workload;
         match key {
             "nodes" => self.nodes = typed(value)?,
+            "learners" => self.learners = typed(value)?,
             "durability" => self.durability = typed(value)?,
             "transport" => self.transport = typed(value)?,
             "keys" => w.keys = typed(value)?,
@@ -1104,6 +1134,26 @@ impl GridPoint {
                 format!("{} nodes: use 1 to {max} {where_}", self.nodes),
             ));
         }
+        if self.learners > 0 && self.protocol != Protocol::MultiPaxos {
+            return Err((
+                "learners",
+                format!(
+                    "{} learner(s) on {}: learners run only with multi-paxos",
+                    self.learners, self.protocol
+                ),
+            ));
+        }
+        if self.total_nodes() > max {
+            return Err((
+                "learners",
+                format!(
+                    "{} voters + {} learners = {} nodes: at most {max} {where_}",
+                    self.nodes,
+                    self.learners,
+                    self.total_nodes()
+                ),
+            ));
+        }
         self.workload.check()?;
         if let Some(why) = self
             .paxos
@@ -1114,8 +1164,9 @@ impl GridPoint {
         }
         // The core's own cross-field rules (heartbeat shorter than the election timeout, ...),
         // so a bad combination is found before a cluster refuses to start.
-        let ids: Vec<NodeId> = (0..self.nodes).map(NodeId).collect();
+        let ids: Vec<NodeId> = (0..self.total_nodes()).map(NodeId).collect();
         let mut core = paxos::Config::new(self.protocol, ids[0], ids);
+        core.learners = self.learner_ids();
         self.paxos.apply(&mut core);
         core.validate().map_err(|e| ("paxos", e.to_string()))
     }
@@ -1292,13 +1343,16 @@ impl Experiment {
                     format!("names regions no node is in: {}", unknown.join(", ")),
                 )));
             }
-            if let Some(g) = grid.iter().find(|g| net.regions.len() < g.nodes as usize) {
+            if let Some(g) = grid
+                .iter()
+                .find(|g| net.regions.len() < g.total_nodes() as usize)
+            {
                 return Err(in_table("network")((
                     "regions",
                     format!(
                         "{} region(s) for {} nodes ({}): name one per node",
                         net.regions.len(),
-                        g.nodes,
+                        g.total_nodes(),
                         g.protocol
                     ),
                 )));
@@ -1392,6 +1446,7 @@ impl Experiment {
                     protocol,
                     params: params.clone(),
                     nodes: self.cluster.nodes,
+                    learners: self.cluster.learners,
                     durability: self.cluster.durability,
                     transport: self.cluster.transport,
                     paxos,
@@ -1403,6 +1458,7 @@ impl Experiment {
                 }
                 if protocol == Protocol::Unreplicated {
                     g.nodes = 1;
+                    g.learners = 0;
                 }
                 g.check(self.cluster.hosts.is_some()).map_err(|(k, why)| {
                     let table = if params.contains_key(k) { "sweep" } else { "" };
@@ -2211,6 +2267,92 @@ distribution = ["uniform", "zipf"]"#,
         .unwrap_err()
         .to_string();
         assert!(msg.contains("retry-with-fresh-id"), "{msg}");
+    }
+
+    #[test]
+    fn learners_are_typed_sweepable_and_only_for_multi_paxos() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let grid = parse(QUICKISH).unwrap().grid().unwrap();
+        assert!(grid.iter().all(|g| g.learners == 0), "none by default");
+        // [cluster] learners: Multi-Paxos gets them after its voters; Unreplicated none.
+        let two = format!("{QUICKISH}\n[cluster]\nlearners = 2\n");
+        let grid = parse(&two).unwrap().grid().unwrap();
+        for g in &grid {
+            match g.protocol {
+                Protocol::MultiPaxos => {
+                    assert_eq!((g.nodes, g.learners, g.total_nodes()), (3, 2, 5));
+                    assert_eq!(g.learner_ids(), vec![NodeId(3), NodeId(4)]);
+                }
+                _ => assert_eq!((g.nodes, g.learners), (1, 0)),
+            }
+        }
+        // Swept like nodes.
+        let swept = QUICKISH.replace("value_size = [16, 64]", "learners = [0, 2, 4]");
+        let grid = parse(&swept).unwrap().grid().unwrap();
+        let mut seen: Vec<u32> = grid
+            .iter()
+            .filter(|g| g.protocol == Protocol::MultiPaxos)
+            .map(|g| g.learners)
+            .collect();
+        seen.dedup();
+        assert_eq!(seen, vec![0, 2, 4]);
+        // The wrong type names the key, the line and the value, swept or set, never a default.
+        for (text, line) in [
+            (
+                QUICKISH.replace("value_size = [16, 64]", r#"learners = ["two"]"#),
+                18,
+            ),
+            (
+                QUICKISH.replace("value_size = [16, 64]", "learners = [-1]"),
+                18,
+            ),
+            (format!("{QUICKISH}\n[cluster]\nlearners = \"two\"\n"), 21),
+            (format!("{QUICKISH}\n[cluster]\nlearners = 1.5\n"), 21),
+        ] {
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(
+                msg.contains(&format!("{line}")) && msg.contains("learners"),
+                "{text}: {msg}"
+            );
+        }
+        // Only Multi-Paxos runs learners.
+        let basic = two.replace(
+            r#"protocols = ["unreplicated", "multi-paxos"]"#,
+            r#"protocols = ["basic-paxos"]"#,
+        );
+        let msg = parse(&basic.replace("[overrides.multi-paxos]\nmax_batch = 50\n", ""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`learners`") && msg.contains("only with multi-paxos"),
+            "{msg}"
+        );
+        // Voters and learners together fit one machine.
+        let msg = parse(&format!("{QUICKISH}\n[cluster]\nnodes = 5\nlearners = 5\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`learners`") && msg.contains("10 nodes"),
+            "{msg}"
+        );
+        // reads = "learner" is a multi-paxos read mode; its learners are the core's learners.
+        let reads =
+            format!("{two}\n[workload]\nread_fraction = 0.5\n[sweep_by_protocol.multi-paxos]\nreads = [\"log\", \"learner\"]\n");
+        let grid = parse(&reads).unwrap().grid().unwrap();
+        let learner_reads: Vec<bool> = grid
+            .iter()
+            .filter(|g| g.protocol == Protocol::MultiPaxos)
+            .map(GridPoint::learner_reads)
+            .collect();
+        assert_eq!(learner_reads, vec![false, true]);
+        let msg = parse(&QUICKISH.replace("value_size = [16, 64]", r#"reads = ["learners"]"#))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("learners") && msg.contains("learner"), "{msg}");
+        let msg = parse(&QUICKISH.replace("window = 8", "window = 8\nreads = \"learner\""))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("needs multi-paxos"), "{msg}");
     }
 
     #[test]

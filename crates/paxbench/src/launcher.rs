@@ -31,8 +31,10 @@ use crate::faults::Signal;
 pub struct ClusterSetup {
     /// The protocol every node runs.
     pub protocol: Protocol,
-    /// Node count.
+    /// Voting nodes.
     pub nodes: u32,
+    /// Non-voting learners besides them, ids `nodes..nodes + learners` (`role = "learner"`).
+    pub learners: u32,
     /// How acceptors keep their state.
     pub durability: Durability,
     /// Protocol knobs.
@@ -151,10 +153,11 @@ impl Launcher {
         self.started += 1;
         let name = format!("cluster-{}", self.started);
         let dir = self.workdir.join(&name);
-        let placed = self.backend.borrow_mut().place_nodes(setup.nodes)?;
+        let count = setup.nodes + setup.learners;
+        let placed = self.backend.borrow_mut().place_nodes(count)?;
         // Certificates name node ids, not addresses: the loopback file `write_cluster` writes
         // beside them is replaced by the files below.
-        node::write_cluster(&dir, setup.nodes, 0)
+        node::write_cluster(&dir, count, 0)
             .with_context(|| format!("making certificates in {}", dir.display()))?;
         let nodes: Vec<NodeFile> = placed
             .iter()
@@ -164,7 +167,11 @@ impl Launcher {
                 addr: addr.to_string(),
                 cert: format!("node-{i}.pem").into(),
                 key: format!("node-{i}-key.pem").into(),
-                role: node::config::NodeRole::Voter,
+                role: if i < setup.nodes as usize {
+                    node::config::NodeRole::Voter
+                } else {
+                    node::config::NodeRole::Learner
+                },
             })
             .collect();
         let file = |tls: TlsFiles| ClusterFile {

@@ -143,24 +143,38 @@ pub fn leader_of(statuses: &[NodeStatus]) -> Option<(NodeId, Ballot)> {
         .max_by_key(|&(_, ballot)| ballot)
 }
 
-/// Notes every leader change of a cluster on a thread of its own, until dropped.
+/// One status poll's executed slots: the leader's and each learner's, for their lag.
+#[derive(Clone, Debug)]
+pub struct LagSample {
+    /// When the poll was made.
+    pub at: SystemTime,
+    /// The leader's next slot to execute.
+    pub leader_executed: u64,
+    /// Each learner that answered, with its next slot to execute.
+    pub learners: Vec<(NodeId, u64)>,
+}
+
+/// Notes every leader change of a cluster, and the learners' executed slots beside the
+/// leader's, on a thread of its own, until dropped.
 pub struct LeaderWatch {
     seen: Arc<Mutex<Vec<LeaderSeen>>>,
+    lags: Arc<Mutex<Vec<LagSample>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LeaderWatch {
-    /// Starts watching the cluster in `file`.
-    pub fn start(file: &Path) -> anyhow::Result<LeaderWatch> {
+    /// Starts watching the cluster in `file`, whose learners are `learners`.
+    pub fn start(file: &Path, learners: Vec<NodeId>) -> anyhow::Result<LeaderWatch> {
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let lags = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         let mut poller = rt.block_on(async { StatusPoller::new(file) })?;
         let thread = {
-            let (seen, stop) = (seen.clone(), stop.clone());
+            let (seen, lags, stop) = (seen.clone(), lags.clone(), stop.clone());
             std::thread::Builder::new()
                 .name("leader-watch".into())
                 .spawn(move || {
@@ -168,12 +182,29 @@ impl LeaderWatch {
                         while !stop.load(Ordering::SeqCst) {
                             let next = tokio::time::Instant::now() + WATCH_EVERY;
                             let now = SystemTime::now();
-                            let leader = poller.leadership().await;
+                            let statuses = poller.statuses().await;
+                            let leader = leader_of(&statuses);
                             note_leader(
                                 &mut seen.lock().unwrap_or_else(|e| e.into_inner()),
                                 now,
                                 leader,
                             );
+                            let leads = statuses
+                                .iter()
+                                .find(|s| Some(s.node) == leader.map(|l| l.0));
+                            if let (Some(l), false) = (leads, learners.is_empty()) {
+                                lags.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .push(LagSample {
+                                        at: now,
+                                        leader_executed: l.executed.0,
+                                        learners: statuses
+                                            .iter()
+                                            .filter(|s| learners.contains(&s.node))
+                                            .map(|s| (s.node, s.executed.0))
+                                            .collect(),
+                                    });
+                            }
                             tokio::time::sleep_until(next).await;
                         }
                     })
@@ -181,15 +212,19 @@ impl LeaderWatch {
         };
         Ok(LeaderWatch {
             seen,
+            lags,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// Stops watching; every leader seen, in order.
-    pub fn finish(mut self) -> Vec<LeaderSeen> {
+    /// Stops watching; every leader seen, in order, and the lag samples.
+    pub fn finish(mut self) -> (Vec<LeaderSeen>, Vec<LagSample>) {
         self.halt();
-        std::mem::take(&mut *self.seen.lock().unwrap_or_else(|e| e.into_inner()))
+        fn take<T>(m: &Mutex<Vec<T>>) -> Vec<T> {
+            std::mem::take(&mut *m.lock().unwrap_or_else(|e| e.into_inner()))
+        }
+        (take(&self.seen), take(&self.lags))
     }
 
     fn halt(&mut self) {

@@ -189,8 +189,7 @@ fn measure(args: &LoadArgs) -> anyhow::Result<loadgen::LoadResult> {
         .build()
         .context("starting the tokio runtime")?;
     let result = rt.block_on(async {
-        let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-        let mut config = plan.config(endpoint, nodes)?;
+        let mut config = plan.config(&cluster, &certs)?;
         // This process is only the generator: its CPU is every thread's.
         config.cpu_scope = loadgen::CpuScope::Process;
         anyhow::Ok(loadgen::run(config).await?)

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use loadgen::{Arrivals, LoadConfig, Mode};
-use paxos::{NodeId, Protocol};
+use paxos::Protocol;
 use serde::{Deserialize, Serialize};
 
 use crate::experiment::WorkloadSpec;
@@ -63,12 +63,16 @@ pub enum PlanLevel {
 }
 
 impl LoadPlan {
-    /// The load generator's configuration against `nodes`, through `endpoint`.
+    /// The load generator's configuration against `cluster`, through an endpoint presenting
+    /// `certs`. Under `reads = "learner"` the Gets go to the cluster's learners
+    /// ([`node::config::ClusterConfig::learner_readers`]: **not linearizable**), the rest to
+    /// the target. Must be called inside a tokio runtime.
     pub fn config(
         &self,
-        endpoint: node::ClientEndpoint,
-        nodes: Vec<(NodeId, std::net::SocketAddr)>,
+        cluster: &node::config::ClusterConfig,
+        certs: &node::ClientCerts,
     ) -> anyhow::Result<LoadConfig> {
+        let (endpoint, nodes) = cluster.client_endpoint(certs)?;
         let mode = match self.level {
             PlanLevel::Open { rate, poisson } => Mode::Open {
                 rate,
@@ -90,6 +94,7 @@ impl LoadPlan {
         let mut config = LoadConfig::new(endpoint, nodes, mode);
         config.workload = self.workload.resolve(self.level_index);
         config.target = self.workload.target.resolve(self.protocol);
+        config.read_nodes = cluster.learner_readers();
         config.warmup = seconds("warm-up", self.warmup_s)?;
         config.duration = seconds("duration", self.duration_s)?;
         config.timeout = Duration::from_millis(self.timeout_ms);

@@ -184,7 +184,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             .parent()
             .map_or_else(|| h.clone(), |d| d.join(h))
     });
-    let max_nodes = grid.iter().map(|g| g.nodes).max().unwrap_or(1);
+    let max_nodes = grid.iter().map(GridPoint::total_nodes).max().unwrap_or(1);
     let remote_plan = match &hosts_file {
         Some(path) => Some(RemotePlan::new(path, &exp, max_nodes)?),
         None if exp.load.hosts.as_ref().is_some_and(|h| !h.is_empty()) => {
@@ -218,8 +218,12 @@ pub fn run(args: &RunArgs) -> anyhow::Result<bool> {
             let (lo, hi) = (lo * u64::from(plan.min()), hi * u64::from(plan.max()));
             fewest += lo;
             most += hi;
+            let learners = match g.learners {
+                0 => String::new(),
+                n => format!(" + {n} learner(s)"),
+            };
             println!(
-                "# {} on {} node(s), {}: {} × {} = {} point(s)",
+                "# {} on {} node(s){learners}, {}: {} × {} = {} point(s)",
                 g.protocol,
                 g.nodes,
                 params_text(&g.params),
@@ -465,6 +469,7 @@ impl Runner<'_> {
         ClusterSetup {
             protocol: g.protocol,
             nodes: g.nodes,
+            learners: g.learners,
             durability: g.durability,
             paxos: g.paxos.clone(),
             transport: TransportKnobs {
@@ -476,7 +481,7 @@ impl Runner<'_> {
                 .network
                 .as_ref()
                 .filter(|n| n.emulation == Emulation::Node)
-                .map(|n| n.emulation(&regions[..g.nodes as usize]))
+                .map(|n| n.emulation(&regions[..g.total_nodes() as usize]))
                 // Link faults go through the nodes' emulated links: give them one (with
                 // no configured delay) if the experiment does not.
                 .or_else(|| {
@@ -534,8 +539,8 @@ impl Runner<'_> {
         let multi = g.protocol == Protocol::MultiPaxos;
         // What every node says just before the load starts: the leader, and its counters
         // (every cluster, the single Unreplicated node's too: its costs per command).
-        let replicated = g.nodes > 1;
-        let reading0 = rt.block_on(Reading::take(&file, g.nodes));
+        let replicated = g.total_nodes() > 1;
+        let reading0 = rt.block_on(Reading::take(&file, g.total_nodes()));
         let leader0 = if multi { reading0.leadership() } else { None };
         let counters0 = reading0.counters();
         let before = cluster.sample();
@@ -545,8 +550,9 @@ impl Runner<'_> {
             let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ level_index as u64;
             Schedule::new(faults, g.nodes, multi, seed)
         });
-        let watch = if exp.wants_timeline() && multi {
-            Some(LeaderWatch::start(&file)?)
+        // With learners the watch also samples how far behind the leader they are.
+        let watch = if (exp.wants_timeline() && multi) || g.learners > 0 {
+            Some(LeaderWatch::start(&file, g.learner_ids())?)
         } else {
             None
         };
@@ -610,11 +616,11 @@ impl Runner<'_> {
             }
             job.join().expect("the load thread panicked")
         })?;
-        let leaders = watch.map(LeaderWatch::finish).unwrap_or_default();
+        let (leaders, lags) = watch.map(LeaderWatch::finish).unwrap_or_default();
         let secs = t0.elapsed().as_secs_f64();
         let after = cluster.sample();
         // ...and just after it ended (the same read gives the leader and the round trips).
-        let reading1 = rt.block_on(Reading::take(&file, g.nodes));
+        let reading1 = rt.block_on(Reading::take(&file, g.total_nodes()));
         let counters1 = reading1.counters();
         let Some(result) = result else {
             if let Some(c) = current.take() {
@@ -653,11 +659,13 @@ impl Runner<'_> {
                 let budget = Duration::from_secs_f64(exp.record.check_budget_s);
                 // Every written key read once more, now that the load and the faults
                 // are over (a truncated history is missing writes: no read-back).
-                let verdict = if history.truncated {
-                    observe::check_history(history, budget)
-                } else {
-                    let finals = rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET));
-                    observe::check_with_final_reads(history, finals, budget)
+                let finals = (!history.truncated)
+                    .then(|| rt.block_on(observe::read_back(&file, history, READ_BACK_BUDGET)));
+                let verdict = match finals {
+                    // Stale by design: the lost writes are still counted.
+                    _ if g.learner_reads() => observe::learner_reads_not_checked(history, finals),
+                    None => observe::check_history(history, budget),
+                    Some(finals) => observe::check_with_final_reads(history, finals, budget),
                 };
                 // Kept for a reader to look into when the check did not pass.
                 if verdict.verdict != results::LINEARIZABLE {
@@ -689,6 +697,9 @@ impl Runner<'_> {
             level,
             leader_changed,
         ));
+        point.staleness = (g.learners > 0)
+            .then(|| staleness(g, &lags, &result))
+            .flatten();
         point.faults = records;
         point.availability = availability;
         point.linearizable = linearizable;
@@ -882,6 +893,7 @@ fn point(f: PointFacts) -> Point {
         linearizable: None,
         counters: None,
         stall: None,
+        staleness: None,
         search: None,
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
@@ -1098,6 +1110,28 @@ fn stall(
     s
 }
 
+/// The learners' lag behind the leader over the point's measured window, from the watch's
+/// polls (`None`: no poll in the window read the leader).
+fn staleness(
+    g: &GridPoint,
+    lags: &[crate::live::LagSample],
+    result: &LoadResult,
+) -> Option<results::Staleness> {
+    let window = Duration::from_secs_f64(result.summary.duration_s);
+    let polls: Vec<(f64, u64, Vec<u64>)> = lags
+        .iter()
+        .filter_map(|s| {
+            let into = s.at.duration_since(result.window_start).ok()?;
+            (into <= window).then(|| {
+                let learners = s.learners.iter().map(|(_, e)| *e).collect();
+                (into.as_secs_f64(), s.leader_executed, learners)
+            })
+        })
+        .collect();
+    let ids = g.learner_ids().iter().map(|n| n.0).collect();
+    results::Staleness::compute(ids, g.learner_reads(), &polls)
+}
+
 /// A client of the cluster in `file` for status requests (it never issues a command, so its
 /// session id does not matter). Must be called inside a tokio runtime.
 fn status_client(file: &Path) -> Option<node::client::KvClient> {
@@ -1149,8 +1183,7 @@ async fn measure(
 ) -> anyhow::Result<LoadResult> {
     let cluster = ClusterConfig::load(file)?;
     let certs = cluster.client_certs()?;
-    let (endpoint, nodes) = cluster.client_endpoint(&certs)?;
-    let mut config = plan.config(endpoint, nodes)?;
+    let mut config = plan.config(&cluster, &certs)?;
     config.started = Some(started);
     Ok(loadgen::run(config).await?)
 }

@@ -670,3 +670,95 @@ rates = [300]
     let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(summary.contains("## Repetitions"), "{summary}");
 }
+
+/// `learners = 2` with `reads = "learner"`: the cluster gets two learner processes after its
+/// three voters, the generator sends its Gets to them (their counters show the local reads, the
+/// voters' none), the point records how far they were behind the leader, and its history is
+/// reported "not checked" with why, never as a linearizability failure.
+#[test]
+fn learner_reads_go_to_the_learners_and_their_staleness_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("learners.toml"),
+        r#"
+name = "learners"
+protocols = ["multi-paxos"]
+warmup_s = 0.3
+duration_s = 1.0
+
+[cluster]
+learners = 2
+
+[paxos]
+reads = "learner"
+
+[workload]
+read_fraction = 0.5
+keys = 100
+
+[load]
+mode = "closed"
+clients = [8]
+
+[record]
+history = "on"
+"#,
+    )
+    .unwrap();
+    let out = paxbench(&["run", "learners.toml", "--out", "res"], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = only_run(dir.path());
+    let points = jsonl(&run.join("points.jsonl"));
+    assert_eq!(points.len(), 1);
+    let p = &points[0];
+    assert_eq!(
+        p["nodes"].as_array().unwrap().len(),
+        5,
+        "3 voters + 2 learners"
+    );
+    let local_reads = |id: u64| {
+        p["counters"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("node {id} in {}", p["counters"]))["delta"]["local_reads"]
+            .as_u64()
+            .unwrap()
+    };
+    for learner in [3, 4] {
+        assert!(
+            local_reads(learner) > 0,
+            "learner {learner} answered no Get: {p}"
+        );
+    }
+    for voter in [0, 1, 2] {
+        assert_eq!(local_reads(voter), 0, "voter {voter} read locally");
+    }
+    let s = &p["staleness"];
+    assert_eq!(s["learners"], serde_json::json!([3, 4]));
+    assert_eq!(s["learner_reads"], true);
+    assert!(s["samples"].as_u64().unwrap() > 0, "{s}");
+    let (p50, max) = (
+        s["lag_slots_p50"].as_f64().unwrap(),
+        s["lag_slots_max"].as_f64().unwrap(),
+    );
+    assert!(0.0 <= p50 && p50 <= max, "{s}");
+    assert!(s["leader_slots_per_s"].as_f64().unwrap() > 0.0, "{s}");
+    assert_eq!(p["linearizable"]["verdict"], "not checked", "{p}");
+    assert!(p["linearizable"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("learner"));
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        summary.contains("## Learners")
+            && summary.contains("⚠ not linearizable")
+            && summary.contains("not checked (learner reads: not linearizable) 1/1"),
+        "{summary}"
+    );
+}

@@ -97,8 +97,8 @@ pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_intervals};
 pub use plot::{LATENCY_CDF, THROUGHPUT_LATENCY};
 pub use point::{
-    FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point,
-    CLOSED_LOOP_LOAD_PARAMS, LINEARIZABLE, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
+    FaultRecord, FinalReads, LinearizabilityResult, LinkRtt, NodeStats, Point, Staleness,
+    CLOSED_LOOP_LOAD_PARAMS, LINEARIZABLE, NOT_CHECKED, OPEN_LOOP_LOAD_PARAMS, UNKNOWN, VIOLATION,
 };
 pub use proposers_plot::PROPOSERS;
 pub use run::{Run, DEFAULT_SLO_P99_US};

@@ -109,6 +109,10 @@ pub struct Point {
     /// The longest stretch without a completion, and whether it counts as a livelock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall: Option<Stall>,
+    /// How far the learners were behind the leader during the measured window, when the
+    /// cluster had learners.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staleness: Option<Staleness>,
     /// The point's step in a rate search (`rates = "auto"`), when it was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchStep>,
@@ -207,12 +211,89 @@ fn seconds(s: f64) -> String {
     format!("{s:.1}")
 }
 
+/// How far a point's learners were behind the leader: status polls every 100 ms over the
+/// measured window, each learner's lag the leader's next slot to execute minus its own
+/// (at least 0: the concurrent reads of one poll may catch a learner a slot ahead).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Staleness {
+    /// The learners' ids.
+    pub learners: Vec<u32>,
+    /// Whether the learners answered Gets from their own state (`reads = "learner"`): the
+    /// point's reads are then **not linearizable**.
+    pub learner_reads: bool,
+    /// Polls in the window that read the leader (each gives one lag per learner that answered).
+    pub samples: u64,
+    /// Median lag over every (poll, learner), slots.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub lag_slots_p50: f64,
+    /// Largest lag seen, slots.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub lag_slots_max: f64,
+    /// The leader's slots executed per second over the window (first to last poll).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub leader_slots_per_s: f64,
+    /// The median lag as time, an **estimate**: slots over the leader's mean slot rate, ms.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub lag_ms_p50_est: f64,
+    /// The largest lag as time, estimated the same way, ms.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub lag_ms_max_est: f64,
+}
+
+impl Staleness {
+    /// The staleness of `learners` from polls of (seconds into the window, the leader's next
+    /// slot to execute, each answering learner's), or `None` with no poll.
+    pub fn compute(
+        learners: Vec<u32>,
+        learner_reads: bool,
+        polls: &[(f64, u64, Vec<u64>)],
+    ) -> Option<Staleness> {
+        let (first, last) = (polls.first()?, polls.last()?);
+        let mut lags: Vec<f64> = polls
+            .iter()
+            .flat_map(|(_, leader, ls)| ls.iter().map(move |l| leader.saturating_sub(*l) as f64))
+            .collect();
+        lags.sort_by(f64::total_cmp);
+        let pick = |q: f64| {
+            lags.get(((lags.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let span = last.0 - first.0;
+        let rate = if span > 0.0 {
+            last.1.saturating_sub(first.1) as f64 / span
+        } else {
+            f64::NAN
+        };
+        let ms = |slots: f64| {
+            if rate > 0.0 {
+                slots / rate * 1000.0
+            } else {
+                f64::NAN
+            }
+        };
+        Some(Staleness {
+            learners,
+            learner_reads,
+            samples: polls.len() as u64,
+            lag_slots_p50: pick(0.5),
+            lag_slots_max: pick(1.0),
+            leader_slots_per_s: rate,
+            lag_ms_p50_est: ms(pick(0.5)),
+            lag_ms_max_est: ms(pick(1.0)),
+        })
+    }
+}
+
 /// `verdict` of a [`LinearizabilityResult`] whose history is linearizable.
 pub const LINEARIZABLE: &str = "linearizable";
 /// `verdict` of a [`LinearizabilityResult`] whose history is not.
 pub const VIOLATION: &str = "violation";
 /// `verdict` of a [`LinearizabilityResult`] that could not decide (budget exhausted...).
 pub const UNKNOWN: &str = "unknown";
+/// `verdict` of a [`LinearizabilityResult`] whose history was deliberately not checked: its
+/// reads were not meant to be linearizable (`reads = "learner"`); `detail` says why.
+pub const NOT_CHECKED: &str = "not checked";
 
 /// The outcome of checking a point's client history for linearizability, as plain data (the
 /// results crate does not depend on the checker).

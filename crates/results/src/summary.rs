@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use crate::headline::{fixed_params, groups, headlines, Headline, Stat};
-use crate::point::{label, value_text, LinearizabilityResult, Point, LINEARIZABLE, VIOLATION};
+use crate::point::{
+    label, value_text, LinearizabilityResult, Point, LINEARIZABLE, NOT_CHECKED, VIOLATION,
+};
 use crate::run::Run;
 use crate::seconds::{Seconds, Spread};
 use crate::timeline_plot::{has_timeline_plot, timeline_plot_name};
@@ -54,6 +56,7 @@ pub fn markdown(run: &Run) -> String {
     s.push_str(&availability_section(run));
     s.push_str(&contention_section(run));
     s.push_str(&costs_section(run));
+    s.push_str(&learners_section(run));
 
     s.push_str("## Points\n\n");
     s.push_str(&points_table(run));
@@ -95,6 +98,12 @@ pub fn markdown(run: &Run) -> String {
         s.push_str(
             "\n⚠ fault failed: a fault of this point was not applied, or not undone (see \
              Availability).\n",
+        );
+    }
+    if run.points.iter().any(learner_reads) {
+        s.push_str(
+            "\n⚠ not linearizable: learners answered this point's Gets from their own state \
+             (`reads = \"learner\"`), as stale as they were behind the leader (see Learners).\n",
         );
     }
     if run.points.iter().any(|p| p.p99_us >= run.slo_p99_us) {
@@ -265,9 +274,14 @@ fn points_table(run: &Run) -> String {
             } else {
                 ""
             };
+            let stale = if learner_reads(p) {
+                " ⚠ not linearizable"
+            } else {
+                ""
+            };
             let _ = write!(
                 s,
-                "| {}{election}{fault} | {} |",
+                "| {}{election}{fault}{stale} | {} |",
                 cell(&p.point_id),
                 p.protocol
             );
@@ -320,6 +334,69 @@ fn points_table(run: &Run) -> String {
             );
         }
     }
+    s
+}
+
+/// Whether learners answered the point's Gets from their own state: not linearizable.
+fn learner_reads(p: &Point) -> bool {
+    p.staleness.as_ref().is_some_and(|s| s.learner_reads)
+}
+
+/// `## Learners`: per configuration and load level of a cluster with learners, how many, whether
+/// they answered the reads (**not linearizable**), throughput and p50, and how far they were
+/// behind the leader in slots (and in ms, estimated from the leader's slot rate), each the
+/// median [min–max] over repetitions. Empty when no point had learners.
+fn learners_section(run: &Run) -> String {
+    if !run.points.iter().any(|p| p.staleness.is_some()) {
+        return String::new();
+    }
+    let mut s = String::from(
+        "## Learners\n\n| protocol | config | load | points | learners | reads at learners | throughput (ops/s) | p50 (µs) | lag p50 (slots) | lag max (slots) | lag p50 (ms, est.) | lag max (ms, est.) |\n\
+         |---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for g in &groups(run) {
+        for (level, ps) in g.by_load() {
+            let ps: Vec<&Point> = ps.into_iter().filter(|p| p.staleness.is_some()).collect();
+            let Some(first) = ps.first().and_then(|p| p.staleness.as_ref()) else {
+                continue;
+            };
+            let of = |f: fn(&crate::point::Staleness) -> f64| {
+                stat_of(&ps, |p| {
+                    p.staleness.as_ref().map(f).filter(|x| x.is_finite())
+                })
+            };
+            let ids: Vec<String> = ps.iter().map(|p| cell(&p.point_id)).collect();
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                g.protocol,
+                config_text(&g.varying),
+                fmt_num(level),
+                ids.join(", "),
+                first.learners.len(),
+                if learner_reads(ps[0]) {
+                    "yes ⚠ not linearizable"
+                } else {
+                    "no"
+                },
+                stat_of(&ps, |p| Some(p.throughput_ops)),
+                stat_of(&ps, |p| Some(p.p50_us)),
+                of(|x| x.lag_slots_p50),
+                of(|x| x.lag_slots_max),
+                of(|x| x.lag_ms_p50_est),
+                of(|x| x.lag_ms_max_est),
+            );
+        }
+    }
+    s.push_str(
+        "\nLag: every node's status polled every 100 ms over the measured window; a learner's lag \
+         is the leader's next slot to execute minus its own (a slot holds a batch of commands), \
+         over every poll and learner. The polls of one round read the nodes concurrently, not at \
+         one instant, so a lag of a slot or two can be the reading's own skew. The ms figures are \
+         estimates: the lag in slots over the leader's mean slot rate in the window, not a \
+         measured age. Reads at learners (`reads = \"learner\"`) are answered from the \
+         learner's own state: **not linearizable**, as stale as its lag.\n\n",
+    );
     s
 }
 
@@ -1239,11 +1316,21 @@ fn linearizability_text(ps: &[&Point]) -> String {
         };
         parts.push(format!("linearizable {}/{n}{note}", ok.len()));
     }
+    // Learner reads: not linearizable by design, so deliberately not checked.
+    let skipped = checked
+        .iter()
+        .filter(|(_, l)| l.verdict == NOT_CHECKED)
+        .count();
+    if skipped > 0 {
+        parts.push(format!(
+            "not checked (learner reads: not linearizable) {skipped}/{n}"
+        ));
+    }
     // Anything else is undecided; the checker's detail says why.
     let mut reasons: Vec<String> = Vec::new();
     let mut undecided = 0;
     for (_, l) in &checked {
-        if l.verdict == VIOLATION || l.verdict == LINEARIZABLE {
+        if [VIOLATION, LINEARIZABLE, NOT_CHECKED].contains(&l.verdict.as_str()) {
             continue;
         }
         undecided += 1;
