@@ -396,6 +396,109 @@ async fn learners_execute_and_never_vote_across_a_failover() {
     never_voted(&statuses);
 }
 
+/// Membership change over QUIC: on 3 voters + 2 learners, writes go on while a follower is
+/// replaced by learner n3 and then the leader by learner n4, each through a `Reconfigure`
+/// decided in the log. The removed leader steps down, a voter of the new configuration takes
+/// over, the promoted nodes vote (they send Accepted), and every acknowledged write is still
+/// readable. Prints the write throughput before, across and after each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_and_then_the_leader_are_replaced_under_load() {
+    let cluster = TestCluster::start_with_learners(Protocol::MultiPaxos, 3, 2).await;
+    let mut client = cluster.client(5);
+    let leader = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("leader");
+    let follower = (0..3).map(NodeId).find(|n| *n != leader).unwrap();
+    let mut acked = Vec::new();
+    let mut next = 0u32;
+    // Sequential writes for `d`; returns writes per second.
+    async fn writes(
+        client: &mut KvClient,
+        next: &mut u32,
+        acked: &mut Vec<u32>,
+        d: Duration,
+    ) -> f64 {
+        let start = Instant::now();
+        let first = acked.len();
+        while start.elapsed() < d && *next < 100_000 {
+            let i = *next;
+            *next += 1;
+            if let Ok(Outcome::Done) = client.call(put(&format!("k{i}"), &format!("v{i}"))).await {
+                acked.push(i);
+            }
+        }
+        (acked.len() - first) as f64 / start.elapsed().as_secs_f64()
+    }
+    let change = |add: NodeId, remove: NodeId| Op::Reconfigure {
+        add: vec![add],
+        remove: vec![remove],
+    };
+    let before = writes(
+        &mut client,
+        &mut next,
+        &mut acked,
+        Duration::from_millis(500),
+    )
+    .await;
+    let t = Instant::now();
+    assert_eq!(
+        client.call(change(NodeId(3), follower)).await.unwrap(),
+        Outcome::Done
+    );
+    let across_follower = writes(
+        &mut client,
+        &mut next,
+        &mut acked,
+        Duration::from_millis(500),
+    )
+    .await;
+    let follower_change = t.elapsed();
+    let t = Instant::now();
+    assert_eq!(
+        client.call(change(NodeId(4), leader)).await.unwrap(),
+        Outcome::Done
+    );
+    let across_leader = writes(&mut client, &mut next, &mut acked, Duration::from_secs(2)).await;
+    let leader_change = t.elapsed();
+    eprintln!(
+        "writes/s: {before:.0} before, {across_follower:.0} over {follower_change:?} replacing \
+         follower {follower}, {across_leader:.0} over {leader_change:?} replacing leader {leader}"
+    );
+    let new = cluster
+        .ready(&mut client, Duration::from_secs(10))
+        .await
+        .expect("a new leader");
+    assert!(
+        new != leader && new != follower,
+        "{new} leads after the changes"
+    );
+    let last = writes(
+        &mut client,
+        &mut next,
+        &mut acked,
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(last > 0.0, "writes go on after the changes");
+    let statuses = wait_caught_up(&mut client, &[NodeId(3), NodeId(4)], new).await;
+    for s in statuses.iter().filter(|s| s.node.0 >= 3) {
+        assert!(s.counters.sent[MessageKind::Accepted as usize] > 0, "{s:?}");
+    }
+    let old = statuses
+        .iter()
+        .find(|s| s.node == leader)
+        .expect("old leader answers");
+    assert_ne!(old.role, Role::Leader, "{old:?}");
+    for i in acked.iter().step_by(7) {
+        assert_eq!(
+            client.call(get(&format!("k{i}"))).await.unwrap(),
+            Outcome::Value(Some(Bytes::from(format!("v{i}")))),
+            "acknowledged write {i}"
+        );
+    }
+}
+
 /// Garbage from a client closes that connection with a logged reason and a counter; a client
 /// from another CA is refused at the handshake; a node whose hello contradicts its certificate
 /// is refused. The cluster keeps serving the legitimate client throughout.

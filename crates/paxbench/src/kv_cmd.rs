@@ -65,10 +65,9 @@ fn added_node(cluster: &ClusterConfig, arg: &str) -> anyhow::Result<NodeId> {
         );
     };
     if let Some(addr) = addr {
-        let addr: std::net::SocketAddr = addr
-            .trim()
-            .parse()
-            .with_context(|| format!("--add {arg:?}: {addr:?} is not an address like 127.0.0.1:7003"))?;
+        let addr: std::net::SocketAddr = addr.trim().parse().with_context(|| {
+            format!("--add {arg:?}: {addr:?} is not an address like 127.0.0.1:7003")
+        })?;
         if addr != entry.addr {
             bail!(
                 "--add {arg:?}: {} gives node {id} the address {}, not {addr}",

@@ -255,6 +255,22 @@ async fn the_kv_command_puts_gets_and_deletes() {
         ok && stdout.lines().count() == 3 && stdout.contains("Leader"),
         "{stdout}"
     );
+    // Membership changes: checked against the file before they are sent, and refused through
+    // the log when the change makes no sense for the current voters.
+    let (ok, _, stderr) = kv(&["reconfigure", "--add", "9"]);
+    assert!(!ok && stderr.contains("node 9 is not in"), "{stderr}");
+    let (ok, _, stderr) = kv(&["reconfigure", "--add", "1=127.0.0.1:1"]);
+    assert!(!ok && stderr.contains("not 127.0.0.1:1"), "{stderr}");
+    let (ok, _, stderr) = kv(&["reconfigure"]);
+    assert!(
+        !ok && stderr.contains("at least one --add or --remove"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = kv(&["reconfigure", "--add", "0"]);
+    assert!(
+        !ok && stderr.contains("refused: n0 is already a voter"),
+        "{stderr}"
+    );
 
     let bad = dir.path().join("bad.toml");
     let text = std::fs::read_to_string(&cluster)

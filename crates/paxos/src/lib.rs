@@ -66,6 +66,9 @@
 //! simulator's checkers stay as they are. A feature of one protocol (leases and local reads for
 //! Multi-Paxos, say) lives in its engine, and adds a hook only where it must act inside a shared
 //! step. A feature of every protocol (membership change, learners) belongs to the replica.
+//! Membership ([`membership`]) is replicated state in the key-value state machine (so snapshots
+//! carry it); the replica answers who votes for a slot and whether votes make a majority of
+//! them, and the Multi-Paxos engine applies the window rule when it proposes.
 #![warn(missing_docs)]
 
 mod acceptor;

@@ -98,8 +98,10 @@
 //! Unless [`SimConfig::vary_knobs`] is off, each seed also draws protocol knobs (window, batch
 //! size, snapshot interval as low as 3 slots, catch-up batch, reply cache size, explicit commits,
 //! phase-1 skipping, reads by log or lease, the drift bound, a short election timeout, one or two
-//! learners beside the voters) so that truncation, snapshots, catch-up, leases and learners are
-//! exercised too.
+//! learners beside the voters, membership changes on a third of the Multi-Paxos seeds) so that
+//! truncation, snapshots, catch-up, leases, learners and reconfiguration are exercised too. The
+//! checkers model membership themselves: a slot's value counts as chosen only once a majority of
+//! that slot's voters (by the reference's own replay of the changes) accepted it.
 //!
 //! # Use
 //!
