@@ -85,3 +85,27 @@ fn a_change_that_leaves_no_voters_or_adds_a_stranger_is_refused() {
     );
     assert_eq!(c.nodes[0].membership().unwrap().epochs().count(), 1);
 }
+
+#[test]
+fn an_idle_change_takes_effect_and_the_successor_takes_over_at_once() {
+    // No command follows the change: no-ops fill the window up to the slot it governs from,
+    // the removed leader steps down, and the lowest-numbered voter of the new configuration
+    // campaigns without waiting out an election timeout (500 ms).
+    let mut c = LocalCluster::new(Protocol::MultiPaxos, 4, |c: &mut Config| {
+        c.learners = vec![NodeId(3)];
+        c.window = 4;
+    });
+    let leader = c.elect(5 * SECOND).expect("a leader");
+    let change = reconfigure(1, &[3], &[leader.0]);
+    c.request(leader, change.clone());
+    c.run();
+    assert_eq!(outcomes(&c, &change), vec![Outcome::Done]);
+    let successor = NodeId((0..4).find(|n| *n != leader.0).unwrap());
+    c.advance(Duration::from_millis(10));
+    assert_eq!(c.leader(), Some(successor), "took over within 10 ms");
+    assert!(!c.nodes[leader.0 as usize].voting() && c.nodes[3].voting());
+    let w = put(2, 1, b"k", b"after");
+    c.request(successor, w.clone());
+    c.run();
+    assert_eq!(outcomes(&c, &w), vec![Outcome::Done]);
+}
