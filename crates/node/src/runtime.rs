@@ -517,6 +517,7 @@ impl CoreLoop {
                     ballot: self.node.ballot(),
                     leader: self.node.leader(),
                     executed: self.node.executed(),
+                    voting: self.node.voting(),
                     peer_rtt_us: self.peer_rtts(),
                     emulation: self.emulation_status(),
                     counters: Box::new(self.node.stats().into()),

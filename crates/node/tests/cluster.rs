@@ -484,12 +484,16 @@ async fn a_follower_and_then_the_leader_are_replaced_under_load() {
     let statuses = wait_caught_up(&mut client, &[NodeId(3), NodeId(4)], new).await;
     for s in statuses.iter().filter(|s| s.node.0 >= 3) {
         assert!(s.counters.sent[MessageKind::Accepted as usize] > 0, "{s:?}");
+        assert!(s.voting, "an added node says it votes: {s:?}");
     }
     let old = statuses
         .iter()
         .find(|s| s.node == leader)
         .expect("old leader answers");
     assert_ne!(old.role, Role::Leader, "{old:?}");
+    assert!(!old.voting, "the removed leader says it no longer votes");
+    let removed = statuses.iter().find(|s| s.node == follower);
+    assert!(removed.is_some_and(|s| !s.voting), "{removed:?}");
     for i in acked.iter().step_by(7) {
         assert_eq!(
             client.call(get(&format!("k{i}"))).await.unwrap(),

@@ -121,9 +121,9 @@ pub fn run(args: &KvArgs) -> anyhow::Result<bool> {
                         .iter()
                         .map(|(p, us)| format!("{}:{:.1}ms", p.0, *us as f64 / 1000.0))
                         .collect();
-                    let learner = cluster
-                        .node(s.node)
-                        .is_some_and(|n| n.role == node::config::NodeRole::Learner);
+                    // A Multi-Paxos node that votes in no configuration now: a learner of the
+                    // file, a removed voter, a node that rejoined without its state.
+                    let learner = !s.voting && s.protocol == paxos::Protocol::MultiPaxos;
                     println!(
                         "node {} {:?} {:?}{} ballot {} leader {} executed {} rtt {}",
                         s.node.0,

@@ -72,6 +72,9 @@ pub struct NodeStatus {
     pub leader: Option<NodeId>,
     /// Its next slot to execute: every slot below has been executed.
     pub executed: Slot,
+    /// Whether it votes in the configuration governing that slot: false for a learner, a
+    /// removed voter, or a node that rejoined without its state and has not caught up.
+    pub voting: bool,
     /// The round-trip time, in microseconds, that QUIC measures (smoothed, ack delay
     /// excluded where the estimator can tell) on the node's connection to each peer it has one
     /// with, by peer id.
@@ -796,6 +799,7 @@ impl WriteBody for ResponseFrame {
                 put_ballot(buf, s.ballot);
                 put_option(buf, s.leader, put_node);
                 put_slot(buf, s.executed);
+                buf.put_u8(u8::from(s.voting));
                 put_count(buf, s.peer_rtt_us.len());
                 for &(peer, rtt) in &s.peer_rtt_us {
                     put_node(buf, peer);
@@ -855,6 +859,7 @@ impl Frame for ResponseFrame {
                         None
                     },
                     executed: read_slot(&mut r, "Status.executed")?,
+                    voting: r.option("Status.voting")?,
                     peer_rtt_us: read_peer_rtts(&mut r)?,
                     emulation: if r.option("Status.emulation")? {
                         Some(EmulationStatus {

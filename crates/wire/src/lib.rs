@@ -141,7 +141,7 @@
 //! | `0x21` | StatusRequest | client | (empty) |
 //! | `0x22` | Impair | client | `impairment` |
 //! | `0x30` | Response | response | `client request outcome leader_addr:addr` |
-//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint> counters wire` |
+//! | `0x31` | Status | response | `node protocol:u8 role:u8 ballot leader:option<node> executed:slot voting:u8 count (node rtt_us:varint)* emulation:option<impairment dropped_fault:varint> counters wire` |
 //! | `0x32` | Impaired | response | `0x00` (applied) \| `0x01 why:bytes` (refused; UTF-8 text) |
 //!
 //! `protocol`: 0 MultiPaxos, 1 BasicPaxos, 2 Unreplicated. `role`: 0 Follower, 1 Candidate,

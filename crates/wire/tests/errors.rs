@@ -212,9 +212,10 @@ fn a_node_id_over_u32_is_out_of_range() {
 
 #[test]
 fn bad_peer_rtts_in_a_status_are_named() {
-    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5; then the RTTs.
+    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5, voting; then
+    // the RTTs.
     let status = |rtts: &[u8]| {
-        let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5];
+        let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5, 1];
         body.extend_from_slice(rtts);
         decode_frame::<ResponseFrame>(&mut frame(&body))
     };
@@ -484,9 +485,9 @@ fn malformed_impairment_frames_are_named() {
 
 #[test]
 fn a_status_carries_the_impairment_in_force_and_what_it_dropped() {
-    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5, no RTTs; then
-    // an emulated link blocking node 1, 42 datagrams dropped.
-    let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5, 0, 0x01];
+    // Status: node 0, MultiPaxos, Leader, ballot (1, 0), no leader, executed 5, voting, no
+    // RTTs; then an emulated link blocking node 1, 42 datagrams dropped.
+    let mut body = vec![0x31, 0, 0, 2, 1, 0, 0x00, 5, 1, 0, 0x01];
     body.extend_from_slice(&impair_body(1, 0)[1..]);
     body.push(42);
     let without_counters = body.clone();
@@ -529,6 +530,7 @@ fn status_with(counters: NodeCounters) -> NodeStatus {
         ballot: Ballot::new(7, NodeId(2)),
         leader: None,
         executed: Slot(40),
+        voting: true,
         peer_rtt_us: vec![(NodeId(0), 300)],
         emulation: None,
         counters: Box::new(counters),

@@ -374,6 +374,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
         ballot(),
         proptest::option::of(node()),
         slot(),
+        proptest::bool::ANY,
         vec((node(), num()), 0..8),
         proptest::option::of((impairment(), num())),
         counters(),
@@ -387,6 +388,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                 ballot,
                 leader,
                 executed,
+                voting,
                 peer_rtt_us,
                 emulation,
                 counters,
@@ -399,6 +401,7 @@ fn response_frame() -> BoxedStrategy<ResponseFrame> {
                     ballot,
                     leader,
                     executed,
+                    voting,
                     peer_rtt_us,
                     emulation: emulation.map(|(impairment, dropped_fault)| EmulationStatus {
                         impairment,
