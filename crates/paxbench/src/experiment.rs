@@ -115,7 +115,7 @@ use node::Transport;
 use paxos::{NodeId, Protocol};
 use serde::{Deserialize, Serialize};
 
-use crate::faults::{Fault, FaultSpec};
+use crate::faults::{ActionName, Fault, FaultSpec};
 use crate::repeat::RepetitionRule;
 use crate::search::SearchSpec;
 
@@ -1387,9 +1387,23 @@ impl Experiment {
             };
             let fault = spec.fault().map_err(at)?;
             for g in grid {
-                fault.check(g.nodes, window).map_err(|(k, why)| {
-                    at((k, format!("{why} ({} on {} node(s))", g.protocol, g.nodes)))
+                fault.check(g.total_nodes(), window).map_err(|(k, why)| {
+                    at((
+                        k,
+                        format!("{why} ({} on {} node(s))", g.protocol, g.total_nodes()),
+                    ))
                 })?;
+                if fault.action.name() == ActionName::Reconfigure
+                    && g.protocol != Protocol::MultiPaxos
+                {
+                    return Err(at((
+                        "action".into(),
+                        format!(
+                            "a membership change runs only with multi-paxos, not {}",
+                            g.protocol
+                        ),
+                    )));
+                }
             }
             if fault.action.on_links()
                 && self
@@ -2205,6 +2219,14 @@ distribution = ["uniform", "zipf"]"#,
             .unwrap_err()
             .to_string();
         assert!(msg.contains("node 4 is not in a cluster of"), "{msg}");
+        // Only Multi-Paxos changes membership.
+        let msg = with("[[faults]]\nat_s = 1.0\naction = \"reconfigure\"\nremove = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("`faults[1].action`") && msg.contains("runs only with multi-paxos"),
+            "{msg}"
+        );
         // A history of writes alone proves nothing: reads are required.
         let msg = Experiment::parse(
             Path::new("t.toml"),

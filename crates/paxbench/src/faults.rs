@@ -35,15 +35,27 @@
 //! target = "follower"
 //! loss = 0.2
 //! for_s = 2.0
+//!
+//! [[faults]]
+//! at_s = 2.0
+//! action = "reconfigure"   # Multi-Paxos: a membership change through the log, under load
+//! remove = "follower"      # a voter to remove (it goes on executing, as a learner)
+//! add = 3                  # a node to make a voter: an id, or "learner"
 //! ```
 //!
-//! A target is resolved when its fault starts: `leader` asks the cluster which node leads at
-//! that moment (a protocol without a leader, Basic Paxos or Unreplicated, has none to lose:
-//! there `leader` is node 0, the first node generators send to); `follower` is the
-//! lowest-numbered node that is not the leader; `any` is a node drawn from the repetition's
-//! seed. A fault that cannot be applied (no leader at that moment, a node id outside the
-//! cluster, a signal that failed) is recorded with its error in the point, never skipped in
-//! silence. Link faults (`partition`, `delay`, `loss`) go through the nodes' emulated links, so
+//! A target is resolved when its fault starts, among the voters the schedule knows (the first
+//! `nodes` ids, changed by each `reconfigure` that was chosen): `leader` asks the cluster which
+//! node leads at that moment (a protocol without a leader, Basic Paxos or Unreplicated, has
+//! none to lose: there `leader` is node 0, the first node generators send to); `follower` is
+//! the lowest-numbered voter that is not the leader; `any` is a voter drawn from the
+//! repetition's seed; `learner` is a node that votes in no configuration: the lowest-numbered
+//! one that never voted (a `[cluster] learners` node), else the lowest-numbered removed voter.
+//! A `reconfigure` replaces a node when it both removes and adds; it is applied when the
+//! cluster acknowledges it (the change is chosen, and governs `window` slots later) and gives up
+//! after [`RECONFIGURE_TIMEOUT`]; its record's start is when it was sent and its end when it was
+//! chosen. A fault that cannot be applied (no leader at that moment, a node id outside the
+//! cluster, a signal that failed, a change the cluster refused) is recorded with its error in
+//! the point, never skipped in silence. Link faults (`partition`, `delay`, `loss`) go through the nodes' emulated links, so
 //! they work on loopback, in namespaces and on VMs alike without `tc netem`.
 
 use std::collections::BTreeMap;
@@ -82,7 +94,17 @@ pub struct FaultSpec {
     /// `loss`: the share of datagrams dropped, 0..=1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+    /// `reconfigure`: the node to make a voter (`learner` or a node id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add: Option<Target>,
+    /// `reconfigure`: the voter to remove.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remove: Option<Target>,
 }
+
+/// How long a `reconfigure` waits for the cluster to choose the change (through an election,
+/// if one is running) before it is recorded as not applied.
+pub const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `action` of a fault.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -98,6 +120,8 @@ pub enum ActionName {
     Delay,
     /// Lossy links.
     Loss,
+    /// A membership change.
+    Reconfigure,
 }
 
 impl ActionName {
@@ -109,6 +133,7 @@ impl ActionName {
             ActionName::Partition => "partition",
             ActionName::Delay => "delay",
             ActionName::Loss => "loss",
+            ActionName::Reconfigure => "reconfigure",
         }
     }
 }
@@ -120,8 +145,10 @@ pub enum Target {
     Leader,
     /// The lowest-numbered node that does not lead.
     Follower,
-    /// A node drawn from the repetition's seed.
+    /// A voter drawn from the repetition's seed.
     Any,
+    /// A node that votes in no configuration (one that never voted first).
+    Learner,
     /// This node.
     Node(u32),
 }
@@ -133,6 +160,7 @@ impl Target {
             Target::Leader => "leader".into(),
             Target::Follower => "follower".into(),
             Target::Any => "any".into(),
+            Target::Learner => "learner".into(),
             Target::Node(n) => n.to_string(),
         }
     }
@@ -153,13 +181,14 @@ impl<'de> Deserialize<'de> for Target {
         impl serde::de::Visitor<'_> for V {
             type Value = Target;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(r#""leader", "follower", "any" or a node id"#)
+                f.write_str(r#""leader", "follower", "any", "learner" or a node id"#)
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Target, E> {
                 match v {
                     "leader" => Ok(Target::Leader),
                     "follower" => Ok(Target::Follower),
                     "any" => Ok(Target::Any),
+                    "learner" => Ok(Target::Learner),
                     _ => Err(E::invalid_value(serde::de::Unexpected::Str(v), &self)),
                 }
             }
@@ -231,6 +260,14 @@ pub enum Action {
         /// How long.
         span: Duration,
     },
+    /// Change the voters through the log: `add` becomes one, `remove` stops being one (at
+    /// least one of them is set).
+    Reconfigure {
+        /// The node to make a voter: [`Target::Learner`] or a node.
+        add: Option<Target>,
+        /// The voter to remove.
+        remove: Option<Target>,
+    },
 }
 
 /// Who a partition cuts off.
@@ -251,6 +288,7 @@ impl Action {
             Action::Partition { .. } => ActionName::Partition,
             Action::Delay { .. } => ActionName::Delay,
             Action::Loss { .. } => ActionName::Loss,
+            Action::Reconfigure { .. } => ActionName::Reconfigure,
         }
     }
 
@@ -258,6 +296,8 @@ impl Action {
     pub fn span(&self) -> Option<Duration> {
         match self {
             Action::Kill { restart_after, .. } => *restart_after,
+            // It ends when the change is chosen, not after a set time.
+            Action::Reconfigure { .. } => None,
             Action::Pause { span, .. }
             | Action::Partition { span, .. }
             | Action::Delay { span, .. }
@@ -284,6 +324,15 @@ impl Action {
                     ..
                 },
             ) => format!("groups {g:?}"),
+            (None, Action::Reconfigure { add, remove }) => {
+                let remove = remove.map(|t| format!("remove {}", t.name()));
+                let add = add.map(|t| format!("add {}", t.name()));
+                [remove, add]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
             (None, _) => String::new(),
         }
     }
@@ -298,8 +347,33 @@ impl Action {
                 cut: Cut::Isolate(target),
                 ..
             } => Some(*target),
-            Action::Partition { .. } => None,
+            Action::Partition { .. } | Action::Reconfigure { .. } => None,
         }
+    }
+
+    /// Every node id it names, with the key that names it.
+    fn named_nodes(&self) -> Vec<(&'static str, u32)> {
+        let mut out = Vec::new();
+        if let Some(Target::Node(n)) = self.target() {
+            out.push(("target", n));
+        }
+        match self {
+            Action::Delay { peer: Some(p), .. } => out.push(("peer", *p)),
+            Action::Partition {
+                cut: Cut::Groups(g),
+                ..
+            } => out.extend(g.iter().flatten().map(|n| ("groups", *n))),
+            Action::Reconfigure { add, remove } => {
+                if let Some(Target::Node(n)) = add {
+                    out.push(("add", *n));
+                }
+                if let Some(Target::Node(n)) = remove {
+                    out.push(("remove", *n));
+                }
+            }
+            _ => {}
+        }
+        out
     }
 }
 
@@ -351,6 +425,15 @@ impl FaultSpec {
         )?;
         unused("peer", action != ActionName::Delay && self.peer.is_some())?;
         unused("loss", action != ActionName::Loss && self.loss.is_some())?;
+        let reconfigure = action == ActionName::Reconfigure;
+        unused("add", !reconfigure && self.add.is_some())?;
+        unused("remove", !reconfigure && self.remove.is_some())?;
+        if reconfigure && self.target.is_some() {
+            return Err((
+                "target".into(),
+                "`reconfigure` names its nodes with `remove` and `add`, not `target`".into(),
+            ));
+        }
         let action = match action {
             ActionName::Kill => Action::Kill {
                 target: target()?,
@@ -418,6 +501,36 @@ impl FaultSpec {
                     span: span()?,
                 }
             }
+            ActionName::Reconfigure => {
+                unused("for_s", self.for_s.is_some())?;
+                match (self.add, self.remove) {
+                    (None, None) => {
+                        return Err((
+                            "add".into(),
+                            "`reconfigure` needs `add`, `remove` or both".into(),
+                        ))
+                    }
+                    (Some(t @ (Target::Leader | Target::Follower | Target::Any)), _) => {
+                        return Err((
+                            "add".into(),
+                            format!(
+                                "{:?} is a voter already: add \"learner\" or a node id",
+                                t.name()
+                            ),
+                        ))
+                    }
+                    (_, Some(Target::Learner)) => {
+                        return Err((
+                            "remove".into(),
+                            "\"learner\" votes in no configuration: remove \"leader\", \"follower\", \"any\" or a node id".into(),
+                        ))
+                    }
+                    (Some(Target::Node(a)), Some(Target::Node(r))) if a == r => {
+                        return Err(("add".into(), format!("node {a} is both added and removed")))
+                    }
+                    (add, remove) => Action::Reconfigure { add, remove },
+                }
+            }
         };
         Ok(Fault {
             at: seconds("at_s", self.at_s)?,
@@ -427,33 +540,16 @@ impl FaultSpec {
 }
 
 impl Fault {
-    /// Checks the node ids it names against a cluster of `nodes` and its times against the
-    /// measured window; (key, why) otherwise.
+    /// Checks the node ids it names against a cluster of `nodes` (voters and learners) and its
+    /// times against the measured window; (key, why) otherwise.
     pub fn check(&self, nodes: u32, window: Duration) -> Result<(), (String, String)> {
-        let node = |key: &str, n: u32| {
-            if n < nodes {
-                Ok(())
-            } else {
-                Err((
+        for (key, n) in self.action.named_nodes() {
+            if n >= nodes {
+                return Err((
                     key.to_string(),
                     format!("node {n} is not in a cluster of {nodes}"),
-                ))
+                ));
             }
-        };
-        if let Some(Target::Node(n)) = self.action.target() {
-            node("target", n)?;
-        }
-        match &self.action {
-            Action::Delay { peer: Some(p), .. } => node("peer", *p)?,
-            Action::Partition {
-                cut: Cut::Groups(g),
-                ..
-            } => {
-                for n in g.iter().flatten() {
-                    node("groups", *n)?;
-                }
-            }
-            _ => {}
         }
         if self.action.on_links() && nodes < 2 {
             return Err((
@@ -534,6 +630,14 @@ pub trait FaultHost {
     fn restart(&mut self, node: NodeId) -> anyhow::Result<()>;
     /// Replaces every fault on the links node `node` sends on (empty: none).
     fn impair_links(&mut self, node: NodeId, links: &[(NodeId, LinkFault)]) -> anyhow::Result<()>;
+    /// Submits a membership change (`add` becomes a voter, `remove` stops being one) and waits
+    /// up to [`RECONFIGURE_TIMEOUT`] until it is chosen: when it was, or why it was not (the
+    /// cluster's refusal, no answer).
+    fn reconfigure(
+        &mut self,
+        add: Option<NodeId>,
+        remove: Option<NodeId>,
+    ) -> anyhow::Result<SystemTime>;
 }
 
 /// What happened to one fault of a point, for its results.
@@ -543,8 +647,10 @@ pub struct Outcome {
     pub action: ActionName,
     /// Its target as configured.
     pub target: String,
-    /// The node it hit, once resolved.
+    /// The node it hit, once resolved (a `reconfigure`: the node it removed).
     pub node: Option<u32>,
+    /// A `reconfigure`: the node it made a voter.
+    pub added: Option<u32>,
     /// When it was applied.
     pub started: Option<SystemTime>,
     /// When it was lifted (a pause resumed, a killed node restarted, a link healed).
@@ -587,7 +693,13 @@ pub fn note_leader(
 /// every start and end that is due; [`Schedule::finish`] lifts whatever is still in force.
 pub struct Schedule {
     faults: Vec<Fault>,
+    /// Voters and learners.
     nodes: u32,
+    /// The voters now, as the schedule's own changes left them: ids below the cluster's voter
+    /// count at first.
+    voters: std::collections::BTreeSet<u32>,
+    /// Every node that was a voter at some time.
+    ever_voted: std::collections::BTreeSet<u32>,
     has_leader: bool,
     seed: u64,
     /// Start (false) and end (true) events by time, in order.
@@ -601,9 +713,16 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// The schedule of `faults` for a cluster of `nodes`; `has_leader` says whether the
-    /// protocol elects one; `seed` draws `any` targets.
-    pub fn new(faults: &[Fault], nodes: u32, has_leader: bool, seed: u64) -> Schedule {
+    /// The schedule of `faults` for a cluster of `voters` voting nodes (ids from 0) and
+    /// `learners` learners after them; `has_leader` says whether the protocol elects one;
+    /// `seed` draws `any` targets.
+    pub fn new(
+        faults: &[Fault],
+        voters: u32,
+        learners: u32,
+        has_leader: bool,
+        seed: u64,
+    ) -> Schedule {
         let mut events = Vec::new();
         for (i, f) in faults.iter().enumerate() {
             events.push((f.at, i, false));
@@ -619,13 +738,16 @@ impl Schedule {
                     action: f.action.name(),
                     target: f.action.target_name(),
                     node: None,
+                    added: None,
                     started: None,
                     ended: None,
                     error: None,
                 })
                 .collect(),
             faults: faults.to_vec(),
-            nodes,
+            nodes: voters + learners,
+            voters: (0..voters).collect(),
+            ever_voted: (0..voters).collect(),
             has_leader,
             seed,
             events,
@@ -686,10 +808,16 @@ impl Schedule {
             Target::Leader => lead.ok_or_else(|| "no node leads at this moment".into()),
             Target::Follower => {
                 let lead = lead.ok_or("no node leads at this moment, so none follows")?;
-                (0..self.nodes)
+                self.voters
+                    .iter()
+                    .copied()
                     .find(|n| *n != lead)
                     .ok_or_else(|| "the cluster has no follower".into())
             }
+            Target::Learner => (0..self.nodes)
+                .filter(|n| !self.voters.contains(n))
+                .min_by_key(|n| (self.ever_voted.contains(n), *n))
+                .ok_or_else(|| "every node of the cluster votes: there is no learner".into()),
             Target::Any => {
                 // SplitMix64 of the seed and the fault count so far: reproducible per point.
                 let mut z = self
@@ -698,13 +826,62 @@ impl Schedule {
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
                 z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-                Ok(((z ^ (z >> 31)) % u64::from(self.nodes)) as u32)
+                let voters: Vec<u32> = self.voters.iter().copied().collect();
+                voters
+                    .get(((z ^ (z >> 31)) % voters.len().max(1) as u64) as usize)
+                    .copied()
+                    .ok_or_else(|| "the cluster has no voter".into())
             }
+        }
+    }
+
+    /// Resolves a reconfigure's nodes and has the cluster choose the change.
+    fn reconfigure(
+        &mut self,
+        host: &mut dyn FaultHost,
+        i: usize,
+        add: Option<Target>,
+        remove: Option<Target>,
+        now: SystemTime,
+    ) {
+        let mut node = |key: &str, t: Option<Target>| match t {
+            None => Ok(None),
+            Some(t) => self
+                .resolve(host, t)
+                .map(Some)
+                .map_err(|why| format!("{key} {}: {why}", t.name())),
+        };
+        let resolved = node("remove", remove).and_then(|r| Ok((r, node("add", add)?)));
+        let (removed, added) = match resolved {
+            Ok(nodes) => nodes,
+            Err(why) => {
+                self.outcomes[i].error = Some(why);
+                return;
+            }
+        };
+        let o = &mut self.outcomes[i];
+        (o.node, o.added) = (removed, added);
+        match host.reconfigure(added.map(NodeId), removed.map(NodeId)) {
+            Ok(chosen) => {
+                o.started = Some(now);
+                o.ended = Some(chosen);
+                if let Some(r) = removed {
+                    self.voters.remove(&r);
+                }
+                if let Some(a) = added {
+                    self.voters.insert(a);
+                    self.ever_voted.insert(a);
+                }
+            }
+            Err(e) => o.error = Some(format!("{e:#}")),
         }
     }
 
     fn start(&mut self, host: &mut dyn FaultHost, i: usize, now: SystemTime) {
         let action = self.faults[i].action.clone();
+        if let Action::Reconfigure { add, remove } = action {
+            return self.reconfigure(host, i, add, remove, now);
+        }
         let node = match action.target() {
             Some(t) => match self.resolve(host, t) {
                 Ok(n) => Some(n),
@@ -819,7 +996,7 @@ impl Schedule {
                     .flat_map(|p| both(n, *p, f))
                     .collect()
             }
-            Action::Kill { .. } | Action::Pause { .. } => Vec::new(),
+            Action::Kill { .. } | Action::Pause { .. } | Action::Reconfigure { .. } => Vec::new(),
         }
     }
 
@@ -860,6 +1037,8 @@ mod tests {
         log: Vec<String>,
         fail_signals: bool,
         links: BTreeMap<u32, Vec<(NodeId, LinkFault)>>,
+        /// The cluster refuses membership changes with this reason.
+        refuse: Option<&'static str>,
     }
 
     impl FaultHost for Fake {
@@ -884,6 +1063,19 @@ mod tests {
         ) -> anyhow::Result<()> {
             self.links.insert(node.0, links.to_vec());
             Ok(())
+        }
+        fn reconfigure(
+            &mut self,
+            add: Option<NodeId>,
+            remove: Option<NodeId>,
+        ) -> anyhow::Result<SystemTime> {
+            if let Some(why) = self.refuse {
+                anyhow::bail!("refused: {why}");
+            }
+            let id = |n: Option<NodeId>| n.map_or("-".into(), |n| n.0.to_string());
+            self.log
+                .push(format!("reconfigure +{} -{}", id(add), id(remove)));
+            Ok(SystemTime::UNIX_EPOCH + Duration::from_millis(7))
         }
     }
 
@@ -937,7 +1129,7 @@ mod tests {
         assert_eq!(err("at_s = -1\naction = \"kill\"\ntarget = 0").0, "at_s");
         assert!(err("at_s = 1\naction = \"kill\"\ntarget = \"boss\"")
             .1
-            .contains("\"leader\", \"follower\", \"any\" or a node id"));
+            .contains("\"leader\", \"follower\", \"any\", \"learner\" or a node id"));
         assert!(err("at_s = 1\naction = \"explode\"\ntarget = 0")
             .1
             .contains("explode"));
@@ -951,7 +1143,7 @@ mod tests {
     fn a_kill_of_the_leader_resolves_it_then_restarts_it() {
         let f =
             parse("at_s = 2\naction = \"kill\"\ntarget = \"leader\"\nrestart_after_s = 2").unwrap();
-        let mut s = Schedule::new(&[f], 3, true, 1);
+        let mut s = Schedule::new(&[f], 3, 0, true, 1);
         let mut host = Fake {
             leader: Some((NodeId(1), ballot(3, 1))),
             ..Fake::default()
@@ -975,7 +1167,7 @@ mod tests {
         let kill = parse("at_s = 0\naction = \"kill\"\ntarget = \"leader\"").unwrap();
         let pause = parse("at_s = 0\naction = \"pause\"\ntarget = 0\nfor_s = 1").unwrap();
         let late = parse("at_s = 5\naction = \"pause\"\ntarget = 0\nfor_s = 1").unwrap();
-        let mut s = Schedule::new(&[kill, pause, late], 3, true, 1);
+        let mut s = Schedule::new(&[kill, pause, late], 3, 0, true, 1);
         let mut host = Fake {
             fail_signals: true,
             ..Fake::default()
@@ -1001,7 +1193,7 @@ mod tests {
         let kill = parse("at_s = 0\naction = \"kill\"\ntarget = \"leader\"").unwrap();
         let pause =
             parse("at_s = 0\naction = \"pause\"\ntarget = \"follower\"\nfor_s = 1").unwrap();
-        let mut s = Schedule::new(&[kill, pause], 3, false, 1);
+        let mut s = Schedule::new(&[kill, pause], 3, 0, false, 1);
         let mut host = Fake::default();
         s.step(&mut host, Duration::ZERO, SystemTime::UNIX_EPOCH);
         assert_eq!(host.log, ["KILL 0", "STOP 1"]);
@@ -1019,7 +1211,7 @@ mod tests {
         let delay =
             parse("at_s = 1\naction = \"delay\"\ntarget = 0\npeer = 1\ndelay_ms = 30\nfor_s = 5")
                 .unwrap();
-        let mut s = Schedule::new(&[isolate, delay], 3, true, 1);
+        let mut s = Schedule::new(&[isolate, delay], 3, 0, true, 1);
         let mut host = Fake::default();
         let t = SystemTime::UNIX_EPOCH;
         s.step(&mut host, Duration::ZERO, t);
@@ -1075,7 +1267,7 @@ mod tests {
     fn a_node_killed_during_a_partition_gets_it_again_when_it_restarts() {
         let kill = parse("at_s = 0\naction = \"kill\"\ntarget = 0\nrestart_after_s = 2").unwrap();
         let cut = parse("at_s = 1\naction = \"partition\"\ntarget = 0\nfor_s = 5").unwrap();
-        let mut s = Schedule::new(&[kill, cut], 3, true, 1);
+        let mut s = Schedule::new(&[kill, cut], 3, 0, true, 1);
         let mut host = Fake::default();
         let t = SystemTime::UNIX_EPOCH;
         s.step(&mut host, Duration::from_secs(1), t);
@@ -1087,5 +1279,127 @@ mod tests {
             2,
             "the restarted node is cut off again"
         );
+    }
+
+    #[test]
+    fn a_reconfigure_names_its_nodes_with_add_and_remove() {
+        let f =
+            parse("at_s = 2\naction = \"reconfigure\"\nremove = \"follower\"\nadd = 3").unwrap();
+        assert_eq!(
+            f.action,
+            Action::Reconfigure {
+                add: Some(Target::Node(3)),
+                remove: Some(Target::Follower)
+            }
+        );
+        assert_eq!(f.action.target_name(), "remove follower add 3");
+        assert_eq!(f.action.span(), None, "it ends when chosen");
+        let err =
+            |text: &str| parse(&format!("at_s = 1\naction = \"reconfigure\"\n{text}")).unwrap_err();
+        assert_eq!(err("").1, "`reconfigure` needs `add`, `remove` or both");
+        assert!(err("add = \"leader\"").1.contains("is a voter already"));
+        assert!(err("remove = \"learner\"")
+            .1
+            .contains("votes in no configuration"));
+        assert_eq!(err("target = 1\nadd = 3").0, "target");
+        assert_eq!(err("add = 3\nfor_s = 1").0, "for_s");
+        assert_eq!(
+            err("add = 2\nremove = 2").1,
+            "node 2 is both added and removed"
+        );
+        assert_eq!(
+            parse("at_s = 1\naction = \"kill\"\ntarget = 0\nadd = 3")
+                .unwrap_err()
+                .0,
+            "add"
+        );
+        // Node ids are checked against every node, learners included.
+        let f = parse("at_s = 1\naction = \"reconfigure\"\nadd = 4\nremove = 0").unwrap();
+        assert!(f.check(5, Duration::from_secs(5)).is_ok());
+        assert_eq!(
+            f.check(4, Duration::from_secs(5)).unwrap_err(),
+            ("add".into(), "node 4 is not in a cluster of 4".into())
+        );
+    }
+
+    #[test]
+    fn replacements_resolve_among_the_voters_the_schedule_left() {
+        let replace = |at: u32| {
+            parse(&format!(
+                "at_s = {at}\naction = \"reconfigure\"\nremove = \"follower\"\nadd = \"learner\""
+            ))
+            .unwrap()
+        };
+        let leader =
+            parse("at_s = 3\naction = \"reconfigure\"\nremove = \"leader\"\nadd = \"learner\"")
+                .unwrap();
+        let kill = parse("at_s = 4\naction = \"kill\"\ntarget = \"follower\"").unwrap();
+        // Voters 0-2, learners 3 and 4; node 0 leads.
+        let mut s = Schedule::new(&[replace(1), replace(2), leader, kill], 3, 2, true, 1);
+        let mut host = Fake {
+            leader: Some((NodeId(0), ballot(1, 0))),
+            ..Fake::default()
+        };
+        let t = SystemTime::UNIX_EPOCH;
+        s.step(&mut host, Duration::from_secs(2), t);
+        // The first follower (1) gives way to a learner that never voted (3), then the next
+        // follower (2) to the other (4).
+        assert_eq!(host.log, ["reconfigure +3 -1", "reconfigure +4 -2"]);
+        // No learner is left that never voted: the removed voter with the lowest id comes back.
+        s.step(&mut host, Duration::from_secs(3), t);
+        assert_eq!(host.log[2], "reconfigure +1 -0");
+        // Voters {1, 3, 4} with node 3 leading: the follower now is node 1.
+        host.leader = Some((NodeId(3), ballot(2, 3)));
+        s.step(&mut host, Duration::from_secs(4), t);
+        assert_eq!(host.log[3], "KILL 1");
+        let o = &s.outcomes()[0];
+        assert_eq!(
+            (o.node, o.added, o.error.as_deref()),
+            (Some(1), Some(3), None)
+        );
+        assert_eq!(
+            o.ended,
+            Some(t + Duration::from_millis(7)),
+            "ends when chosen"
+        );
+    }
+
+    #[test]
+    fn a_refused_change_is_recorded_and_changes_nothing() {
+        let change = |at: u32| {
+            let text = format!(
+                "at_s = {at}\naction = \"reconfigure\"\nremove = \"follower\"\nadd = \"learner\""
+            );
+            parse(&text).unwrap()
+        };
+        let mut s = Schedule::new(&[change(1), change(2)], 3, 1, true, 1);
+        let mut host = Fake {
+            leader: Some((NodeId(0), ballot(1, 0))),
+            refuse: Some("node 3 is not one of the cluster's nodes"),
+            ..Fake::default()
+        };
+        let t = SystemTime::UNIX_EPOCH;
+        s.step(&mut host, Duration::from_secs(1), t);
+        host.refuse = None;
+        s.step(&mut host, Duration::from_secs(2), t);
+        let o = s.outcomes();
+        assert_eq!(
+            o[0].error.as_deref(),
+            Some("refused: node 3 is not one of the cluster's nodes")
+        );
+        assert!(o[0].started.is_none(), "not applied");
+        // The refused change left the voters as they were: the same replacement again.
+        assert_eq!(host.log, ["reconfigure +3 -1"]);
+        assert!(o[1].started.is_some() && o[1].error.is_none());
+        // Every node votes: no learner to add, and nothing is sent.
+        let add = parse("at_s = 0\naction = \"reconfigure\"\nadd = \"learner\"").unwrap();
+        let mut s = Schedule::new(&[add], 3, 0, true, 1);
+        let mut host = Fake::default();
+        s.step(&mut host, Duration::ZERO, t);
+        assert_eq!(
+            s.outcomes()[0].error.as_deref(),
+            Some("add learner: every node of the cluster votes: there is no learner")
+        );
+        assert!(host.log.is_empty());
     }
 }

@@ -14,7 +14,7 @@ use node::config::ClusterConfig;
 use paxos::{Ballot, NodeId, Role};
 use wire::NodeStatus;
 
-use crate::faults::{note_leader, FaultHost, LeaderSeen, LinkFault, Signal};
+use crate::faults::{note_leader, FaultHost, LeaderSeen, LinkFault, Signal, RECONFIGURE_TIMEOUT};
 use crate::launcher::Cluster;
 
 /// How long a node has to answer a status request before it counts as not answering.
@@ -127,6 +127,34 @@ impl StatusPoller {
             }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => anyhow::bail!("no answer within {IMPAIR_TIMEOUT:?}"),
+        }
+    }
+}
+
+impl StatusPoller {
+    /// Has the cluster choose a membership change: `add` becomes a voter, `remove` stops being
+    /// one. When it was chosen, or why not (refused, no answer within
+    /// [`RECONFIGURE_TIMEOUT`]).
+    pub async fn reconfigure(
+        &self,
+        add: Option<NodeId>,
+        remove: Option<NodeId>,
+    ) -> anyhow::Result<SystemTime> {
+        // A session of its own (its id carries the time it began), so its request ids never
+        // meet a generator's.
+        let session = node::client::new_session(u64::from(std::process::id()));
+        let mut client =
+            node::client::KvClient::new(self.endpoint.clone(), self.nodes.clone(), session);
+        let op = paxos::Op::Reconfigure {
+            add: add.into_iter().collect(),
+            remove: remove.into_iter().collect(),
+        };
+        match tokio::time::timeout(RECONFIGURE_TIMEOUT, client.call(op)).await {
+            Ok(Ok(paxos::Outcome::Done)) => Ok(SystemTime::now()),
+            Ok(Ok(paxos::Outcome::Refused(why))) => anyhow::bail!("refused: {why}"),
+            Ok(Ok(other)) => anyhow::bail!("unexpected answer: {other:?}"),
+            Ok(Err(e)) => Err(e.into()),
+            Err(_) => anyhow::bail!("not chosen within {RECONFIGURE_TIMEOUT:?}"),
         }
     }
 }
@@ -266,5 +294,13 @@ impl FaultHost for LiveCluster<'_> {
 
     fn impair_links(&mut self, node: NodeId, links: &[(NodeId, LinkFault)]) -> anyhow::Result<()> {
         self.rt.block_on(self.poller.impair(node, links))
+    }
+
+    fn reconfigure(
+        &mut self,
+        add: Option<NodeId>,
+        remove: Option<NodeId>,
+    ) -> anyhow::Result<SystemTime> {
+        self.rt.block_on(self.poller.reconfigure(add, remove))
     }
 }

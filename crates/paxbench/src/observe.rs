@@ -40,6 +40,7 @@ pub fn fault_records(
             action: o.action.name().to_string(),
             target: o.target.clone(),
             node: o.node,
+            added: o.added,
             at_s: o
                 .started
                 .map_or(f.at.as_secs_f64(), |t| secs_since(window_start, t)),
@@ -75,7 +76,7 @@ pub fn timeline(
         .collect();
     let mut markers = Vec::new();
     for r in records.iter().filter(|r| r.applied) {
-        let whom = r.node.map_or(r.target.clone(), |n| format!("node {n}"));
+        let whom = r.whom();
         markers.push(Marker {
             t_ms: r.at_s * 1000.0,
             kind: MarkerKind::FaultStart,
@@ -85,6 +86,7 @@ pub fn timeline(
             let undo = match r.action.as_str() {
                 "kill" => "restart",
                 "pause" => "resume",
+                "reconfigure" => "chosen:",
                 _ => "heal",
             };
             markers.push(Marker {

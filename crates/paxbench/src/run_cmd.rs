@@ -548,7 +548,7 @@ impl Runner<'_> {
         // Faults need the cluster on this thread, so the load runs on another.
         let mut schedule = (!faults.is_empty()).then(|| {
             let seed = exp.workload.seed ^ (u64::from(rep) << 32) ^ level_index as u64;
-            Schedule::new(faults, g.nodes, multi, seed)
+            Schedule::new(faults, g.nodes, g.learners, multi, seed)
         });
         // With learners the watch also samples how far behind the leader they are.
         let watch = if (exp.wants_timeline() && multi) || g.learners > 0 {

@@ -188,3 +188,89 @@ fn walk(dir: &Path) -> Vec<String> {
     }
     out
 }
+
+#[test]
+fn a_follower_and_then_the_leader_are_replaced_during_a_run() {
+    // Three voters and two learners; a follower gives way to learner 3, then the leader to
+    // learner 4, under open-loop load.
+    let (_dir, run) = run(r#"
+name = "reconfig-test"
+protocols = ["multi-paxos"]
+warmup_s = 0.5
+duration_s = 4.0
+
+[cluster]
+nodes = 3
+learners = 2
+
+[workload]
+keys = 1000
+read_fraction = 0.5
+hot_keys = 8
+hot_fraction = 0.5
+
+[load]
+mode = "open"
+rates = [400]
+timeout_ms = 1500
+
+[[faults]]
+at_s = 1.0
+action = "reconfigure"
+remove = "follower"
+add = 3
+
+[[faults]]
+at_s = 2.5
+action = "reconfigure"
+remove = "leader"
+add = 4
+"#);
+    let points = points(&run);
+    let p = &points[0];
+    let faults = p["faults"].as_array().expect("faults recorded");
+    for f in faults {
+        assert_eq!(f["applied"], true, "{f}");
+        assert!(f["error"].is_null(), "{f}");
+        let (at, end) = (f["at_s"].as_f64().unwrap(), f["end_s"].as_f64().unwrap());
+        assert!(end >= at, "chosen after it was sent: {f}");
+    }
+    let leader0 = faults[1]["node"].as_u64().expect("the leader was resolved");
+    assert_eq!(faults[0]["added"], 3);
+    assert_eq!(faults[1]["added"], 4);
+    let follower = faults[0]["node"].as_u64().unwrap();
+    assert_ne!(follower, leader0, "the follower is not the leader");
+    assert_eq!(p["leader_changed"], true, "the removed leader stepped down");
+    // The new leader is a voter of the new configuration.
+    let id = p["point_id"].as_str().unwrap();
+    let markers =
+        std::fs::read_to_string(run.join("timeline").join(format!("{id}.markers.csv"))).unwrap();
+    let last_leader: u64 = markers
+        .lines()
+        .rfind(|l| l.contains("leader_change"))
+        .and_then(|l| l.split("\"leader ").nth(1))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a leader change marked");
+    let voters: Vec<u64> = (0..5).filter(|n| *n != follower && *n != leader0).collect();
+    assert!(
+        voters.contains(&last_leader),
+        "leader {last_leader}: {markers}"
+    );
+    assert!(markers.contains("chosen: remove node"), "{markers}");
+    // What the clients saw through both changes is linearizable, and nothing acknowledged
+    // was lost.
+    let lin = &p["linearizable"];
+    assert_eq!(lin["verdict"], "linearizable", "{lin}");
+    assert_eq!(lin["final_reads"]["lost"], 0, "{lin}");
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    let table = summary
+        .split("## Membership changes")
+        .nth(1)
+        .expect("a Membership changes section");
+    assert!(
+        table.contains(&format!("remove node {follower}, add node 3"))
+            && table.contains(&format!("remove node {leader0}, add node 4")),
+        "{table}"
+    );
+}

@@ -157,6 +157,88 @@ impl Availability {
     }
 }
 
+/// How long after a membership change was sent its figures look: through the change being
+/// chosen, the removed leader stepping down and the new voters electing one.
+pub const CHANGE_SPAN_MS: f64 = 2000.0;
+
+/// Throughput through one membership change (an applied `reconfigure` fault), from the point's
+/// timeline. Rates are completions over whole 100 ms buckets inside the stated span, so at
+/// bucket resolution; `None` where no bucket lies wholly inside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeFigures {
+    /// What changed: `remove node 1, add node 3`.
+    pub change: String,
+    /// When it was sent, ms from the start of the measured window.
+    pub sent_ms: f64,
+    /// From sent to chosen (acknowledged), ms.
+    pub chosen_after_ms: Option<f64>,
+    /// Completions per second over the second before it was sent.
+    pub before_ops: Option<f64>,
+    /// Completions per second over the [`CHANGE_SPAN_MS`] from when it was sent.
+    pub through_ops: Option<f64>,
+    /// The lowest completion rate of one bucket in that span (per second).
+    pub lowest_ops: Option<f64>,
+    /// The longest run of buckets with no completion in that span, ms.
+    pub gap_ms: Option<u64>,
+    /// From sent to the first leader change marked after it (before the next fault), ms:
+    /// a change that removed the leader has one.
+    pub to_new_leader_ms: Option<f64>,
+}
+
+/// The figures of every applied `reconfigure` in `faults`, in order.
+pub fn membership_changes(timeline: &Timeline, faults: &[FaultRecord]) -> Vec<ChangeFigures> {
+    let mut rows: Vec<&TimelineRow> = timeline.rows.iter().filter(|r| r.width_ms > 0).collect();
+    rows.sort_by_key(|r| r.t_ms);
+    let inside = |a: f64, b: f64| -> Vec<&TimelineRow> {
+        rows.iter()
+            .filter(|r| r.t_ms as f64 >= a && r.end_ms() as f64 <= b)
+            .copied()
+            .collect()
+    };
+    let rate = |rs: &[&TimelineRow]| {
+        let ms: u64 = rs.iter().map(|r| r.width_ms).sum();
+        (ms > 0).then(|| rs.iter().map(|r| r.completions).sum::<u64>() as f64 * 1000.0 / ms as f64)
+    };
+    let starts: Vec<f64> = faults
+        .iter()
+        .filter(|f| f.applied)
+        .map(|f| f.at_s * 1000.0)
+        .collect();
+    faults
+        .iter()
+        .filter(|f| f.applied && f.action == "reconfigure")
+        .map(|f| {
+            let sent = f.at_s * 1000.0;
+            let span = inside(sent, sent + CHANGE_SPAN_MS);
+            let next_fault = starts
+                .iter()
+                .copied()
+                .filter(|t| *t > sent)
+                .fold(f64::INFINITY, f64::min);
+            ChangeFigures {
+                change: f.whom(),
+                sent_ms: sent,
+                chosen_after_ms: f.end_s.map(|e| e * 1000.0 - sent),
+                before_ops: rate(&inside(sent - 1000.0, sent)),
+                through_ops: rate(&span),
+                lowest_ops: span
+                    .iter()
+                    .map(|r| r.completions_per_s())
+                    .min_by(f64::total_cmp),
+                gap_ms: longest_gap(&span).map(|(len, _)| len),
+                to_new_leader_ms: timeline
+                    .markers
+                    .iter()
+                    .filter(|m| {
+                        m.kind == MarkerKind::LeaderChange && m.t_ms >= sent && m.t_ms < next_fault
+                    })
+                    .map(|m| m.t_ms - sent)
+                    .min_by(f64::total_cmp),
+            }
+        })
+        .collect()
+}
+
 /// The longest time (ms) with no completion between the first row's start and the last row's
 /// end, and where it starts; `None` without rows. `rows` are in time order.
 fn longest_gap(rows: &[&TimelineRow]) -> Option<(u64, u64)> {
@@ -299,6 +381,7 @@ mod tests {
             action: "kill".into(),
             target: "leader".into(),
             node: None,
+            added: None,
             at_s: 2.0,
             end_s: Some(4.0),
             applied: false,
@@ -380,5 +463,57 @@ mod tests {
         assert_eq!(a.longest_gap_ms, None);
         assert_eq!(a.to_half_throughput_ms, None);
         assert_eq!(a.failed_during_fault, 0);
+    }
+
+    fn record(action: &str, at_s: f64, end_s: Option<f64>, applied: bool) -> FaultRecord {
+        FaultRecord {
+            action: action.into(),
+            target: "remove leader add 4".into(),
+            node: Some(0),
+            added: Some(4),
+            at_s,
+            end_s,
+            applied,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_membership_change_gets_its_throughput_before_and_through_it() {
+        // 1000 ops/s steady; the leader is replaced at 2 s, chosen at 2.01 s; nothing
+        // completes over [2.1 s, 2.4 s); a new leader at 2.35 s. A later kill at 3 s bounds the
+        // leader-change search; a change that was not applied has no figures.
+        let mut rows = steady();
+        silence(&mut rows, 2100, 2400);
+        at(&mut rows, 2400).completions = 50;
+        let timeline = Timeline {
+            rows,
+            markers: vec![
+                marker(2350.0, MarkerKind::LeaderChange, "leader 2, ballot 2.2"),
+                marker(3500.0, MarkerKind::LeaderChange, "leader 3, ballot 3.3"),
+            ],
+        };
+        let faults = [
+            record("reconfigure", 2.0, Some(2.01), true),
+            record("kill", 3.0, None, true),
+            record("reconfigure", 4.0, None, false),
+        ];
+        let changes = membership_changes(&timeline, &faults);
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        let c = &changes[0];
+        assert_eq!(c.change, "remove node 0, add node 4");
+        assert!((c.chosen_after_ms.unwrap() - 10.0).abs() < 1e-6);
+        assert_eq!(c.before_ops, Some(1000.0));
+        // 2 s from 2.0 s: 20 buckets, 3 of them empty and one with 50 of 100.
+        assert_eq!(c.through_ops, Some((16.0 * 100.0 + 50.0) * 1000.0 / 2000.0));
+        assert_eq!(c.lowest_ops, Some(0.0));
+        assert_eq!(c.gap_ms, Some(300));
+        assert_eq!(c.to_new_leader_ms, Some(350.0));
+        // The 3.5 s leader change comes after the kill: not this change's.
+        let late = Timeline {
+            markers: vec![marker(3500.0, MarkerKind::LeaderChange, "leader 3")],
+            ..timeline
+        };
+        assert_eq!(membership_changes(&late, &faults)[0].to_new_leader_ms, None);
     }
 }

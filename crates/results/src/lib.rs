@@ -48,7 +48,9 @@
 //! links to the timeline plots) with a warning line for each fault that was not applied (or
 //! not undone cleanly), and
 //! `summary.csv` the same figures per point. `availability` is recomputed from `timeline/`
-//! whenever that is there, so `paxbench report` re-derives it from the raw files.
+//! whenever that is there, so `paxbench report` re-derives it from the raw files. A point with
+//! `reconfigure` faults and a timeline also gets a row per change in a Membership changes
+//! section (see [`ChangeFigures`]), computed from the timeline alone.
 //!
 //! Definitions used throughout:
 //!
@@ -91,7 +93,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-pub use availability::{fault_windows, Availability, FaultWindow};
+pub use availability::{
+    fault_windows, membership_changes, Availability, ChangeFigures, FaultWindow, CHANGE_SPAN_MS,
+};
 pub use contention::{Contention, CounterValues, NodeCounters, PerCommand, Stall, TrafficValues};
 pub use headline::{fixed_params, groups, headlines, Group, Headline, Stat};
 pub use hist::{read_interval_log, read_intervals, read_merged, read_timed_intervals};

@@ -160,9 +160,13 @@ pub struct FaultRecord {
     /// Whom it was aimed at, as configured: `leader`, `follower`, `2`...
     #[serde(default)]
     pub target: String,
-    /// The node the target resolved to; `None` when it did not resolve to one node.
+    /// The node the target resolved to (a `reconfigure`: the voter it removed); `None` when it
+    /// did not resolve to one node.
     #[serde(default)]
     pub node: Option<u32>,
+    /// A `reconfigure`: the node it made a voter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<u32>,
     /// When it was applied (or was to be).
     pub at_s: f64,
     /// When it was undone (restart, resume, heal); `None` when it was not undone in the window.
@@ -184,6 +188,22 @@ impl FaultRecord {
             start_ms: self.at_s * 1000.0,
             end_ms: self.end_s.map(|e| e * 1000.0),
         })
+    }
+
+    /// Whom it hit, once resolved: `node 2`, or for a `reconfigure` `remove node 1, add node 3`;
+    /// the target as configured when it did not resolve.
+    pub fn whom(&self) -> String {
+        if self.action == "reconfigure" && (self.node.is_some() || self.added.is_some()) {
+            let remove = self.node.map(|n| format!("remove node {n}"));
+            let add = self.added.map(|n| format!("add node {n}"));
+            return [remove, add]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+        }
+        self.node
+            .map_or(self.target.clone(), |n| format!("node {n}"))
     }
 
     /// `kill leader at 2.0 s–4.0 s`: what was configured (to 0.1 s), without the resolved node.

@@ -54,6 +54,7 @@ pub fn markdown(run: &Run) -> String {
     s.push_str(&load_levels_section(run));
     s.push_str(&crate::search::section(run));
     s.push_str(&availability_section(run));
+    s.push_str(&membership_section(run));
     s.push_str(&contention_section(run));
     s.push_str(&costs_section(run));
     s.push_str(&learners_section(run));
@@ -335,6 +336,56 @@ fn points_table(run: &Run) -> String {
         }
     }
     s
+}
+
+/// `## Membership changes`: one row per membership change (`reconfigure` fault) applied in a
+/// point with a timeline: what changed, how long it took to be chosen, and the throughput
+/// before and through it. Empty when no point had one.
+fn membership_section(run: &Run) -> String {
+    let mut rows = String::new();
+    for g in groups(run) {
+        for (level, ps) in g.by_load() {
+            for p in ps {
+                let Some(tl) = run.timelines.get(&p.point_id) else {
+                    continue;
+                };
+                for c in crate::availability::membership_changes(tl, &p.faults) {
+                    let ms = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.0}"));
+                    let _ = writeln!(
+                        rows,
+                        "| {} | {} | {} | {} (rep {}) | {} | {:.1} | {} | {} | {} | {} | {} | {} |",
+                        g.protocol,
+                        config_text(&g.varying),
+                        fmt_num(level),
+                        cell(&p.point_id),
+                        p.repetition,
+                        cell(&c.change),
+                        c.sent_ms / 1000.0,
+                        ms(c.chosen_after_ms),
+                        ms(c.before_ops),
+                        ms(c.through_ops),
+                        ms(c.lowest_ops),
+                        c.gap_ms.map_or("–".into(), |g| g.to_string()),
+                        ms(c.to_new_leader_ms),
+                    );
+                }
+            }
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## Membership changes\n\n| protocol | config | load | point | change | sent at (s) | chosen after (ms) | ops/s, 1 s before | ops/s, {span} s from it | lowest 100 ms (ops/s) | longest gap (ms) | new leader after (ms) |\n\
+         |---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n{rows}\n\
+         A change is sent through the log when its fault is due and chosen when the cluster \
+         acknowledges it; it governs the slots from `window` after the one it was chosen in. \
+         Rates are completions over the timeline's whole 100 ms buckets in the span; a change \
+         that removes the leader makes it step down, and the new voters elect one (new leader \
+         after: the first leader change seen after the change was sent, before the next \
+         fault).\n\n",
+        span = crate::availability::CHANGE_SPAN_MS / 1000.0
+    )
 }
 
 /// Whether learners answered the point's Gets from their own state: not linearizable.
@@ -1170,7 +1221,11 @@ fn availability_section(run: &Run) -> String {
                 } else {
                     "fault NOT applied"
                 };
-                let node = f.node.map(|n| format!(" (node {n})")).unwrap_or_default();
+                let node = if f.node.is_some() || f.added.is_some() {
+                    format!(" ({})", f.whom())
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(
                     s,
                     "- ⚠ {what}: point {} ({}, rep {}): {}{node}: {}",

@@ -61,6 +61,7 @@ fn fault(action: &str, target: &str, applied: bool, error: Option<&str>) -> Faul
         action: action.into(),
         target: target.into(),
         node: applied.then_some(1),
+        added: None,
         at_s: 2.0,
         end_s: Some(4.0),
         applied,
