@@ -44,10 +44,10 @@ pub struct Availability {
     #[serde(default)]
     pub longest_gap_start_ms: Option<u64>,
     /// Recovery through a new leader: from the first fault's start to the start of the first
-    /// bucket that begins at or after the first leader change marked at or after the fault,
-    /// and has a completion (ms). Within one bucket width of the first completion after that
-    /// leader change. `None` when no leader change was marked after the fault (as for Basic
-    /// Paxos, which has no leader) or nothing completed after it.
+    /// bucket that begins at or after the first leader change marked at or after the fault
+    /// (and before the next fault starts), and has a completion (ms). Within one bucket width
+    /// of the first completion after that leader change. `None` when no such leader change was
+    /// marked (as for Basic Paxos, which has no leader) or nothing completed after it.
     #[serde(default)]
     pub to_new_leader_ms: Option<f64>,
     /// Recovery of throughput, defined for every protocol: from the first fault's start to the
@@ -94,10 +94,18 @@ impl Availability {
 
         let gap = longest_gap(&rows);
 
+        // A leader change after the next fault started is that fault's.
+        let next_fault = faults
+            .iter()
+            .map(|f| f.start_ms)
+            .filter(|t| *t > fault)
+            .fold(f64::INFINITY, f64::min);
         let leader_change = timeline
             .markers
             .iter()
-            .filter(|m| m.kind == MarkerKind::LeaderChange && m.t_ms >= fault)
+            .filter(|m| {
+                m.kind == MarkerKind::LeaderChange && m.t_ms >= fault && m.t_ms < next_fault
+            })
             .map(|m| m.t_ms)
             .min_by(f64::total_cmp);
         let to_new_leader_ms = leader_change.and_then(|l| {
@@ -360,6 +368,10 @@ mod tests {
         let a = Availability::compute(&t, &[kill(2000.0, Some(4000.0))]).unwrap();
         assert_eq!(a.longest_gap_ms, Some(700));
         assert_eq!(a.to_new_leader_ms, Some(700.0));
+        // A second fault before the leader change owns it: none for the first.
+        let a =
+            Availability::compute(&t, &[kill(2000.0, Some(4000.0)), kill(2400.0, None)]).unwrap();
+        assert_eq!(a.to_new_leader_ms, None);
     }
 
     #[test]

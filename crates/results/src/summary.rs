@@ -1309,7 +1309,7 @@ fn availability_section(run: &Run) -> String {
          point, at the timeline's bucket resolution. Longest gap: the longest run of buckets \
          with no completion, anywhere in the window. To new leader: from the fault to the first \
          bucket with a completion that starts at or after the first leader change following \
-         it. To ½ throughput: from the fault to the first bucket from it on whose completion \
+         it (and before the next fault). To ½ throughput: from the fault to the first bucket from it on whose completion \
          rate is at least half the median rate of the buckets before it (defined without a \
          leader, as for Basic Paxos). p99 before → after: the highest bucket p99 in the second \
          before the fault and in the second from it, an upper bound on each second's p99. \
