@@ -140,9 +140,19 @@ pub fn check_history(history: &History, budget: Duration) -> LinearizabilityResu
 /// A client of the cluster in `file` with session `client`; `None` if the file or its client
 /// certificate cannot be read. Must be called inside a tokio runtime.
 pub fn cluster_client(file: &Path, client: ClientId) -> Option<KvClient> {
+    client_of(file, client, false)
+}
+
+/// [`cluster_client`], or with `through_log` one that leaves out the nodes that answer a `Get`
+/// from their own state (learners under `reads = "learner"`), so its reads go through the log.
+fn client_of(file: &Path, client: ClientId, through_log: bool) -> Option<KvClient> {
     let cluster = ClusterConfig::load(file).ok()?;
     let certs = cluster.client_certs().ok()?;
-    let (endpoint, nodes) = cluster.client_endpoint(&certs).ok()?;
+    let (endpoint, mut nodes) = cluster.client_endpoint(&certs).ok()?;
+    if through_log {
+        let local = cluster.learner_readers();
+        nodes.retain(|(n, _)| !local.contains(n));
+    }
     Some(KvClient::new(endpoint, nodes, client))
 }
 
@@ -153,7 +163,8 @@ const READ_BACK_CLIENTS: usize = 16;
 /// final reads of [`lincheck::lost_writes`]. They come from sessions of their own, numbered
 /// past every client of the history, on the history's clock (ns from its `origin_unix_ns`, on
 /// this machine's wall clock, which is the clock a remote history was shifted onto), and never
-/// before the last instant the history holds. A key that could not be read within `budget`
+/// before the last instant the history holds. They go through the log, never to a learner that
+/// answers from its own state. A key that could not be read within `budget`
 /// (all of them, if the cluster cannot be reached) has an unknown outcome: it is counted as
 /// unread, never as read.
 pub async fn read_back(file: &Path, history: &History, budget: Duration) -> Vec<Operation> {
@@ -189,7 +200,7 @@ pub async fn read_back(file: &Path, history: &History, budget: Duration) -> Vec<
     for w in 0..workers {
         let mine: Vec<Vec<u8>> = keys.iter().skip(w).step_by(workers).cloned().collect();
         let id = first_client + w as u64;
-        let client = cluster_client(file, node::client::new_session(id));
+        let client = client_of(file, node::client::new_session(id), true);
         tasks.spawn(async move {
             let mut client = client;
             let mut out = Vec::with_capacity(mine.len());
