@@ -24,14 +24,19 @@ fn outcomes(c: &LocalCluster, cmd: &Command) -> Vec<Outcome> {
     c.replies_for(cmd).map(|r| r.outcome.clone()).collect()
 }
 
-#[test]
-fn a_learner_replaces_the_leader_which_steps_down() {
-    // Nodes 0-2 vote, node 3 learns; the window is 4 slots.
+/// Nodes 0-2 vote, node 3 learns, the window is 4 slots; and the leader they elected.
+fn voters_and_a_learner() -> (LocalCluster, NodeId) {
     let mut c = LocalCluster::new(Protocol::MultiPaxos, 4, |c: &mut Config| {
         c.learners = vec![NodeId(3)];
         c.window = 4;
     });
     let leader = c.elect(5 * SECOND).expect("a leader");
+    (c, leader)
+}
+
+#[test]
+fn a_learner_replaces_the_leader_which_steps_down() {
+    let (mut c, leader) = voters_and_a_learner();
     assert!(!c.nodes[3].voting(), "a learner does not vote");
     let change = reconfigure(1, &[3], &[leader.0]);
     c.request(leader, change.clone());
@@ -91,11 +96,7 @@ fn an_idle_change_takes_effect_and_the_successor_takes_over_at_once() {
     // No command follows the change: no-ops fill the window up to the slot it governs from,
     // the removed leader steps down, and the lowest-numbered voter of the new configuration
     // campaigns without waiting out an election timeout (500 ms).
-    let mut c = LocalCluster::new(Protocol::MultiPaxos, 4, |c: &mut Config| {
-        c.learners = vec![NodeId(3)];
-        c.window = 4;
-    });
-    let leader = c.elect(5 * SECOND).expect("a leader");
+    let (mut c, leader) = voters_and_a_learner();
     let change = reconfigure(1, &[3], &[leader.0]);
     c.request(leader, change.clone());
     c.run();
