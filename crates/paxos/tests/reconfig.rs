@@ -110,3 +110,48 @@ fn an_idle_change_takes_effect_and_the_successor_takes_over_at_once() {
     c.run();
     assert_eq!(outcomes(&c, &w), vec![Outcome::Done]);
 }
+
+#[test]
+fn a_node_added_far_behind_catches_up_from_a_snapshot_before_it_votes() {
+    // Node 3 is down from the start, so it has nothing, while the others truncate their log.
+    let mut c = LocalCluster::new(Protocol::MultiPaxos, 4, |c: &mut Config| {
+        c.learners = vec![NodeId(3)];
+        c.window = 4;
+        c.snapshot_interval = 50;
+        c.log_retain_slots = 100;
+        c.max_batch = 1;
+    });
+    c.down[3] = true;
+    let leader = c.elect(5 * SECOND).expect("a leader");
+    for r in 1..=300 {
+        c.request(leader, put(1, r, format!("k{}", r % 17).as_bytes(), b"v"));
+        if r % 50 == 0 {
+            c.run();
+        }
+    }
+    c.run();
+    let start = c.nodes[leader.0 as usize].log_start();
+    assert!(start.0 > 100, "the log was truncated: it starts at {start}");
+    let removed = (0..3).find(|n| *n != leader.0).unwrap();
+    let change = reconfigure(1, &[3], &[removed]);
+    c.request(leader, change.clone());
+    c.run();
+    assert_eq!(outcomes(&c, &change), vec![Outcome::Done]);
+    // It comes up empty: no configuration it knows makes it a voter.
+    c.down[3] = false;
+    assert!(!c.nodes[3].voting());
+    c.advance(Duration::from_millis(500));
+    assert!(
+        c.nodes[3].stats().snapshots_installed >= 1,
+        "caught up from a snapshot"
+    );
+    assert!(c.nodes[3].voting(), "votes once it executed the change");
+    // With the other remaining voter down, a write is chosen only with node 3's vote.
+    let other = (0..3).find(|n| *n != leader.0 && *n != removed).unwrap();
+    c.down[other as usize] = true;
+    let w = put(2, 1, b"k", b"after");
+    c.request(leader, w.clone());
+    c.advance(Duration::from_millis(100));
+    assert_eq!(outcomes(&c, &w), vec![Outcome::Done]);
+    assert_eq!(c.nodes[3].kv(), c.nodes[leader.0 as usize].kv());
+}
