@@ -57,6 +57,12 @@ enum Event {
         node: NodeId,
         why: String,
     },
+    /// A connection attempt made in the background ended (see [`Driver::flush`]).
+    Connected {
+        /// Index into `cfg.nodes`.
+        node: usize,
+        result: Result<Connection, String>,
+    },
 }
 
 /// When a batch's buffer has less room than this left, it gets [`BATCH_BUFFER`] more: requests
@@ -130,6 +136,8 @@ pub(crate) struct Driver {
     /// Per node of `cfg.nodes`: its connection task, and until when it is not retried.
     conns: Vec<Option<mpsc::UnboundedSender<Bytes>>>,
     down_until: Vec<Option<Instant>>,
+    /// Per node: a connection attempt is under way in the background.
+    connecting: Vec<bool>,
     batches: Vec<Batch>,
     events_tx: mpsc::UnboundedSender<Event>,
     events_rx: mpsc::UnboundedReceiver<Event>,
@@ -225,6 +233,42 @@ impl Driver {
             Mode::Open { .. } => targets.len(),
             Mode::Closed { clients, .. } => clients,
         };
+        // Connected before the load starts, so no request's latency holds a handshake; all at
+        // once, so a node that does not answer delays the start by one connect timeout at most,
+        // and before the start is fixed, so that delay is not a backlog.
+        let mut opened: Vec<(usize, Connection)> = opened
+            .into_iter()
+            .filter_map(|(id, c)| Some((cfg.nodes.iter().position(|n| n.0 == id)?, c)))
+            .collect();
+        let mut wanted: Vec<usize> = targets.iter().chain(&read_nodes).copied().collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted.retain(|ix| opened.iter().all(|(o, _)| o != ix));
+        let mut connects = tokio::task::JoinSet::new();
+        for &ix in &wanted {
+            let (id, addr) = cfg.nodes[ix];
+            let (endpoint, limit) = (cfg.endpoint.clone(), connect_timeout(&cfg));
+            connects.spawn(async move {
+                let open = tokio::time::timeout(limit, Connection::open(&endpoint, id, addr));
+                (ix, open.await)
+            });
+        }
+        let mut unreachable = Vec::new();
+        while let Some(done) = connects.join_next().await {
+            match done {
+                Ok((ix, Ok(Ok(c)))) => opened.push((ix, c)),
+                Ok((ix, other)) => {
+                    let why = match other {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "connect timed out".into(),
+                    };
+                    let id = cfg.nodes[ix].0;
+                    tracing::warn!(node = id.0, %why, "load generator cannot connect");
+                    unreachable.push(ix);
+                }
+                Err(e) => tracing::warn!(error = %e, "a connection attempt failed"),
+            }
+        }
         let pacer = Pacer::new().map_err(LoadError::Timer)?;
         let n = cfg.nodes.len();
         let start = Instant::now() + Duration::from_millis(1);
@@ -250,6 +294,7 @@ impl Driver {
             start,
             conns: vec![None; n],
             down_until: vec![None; n],
+            connecting: vec![false; n],
             batches: (0..n).map(|_| Batch::default()).collect(),
             events_tx,
             events_rx,
@@ -269,10 +314,11 @@ impl Driver {
             cfg,
         };
         d.next_send = d.next_send.map(|t| d.on_grid(t));
-        for (id, c) in opened {
-            if let Some(ix) = d.node_ix(id) {
-                d.spawn_connection(ix, c);
-            }
+        for (ix, c) in opened {
+            d.spawn_connection(ix, c);
+        }
+        for ix in unreachable {
+            d.down_until[ix] = Some(Instant::now() + RECONNECT_BACKOFF);
         }
         for i in 0..lane_count {
             let session = d.new_session(i);
@@ -284,11 +330,6 @@ impl Driver {
                 freed: VecDeque::new(),
                 ops: OpGenerator::new(&d.cfg.workload, i as u64),
             });
-        }
-        // Connected before the load starts, so no request's latency holds a handshake.
-        let readers = d.read_nodes.clone();
-        for &node in targets.iter().chain(&readers) {
-            d.ensure_connection(node).await;
         }
         Ok(d)
     }
@@ -333,39 +374,6 @@ impl Driver {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(connection_task(conn, rx, self.events_tx.clone()));
         self.conns[node] = Some(tx);
-    }
-
-    /// Opens a connection to `node` unless one is open or it failed recently; false if there
-    /// is none.
-    async fn ensure_connection(&mut self, node: usize) -> bool {
-        if self.conns[node].is_some() {
-            return true;
-        }
-        let now = Instant::now();
-        if self.down_until[node].is_some_and(|t| now < t) {
-            return false;
-        }
-        let (id, addr) = self.cfg.nodes[node];
-        match tokio::time::timeout(
-            connect_timeout(&self.cfg),
-            Connection::open(&self.cfg.endpoint, id, addr),
-        )
-        .await
-        {
-            Ok(Ok(c)) => {
-                self.spawn_connection(node, c);
-                true
-            }
-            other => {
-                let why = match other {
-                    Ok(Err(e)) => e.to_string(),
-                    _ => "connect timed out".into(),
-                };
-                tracing::warn!(node = id.0, %why, "load generator cannot connect");
-                self.down_until[node] = Some(now + RECONNECT_BACKOFF);
-                false
-            }
-        }
     }
 
     /// When the driver must next wake even if no reply arrives.
@@ -621,18 +629,48 @@ impl Driver {
         }
     }
 
+    /// Drops what was to be written to `node`, unreachable: those requests stay pending and
+    /// time out. (Their history entries keep the issue instant as their invocation: never
+    /// sent, they cannot have taken effect, and an unknown outcome allows for that.)
+    fn drop_batch(&mut self, node: usize) {
+        let batch = &mut self.batches[node];
+        batch.out.clear();
+        batch.first_sends.clear();
+    }
+
+    /// Opens a connection to `node` on a task of its own, which reports with
+    /// [`Event::Connected`].
+    fn connect_in_background(&mut self, node: usize) {
+        self.connecting[node] = true;
+        let (id, addr) = self.cfg.nodes[node];
+        let (endpoint, events) = (self.cfg.endpoint.clone(), self.events_tx.clone());
+        let limit = connect_timeout(&self.cfg);
+        tokio::spawn(async move {
+            let result =
+                match tokio::time::timeout(limit, Connection::open(&endpoint, id, addr)).await {
+                    Ok(Ok(c)) => Ok(c),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("connect timed out".into()),
+                };
+            let _ = events.send(Event::Connected { node, result });
+        });
+    }
+
     async fn flush(&mut self) {
         for node in 0..self.batches.len() {
             if self.batches[node].out.is_empty() && self.batches[node].first_sends.is_empty() {
                 continue;
             }
-            if !self.ensure_connection(node).await {
-                // Unreachable node: these requests stay pending and time out. (Their history
-                // entries keep the issue instant as their invocation: never sent, they cannot
-                // have taken effect, and an unknown outcome allows for that.)
-                let batch = &mut self.batches[node];
-                batch.out.clear();
-                batch.first_sends.clear();
+            if self.conns[node].is_none() {
+                // Connected in the background, never awaited here: a node that does not
+                // answer must not hold up the sends to the others. Until it is up the batch
+                // waits (and goes out then, its send lag counting the wait).
+                let now = Instant::now();
+                if self.down_until[node].is_some_and(|t| now < t) {
+                    self.drop_batch(node);
+                } else if !self.connecting[node] {
+                    self.connect_in_background(node);
+                }
                 continue;
             }
             let now = Instant::now();
@@ -669,6 +707,18 @@ impl Driver {
             Event::Replies { replies, at } => {
                 for reply in replies {
                     self.handle_reply(reply, at);
+                }
+            }
+            Event::Connected { node, result } => {
+                self.connecting[node] = false;
+                match result {
+                    Ok(c) => self.spawn_connection(node, c),
+                    Err(why) => {
+                        let id = self.cfg.nodes[node].0;
+                        tracing::warn!(node = id.0, %why, "load generator cannot connect");
+                        self.down_until[node] = Some(Instant::now() + RECONNECT_BACKOFF);
+                        self.drop_batch(node);
+                    }
                 }
             }
         }

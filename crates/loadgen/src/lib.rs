@@ -20,6 +20,11 @@
 //!   request). [`LoadConfig::read_nodes`] sends the `Get`s elsewhere: to learners that answer
 //!   them from their own state (`reads = "learner"`, **not linearizable**), spread round-robin
 //!   per request, while writes still go to the target.
+//! - **Connections**: one per node, all opened at once before the load starts (and before its
+//!   start instant is fixed, so a node that does not answer delays the start, not the
+//!   schedule). A connection lost during the load is reopened on a task of its own while the
+//!   sends to the other nodes go on; what is due for that node waits for it, and if it cannot
+//!   be reached, its requests time out and it is tried again a second later.
 //! - **Recording** ([`record::Recorder`]): µs, 3 significant digits, one histogram per second of
 //!   the measured window plus the merged one, after a discarded warm-up. Requests are assigned
 //!   to the window and intervals by their intended send time. Errors and timeouts are counted;

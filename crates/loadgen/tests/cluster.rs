@@ -662,3 +662,50 @@ fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
     assert!(s.to_string().contains(" µs/request"), "{s}");
     check_files(&r);
 }
+
+/// A node that cannot be reached does not hold up the others: the generator connects to it in
+/// the background, and while that fails its requests time out, but the live node's requests
+/// are sent on time and all complete (a connect attempt awaited in line stalled every node's
+/// sends for the connect timeout, once a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
+    let _turn = SERIAL.lock().await;
+    let (ep, mut nodes, shutdown) = single_node().await;
+    // A port nothing listens on: bind a UDP socket, note its address, close it.
+    let dead = std::net::UdpSocket::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    nodes.push((NodeId(1), dead));
+    let mut cfg = LoadConfig::new(
+        ep,
+        nodes,
+        Mode::Open {
+            rate: 400.0,
+            arrivals: Arrivals::Constant,
+        },
+    );
+    cfg.target = Target::All;
+    cfg.warmup = Duration::ZERO;
+    cfg.duration = Duration::from_secs(3);
+    cfg.timeout = Duration::from_millis(300);
+    let r = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(loadgen::run(cfg))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    // 1,200 requests, every other one to each node.
+    let s = &r.summary;
+    assert_eq!(s.completed + s.timeouts + s.errors, 1_200, "{s}");
+    assert!(
+        s.completed >= 598,
+        "the live node's 600 requests complete: {s}"
+    );
+    assert!(s.timeouts >= 598, "the dead node's 600 time out: {s}");
+    shutdown.send_replace(true);
+}
