@@ -100,6 +100,17 @@ struct Session {
 /// A request's place: the session's index (its id minus `session_base`) and its request id.
 type Key = (usize, u64);
 
+/// How a read node ([`LoadConfig::read_nodes`]) is doing. One whose `Get` timed out, or that
+/// cannot be connected to, is passed over for [`RECONNECT_BACKOFF`]; then one `Get` probes it,
+/// and it gets no more until that one is answered, so a dead learner costs a timeout a second,
+/// not its share of the reads. With every read node passed over, `Get`s go to the target.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Reader {
+    Healthy,
+    Shunned { until: Instant },
+    Probing,
+}
+
 /// A stream of requests: open loop has one per target node, closed loop one per client.
 struct Lane {
     /// Index into `cfg.nodes`.
@@ -156,6 +167,8 @@ pub(crate) struct Driver {
     /// Indexes into `cfg.nodes` of [`LoadConfig::read_nodes`], and the next one a `Get` goes to.
     read_nodes: Vec<usize>,
     next_reader: usize,
+    /// Per node of `cfg.nodes`: how a read node is doing (see [`Reader`]).
+    readers: Vec<Reader>,
     pacer: Pacer,
     /// Open loop at rates of two or more requests per pacing interval: the pacing interval,
     /// and sends happen on the grid `start + k * pacing`, which the pacer keeps as one
@@ -308,6 +321,7 @@ impl Driver {
             round_robin: 0,
             read_nodes,
             next_reader: 0,
+            readers: vec![Reader::Healthy; n],
             pacer,
             cpu: CpuWindow::Before,
             codec: Codec::default(),
@@ -319,6 +333,7 @@ impl Driver {
         }
         for ix in unreachable {
             d.down_until[ix] = Some(Instant::now() + RECONNECT_BACKOFF);
+            d.shun(ix);
         }
         for i in 0..lane_count {
             let session = d.new_session(i);
@@ -535,6 +550,34 @@ impl Driver {
 
     /// Issues the next request of `lane_ix`, meant for `intended`, at `now` (it is sent at
     /// the next flush).
+    /// The read node the next `Get` goes to, in turn, passing over those shunned (and sending
+    /// a shunned one whose time is up its one probe); `None` when there is none to send to.
+    fn next_reader(&mut self, now: Instant) -> Option<usize> {
+        let n = self.read_nodes.len();
+        for _ in 0..n {
+            self.next_reader = (self.next_reader + 1) % n;
+            let node = self.read_nodes[self.next_reader];
+            match self.readers[node] {
+                Reader::Healthy => return Some(node),
+                Reader::Shunned { until } if until <= now => {
+                    self.readers[node] = Reader::Probing;
+                    return Some(node);
+                }
+                Reader::Shunned { .. } | Reader::Probing => {}
+            }
+        }
+        None
+    }
+
+    /// A `Get` to read node `node` went unanswered, or it cannot be reached: pass it over.
+    fn shun(&mut self, node: usize) {
+        if self.read_nodes.contains(&node) {
+            self.readers[node] = Reader::Shunned {
+                until: Instant::now() + RECONNECT_BACKOFF,
+            };
+        }
+    }
+
     fn issue(&mut self, lane_ix: usize, intended: Instant, now: Instant) {
         let (client, key) = self.next_request(lane_ix);
         let lane = &mut self.lanes[lane_ix];
@@ -543,14 +586,12 @@ impl Driver {
             request: RequestId(key.1),
             op: lane.ops.next_op(client.nonce(), key.1),
         };
-        let node = match (&cmd.op, self.read_nodes.len()) {
-            // `reads = "learner"`: the Gets to the learners in turn.
-            (paxos::Op::Get { .. }, readers) if readers > 0 => {
-                self.next_reader = (self.next_reader + 1) % readers;
-                self.read_nodes[self.next_reader]
-            }
-            _ => self.lanes[lane_ix].node,
+        let reader = match &cmd.op {
+            paxos::Op::Get { .. } => self.next_reader(now),
+            _ => None,
         };
+        // `reads = "learner"`: the Gets to the learners in turn.
+        let node = reader.unwrap_or(self.lanes[lane_ix].node);
         let hist = self
             .rec
             .history
@@ -718,6 +759,7 @@ impl Driver {
                         tracing::warn!(node = id.0, %why, "load generator cannot connect");
                         self.down_until[node] = Some(Instant::now() + RECONNECT_BACKOFF);
                         self.drop_batch(node);
+                        self.shun(node);
                     }
                 }
             }
@@ -739,6 +781,9 @@ impl Driver {
         let write = !matches!(p.cmd.op, paxos::Op::Get { .. });
         let retry = (retrying && write && p.fresh_id_retries < crate::SELF_TEST_FRESH_ID_RETRIES)
             .then(|| (p.cmd.op.clone(), p.fresh_id_retries + 1));
+        if !write {
+            self.shun(sent_to);
+        }
         if let Some((op, tries)) = retry {
             self.rec.record_timeout(intended, deadline);
             // This client gives up on a node that does not answer, whatever its target: the
@@ -818,6 +863,9 @@ impl Driver {
         if !p.timed_out && at >= deadline {
             self.time_out(key, deadline);
         }
+        let from = self.pending(key).expect("present above").node;
+        // It answers: a read node passed over gets its share of the reads again.
+        self.readers[from] = Reader::Healthy;
         let p = self.pending(key).expect("present above");
         if p.timed_out {
             self.finish(key, at);

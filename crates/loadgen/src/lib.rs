@@ -19,7 +19,9 @@
 //!   are followed, re-sending the same request id (execution is exactly-once per client and
 //!   request). [`LoadConfig::read_nodes`] sends the `Get`s elsewhere: to learners that answer
 //!   them from their own state (`reads = "learner"`, **not linearizable**), spread round-robin
-//!   per request, while writes still go to the target.
+//!   per request, while writes still go to the target. A read node whose `Get` timed out, or
+//!   that cannot be reached, is passed over for a second, then probed with one `Get` until it
+//!   answers; with none to read at, `Get`s go to the target.
 //! - **Connections**: one per node, all opened at once before the load starts (and before its
 //!   start instant is fixed, so a node that does not answer delays the start, not the
 //!   schedule). A connection lost during the load is reopened on a task of its own while the

@@ -709,3 +709,46 @@ async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
     assert!(s.timeouts >= 598, "the dead node's 600 time out: {s}");
     shutdown.send_replace(true);
 }
+
+/// A read node that does not answer is passed over: after its first `Get` times out (or it
+/// cannot be connected to), the `Get`s go to the other read node, and it is only probed now
+/// and then, so reads at a dead learner cost a timeout a second, not its share of the reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gets_pass_over_a_read_node_that_does_not_answer() {
+    let _turn = SERIAL.lock().await;
+    let (ep, mut nodes, shutdown) = single_node().await;
+    let dead = std::net::UdpSocket::bind(loopback())
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    nodes.push((NodeId(1), dead));
+    let mut cfg = LoadConfig::new(
+        ep,
+        nodes,
+        Mode::Open {
+            rate: 400.0,
+            arrivals: Arrivals::Constant,
+        },
+    );
+    cfg.target = Target::Nodes(vec![NodeId(0)]);
+    cfg.read_nodes = vec![NodeId(0), NodeId(1)];
+    cfg.workload.read_fraction = 0.5;
+    cfg.warmup = Duration::ZERO;
+    cfg.duration = Duration::from_secs(3);
+    cfg.timeout = Duration::from_millis(300);
+    let r = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(loadgen::run(cfg))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    // 1,200 requests, about 600 of them Gets: half of those would go to the dead node.
+    let s = &r.summary;
+    assert_eq!(s.completed + s.timeouts + s.errors, 1_200, "{s}");
+    assert!(s.timeouts < 30, "probes only: {s}");
+    shutdown.send_replace(true);
+}
