@@ -663,13 +663,10 @@ fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
     check_files(&r);
 }
 
-/// A node that cannot be reached does not hold up the others: the generator connects to it in
-/// the background, and while that fails its requests time out, but the live node's requests
-/// are sent on time and all complete (a connect attempt awaited in line stalled every node's
-/// sends for the connect timeout, once a second).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
-    let _turn = SERIAL.lock().await;
+/// The live Unreplicated node of [`single_node`] and a dead node 1 (a port nothing listens
+/// on), under 3 s of open-loop load at 400 ops/s with a 300 ms timeout, `tweak`ed; the
+/// generator alone on a thread of its own, as `paxbench run` and `paxbench load` run it.
+async fn against_a_live_and_a_dead_node(tweak: impl FnOnce(&mut LoadConfig)) -> LoadResult {
     let (ep, mut nodes, shutdown) = single_node().await;
     // A port nothing listens on: bind a UDP socket, note its address, close it.
     let dead = std::net::UdpSocket::bind(loopback())
@@ -685,10 +682,10 @@ async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
             arrivals: Arrivals::Constant,
         },
     );
-    cfg.target = Target::All;
     cfg.warmup = Duration::ZERO;
     cfg.duration = Duration::from_secs(3);
     cfg.timeout = Duration::from_millis(300);
+    tweak(&mut cfg);
     let r = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -699,6 +696,18 @@ async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
     .join()
     .unwrap()
     .unwrap();
+    shutdown.send_replace(true);
+    r
+}
+
+/// A node that cannot be reached does not hold up the others: the generator connects to it in
+/// the background, and while that fails its requests time out, but the live node's requests
+/// are sent on time and all complete (a connect attempt awaited in line stalled every node's
+/// sends for the connect timeout, once a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
+    let _turn = SERIAL.lock().await;
+    let r = against_a_live_and_a_dead_node(|cfg| cfg.target = Target::All).await;
     // 1,200 requests, every other one to each node.
     let s = &r.summary;
     assert_eq!(s.completed + s.timeouts + s.errors, 1_200, "{s}");
@@ -707,7 +716,6 @@ async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
         "the live node's 600 requests complete: {s}"
     );
     assert!(s.timeouts >= 598, "the dead node's 600 time out: {s}");
-    shutdown.send_replace(true);
 }
 
 /// A read node that does not answer is passed over: after its first `Get` times out (or it
@@ -716,39 +724,14 @@ async fn a_dead_node_does_not_stall_the_requests_to_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gets_pass_over_a_read_node_that_does_not_answer() {
     let _turn = SERIAL.lock().await;
-    let (ep, mut nodes, shutdown) = single_node().await;
-    let dead = std::net::UdpSocket::bind(loopback())
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    nodes.push((NodeId(1), dead));
-    let mut cfg = LoadConfig::new(
-        ep,
-        nodes,
-        Mode::Open {
-            rate: 400.0,
-            arrivals: Arrivals::Constant,
-        },
-    );
-    cfg.target = Target::Nodes(vec![NodeId(0)]);
-    cfg.read_nodes = vec![NodeId(0), NodeId(1)];
-    cfg.workload.read_fraction = 0.5;
-    cfg.warmup = Duration::ZERO;
-    cfg.duration = Duration::from_secs(3);
-    cfg.timeout = Duration::from_millis(300);
-    let r = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(loadgen::run(cfg))
+    let r = against_a_live_and_a_dead_node(|cfg| {
+        cfg.target = Target::Nodes(vec![NodeId(0)]);
+        cfg.read_nodes = vec![NodeId(0), NodeId(1)];
+        cfg.workload.read_fraction = 0.5;
     })
-    .join()
-    .unwrap()
-    .unwrap();
+    .await;
     // 1,200 requests, about 600 of them Gets: half of those would go to the dead node.
     let s = &r.summary;
     assert_eq!(s.completed + s.timeouts + s.errors, 1_200, "{s}");
     assert!(s.timeouts < 30, "probes only: {s}");
-    shutdown.send_replace(true);
 }
