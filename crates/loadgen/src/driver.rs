@@ -200,9 +200,8 @@ impl Driver {
             Target::Leader => {
                 let mut leader = None;
                 for &(id, addr) in &cfg.nodes {
-                    let open = Connection::open(&cfg.endpoint, id, addr);
                     let limit = connect_timeout(&cfg);
-                    let Ok(Ok(mut c)) = tokio::time::timeout(limit, open).await else {
+                    let Ok(mut c) = open_within(&cfg.endpoint, id, addr, limit).await else {
                         continue;
                     };
                     let status = tokio::time::timeout(Duration::from_secs(1), c.status()).await;
@@ -261,24 +260,13 @@ impl Driver {
         for &ix in &wanted {
             let (id, addr) = cfg.nodes[ix];
             let (endpoint, limit) = (cfg.endpoint.clone(), connect_timeout(&cfg));
-            connects.spawn(async move {
-                let open = tokio::time::timeout(limit, Connection::open(&endpoint, id, addr));
-                (ix, open.await)
-            });
+            connects.spawn(async move { (ix, open_within(&endpoint, id, addr, limit).await) });
         }
         let mut unreachable = Vec::new();
         while let Some(done) = connects.join_next().await {
             match done {
-                Ok((ix, Ok(Ok(c)))) => opened.push((ix, c)),
-                Ok((ix, other)) => {
-                    let why = match other {
-                        Ok(Err(e)) => e.to_string(),
-                        _ => "connect timed out".into(),
-                    };
-                    let id = cfg.nodes[ix].0;
-                    tracing::warn!(node = id.0, %why, "load generator cannot connect");
-                    unreachable.push(ix);
-                }
+                Ok((ix, Ok(c))) => opened.push((ix, c)),
+                Ok((ix, Err(why))) => unreachable.push((ix, why)),
                 Err(e) => tracing::warn!(error = %e, "a connection attempt failed"),
             }
         }
@@ -331,9 +319,8 @@ impl Driver {
         for (ix, c) in opened {
             d.spawn_connection(ix, c);
         }
-        for ix in unreachable {
-            d.down_until[ix] = Some(Instant::now() + RECONNECT_BACKOFF);
-            d.shun(ix);
+        for (ix, why) in unreachable {
+            d.unreachable(ix, &why);
         }
         for i in 0..lane_count {
             let session = d.new_session(i);
@@ -687,14 +674,19 @@ impl Driver {
         let (endpoint, events) = (self.cfg.endpoint.clone(), self.events_tx.clone());
         let limit = connect_timeout(&self.cfg);
         tokio::spawn(async move {
-            let result =
-                match tokio::time::timeout(limit, Connection::open(&endpoint, id, addr)).await {
-                    Ok(Ok(c)) => Ok(c),
-                    Ok(Err(e)) => Err(e.to_string()),
-                    Err(_) => Err("connect timed out".into()),
-                };
+            let result = open_within(&endpoint, id, addr, limit).await;
             let _ = events.send(Event::Connected { node, result });
         });
+    }
+
+    /// Node `node` could not be connected to: pass it over for [`RECONNECT_BACKOFF`], dropping
+    /// what waited for it.
+    fn unreachable(&mut self, node: usize, why: &str) {
+        let id = self.cfg.nodes[node].0;
+        tracing::warn!(node = id.0, %why, "load generator cannot connect");
+        self.down_until[node] = Some(Instant::now() + RECONNECT_BACKOFF);
+        self.drop_batch(node);
+        self.shun(node);
     }
 
     async fn flush(&mut self) {
@@ -754,13 +746,7 @@ impl Driver {
                 self.connecting[node] = false;
                 match result {
                     Ok(c) => self.spawn_connection(node, c),
-                    Err(why) => {
-                        let id = self.cfg.nodes[node].0;
-                        tracing::warn!(node = id.0, %why, "load generator cannot connect");
-                        self.down_until[node] = Some(Instant::now() + RECONNECT_BACKOFF);
-                        self.drop_batch(node);
-                        self.shun(node);
-                    }
+                    Err(why) => self.unreachable(node, &why),
                 }
             }
         }
@@ -970,6 +956,20 @@ fn expected_requests(cfg: &LoadConfig) -> usize {
 /// unreachable).
 fn connect_timeout(cfg: &LoadConfig) -> Duration {
     cfg.timeout.max(MIN_CONNECT_TIMEOUT)
+}
+
+/// Opens a connection to node `id` at `addr`, giving up after `limit`; the error says why.
+async fn open_within(
+    endpoint: &node::ClientEndpoint,
+    id: NodeId,
+    addr: std::net::SocketAddr,
+    limit: Duration,
+) -> Result<Connection, String> {
+    match tokio::time::timeout(limit, Connection::open(endpoint, id, addr)).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("connect timed out".into()),
+    }
 }
 
 /// Owns one connection: writes what the driver hands it (one write per batch, the encoded

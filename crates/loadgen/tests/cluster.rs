@@ -298,6 +298,21 @@ async fn single_node() -> (
     (ep, nodes, shutdown)
 }
 
+/// Runs the generator as `paxbench run` and `paxbench load` do: alone on a current-thread
+/// runtime of its own, not sharing a runtime's workers with the node under test.
+fn run_on_own_thread(cfg: LoadConfig) -> LoadResult {
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(loadgen::run(cfg))
+    })
+    .join()
+    .unwrap()
+    .unwrap()
+}
+
 /// At a low rate the generator sends every request of its schedule, each timed from its own
 /// intended instant, and reports how late the sends left. How precisely they leave is a
 /// measurement, printed here, not a bound: on an idle 2-core machine the median send lag was
@@ -318,18 +333,7 @@ async fn a_low_rate_open_loop_sends_its_whole_schedule() {
     );
     cfg.warmup = Duration::from_millis(200);
     cfg.duration = Duration::from_secs(1);
-    // As `paxbench run` and `paxbench load` do: the generator alone on a thread of its own,
-    // not sharing a runtime's workers with the node under test.
-    let r = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(loadgen::run(cfg))
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    let r = run_on_own_thread(cfg);
     let lag = &r.send_lag;
     eprintln!(
         "send lag p50 {} µs p90 {} µs; {}",
@@ -665,7 +669,7 @@ fn the_generator_reads_its_own_cpu_on_a_current_thread_runtime() {
 
 /// The live Unreplicated node of [`single_node`] and a dead node 1 (a port nothing listens
 /// on), under 3 s of open-loop load at 400 ops/s with a 300 ms timeout, `tweak`ed; the
-/// generator alone on a thread of its own, as `paxbench run` and `paxbench load` run it.
+/// generator on a thread of its own ([`run_on_own_thread`]).
 async fn against_a_live_and_a_dead_node(tweak: impl FnOnce(&mut LoadConfig)) -> LoadResult {
     let (ep, mut nodes, shutdown) = single_node().await;
     // A port nothing listens on: bind a UDP socket, note its address, close it.
@@ -686,16 +690,7 @@ async fn against_a_live_and_a_dead_node(tweak: impl FnOnce(&mut LoadConfig)) -> 
     cfg.duration = Duration::from_secs(3);
     cfg.timeout = Duration::from_millis(300);
     tweak(&mut cfg);
-    let r = std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(loadgen::run(cfg))
-    })
-    .join()
-    .unwrap()
-    .unwrap();
+    let r = run_on_own_thread(cfg);
     shutdown.send_replace(true);
     r
 }
