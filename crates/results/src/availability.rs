@@ -94,20 +94,7 @@ impl Availability {
 
         let gap = longest_gap(&rows);
 
-        // A leader change after the next fault started is that fault's.
-        let next_fault = faults
-            .iter()
-            .map(|f| f.start_ms)
-            .filter(|t| *t > fault)
-            .fold(f64::INFINITY, f64::min);
-        let leader_change = timeline
-            .markers
-            .iter()
-            .filter(|m| {
-                m.kind == MarkerKind::LeaderChange && m.t_ms >= fault && m.t_ms < next_fault
-            })
-            .map(|m| m.t_ms)
-            .min_by(f64::total_cmp);
+        let leader_change = first_leader_change(timeline, fault, faults.iter().map(|f| f.start_ms));
         let to_new_leader_ms = leader_change.and_then(|l| {
             rows.iter()
                 .find(|r| start(r) >= l && r.completions > 0)
@@ -218,11 +205,6 @@ pub fn membership_changes(timeline: &Timeline, faults: &[FaultRecord]) -> Vec<Ch
         .map(|f| {
             let sent = f.at_s * 1000.0;
             let span = inside(sent, sent + CHANGE_SPAN_MS);
-            let next_fault = starts
-                .iter()
-                .copied()
-                .filter(|t| *t > sent)
-                .fold(f64::INFINITY, f64::min);
             ChangeFigures {
                 change: f.whom(),
                 sent_ms: sent,
@@ -234,17 +216,28 @@ pub fn membership_changes(timeline: &Timeline, faults: &[FaultRecord]) -> Vec<Ch
                     .map(|r| r.completions_per_s())
                     .min_by(f64::total_cmp),
                 gap_ms: longest_gap(&span).map(|(len, _)| len),
-                to_new_leader_ms: timeline
-                    .markers
-                    .iter()
-                    .filter(|m| {
-                        m.kind == MarkerKind::LeaderChange && m.t_ms >= sent && m.t_ms < next_fault
-                    })
-                    .map(|m| m.t_ms - sent)
-                    .min_by(f64::total_cmp),
+                to_new_leader_ms: first_leader_change(timeline, sent, starts.iter().copied())
+                    .map(|l| l - sent),
             }
         })
         .collect()
+}
+
+/// When (ms) the first leader change marked at or after the fault that started at `fault` was,
+/// among the faults starting at `starts`: a leader change after the next fault started is that
+/// fault's.
+fn first_leader_change(
+    timeline: &Timeline,
+    fault: f64,
+    starts: impl Iterator<Item = f64>,
+) -> Option<f64> {
+    let next_fault = starts.filter(|t| *t > fault).fold(f64::INFINITY, f64::min);
+    timeline
+        .markers
+        .iter()
+        .filter(|m| m.kind == MarkerKind::LeaderChange && m.t_ms >= fault && m.t_ms < next_fault)
+        .map(|m| m.t_ms)
+        .min_by(f64::total_cmp)
 }
 
 /// The longest time (ms) with no completion between the first row's start and the last row's
