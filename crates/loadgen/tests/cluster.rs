@@ -144,6 +144,7 @@ fn check_files(result: &LoadResult) {
         "timeouts",
         "send_lag_p99_us",
         "generator_bound",
+        "pacing_us",
         "warmup_s",
         "duration_s",
     ];
@@ -165,6 +166,7 @@ fn check_files(result: &LoadResult) {
         result.summary.generator_cpu_us_per_request
     );
     assert_eq!(back.completed, result.summary.completed);
+    assert_eq!(back.pacing_us, result.summary.pacing_us);
 }
 
 /// Standard base64 (the interval log's histogram encoding), so the test needs no extra crate.
@@ -340,6 +342,10 @@ async fn a_low_rate_open_loop_sends_its_whole_schedule() {
         lag.value_at_quantile(0.5),
         lag.value_at_quantile(0.9),
         r.summary
+    );
+    assert_eq!(
+        r.summary.pacing_us, 200,
+        "the automatic pacing of 1,000 ops/s"
     );
     // About 1,200 Poisson arrivals in 1.2 s; every one was sent, answered and timed.
     assert!((1_000..1_400).contains(&lag.len()), "{} sends", lag.len());

@@ -56,7 +56,8 @@
 //! clients = [1, 4, 16]
 //! depth = 1
 //! timeout_ms = 2000
-//! pacing_us = 200           # open loop: the generator wakes at most this often
+//! pacing_us = "auto"        # open loop: the generator wakes at most this often (µs, or
+//!                           # "auto": 200 up to 80,000 ops/s, then growing with the rate)
 //! hosts = ["c1"]            # generators on these hosts (default: every `client` host of the
 //!                           # hosts file; none there, or a local run: one on this machine)
 //!
@@ -744,9 +745,10 @@ pub struct LoadSpec {
     pub timeout_ms: u64,
     /// Open loop: the load generator wakes at most this often and sends what is due, one
     /// write per connection (`loadgen::LoadConfig::pacing`). Finer pacing adds less waiting to
-    /// latencies; coarser pacing costs the generator and the nodes fewer packets.
-    #[serde(default = "default_pacing")]
-    pub pacing_us: u64,
+    /// latencies; coarser pacing costs the generator and the nodes fewer packets. Default
+    /// `"auto"`: `loadgen::auto_pacing` of the point's offered rate.
+    #[serde(default)]
+    pub pacing_us: Pacing,
     /// Load generators on these hosts of the hosts file, each offering an equal share (default:
     /// every `client` host; with none, or in a local run, one generator on this machine).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -791,6 +793,53 @@ impl<'de> Deserialize<'de> for Rates {
             Raw::Name(n) if n == "auto" => Ok(Rates::Auto),
             Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
             Raw::List(rates) => Ok(Rates::List(rates)),
+        }
+    }
+}
+
+/// `[load] pacing_us`: microseconds, or `"auto"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pacing {
+    /// This many µs at every rate.
+    Fixed(u64),
+    /// By the offered rate ([`loadgen::auto_pacing`]): 200 µs up to 80,000 ops/s, then in
+    /// proportion to the rate, at most 1 ms.
+    #[default]
+    Auto,
+}
+
+impl Pacing {
+    /// The pacing (µs) of a point offering `rate` ops/s in all.
+    pub fn at(self, rate: f64) -> u64 {
+        match self {
+            Pacing::Fixed(us) => us,
+            Pacing::Auto => loadgen::auto_pacing(rate).as_micros() as u64,
+        }
+    }
+}
+
+impl Serialize for Pacing {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Pacing::Fixed(us) => us.serialize(s),
+            Pacing::Auto => s.serialize_str("auto"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Pacing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Name(String),
+            Micros(u64),
+        }
+        let why = "expected microseconds such as 200, or \"auto\" (by the offered rate)";
+        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
+            Raw::Name(n) if n == "auto" => Ok(Pacing::Auto),
+            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
+            Raw::Micros(us) => Ok(Pacing::Fixed(us)),
         }
     }
 }
@@ -905,9 +954,6 @@ fn default_timeout() -> u64 {
 }
 fn default_base_port() -> u16 {
     7000
-}
-fn default_pacing() -> u64 {
-    loadgen::DEFAULT_PACING.as_micros() as u64
 }
 
 impl Default for ClusterSpec {
@@ -1984,6 +2030,36 @@ value_size = [16, 64]
             assert!(
                 expect.iter().all(|x| msg.contains(x)),
                 "{top}: {expect:?}: {msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn pacing_is_auto_by_default_or_fixed_and_a_wrong_value_is_named() {
+        let parse = |text: &str| Experiment::parse(Path::new("t.toml"), text, &[]);
+        let with = |line: &str| {
+            QUICKISH.replace("rates = [100, 200]", &format!("rates = [100, 200]\n{line}"))
+        };
+        let e = parse(QUICKISH).unwrap();
+        assert_eq!(e.load.pacing_us, Pacing::Auto);
+        assert_eq!(
+            (e.load.pacing_us.at(1_000.0), Pacing::Auto.at(200_000.0)),
+            (200, 500)
+        );
+        let e = parse(&with("pacing_us = 350")).unwrap();
+        assert_eq!(e.load.pacing_us.at(200_000.0), 350);
+        let written = toml::to_string_pretty(&e).unwrap();
+        assert!(written.contains("pacing_us = 350"), "{written}");
+        assert_eq!(parse(&written).unwrap(), e);
+        let e = parse(&with("pacing_us = \"auto\"")).unwrap();
+        assert!(toml::to_string_pretty(&e)
+            .unwrap()
+            .contains("pacing_us = \"auto\""));
+        for bad in ["pacing_us = \"fast\"", "pacing_us = -1", "pacing_us = 0.5"] {
+            let msg = parse(&with(bad)).unwrap_err().to_string();
+            assert!(
+                msg.contains("line 15") && msg.contains("microseconds") && msg.contains("\"auto\""),
+                "{bad}: {msg}"
             );
         }
     }

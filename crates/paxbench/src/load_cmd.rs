@@ -138,7 +138,10 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
         warmup_s: args.warmup,
         duration_s: args.duration,
         timeout_ms: args.timeout_ms,
-        pacing_us: loadgen::DEFAULT_PACING.as_micros() as u64,
+        pacing_us: match level {
+            PlanLevel::Open { rate, .. } => loadgen::auto_pacing(rate).as_micros() as u64,
+            PlanLevel::Closed { .. } => loadgen::MIN_AUTO_PACING.as_micros() as u64,
+        },
         session_base: None,
         history: args.history,
     })

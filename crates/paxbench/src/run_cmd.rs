@@ -898,6 +898,7 @@ fn point(f: PointFacts) -> Point {
         extra: [
             ("warmup_s".to_string(), s.warmup_s.into()),
             ("duration_s".to_string(), s.duration_s.into()),
+            ("pacing_us".to_string(), s.pacing_us.into()),
         ]
         .into_iter()
         .collect(),
@@ -1168,7 +1169,10 @@ fn plan(g: &GridPoint, exp: &Experiment, level: Level, level_index: usize) -> Lo
         warmup_s: exp.warmup_s,
         duration_s: exp.duration_s,
         timeout_ms: exp.load.timeout_ms,
-        pacing_us: exp.load.pacing_us,
+        pacing_us: exp.load.pacing_us.at(match level {
+            Level::Rate(rate) => rate,
+            Level::Clients(_) => 0.0,
+        }),
         session_base: None,
         history: exp.wants_history().then_some(exp.record.history_max_ops),
     }
