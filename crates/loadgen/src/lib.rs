@@ -116,13 +116,15 @@ pub const PACING_GROWS_ABOVE_OPS: f64 = 80_000.0;
 /// Every wake-up that sends costs the generator a timer interrupt and a write, and hands the
 /// nodes a round (the leader proposes what one packet brought): a fixed pacing makes 5,000
 /// rounds a second whatever the rate, and on a machine the nodes share with the generator
-/// those rounds take the CPU that a high rate's commands need. Growing the pacing with the
-/// rate keeps the rounds' share falling as the commands' share rises. The cost is honest and
+/// those rounds take CPU that a high rate's commands need. Growing the pacing with the rate
+/// keeps the rounds' share falling as the commands' share rises. The cost is honest and
 /// visible: a request waits up to one pacing interval for its send, and that wait is in its
-/// latency (each is timed from its intended instant). Measured on a shared 2-core VM, 3
-/// Multi-Paxos nodes, 3 repetitions each, alternating: at 200,000 ops/s p99 20.7–31.9 ms with
-/// 200 µs pacing against 2.5–5.2 ms with 500 µs (p50 0.6–1.0 ms against 0.8–1.1 ms), and the
-/// generator's CPU per request 1.8–2.0 µs against 1.3–1.5 µs.
+/// latency (each is timed from its intended instant). Measured on a shared 2-core VM against 3
+/// Multi-Paxos nodes, 3 repetitions each, one run after the other: at 150k / 200k / 250k
+/// ops/s the generator's CPU per request was 1.9-2.2 / 1.3-1.4 / 1.0-1.2 µs with this pacing
+/// against 2.3-2.5 / 1.9-2.0 / 1.5 µs with 200 µs, and no point was generator-bound against 3
+/// of 9; p50 was 0.1-0.5 ms higher (0.85-1.18 ms against 0.66-0.73 ms at 200k); p99 met a
+/// 10 ms SLO at every point either way.
 pub fn auto_pacing(rate: f64) -> Duration {
     let grown = MIN_AUTO_PACING.as_secs_f64() * rate / PACING_GROWS_ABOVE_OPS;
     if grown.is_finite() {

@@ -299,6 +299,9 @@ pub struct PaxosKnobs {
     /// Slots between snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_interval: Option<u64>,
+    /// Slots between truncations when snapshots are not durable (`durability = "none"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub truncate_interval: Option<u64>,
     /// How far a lagging node may fall behind before it is left to a snapshot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_retain_slots: Option<u64>,
@@ -400,6 +403,7 @@ impl PaxosKnobs {
         set!(explicit_commit);
         set!(reply_cache_per_client);
         set!(snapshot_interval);
+        set!(truncate_interval);
         set!(log_retain_slots);
         set!(seed);
         set!(reads);
@@ -493,6 +497,7 @@ impl PaxosKnobs {
             reply_cache_per_client,
             session_timeout_ms,
             snapshot_interval,
+            truncate_interval,
             log_retain_slots,
             seed,
             reads,

@@ -679,11 +679,19 @@ impl Replica {
     }
 
     /// Once the cluster has executed `snapshot_interval` slots past the last snapshot, persist a
-    /// snapshot of the state and drop the log below it.
+    /// snapshot of the state and drop the log below it; without durable snapshots, only drop
+    /// the log, every `truncate_interval` slots if that is sooner.
     fn maybe_snapshot(&mut self) {
         let executed = self.log.executed();
         let safe = self.truncate_hint.min(executed);
-        if safe.0 < self.last_snapshot.0 + self.config.snapshot_interval {
+        let interval = if self.config.durable_snapshots {
+            self.config.snapshot_interval
+        } else {
+            self.config
+                .snapshot_interval
+                .min(self.config.truncate_interval)
+        };
+        if safe.0 < self.last_snapshot.0 + interval {
             return;
         }
         // The acceptor may forget everything this node executed (it is all chosen); the in-memory

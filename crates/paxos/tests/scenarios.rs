@@ -486,6 +486,38 @@ fn truncation_keeps_memory_bounded_and_a_restarted_node_catches_up_from_a_snapsh
     }
 }
 
+#[test]
+fn without_durable_snapshots_the_log_is_truncated_every_truncate_interval_slots() {
+    for durable in [true, false] {
+        let mut c = LocalCluster::new(Protocol::MultiPaxos, 3, |c| {
+            c.durable_snapshots = durable;
+            c.snapshot_interval = 1_000;
+            c.truncate_interval = 50;
+            c.max_batch = 1;
+        });
+        let leader = c.elect(5 * SECOND).unwrap();
+        for request in 1..=500 {
+            c.request(leader, put(1, request, b"k", b"v"));
+            if request % 25 == 0 {
+                c.run();
+            }
+        }
+        c.advance(Duration::from_millis(100));
+        assert_eq!(c.replies.len(), 500);
+        for n in &c.nodes {
+            let taken = n.stats().snapshots_taken;
+            if durable {
+                // Durable snapshots copy the state: they keep `snapshot_interval`.
+                assert_eq!(taken, 0, "durable: {:?}", n.stats());
+                assert!(n.log_len() >= 500, "durable: log {}", n.log_len());
+            } else {
+                assert!((5..=10).contains(&taken), "not durable: {:?}", n.stats());
+                assert!(n.log_len() <= 200, "not durable: log {}", n.log_len());
+            }
+        }
+    }
+}
+
 fn truncation_with(durable: bool) {
     let mut c = LocalCluster::new(Protocol::MultiPaxos, 3, |c| {
         c.durable_snapshots = durable;

@@ -1630,18 +1630,22 @@ fn node_configs(cfg: &SimConfig, ids: &[NodeId], learners: &[NodeId]) -> (Vec<Co
             base.election_timeout,
             Duration::from_millis(120),
         ]);
+        // Without durable snapshots the log is truncated every `truncate_interval` slots when
+        // that is sooner than `snapshot_interval`.
+        base.truncate_interval = *rng.pick(&[2, 1_000]);
     }
     if cfg.bug == Some(Bug::LeaseWithoutDriftMargin) {
         // That variant is exact on perfect clocks: only drift makes its lease outlast a grant.
         base.clock_drift_ppm = base.clock_drift_ppm.max(200_000);
     }
     let knobs = format!(
-        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}{}{}",
+        "window={} max_batch={} skip_phase1={} explicit_commit={} snapshot_interval={} truncate_interval={} log_retain_slots={} catch_up_batch={} reply_cache={} durable_snapshots={} partial_batches={} max_queue={} session_timeout={:?} backoff={:?} base={} reads={} lease={:?} drift_bound_ppm={} election_timeout={:?}{}{}{}",
         base.window,
         base.max_batch,
         base.skip_phase1,
         base.explicit_commit,
         base.snapshot_interval,
+        base.truncate_interval,
         base.log_retain_slots,
         base.catch_up_batch,
         base.reply_cache_per_client,
