@@ -774,26 +774,47 @@ impl Default for Rates {
 impl Serialize for Rates {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Rates::List(rates) => rates.serialize(s),
-            Rates::Auto => s.serialize_str("auto"),
+            Rates::List(rates) => serialize_or_auto(Some(rates), s),
+            Rates::Auto => serialize_or_auto::<_, ()>(None, s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Rates {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            List(Vec<f64>),
-        }
         let why = "expected a list of rates in ops/s such as [1000, 5000], or \"auto\" (search)";
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
-            Raw::Name(n) if n == "auto" => Ok(Rates::Auto),
-            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
-            Raw::List(rates) => Ok(Rates::List(rates)),
-        }
+        Ok(deserialize_or_auto(d, why)?.map_or(Rates::Auto, Rates::List))
+    }
+}
+
+/// Writes `value`, or the string `"auto"` for `None`: the form of every key that takes a
+/// value or `"auto"` ([`Rates`], [`Pacing`], [`Repetitions`]).
+fn serialize_or_auto<S: serde::Serializer, T: Serialize>(
+    value: Option<&T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => v.serialize(s),
+        None => s.serialize_str("auto"),
+    }
+}
+
+/// Reads a `T`, or the string `"auto"` as `None`; anything else is an error that says `why`
+/// (and names the string, if it was one).
+fn deserialize_or_auto<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+    why: &str,
+) -> Result<Option<T>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw<T> {
+        Name(String),
+        Value(T),
+    }
+    match Raw::<T>::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
+        Raw::Name(n) if n == "auto" => Ok(None),
+        Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
+        Raw::Value(v) => Ok(Some(v)),
     }
 }
 
@@ -821,26 +842,16 @@ impl Pacing {
 impl Serialize for Pacing {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Pacing::Fixed(us) => us.serialize(s),
-            Pacing::Auto => s.serialize_str("auto"),
+            Pacing::Fixed(us) => serialize_or_auto(Some(us), s),
+            Pacing::Auto => serialize_or_auto::<_, ()>(None, s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Pacing {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Micros(u64),
-        }
         let why = "expected microseconds such as 200, or \"auto\" (by the offered rate)";
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
-            Raw::Name(n) if n == "auto" => Ok(Pacing::Auto),
-            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
-            Raw::Micros(us) => Ok(Pacing::Fixed(us)),
-        }
+        Ok(deserialize_or_auto(d, why)?.map_or(Pacing::Auto, Pacing::Fixed))
     }
 }
 
@@ -862,26 +873,16 @@ impl Default for Repetitions {
 impl Serialize for Repetitions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Repetitions::Count(n) => n.serialize(s),
-            Repetitions::Auto => s.serialize_str("auto"),
+            Repetitions::Count(n) => serialize_or_auto(Some(n), s),
+            Repetitions::Auto => serialize_or_auto::<_, ()>(None, s),
         }
     }
 }
 
 impl<'de> Deserialize<'de> for Repetitions {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Name(String),
-            Count(u32),
-        }
         let why = "expected a count such as 3, or \"auto\" (repeat until the intervals are tight)";
-        match Raw::deserialize(d).map_err(|_| serde::de::Error::custom(why))? {
-            Raw::Name(n) if n == "auto" => Ok(Repetitions::Auto),
-            Raw::Name(n) => Err(serde::de::Error::custom(format!("{n:?}: {why}"))),
-            Raw::Count(n) => Ok(Repetitions::Count(n)),
-        }
+        Ok(deserialize_or_auto(d, why)?.map_or(Repetitions::Auto, Repetitions::Count))
     }
 }
 
