@@ -659,10 +659,7 @@ pub async fn run(config: LoadConfig) -> Result<LoadResult, LoadError> {
         Mode::Open { rate, .. } => Some(rate),
         Mode::Closed { .. } => None,
     };
-    let pacing_us = match config.mode {
-        Mode::Open { .. } => config.pacing.as_micros() as u64,
-        Mode::Closed { .. } => 0,
-    };
+    let pacing_us = offered_ops.map_or(0, |_| config.pacing.as_micros() as u64);
     let lag_limit_us = config.pacing.as_micros() as u64 + GENERATOR_LAG_SLACK_US;
     let mut d = driver::Driver::connect(config).await?;
     d.run().await;

@@ -774,8 +774,8 @@ impl Default for Rates {
 impl Serialize for Rates {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Rates::List(rates) => serialize_or_auto(Some(rates), s),
-            Rates::Auto => serialize_or_auto::<_, ()>(None, s),
+            Rates::List(rates) => rates.serialize(s),
+            Rates::Auto => s.serialize_str("auto"),
         }
     }
 }
@@ -787,20 +787,9 @@ impl<'de> Deserialize<'de> for Rates {
     }
 }
 
-/// Writes `value`, or the string `"auto"` for `None`: the form of every key that takes a
-/// value or `"auto"` ([`Rates`], [`Pacing`], [`Repetitions`]).
-fn serialize_or_auto<S: serde::Serializer, T: Serialize>(
-    value: Option<&T>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
-    match value {
-        Some(v) => v.serialize(s),
-        None => s.serialize_str("auto"),
-    }
-}
-
 /// Reads a `T`, or the string `"auto"` as `None`; anything else is an error that says `why`
-/// (and names the string, if it was one).
+/// (and names the string, if it was one). Every key that takes a value or `"auto"` is read
+/// through it ([`Rates`], [`Pacing`], [`Repetitions`]).
 fn deserialize_or_auto<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
     why: &str,
@@ -842,8 +831,8 @@ impl Pacing {
 impl Serialize for Pacing {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Pacing::Fixed(us) => serialize_or_auto(Some(us), s),
-            Pacing::Auto => serialize_or_auto::<_, ()>(None, s),
+            Pacing::Fixed(us) => us.serialize(s),
+            Pacing::Auto => s.serialize_str("auto"),
         }
     }
 }
@@ -873,8 +862,8 @@ impl Default for Repetitions {
 impl Serialize for Repetitions {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            Repetitions::Count(n) => serialize_or_auto(Some(n), s),
-            Repetitions::Auto => serialize_or_auto::<_, ()>(None, s),
+            Repetitions::Count(n) => n.serialize(s),
+            Repetitions::Auto => s.serialize_str("auto"),
         }
     }
 }

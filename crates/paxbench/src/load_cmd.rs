@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 use node::config::ClusterConfig;
 
-use crate::experiment::{Distribution, TargetSpec, WorkloadSpec};
+use crate::experiment::{Distribution, Pacing, TargetSpec, WorkloadSpec};
 use crate::plan::{LoadPlan, PlanLevel};
 
 /// Arguments of `paxbench load`.
@@ -138,10 +138,10 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
         warmup_s: args.warmup,
         duration_s: args.duration,
         timeout_ms: args.timeout_ms,
-        pacing_us: match level {
-            PlanLevel::Open { rate, .. } => loadgen::auto_pacing(rate).as_micros() as u64,
-            PlanLevel::Closed { .. } => loadgen::MIN_AUTO_PACING.as_micros() as u64,
-        },
+        pacing_us: Pacing::Auto.at(match level {
+            PlanLevel::Open { rate, .. } => rate,
+            PlanLevel::Closed { .. } => 0.0,
+        }),
         session_base: None,
         history: args.history,
     })
