@@ -30,8 +30,8 @@ mod tls;
 pub use tls::{
     accept_incoming, authorize, client_config, client_endpoint, client_endpoint_on, connect_node,
     endpoint, peer_identity, write_cluster, Alpn, ClientCerts, ClusterCerts, Identity, Mtu,
-    NodeCerts, Remote, TlsError, TransportTuning, CLIENT_ALPN, DEFAULT_BASE_PORT, PEER_ALPN,
-    REFUSED_CLOSE_CODE,
+    NodeCerts, Remote, TlsError, TransportTuning, CLIENT_ACK_ELICITING_THRESHOLD, CLIENT_ALPN,
+    DEFAULT_BASE_PORT, PEER_ALPN, REFUSED_CLOSE_CODE,
 };
 
 pub mod wal;

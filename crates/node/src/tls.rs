@@ -25,7 +25,10 @@ mod verify;
 pub use certs::{write_cluster, ClientCerts, ClusterCerts, NodeCerts, DEFAULT_BASE_PORT};
 pub(crate) use handshake::remote_of;
 pub use handshake::{accept_incoming, authorize, connect_node, peer_identity};
-pub use transport::{client_endpoint, client_endpoint_on, endpoint, Mtu, TransportTuning};
+pub use transport::{
+    client_endpoint, client_endpoint_on, endpoint, Mtu, TransportTuning,
+    CLIENT_ACK_ELICITING_THRESHOLD,
+};
 pub use verify::client_config;
 pub(crate) use verify::{client_tls, identity_of, server_tls};
 

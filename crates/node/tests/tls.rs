@@ -81,6 +81,51 @@ async fn nodes_handshake_and_prove_their_ids_both_ways() {
     assert_eq!(dialed.stats().path.current_mtu, 4096);
 }
 
+/// Clients ask nodes, through QUIC's ACK-frequency extension, to acknowledge only every
+/// `CLIENT_ACK_ELICITING_THRESHOLD` packets (replies carry the acknowledgements); nodes
+/// dialing each other keep quinn's default.
+#[tokio::test]
+async fn clients_ask_nodes_for_fewer_acknowledgements_and_peers_do_not() {
+    let certs = ClusterCerts::generate(2).unwrap();
+    let n0 = node_endpoint(certs.node(NodeId(0)).unwrap());
+    let n1 = node_endpoint(certs.node(NodeId(1)).unwrap());
+    let addr = n0.local_addr().unwrap();
+    let client =
+        client_endpoint_on(loopback(), certs.client(), &TransportTuning::default()).unwrap();
+
+    for (dialer, asks) in [(&client, true), (&n1, false)] {
+        let (dialed, accepted) =
+            within(async { tokio::join!(connect_node(dialer, addr, NodeId(0)), accept(&n0)) })
+                .await;
+        let (dialed, (accepted, _)) = (dialed.unwrap(), accepted.unwrap());
+        // One exchange of data each way: the frame goes out with the first 1-RTT packets.
+        let (mut send, mut recv) = dialed.open_bi().await.unwrap();
+        send.write_all(b"ping").await.unwrap();
+        send.finish().unwrap();
+        let (mut back, mut got) = within(accepted.accept_bi()).await.unwrap();
+        assert_eq!(within(got.read_to_end(64)).await.unwrap(), b"ping");
+        back.write_all(b"pong").await.unwrap();
+        back.finish().unwrap();
+        assert_eq!(within(recv.read_to_end(64)).await.unwrap(), b"pong");
+
+        let sent = dialed.stats().frame_tx.ack_frequency;
+        let received = accepted.stats().frame_rx.ack_frequency;
+        if asks {
+            assert!(sent >= 1, "a client sent no ACK_FREQUENCY frame");
+            assert_eq!(
+                received, sent,
+                "the node did not receive the client's ACK_FREQUENCY"
+            );
+        } else {
+            assert_eq!(
+                (sent, received),
+                (0, 0),
+                "a node asked its peer for fewer ACKs"
+            );
+        }
+    }
+}
+
 #[tokio::test]
 async fn clients_and_nodes_acting_as_clients_use_the_client_alpn() {
     let certs = ClusterCerts::generate(2).unwrap();

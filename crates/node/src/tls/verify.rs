@@ -228,14 +228,20 @@ pub(crate) fn server_config(
 /// The server's certificate must chain to the cluster CA and prove the node named by the server
 /// name given to `connect` (see [`connect_node`](super::connect_node)). Node endpoints use this
 /// with [`Alpn::Peer`] as their default; [`client_endpoint`](super::client_endpoint) with
-/// [`Alpn::Client`]. [`Mtu::Auto`](super::Mtu::Auto) resolves to the real-network setting
+/// [`Alpn::Client`]; with [`Alpn::Client`] the connections also ask nodes for fewer
+/// acknowledgements ([`CLIENT_ACK_ELICITING_THRESHOLD`](super::CLIENT_ACK_ELICITING_THRESHOLD)).
+/// [`Mtu::Auto`](super::Mtu::Auto) resolves to the real-network setting
 /// here, since no local address is known.
 pub fn client_config(
     certs: &ClientCerts,
     alpn: Alpn,
     tuning: &TransportTuning,
 ) -> Result<quinn::ClientConfig, TlsError> {
-    let transport = tuning.transport_config(tuning.mtu.resolve(None))?;
+    let mtu = tuning.mtu.resolve(None);
+    let transport = match alpn {
+        Alpn::Client => tuning.client_transport_config(mtu)?,
+        Alpn::Peer => tuning.transport_config(mtu)?,
+    };
     client_config_with(certs, alpn, Arc::new(transport))
 }
 
