@@ -828,6 +828,24 @@ impl Pacing {
     }
 }
 
+/// What [`Pacing`] accepts, for errors.
+const PACING_WHY: &str = "expected microseconds such as 200, or \"auto\" (by the offered rate)";
+
+/// `paxbench load --pacing-us`: the same values as the file's key.
+impl std::str::FromStr for Pacing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Pacing::Auto),
+            us => us
+                .parse()
+                .map(Pacing::Fixed)
+                .map_err(|_| format!("{us:?}: {PACING_WHY}")),
+        }
+    }
+}
+
 impl Serialize for Pacing {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -839,8 +857,7 @@ impl Serialize for Pacing {
 
 impl<'de> Deserialize<'de> for Pacing {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let why = "expected microseconds such as 200, or \"auto\" (by the offered rate)";
-        Ok(deserialize_or_auto(d, why)?.map_or(Pacing::Auto, Pacing::Fixed))
+        Ok(deserialize_or_auto(d, PACING_WHY)?.map_or(Pacing::Auto, Pacing::Fixed))
     }
 }
 
@@ -2045,6 +2062,15 @@ value_size = [16, 64]
         assert!(toml::to_string_pretty(&e)
             .unwrap()
             .contains("pacing_us = \"auto\""));
+        assert_eq!("auto".parse(), Ok(Pacing::Auto));
+        assert_eq!("350".parse(), Ok(Pacing::Fixed(350)));
+        for bad in ["fast", "-1", "0.5", ""] {
+            let msg = bad.parse::<Pacing>().unwrap_err();
+            assert!(
+                msg.contains(&format!("{bad:?}")) && msg.contains("\"auto\""),
+                "{msg}"
+            );
+        }
         for bad in ["pacing_us = \"fast\"", "pacing_us = -1", "pacing_us = 0.5"] {
             let msg = parse(&with(bad)).unwrap_err().to_string();
             assert!(

@@ -67,6 +67,10 @@ pub struct LoadArgs {
     /// Seeds the schedule and the key and operation choice.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Open loop: the generator wakes at most this often and sends everything due, one write
+    /// per node (µs; `auto` picks it from the rate, as `pacing_us` in an experiment file).
+    #[arg(long, default_value = "auto", value_name = "US|auto")]
+    pub pacing_us: Pacing,
     /// A request unanswered this long after its intended send time counts as a timeout.
     #[arg(long, default_value_t = 2_000)]
     pub timeout_ms: u64,
@@ -138,7 +142,7 @@ fn plan_from_flags(args: &LoadArgs, protocol: paxos::Protocol) -> anyhow::Result
         warmup_s: args.warmup,
         duration_s: args.duration,
         timeout_ms: args.timeout_ms,
-        pacing_us: Pacing::Auto.at(match level {
+        pacing_us: args.pacing_us.at(match level {
             PlanLevel::Open { rate, .. } => rate,
             PlanLevel::Closed { .. } => 0.0,
         }),
@@ -204,6 +208,34 @@ fn measure(args: &LoadArgs) -> anyhow::Result<loadgen::LoadResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `paxbench load`'s flags as clap parses them.
+    fn flags(extra: &[&str]) -> LoadArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            load: LoadArgs,
+        }
+        let base = [
+            "load",
+            "--cluster",
+            "c.toml",
+            "--out",
+            "o",
+            "--rate",
+            "200000",
+        ];
+        <Cli as clap::Parser>::parse_from(base.iter().chain(extra)).load
+    }
+
+    #[test]
+    fn pacing_flag_is_auto_by_default_or_the_microseconds_given() {
+        let multi = paxos::Protocol::MultiPaxos;
+        let auto = plan_from_flags(&flags(&[]), multi).unwrap();
+        assert_eq!(auto.pacing_us, Pacing::Auto.at(200_000.0));
+        let fixed = plan_from_flags(&flags(&["--pacing-us", "350"]), multi).unwrap();
+        assert_eq!(fixed.pacing_us, 350);
+    }
 
     #[test]
     fn targets_parse() {
@@ -299,6 +331,7 @@ mod tests {
             target: "leader".into(),
             seed: 1,
             timeout_ms: 2_000,
+            pacing_us: Pacing::Auto,
             history: None,
             out: out.clone(),
             exit_on_stdin_eof: false,
