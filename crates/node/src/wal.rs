@@ -54,10 +54,15 @@
 //! overshoots by at most one group commit and never splits one. A new segment's header is
 //! written and synced, and the directory synced, before any record goes into it.
 //!
-//! A [`Record::Snapshot`] never goes into a segment. The log syncs what precedes it, writes the
-//! snapshot file atomically (`snapshot-<slot>.bin.tmp`, `fdatasync`, rename, directory
-//! `fsync`), starts a new segment (the *boundary*: records before it precede the snapshot in log
-//! order, records from it on follow it), then deletes the previous snapshot and every leading
+//! A [`Record::Snapshot`] never goes into a segment. The log syncs what precedes it, starts a
+//! new segment (the *boundary*: records before it precede the snapshot in log order, records
+//! from it on follow it), and writes the snapshot file atomically (`snapshot-<slot>.bin.tmp`,
+//! `fdatasync`, rename, directory `fsync`) on a thread of its own, so that the group commits
+//! after it go on meanwhile: a snapshot of a few MiB took 100–250 ms on a VM's disk, and every
+//! node takes one at the same slot. Until the file is in place replay uses the previous
+//! snapshot and the segments it needs, which are all still there. Once it is in place (seen by
+//! a later [`Wal::sync`], the next snapshot, [`Wal::wait_for_snapshot`] or dropping the log),
+//! the log deletes the previous snapshot and every leading
 //! segment whose Accept and SlotPromise records are all for slots below the snapshot. Deleted
 //! Promise records are summed up by the highest promised ballot, which the snapshot file keeps.
 //! Replay applies the kept segments before the boundary, the snapshot, that ballot, and the
@@ -167,6 +172,8 @@ pub struct WalMetrics {
     pub snapshots: u64,
     /// Bytes written to snapshot files.
     pub snapshot_bytes: u64,
+    /// Time the snapshot files took to encode, write and sync (on their own thread).
+    pub snapshot_time: Duration,
 }
 
 /// What [`Wal::open`] found and did.
@@ -228,14 +235,40 @@ pub struct Wal {
     pending_max_slot: Option<Slot>,
     /// The highest ballot in any Promise record appended.
     promised: Ballot,
-    /// The latest snapshot's slot and file.
+    /// The latest durable snapshot's slot and file.
     snapshot: Option<(Slot, PathBuf)>,
+    /// A snapshot file being written in the background, if one is.
+    writing: Option<SnapshotWrite>,
+    /// Unit tests only: the next snapshot's writer waits for a message (or a hang-up) here.
+    #[cfg(test)]
+    hold_next_snapshot: Option<std::sync::mpsc::Receiver<()>>,
     /// The group commit number of the frames in `buf`.
     batch: u64,
     metrics: WalMetrics,
     recovery: Recovery,
     /// Set by an I/O error; the log then refuses writes.
     failed: bool,
+}
+
+impl Drop for Wal {
+    /// A snapshot being written is finished first, so that dropping the log leaves what a
+    /// clean stop would (the next open removes what its cleanup did not get to).
+    fn drop(&mut self) {
+        if let Err(e) = self.finish_snapshot() {
+            tracing::error!(error = %e, "WAL: the last snapshot could not be written");
+        }
+    }
+}
+
+/// A snapshot file being written on its own thread ([`Wal::append`]).
+#[derive(Debug)]
+struct SnapshotWrite {
+    upto: Slot,
+    path: PathBuf,
+    /// Segments before this one are obsolete once the file is in place.
+    first_segment: u64,
+    /// The file's length and how long encoding, writing and syncing it took.
+    done: std::thread::JoinHandle<Result<(u64, Duration), WalError>>,
 }
 
 /// What [`Wal::append`] restores when a record is too large.
@@ -428,6 +461,9 @@ impl Wal {
             pending_max_slot: None,
             promised,
             snapshot: snapshot.map(|(s, path)| (s.upto, path)),
+            writing: None,
+            #[cfg(test)]
+            hold_next_snapshot: None,
             batch: next_batch,
             metrics,
             recovery,
@@ -438,13 +474,15 @@ impl Wal {
 
     /// Encodes `records` into the pending group commit; nothing is durable until [`Wal::sync`].
     ///
-    /// A [`Record::Snapshot`] is the exception: it syncs what was appended before it, writes its
-    /// snapshot file, starts a new segment and deletes the segments it makes obsolete, all before
-    /// this returns. A snapshot not above the latest one is skipped (replay would ignore it).
+    /// A [`Record::Snapshot`] is the exception: it syncs what was appended before it, starts a
+    /// new segment and starts writing its snapshot file in the background (module docs); the
+    /// segments it makes obsolete are deleted once the file is in place. A snapshot not above
+    /// the latest one is skipped (replay would ignore it).
     ///
     /// On [`WalError::RecordTooLarge`] nothing of this call stays appended, unless the call
-    /// wrote a snapshot first; any other error is an I/O error, after which the log takes no more
-    /// writes.
+    /// started a snapshot first; any other error is an I/O error, after which the log takes no
+    /// more writes. An error writing a snapshot file (a state over 4 GiB encoded is one) comes
+    /// from the call that finishes it and is an I/O error too.
     pub fn append(&mut self, records: &[Record]) -> Result<(), WalError> {
         self.check()?;
         let mark = self.mark();
@@ -472,10 +510,14 @@ impl Wal {
 
     /// Writes everything appended since the last sync and makes it durable with one
     /// `fdatasync` (plus a segment roll's two syncs when the segment is full). Does nothing if
-    /// nothing is pending.
+    /// nothing is pending. Then, if a snapshot file written in the background is in place,
+    /// deletes the files it made obsolete.
     pub fn sync(&mut self) -> Result<(), WalError> {
         self.check()?;
-        let result = self.sync_pending();
+        let mut result = self.sync_pending();
+        if result.is_ok() && self.writing.as_ref().is_some_and(|w| w.done.is_finished()) {
+            result = self.finish_snapshot();
+        }
         if result.is_err() {
             self.failed = true;
         }
@@ -608,8 +650,18 @@ impl Wal {
         Ok(())
     }
 
-    /// Writes a snapshot file, unless `upto` is not above the latest snapshot; says which.
+    /// Starts writing a snapshot file, unless `upto` is not above the latest snapshot; says
+    /// which. What precedes the snapshot in log order is synced first, and records that follow
+    /// it go to a new segment at once; the file itself (encoding, `fdatasync`, rename,
+    /// directory `fsync`) is written on a thread of its own, so that the group commits after it
+    /// do not wait for it (a snapshot of a few MiB took 100-250 ms on a VM's disk, and every
+    /// node takes one at the same slot). Until it is in place, replay uses the previous
+    /// snapshot and every segment it needs, none of which is deleted before then; once it is,
+    /// a later [`Wal::sync`] (or the next snapshot, or [`Wal::wait_for_snapshot`]) deletes the
+    /// files it makes obsolete.
     fn write_snapshot(&mut self, upto: Slot, state: &Arc<KvState>) -> Result<bool, WalError> {
+        // One snapshot at a time: the previous one is finished (it is thousands of slots old).
+        self.finish_snapshot()?;
         if self
             .snapshot
             .as_ref()
@@ -633,35 +685,88 @@ impl Wal {
             state: state.clone(),
             promised: self.promised,
         };
-        let bytes = file.encode().map_err(|len| WalError::RecordTooLarge {
-            len,
-            max: MAX_RECORD_LEN as u64,
-        })?;
+        self.roll()?;
 
         let path = snapshot_path(&self.dir, upto.0);
         let tmp = snapshot_tmp_path(&self.dir, upto.0);
-        let mut out = File::create(&tmp).map_err(WalError::io("create", &tmp))?;
-        out.write_all(&bytes).map_err(WalError::io("write", &tmp))?;
-        out.sync_data().map_err(WalError::io("fdatasync", &tmp))?;
-        drop(out);
-        fs::rename(&tmp, &path).map_err(WalError::io("rename", &tmp))?;
-        sync_dir(&self.dir)?;
+        let dir = self.dir.clone();
+        let target = path.clone();
+        #[cfg(test)]
+        let gate = self.hold_next_snapshot.take();
+        let done = std::thread::Builder::new()
+            .name("wal-snapshot".into())
+            .spawn(move || {
+                #[cfg(test)]
+                if let Some(gate) = gate {
+                    let _ = gate.recv_timeout(Duration::from_secs(20));
+                }
+                let started = Instant::now();
+                let bytes = file.encode().map_err(|len| WalError::RecordTooLarge {
+                    len,
+                    max: MAX_RECORD_LEN as u64,
+                })?;
+                let mut out = File::create(&tmp).map_err(WalError::io("create", &tmp))?;
+                out.write_all(&bytes).map_err(WalError::io("write", &tmp))?;
+                out.sync_data().map_err(WalError::io("fdatasync", &tmp))?;
+                drop(out);
+                fs::rename(&tmp, &target).map_err(WalError::io("rename", &tmp))?;
+                sync_dir(&dir)?;
+                Ok((bytes.len() as u64, started.elapsed()))
+            })
+            .map_err(WalError::io("spawn a thread for", &path))?;
+        self.writing = Some(SnapshotWrite {
+            upto,
+            path,
+            first_segment,
+            done,
+        });
+        Ok(true)
+    }
+
+    /// Waits until the snapshot being written, if any, is in place, and deletes the files it
+    /// made obsolete. An error writing it is an I/O error of the log: it takes no more writes.
+    pub fn wait_for_snapshot(&mut self) -> Result<(), WalError> {
+        self.check()?;
+        let result = self.finish_snapshot();
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// [`Wal::wait_for_snapshot`] without the failure bookkeeping.
+    fn finish_snapshot(&mut self) -> Result<(), WalError> {
+        let Some(w) = self.writing.take() else {
+            return Ok(());
+        };
+        let (bytes, took) = w.done.join().unwrap_or_else(|_| {
+            Err(WalError::io("write", &w.path)(io::Error::other("panicked")))
+        })?;
+        tracing::info!(
+            upto = w.upto.0,
+            bytes,
+            ms = took.as_secs_f64() * 1e3,
+            "WAL: snapshot file in place"
+        );
+        self.metrics.snapshot_time += took;
         self.metrics.fsyncs += 2;
         self.metrics.snapshots += 1;
-        self.metrics.snapshot_bytes += bytes.len() as u64;
-
-        self.roll()?;
+        self.metrics.snapshot_bytes += bytes;
         // The snapshot is durable and names `first_segment`: older files are obsolete. A crash
         // before they are gone leaves them for the next open to remove.
-        while self.segments.front().is_some_and(|s| s.seq < first_segment) {
+        while self
+            .segments
+            .front()
+            .is_some_and(|s| s.seq < w.first_segment)
+        {
             let seq = self.segments.pop_front().expect("checked").seq;
             remove_file(&segment_path(&self.dir, seq))?;
             self.metrics.segments_deleted += 1;
         }
-        if let Some((_, old)) = self.snapshot.replace((upto, path)) {
+        if let Some((_, old)) = self.snapshot.replace((w.upto, w.path)) {
             remove_file(&old)?;
         }
-        Ok(true)
+        Ok(())
     }
 
     fn active_path(&self) -> PathBuf {
@@ -779,4 +884,76 @@ fn number_in(name: &str, prefix: &str, suffix: &str) -> Option<u64> {
         return None;
     }
     digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use paxos::{NodeId, Value};
+
+    /// Copies the directory's segments and snapshot files (not temp files): what a crash at
+    /// this instant would leave for replay.
+    fn crash_copy(dir: &Path) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.to_string_lossy().ends_with(".tmp") {
+                fs::copy(&path, copy.path().join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        copy
+    }
+
+    #[test]
+    fn group_commits_after_a_snapshot_do_not_wait_for_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        let b = Ballot::new(1, NodeId(0));
+        let accept = |slot| Record::Accept {
+            slot: Slot(slot),
+            ballot: b,
+            value: Value::Noop,
+        };
+        wal.append(&[Record::Promise(b), accept(0), accept(1)])
+            .unwrap();
+        wal.sync().unwrap();
+
+        let (release, held) = std::sync::mpsc::channel();
+        wal.hold_next_snapshot = Some(held);
+        let state = Arc::new(KvState::default());
+        let snapshot = Record::Snapshot {
+            upto: Slot(2),
+            state,
+        };
+        wal.append(&[snapshot, accept(2)]).unwrap();
+        wal.sync().unwrap();
+        wal.append(&[accept(3)]).unwrap();
+        wal.sync().unwrap();
+
+        // Both group commits after the snapshot returned while its file was held back, and
+        // what they wrote is durable: a crash now replays it, with no snapshot, from segments
+        // none of which is gone.
+        assert!(!snapshot_path(dir.path(), 2).exists());
+        let copy = crash_copy(dir.path());
+        let (_, durable) = Wal::open(copy.path(), WalOptions::default()).unwrap();
+        assert_eq!(durable.snapshot, None);
+        assert_eq!(
+            durable.accepted.keys().copied().collect::<Vec<_>>(),
+            [0, 1, 2, 3].map(Slot)
+        );
+
+        release.send(()).unwrap();
+        wal.wait_for_snapshot().unwrap();
+        assert!(snapshot_path(dir.path(), 2).exists());
+        assert_eq!(wal.metrics().snapshots, 1);
+        assert!(wal.metrics().segments_deleted >= 1);
+        drop(wal);
+        let (_, durable) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+        assert_eq!(durable.snapshot.map(|(upto, _)| upto), Some(Slot(2)));
+        assert_eq!(
+            durable.accepted.keys().copied().collect::<Vec<_>>(),
+            [2, 3].map(Slot)
+        );
+        assert_eq!(durable.promised, b);
+    }
 }

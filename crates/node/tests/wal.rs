@@ -332,6 +332,8 @@ fn a_snapshot_gets_its_own_file_and_obsolete_segments_are_deleted() {
     let batch = vec![accept(10, 7, 1), snapshot(8), accept(11, 7, 1)];
     wal.append(&batch).unwrap();
     wal.sync().unwrap();
+    // The file is written in the background; once it is in place the obsolete files go.
+    wal.wait_for_snapshot().unwrap();
     all.extend(batch);
     let segs = segments(dir.path());
     assert!(segs.len() <= 4, "{segs:?}");
@@ -364,6 +366,7 @@ fn a_snapshot_gets_its_own_file_and_obsolete_segments_are_deleted() {
         Record::SlotPromise(Slot(12), ballot(8)),
     ];
     commit(&mut wal, &batch);
+    wal.wait_for_snapshot().unwrap();
     all.extend(batch);
     assert_eq!(
         files(dir.path(), "snapshot-"),
