@@ -58,8 +58,8 @@
 //! new segment (the *boundary*: records before it precede the snapshot in log order, records
 //! from it on follow it), and writes the snapshot file atomically (`snapshot-<slot>.bin.tmp`,
 //! `fdatasync`, rename, directory `fsync`) on a thread of its own, so that the group commits
-//! after it go on meanwhile: a snapshot of a few MiB took 100–250 ms on a VM's disk, and every
-//! node takes one at the same slot. Until the file is in place replay uses the previous
+//! after it go on meanwhile: a snapshot of 4–7 MiB took 25–106 ms to write and sync on a VM's
+//! disk, and every node takes one at the same slot. Until the file is in place replay uses the previous
 //! snapshot and the segments it needs, which are all still there. Once it is in place (seen by
 //! a later [`Wal::sync`], the next snapshot, [`Wal::wait_for_snapshot`] or dropping the log),
 //! the log deletes the previous snapshot and every leading
@@ -651,14 +651,9 @@ impl Wal {
     }
 
     /// Starts writing a snapshot file, unless `upto` is not above the latest snapshot; says
-    /// which. What precedes the snapshot in log order is synced first, and records that follow
-    /// it go to a new segment at once; the file itself (encoding, `fdatasync`, rename,
-    /// directory `fsync`) is written on a thread of its own, so that the group commits after it
-    /// do not wait for it (a snapshot of a few MiB took 100-250 ms on a VM's disk, and every
-    /// node takes one at the same slot). Until it is in place, replay uses the previous
-    /// snapshot and every segment it needs, none of which is deleted before then; once it is,
-    /// a later [`Wal::sync`] (or the next snapshot, or [`Wal::wait_for_snapshot`]) deletes the
-    /// files it makes obsolete.
+    /// which. What precedes it is synced and a new segment started here; the file itself
+    /// (encoding, `fdatasync`, rename, directory `fsync`) is written on a thread of its own,
+    /// and [`Wal::finish_snapshot`] deletes what it makes obsolete (module docs).
     fn write_snapshot(&mut self, upto: Slot, state: &Arc<KvState>) -> Result<bool, WalError> {
         // One snapshot at a time: the previous one is finished (it is thousands of slots old).
         self.finish_snapshot()?;
