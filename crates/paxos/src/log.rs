@@ -146,6 +146,7 @@ impl Log {
             keep_from <= self.executed,
             "only executed slots are folded into a snapshot"
         );
+        // Cheap: the copy shares the map's shards (see `kv::KeyMap`).
         let snap = (self.executed, Arc::new(self.kv.clone()));
         self.snapshot = Some(snap.clone());
         self.drop_below(keep_from);
