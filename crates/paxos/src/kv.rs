@@ -40,6 +40,8 @@ struct KeyMap {
 impl Default for KeyMap {
     fn default() -> Self {
         KeyMap {
+            // Every shard starts as the same empty table (one allocation for an empty map); the
+            // first write to a shard gives it a table of its own, as for any shared shard.
             shards: vec![Arc::default(); SHARDS],
             len: 0,
         }
